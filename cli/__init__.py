@@ -1,0 +1,1 @@
+"""KeySync cli layer."""

@@ -1,0 +1,1 @@
+"""KeySync infrastructure layer."""

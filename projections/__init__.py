@@ -1,0 +1,1 @@
+"""KeySync projections layer."""
