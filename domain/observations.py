@@ -52,3 +52,7 @@ class SourceSnapshot:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+
+class SourceUnavailable(Exception):
+    """A system's export could not be read at all (missing, unreadable, unusable); the message says why."""

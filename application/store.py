@@ -1,0 +1,31 @@
+"""The event-sourced application: the event store and the aggregates in it."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from keysync.domain.registry import REGISTRY_ID, Registry
+from keysync.domain.run import ReconciliationRun
+
+
+class KeySyncStore(Application):
+    """Holds the runs and the registry. Only the application layer calls ``save``."""
+
+    name = "keysync"
+    # Registry events are batches, a few per run; a snapshot now and then keeps loading it quick.
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Registry: 20}
+
+    def registry(self) -> Registry:
+        try:
+            return self.repository.get(REGISTRY_ID)
+        except AggregateNotFoundError:
+            return Registry()
+
+    def run(self, originator_id: Any) -> ReconciliationRun:
+        return self.repository.get(originator_id)
+
+    def run_events(self, originator_id: Any) -> list[Any]:
+        """Every event of one run, in order: the raw observations with them."""
+        return list(self.events.get(originator_id))

@@ -1,0 +1,215 @@
+"""Reconciliation: compare each downstream system's normalized keys with System A's.
+
+Keys compare as unique normalized keys per system. For a downstream system S:
+matched = |S and A|, missing_in_A = S - A (out of authority), missing_from_system = A - S (propagation gap),
+match_rate = matched / |S union A|. Duplicates are normalized keys that occur more than once in one system.
+
+Everything here works on plain dicts and sets, so that a million keys per system compares in C speed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+
+from keysync.domain.normalization import NormalizationRules, normalize_keys
+from keysync.domain.observations import AUTHORITY, SYSTEMS, RejectedRow, SourceSnapshot
+
+STRATEGIES = ("mirror", "namespaced")
+
+
+def master_key_for(system: str, normalized_key: str, strategy: str) -> str:
+    """The master key proposed for an out-of-authority key: mirror it, or namespace it by system."""
+    if strategy == "namespaced":
+        return f"A-{system}-{normalized_key}"
+    return normalized_key
+
+
+@attrs.frozen
+class Duplicate:
+    normalized_key: str
+    occurrences: int
+    source_keys: list[str]  # the distinct raw forms, in file order
+
+
+@attrs.frozen
+class SystemResult:
+    """One system's side of a reconciliation. An unavailable system has ``snapshot`` None and no diffs."""
+
+    system: str
+    snapshot: SourceSnapshot | None
+    unavailable_reason: str = ""
+    normalized: list[str] = attrs.field(factory=list)  # per accepted row, "" where the key normalized away
+    first_row: dict[str, int] = attrs.field(factory=dict)  # normalized key -> index of its first row
+    rejected: list[RejectedRow] = attrs.field(factory=list)  # reader rejections plus empty-after-normalization
+    duplicates: list[Duplicate] = attrs.field(factory=list)
+    missing_in_a: list[str] = attrs.field(factory=list)  # sorted normalized keys
+    missing_from_system: list[str] = attrs.field(factory=list)  # sorted A keys absent here
+    latest_seen: dict[str, str] = attrs.field(factory=dict)  # duplicated key -> its latest last_seen_at
+
+    @property
+    def available(self) -> bool:
+        return self.snapshot is not None
+
+    @property
+    def unique_keys(self) -> int:
+        return len(self.first_row)
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(1 for r in self.rejected if r.severity == "error")
+
+    @property
+    def matched(self) -> int:
+        return self.unique_keys - len(self.missing_in_a)
+
+    @property
+    def match_rate(self) -> float:
+        union = self.unique_keys + len(self.missing_from_system)
+        return self.matched / union if union else 1.0
+
+    def source_key(self, normalized_key: str) -> str:
+        assert self.snapshot is not None
+        return self.snapshot.keys[self.first_row[normalized_key]]
+
+    def entity_type(self, normalized_key: str) -> str:
+        assert self.snapshot is not None
+        return self.snapshot.entity_types[self.first_row[normalized_key]]
+
+    def last_seen_at(self, normalized_key: str) -> str:
+        """The latest last_seen_at among the key's rows (ISO 8601 strings in UTC compare as text)."""
+        assert self.snapshot is not None
+        return self.latest_seen.get(normalized_key) or self.snapshot.last_seen_at[self.first_row[normalized_key]]
+
+
+@attrs.frozen
+class OutOfAuthorityKey:
+    """A proposed master key and where its source keys were seen."""
+
+    master_key: str
+    normalized_key: str
+    systems: list[str]
+    source_key: str  # the first raw form, from the first system in A-E order
+
+
+@attrs.frozen
+class Reconciliation:
+    rules: NormalizationRules
+    strategy: str
+    systems: dict[str, SystemResult]
+
+    @property
+    def authority(self) -> SystemResult:
+        return self.systems[AUTHORITY]
+
+    @property
+    def downstream(self) -> list[SystemResult]:
+        return [r for s, r in self.systems.items() if s != AUTHORITY]
+
+    @property
+    def available_systems(self) -> set[str]:
+        return {s for s, r in self.systems.items() if r.available}
+
+    def out_of_authority(self) -> dict[str, OutOfAuthorityKey]:
+        """Master key -> its sources, over every available downstream system."""
+        found: dict[str, OutOfAuthorityKey] = {}
+        for result in self.downstream:
+            for key in result.missing_in_a:
+                master = master_key_for(result.system, key, self.strategy)
+                if master in found:
+                    found[master].systems.append(result.system)
+                else:
+                    found[master] = OutOfAuthorityKey(master, key, [result.system], result.source_key(key))
+        return found
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "missing_in_A_count": sum(len(r.missing_in_a) for r in self.downstream),
+            "missing_from_system_count": sum(len(r.missing_from_system) for r in self.downstream),
+            "duplicate_keys_count": sum(len(r.duplicates) for r in self.systems.values()),
+            "rows_rejected_count": sum(r.rows_rejected for r in self.systems.values()),
+        }
+
+
+Normalizer = Callable[[Sequence[str], NormalizationRules], list[str]]
+
+
+def reconcile(
+    snapshots: Mapping[str, SourceSnapshot | None],
+    rules: NormalizationRules,
+    strategy: str = "mirror",
+    *,
+    unavailable_reasons: Mapping[str, str] | None = None,
+    normalizer: Normalizer = normalize_keys,
+) -> Reconciliation:
+    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    reasons = unavailable_reasons or {}
+    results = {
+        system: _index(system, snapshots.get(system), rules, normalizer, reasons.get(system, "not read"))
+        for system in SYSTEMS
+    }
+    authority = results[AUTHORITY].first_row.keys()
+    for system, result in results.items():
+        if system == AUTHORITY or not result.available:
+            continue
+        keys = result.first_row.keys()
+        result.missing_in_a.extend(sorted(keys - authority))
+        result.missing_from_system.extend(sorted(authority - keys))
+    return Reconciliation(rules=rules, strategy=strategy, systems=results)
+
+
+def _index(
+    system: str,
+    snapshot: SourceSnapshot | None,
+    rules: NormalizationRules,
+    normalizer: Normalizer,
+    unavailable_reason: str,
+) -> SystemResult:
+    if snapshot is None:
+        return SystemResult(system=system, snapshot=None, unavailable_reason=unavailable_reason)
+    normalized = normalizer(snapshot.keys, rules)
+    rejected = list(snapshot.rejected)
+    emptied = [i for i, key in enumerate(normalized) if not key]
+    for i in emptied:
+        rejected.append(
+            RejectedRow(system, snapshot.file, snapshot.lines[i], "error", "key is empty after normalization",
+                        snapshot.keys[i])
+        )
+    rejected.sort(key=lambda r: (r.line, r.severity))
+    # Iterating backwards lets the first occurrence of a key win the dict slot, at C speed.
+    n = len(normalized)
+    first_row = dict(zip(reversed(normalized), range(n - 1, -1, -1), strict=True))
+    first_row.pop("", None)
+    counts = Counter(normalized)
+    counts.pop("", None)
+    duplicates, latest_seen = _duplicates(snapshot, normalized, {k for k, c in counts.items() if c > 1}, counts)
+    return SystemResult(
+        system=system,
+        snapshot=snapshot,
+        normalized=normalized,
+        first_row=first_row,
+        rejected=rejected,
+        duplicates=duplicates,
+        latest_seen=latest_seen,
+    )
+
+
+def _duplicates(
+    snapshot: SourceSnapshot, normalized: list[str], duplicated: set[str], counts: Counter[str]
+) -> tuple[list[Duplicate], dict[str, str]]:
+    if not duplicated:
+        return [], {}
+    forms: dict[str, dict[str, None]] = {key: {} for key in duplicated}
+    latest: dict[str, str] = dict.fromkeys(duplicated, "")
+    for i, key in enumerate(normalized):
+        if key in duplicated:
+            forms[key][snapshot.keys[i]] = None
+            seen = snapshot.last_seen_at[i]
+            if seen > latest[key]:
+                latest[key] = seen
+    found = [Duplicate(key, counts[key], list(forms[key])) for key in sorted(duplicated)]
+    return found, latest

@@ -1,0 +1,156 @@
+"""The master-key registry: one aggregate holding every master key's lifecycle.
+
+Lifecycle: Proposed -> Active -> Deprecated, and Proposed -> Deprecated. Deprecated is final.
+
+Why one aggregate and batch events: a run can propose hundreds of thousands of keys. One aggregate (or one event)
+per key would make a run write hundreds of thousands of events; batching keeps a run to a handful, and
+snapshots keep loading it cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from keysync.domain.reconciliation import OutOfAuthorityKey
+
+PROPOSED, ACTIVE, DEPRECATED = "Proposed", "Active", "Deprecated"
+STATUSES = (PROPOSED, ACTIVE, DEPRECATED)
+_ALLOWED = {ACTIVE: {PROPOSED}, DEPRECATED: {PROPOSED, ACTIVE}}
+
+REASON_IN_AUTHORITY = "key now exists in System A"
+REASON_VANISHED = "source keys vanished from every system"
+REASON_AUTO_APPROVED = "auto-approved"
+
+
+class RegistryError(Exception):
+    """A registry command that cannot be carried out; nothing was changed."""
+
+
+class UnknownMasterKeyError(RegistryError):
+    def __init__(self, keys: list[str]):
+        shown = ", ".join(keys[:5]) + (f" (and {len(keys) - 5} more)" if len(keys) > 5 else "")
+        super().__init__(f"unknown master key: {shown}")
+
+
+class IllegalTransitionError(RegistryError):
+    def __init__(self, key: str, status: str, target: str):
+        super().__init__(f"cannot make {key} {target}: it is {status}")
+
+
+class Registry(Aggregate):
+    """Every master key's status, normalized key and source systems. Rows for reports live in projections."""
+
+    @staticmethod
+    def create_id() -> UUID:
+        return REGISTRY_ID
+
+    @event("Created")
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+        self.normalized: dict[str, str] = {}
+        self.systems: dict[str, str] = {}  # "B|D"
+
+    # Commands ------------------------------------------------------------------------------------------------
+
+    def record_run(
+        self,
+        run_id: str,
+        out_of_authority: Mapping[str, OutOfAuthorityKey],
+        authority_keys: Collection[str],
+        available_systems: Collection[str],
+        *,
+        auto_approve: bool,
+        actor: str,
+    ) -> list[str]:
+        """Register what a run found: propose new master keys, note the ones seen again, deprecate the ones
+        that entered System A or vanished. Returns the newly proposed master keys."""
+        new = [m for m in out_of_authority if m not in self.status]
+        if new:
+            self._propose(run_id, [self._entry(out_of_authority[m]) for m in new])
+        seen = [
+            [m, _joined(self.systems[m], out_of_authority[m].systems)]
+            for m in out_of_authority
+            if m in self.status and m not in new and self.status[m] != DEPRECATED
+        ]
+        if seen:
+            self._see(run_id, seen)
+        if auto_approve and new:
+            self._activate(run_id, new, REASON_AUTO_APPROVED, actor)
+        in_authority, vanished = [], []
+        for master, status in self.status.items():
+            if status == DEPRECATED or master in out_of_authority:
+                continue
+            if self.normalized[master] in authority_keys:
+                in_authority.append(master)
+            elif set(self.systems[master].split("|")) <= set(available_systems):
+                # Only a key whose every source system was read this run can be said to have vanished.
+                vanished.append(master)
+        if in_authority:
+            self._deprecate(run_id, in_authority, REASON_IN_AUTHORITY, actor)
+        if vanished:
+            self._deprecate(run_id, vanished, REASON_VANISHED, actor)
+        return new
+
+    def approve(self, keys: Iterable[str], actor: str) -> list[str]:
+        """Activate Proposed keys. Raises without changing anything if any key is unknown or not Proposed."""
+        keys = self._checked(keys, ACTIVE)
+        if keys:
+            self._activate("", keys, "approved", actor)
+        return keys
+
+    def approve_all(self, actor: str) -> list[str]:
+        return self.approve([m for m, s in self.status.items() if s == PROPOSED], actor)
+
+    def deprecate(self, keys: Iterable[str], reason: str, actor: str) -> list[str]:
+        keys = self._checked(keys, DEPRECATED)
+        if keys:
+            self._deprecate("", keys, reason, actor)
+        return keys
+
+    def _checked(self, keys: Iterable[str], target: str) -> list[str]:
+        keys = list(dict.fromkeys(keys))
+        unknown = [k for k in keys if k not in self.status]
+        if unknown:
+            raise UnknownMasterKeyError(unknown)
+        for key in keys:
+            if self.status[key] not in _ALLOWED[target]:
+                raise IllegalTransitionError(key, self.status[key], target)
+        return keys
+
+    @staticmethod
+    def _entry(found: OutOfAuthorityKey) -> list[str]:
+        return [found.master_key, found.normalized_key, "|".join(found.systems), found.source_key]
+
+    # Events: each method body is the state change -------------------------------------------------------------
+
+    @event("MasterKeysProposed")
+    def _propose(self, run_id: str, entries: list[list[str]]) -> None:
+        for master, normalized, systems, _source_key in entries:
+            self.status[master] = PROPOSED
+            self.normalized[master] = normalized
+            self.systems[master] = systems
+
+    @event("MasterKeysSeen")
+    def _see(self, run_id: str, entries: list[list[str]]) -> None:
+        for master, systems in entries:
+            self.systems[master] = systems
+
+    @event("MasterKeysActivated")
+    def _activate(self, run_id: str, master_keys: list[str], reason: str, actor: str) -> None:
+        for master in master_keys:
+            self.status[master] = ACTIVE
+
+    @event("MasterKeysDeprecated")
+    def _deprecate(self, run_id: str, master_keys: list[str], reason: str, actor: str) -> None:
+        for master in master_keys:
+            self.status[master] = DEPRECATED
+
+
+REGISTRY_ID = uuid5(NAMESPACE_URL, "keysync:master-key-registry")
+
+
+def _joined(existing: str, systems: list[str]) -> str:
+    return "|".join(sorted(set(existing.split("|")) | set(systems)))

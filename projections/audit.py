@@ -1,0 +1,37 @@
+"""The audit read model: one row per stored event, its payload summarised (batches of keys become counts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+LISTED_AT_MOST = 10  # a short list (keys approved by hand) is shown in full; a longer one by its length
+
+
+def summarise(event: Any) -> dict[str, Any]:
+    """The event's payload, fit for a report cell: lists of keys are counted, not copied."""
+    name = type(event).__name__
+    if name == "KeysObserved":
+        return {"system": event.system, "keys": len(event.keys)}
+    if name == "RowsRejected":
+        return {"system": event.system, "rows": len(event.rows)}
+    payload: dict[str, Any] = {}
+    for field, value in vars(event).items():
+        if field in _ENVELOPE or field.startswith("_"):
+            continue
+        if isinstance(value, list) and len(value) > LISTED_AT_MOST:
+            payload[f"{field}_count"] = len(value)
+        else:
+            payload[field] = value
+    return payload
+
+
+def audit_row(event_id: int, run_id: str, event: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "run_id": run_id,
+        "event_type": type(event).__name__,
+        "payload": json.dumps(summarise(event), sort_keys=True, default=str),
+        "created_at": event.timestamp.isoformat(),
+    }

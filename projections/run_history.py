@@ -1,0 +1,42 @@
+"""The run-history read model (the pull log): one row per run with its outcome and KPIs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def apply_run_event(rows: dict[str, dict[str, Any]], event: Any) -> str | None:
+    """Fold one run event into ``rows`` (keyed by originator id); return the key of the changed row."""
+    name = type(event).__name__
+    key = str(event.originator_id)
+    at = event.timestamp.isoformat()
+    if name == "Started":
+        rows[key] = {
+            "run_id": event.run_id,
+            "originator_id": key,
+            "started_at": at,
+            "finished_at": "",
+            "status": "running",
+            "mode": event.mode,
+            "duration_s": None,
+            "errors": "",
+            "kpis": "",
+        }
+    elif name == "SourceUnavailable":
+        _add_error(rows[key], f"{event.system} unavailable: {event.reason}")
+    elif name == "Completed":
+        row = rows[key]
+        row.update(finished_at=at, status="completed", kpis=json.dumps(event.kpis, sort_keys=True))
+        row["duration_s"] = event.kpis.get("duration_s")
+    elif name == "Failed":
+        row = rows[key]
+        row.update(finished_at=at, status="failed")
+        _add_error(row, event.reason)
+    else:
+        return None
+    return key
+
+
+def _add_error(row: dict[str, Any], error: str) -> None:
+    row["errors"] = f"{row['errors']}; {error}" if row["errors"] else error

@@ -1,0 +1,161 @@
+"""Keeps the read models and the report files up to date with the event log.
+
+Two projections, each with its own tracked position:
+- "views": the registry, run-history and audit tables, folded event by event;
+- "reports": the seven CSV files, re-rendered whenever the log has moved past what they show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from keysync.application.store import KeySyncStore
+from keysync.domain.normalization import NormalizationRules
+from keysync.domain.reconciliation import Reconciliation, reconcile
+from keysync.domain.registry import Registry
+from keysync.domain.run import ReconciliationRun, snapshots_from_events
+from keysync.projections.audit import audit_row
+from keysync.projections.registry_view import apply_registry_event
+from keysync.projections.reports import REPORTS, RunInfo, Writer, render_reports
+from keysync.projections.run_history import apply_run_event
+from keysync.projections.views import REGISTRY_COLUMNS, RUN_COLUMNS, ViewRecorder
+
+VIEWS, REPORTS_POSITION = "views", "reports"
+PAGE = 20  # notifications per read: observation batches are large, so pages stay small
+
+
+class Projections:
+    def __init__(
+        self,
+        store: KeySyncStore,
+        recorder: ViewRecorder,
+        output_dir: Path,
+        rules: NormalizationRules,
+        strategy: str,
+        write: Writer,
+    ):
+        self.store = store
+        self.recorder = recorder
+        self.output_dir = output_dir
+        self.rules = rules
+        self.strategy = strategy
+        self.write = write
+
+    # Views -------------------------------------------------------------------------------------------------
+
+    def update_views(self) -> int:
+        """Fold every event past the views' position into the tables; return the new position."""
+        start = self.recorder.position(VIEWS)
+        last = self.store.recorder.max_notification_id() or 0
+        if last <= start:
+            return start
+        registry: dict[str, dict[str, str]] | None = None
+        runs: dict[str, dict[str, Any]] = {}
+        registry_changed: set[str] = set()
+        runs_changed: set[str] = set()
+        audit: list[dict[str, Any]] = []
+        for event_id, event in self._events(start, last):
+            if isinstance(event, Registry.Event):
+                if registry is None:
+                    registry = {row["master_key"]: row for row in self.recorder.registry_rows()}
+                registry_changed |= apply_registry_event(registry, event)
+                run_id = getattr(event, "run_id", "")
+            else:
+                key = str(event.originator_id)
+                if key not in runs:
+                    runs.update(self._stored_run(key))
+                changed = apply_run_event(runs, event)
+                if changed:
+                    runs_changed.add(changed)
+                run_id = runs[key]["run_id"] if key in runs else ""
+            audit.append(audit_row(event_id, run_id, event))
+        with self.recorder.writing(VIEWS, last) as c:
+            if registry is not None and registry_changed:
+                c.executemany(
+                    f"INSERT OR REPLACE INTO registry_view VALUES ({', '.join('?' * len(REGISTRY_COLUMNS))})",
+                    [[registry[m][col] for col in REGISTRY_COLUMNS] for m in registry_changed],
+                )
+            c.executemany(
+                f"INSERT OR REPLACE INTO run_history VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                [[runs[k][col] for col in RUN_COLUMNS] for k in runs_changed],
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO audit_view VALUES (?, ?, ?, ?, ?)",
+                [[a["event_id"], a["run_id"], a["event_type"], a["payload"], a["created_at"]] for a in audit],
+            )
+        return last
+
+    def _events(self, start: int, stop: int) -> Any:
+        position = start
+        while position < stop:
+            page = self.store.recorder.select_notifications(
+                start=position, limit=PAGE, stop=stop, inclusive_of_start=False
+            )
+            if not page:
+                break
+            for notification in page:
+                yield notification.id, self.store.mapper.to_domain_event(notification)
+            position = page[-1].id
+
+    def _stored_run(self, originator_id: str) -> dict[str, dict[str, Any]]:
+        found = [r for r in self.recorder.runs() if r["originator_id"] == originator_id]
+        if not found:
+            return {}
+        return {originator_id: found[0]}
+
+    # Reports -----------------------------------------------------------------------------------------------
+
+    def catch_up(self, fresh: Reconciliation | None = None, fresh_run_id: str = "") -> list[Path]:
+        """Bring views and reports up to date. ``fresh`` is the reconciliation the caller just computed for
+        run ``fresh_run_id``; passing it saves recomputing it from the log."""
+        position = self.update_views()
+        if position <= self.recorder.position(REPORTS_POSITION) and self._reports_present():
+            return [self.output_dir / name for name in REPORTS]
+        written = self._render(fresh, fresh_run_id)
+        with self.recorder.writing(REPORTS_POSITION, position):
+            pass
+        return written
+
+    def rebuild(self) -> list[Path]:
+        """Forget every read model and rebuild it, and the reports, from the event log alone."""
+        self.recorder.reset(VIEWS, REPORTS_POSITION)
+        return self.catch_up()
+
+    def preview(self, run: ReconciliationRun, registry: Registry, recon: Reconciliation) -> list[Path]:
+        """Render the reports as they would be after saving ``run`` and ``registry``, without saving them."""
+        self.update_views()
+        rows = {row["master_key"]: row for row in self.recorder.registry_rows()}
+        audit = self.recorder.audit_rows()
+        for event in [*run.collect_events(), *registry.collect_events()]:
+            if isinstance(event, Registry.Event):
+                apply_registry_event(rows, event)
+            audit.append(audit_row(0, run.run_id, event) | {"event_id": "", "run_id": f"{run.run_id} (dry-run)"})
+        info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True)
+        return render_reports(
+            self.output_dir, self.write, info, recon, sorted(rows.values(), key=lambda r: r["master_key"]), audit
+        )
+
+    def _render(self, fresh: Reconciliation | None, fresh_run_id: str) -> list[Path]:
+        latest = self.recorder.latest_completed_run()
+        recon = None
+        info = None
+        if latest is not None:
+            info = RunInfo(latest["run_id"], latest["finished_at"], latest["mode"])
+            if fresh is not None and fresh_run_id == latest["run_id"]:
+                recon = fresh
+            else:
+                recon = self.reconciliation_of(latest["originator_id"])
+        return render_reports(
+            self.output_dir, self.write, info, recon, self.recorder.registry_rows(), self.recorder.audit_rows()
+        )
+
+    def reconciliation_of(self, originator_id: str) -> Reconciliation:
+        """Recompute a stored run's reconciliation from its raw observations, with the current rules."""
+        snapshots, reasons = snapshots_from_events(self.store.run_events(UUID(originator_id)))
+        return reconcile(snapshots, self.rules, self.strategy, unavailable_reasons=reasons)
+
+    def _reports_present(self) -> bool:
+        return all((self.output_dir / name).exists() for name in REPORTS)
+
