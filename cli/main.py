@@ -1,0 +1,28 @@
+"""The keysync command line: thin commands that parse, call one use case and print."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import click
+
+from keysync.cli.maintenance import config_group, generate_command, rebuild_command
+from keysync.cli.registry import registry_group
+from keysync.cli.run import run_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("keysync"), prog_name="keysync")
+def cli() -> None:
+    """KeySync reconciles business keys across System A (the authority) and Systems B-E.
+
+    Example: keysync run --generate-data
+    """
+
+
+for command in (run_command, generate_command, registry_group, rebuild_command, config_group):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli()

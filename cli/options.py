@@ -1,0 +1,64 @@
+"""Options and error handling shared by every command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from keysync.application.reconcile import RunFailed
+from keysync.application.service import ConflictError
+from keysync.domain.registry import RegistryError
+from keysync.infrastructure.config import Config, ConfigError, load_config
+
+
+def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``-c/--config`` after the command's own name; defaults to $KEYSYNC_CONFIG, else ./keysync-config.yaml."""
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file (default: $KEYSYNC_CONFIG, else ./keysync-config.yaml).",
+    )(command)
+
+
+def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(command)
+
+
+def load(config_path: Path | None) -> Config:
+    return load_config(config_path)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can cause into one clear line on stderr and exit 1, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (ConfigError, RegistryError, ConflictError) as error:
+            raise click.ClickException(str(error)) from error
+        except RunFailed as error:
+            raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
+        except OSError as error:
+            raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")
+
+
+def message(text: str) -> None:
+    """A message for the person at the terminal: stderr, so stdout stays data."""
+    click.echo(text, err=True)

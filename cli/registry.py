@@ -1,0 +1,66 @@
+"""keysync registry: list, approve and deprecate master keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from keysync.application.bootstrap import build
+from keysync.cli.display import stdout, table
+from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
+from keysync.domain.registry import STATUSES
+from keysync.projections.views import REGISTRY_COLUMNS
+
+
+@click.group("registry")
+def registry_group() -> None:
+    """The master-key registry: Proposed -> Active -> Deprecated."""
+
+
+@registry_group.command("list")
+@config_option
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only keys in this status.")
+@json_option
+@user_errors
+def list_command(config_path: Path | None, status: str | None, as_json: bool) -> None:
+    """List master keys.
+
+    Example: keysync registry list --status Proposed
+    """
+    status = next((s for s in STATUSES if status and s.lower() == status.lower()), None)
+    rows = build(load(config_path)).registry_rows(status)
+    if as_json:
+        print_json(rows)
+    else:
+        stdout().print(table(f"Master keys ({len(rows)})", REGISTRY_COLUMNS, rows))
+
+
+@registry_group.command("approve")
+@config_option
+@click.argument("keys", nargs=-1)
+@click.option("--all", "all_proposed", is_flag=True, help="Approve every Proposed key.")
+@user_errors
+def approve_command(config_path: Path | None, keys: tuple[str, ...], all_proposed: bool) -> None:
+    """Activate Proposed master keys.
+
+    Example: keysync registry approve CUST-12345 PROD-ABC-789
+    """
+    if bool(keys) == all_proposed:
+        raise click.UsageError("give master keys to approve, or --all")
+    approved = build(load(config_path)).approve(keys, all_proposed=all_proposed)
+    message(f"Approved {len(approved)} master key(s).")
+
+
+@registry_group.command("deprecate")
+@config_option
+@click.argument("keys", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why the keys are deprecated (kept in the audit trail).")
+@user_errors
+def deprecate_command(config_path: Path | None, keys: tuple[str, ...], reason: str) -> None:
+    """Deprecate master keys.
+
+    Example: keysync registry deprecate CUST-99999 --reason "merged into CUST-12345"
+    """
+    deprecated = build(load(config_path)).deprecate(keys, reason)
+    message(f"Deprecated {len(deprecated)} master key(s).")

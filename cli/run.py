@@ -1,0 +1,125 @@
+"""keysync run: one reconciliation."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import attrs
+import click
+from rich.console import Console
+
+from keysync.application.bootstrap import build, run_settings
+from keysync.application.service import RunOutcome
+from keysync.cli.display import stdout, table
+from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
+from keysync.infrastructure.config import override
+from keysync.infrastructure.logs import setup_logging
+from keysync.infrastructure.mockdata import SCENARIOS
+
+EXIT_DISCREPANCY = 3
+log = logging.getLogger("keysync")
+
+
+@click.command("run")
+@config_option
+@click.option("-m", "--mode", type=click.Choice(["full", "incremental"]), help="Reconciliation mode.")
+@click.option("--dry-run", is_flag=True, help="Compute and write the reports, but store nothing.")
+@click.option("--auto-approve", is_flag=True, default=None, help="Activate new master keys in this run.")
+@click.option("--generate-data", is_flag=True, help="Generate mock data into the input folder first.")
+@click.option("--scenario", type=click.Choice(SCENARIOS), help="Mock data scenario (with --generate-data).")
+@click.option("--keys", type=click.IntRange(min=1), help="Mock keys per system (with --generate-data).")
+@click.option("--seed", type=click.IntRange(min=0), help="Mock data seed (with --generate-data).")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Reports folder.")
+@click.option("--fail-on-discrepancy", is_flag=True, help="Exit 3 when any discrepancy is found (for CI).")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress on the console.")
+@json_option
+@user_errors
+def run_command(
+    config_path: Path | None,
+    mode: str | None,
+    dry_run: bool,
+    auto_approve: bool | None,
+    generate_data: bool,
+    scenario: str | None,
+    keys: int | None,
+    seed: int | None,
+    output_dir: Path | None,
+    fail_on_discrepancy: bool,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Reconcile Systems B-E against System A and write the seven reports.
+
+    Example: keysync run --generate-data --scenario drift --keys 2000
+    """
+    config = override(
+        load(config_path),
+        mode=mode,
+        auto_approve=auto_approve,
+        scenario=scenario,
+        keys=keys,
+        seed=seed,
+        output_dir=output_dir,
+    )
+    setup_logging(config.logs_dir, verbose)
+    keysync = build(config)
+    if generate_data:
+        sim = config.simulation
+        written = keysync.generate(
+            config.input_dir,
+            scenario=sim.scenario,
+            keys=sim.keys,
+            seed=sim.seed,
+            corruption_rate=sim.failures.inject_corruption,
+            days_of_history=sim.temporal.days_of_history,
+        )
+        message(f"Generated {sim.scenario} mock data, {sim.keys} keys per system, seed {sim.seed}: "
+                f"{', '.join(str(p) for p in written.values())}")
+    settings = run_settings(config, dry_run=dry_run)
+    if settings.mode == "incremental":
+        message("Incremental mode is not available yet: running a full reconciliation.")
+        settings = attrs.evolve(settings, mode="full")
+    console = Console(stderr=True)
+    with console.status("Reconciling...") as status:
+        outcome = keysync.run(settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."))
+    if as_json:
+        print_json(outcome_json(outcome))
+    else:
+        show(outcome)
+    totals = outcome.result.reconciliation.totals()
+    if fail_on_discrepancy and (totals["missing_in_A_count"] or totals["missing_from_system_count"]
+                                or totals["duplicate_keys_count"]):
+        message("Discrepancies found (--fail-on-discrepancy).")
+        sys.exit(EXIT_DISCREPANCY)
+
+
+def outcome_json(outcome: RunOutcome) -> dict:
+    result = outcome.result
+    return {
+        "run_id": result.run_id,
+        "dry_run": outcome.dry_run,
+        "kpis": result.run.kpis,
+        "proposed": len(result.proposed),
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "reports": [str(p) for p in outcome.reports],
+    }
+
+
+def show(outcome: RunOutcome) -> None:
+    result = outcome.result
+    kpis = result.run.kpis
+    columns = ["system", "status", "rows_read", "rows_rejected", "unique_keys", "matched_in_A",
+               "missing_in_A", "missing_from_system", "duplicate_keys", "match_rate"]
+    rows = [[system, *(k[c] for c in columns[1:])] for system, k in kpis["systems"].items()]
+    title = f"Run {result.run_id}" + (" (dry run: nothing stored)" if outcome.dry_run else "")
+    stdout().print(table(title, columns, rows))
+    message(f"{len(result.proposed)} new master key(s) proposed; {kpis['missing_in_A_count']} out-of-authority, "
+            f"{kpis['missing_from_system_count']} propagation gaps, {kpis['duplicate_keys_count']} duplicates, "
+            f"{kpis['rows_rejected_count']} rejected rows.")
+    for system in kpis["systems_unavailable"]:
+        message(f"System {system} was unavailable: {result.reconciliation.systems[system].unavailable_reason}")
+    message("Reports:")
+    for path in outcome.reports:
+        message(f"  {path}")

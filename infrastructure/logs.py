@@ -1,0 +1,45 @@
+"""Logging: human lines on the console, JSON lines in logs/keysync.log."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+LOGGER = "keysync"
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(logs_dir: Path, verbose: bool = False) -> None:
+    """Console: warnings (everything with --verbose); file: everything, as JSON lines. Safe to call twice."""
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(console)
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        file = logging.FileHandler(logs_dir / "keysync.log", encoding="utf-8")
+    except OSError as error:
+        logger.warning("cannot write logs to %s: %s", logs_dir, error)
+    else:
+        file.setFormatter(JsonLines())
+        logger.addHandler(file)
+    logger.propagate = False
