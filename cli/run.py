@@ -107,14 +107,28 @@ def outcome_json(outcome: RunOutcome) -> dict:
     }
 
 
+SHOWN = {  # KPI -> column heading; short, so the table fits an 80-column terminal
+    "rows_read": "rows",
+    "rows_rejected": "rejected",
+    "unique_keys": "unique",
+    "matched_in_A": "matched",
+    "missing_in_A": "not in A",
+    "missing_from_system": "gaps",
+    "duplicate_keys": "dups",
+}
+
+
 def show(outcome: RunOutcome) -> None:
     result = outcome.result
     kpis = result.run.kpis
-    columns = ["system", "status", "rows_read", "rows_rejected", "unique_keys", "matched_in_A",
-               "missing_in_A", "missing_from_system", "duplicate_keys", "match_rate"]
-    rows = [[system, *(k[c] for c in columns[1:])] for system, k in kpis["systems"].items()]
+    rows = [
+        [system, *(k[c] for c in SHOWN), f"{k['match_rate']:.1%}"]
+        if k["status"] == "ok"
+        else [system, *[""] * len(SHOWN), "unavailable"]
+        for system, k in kpis["systems"].items()
+    ]
     title = f"Run {result.run_id}" + (" (dry run: nothing stored)" if outcome.dry_run else "")
-    stdout().print(table(title, columns, rows))
+    stdout().print(table(title, ["system", *SHOWN.values(), "match"], rows))
     message(f"{len(result.proposed)} new master key(s) proposed; {kpis['missing_in_A_count']} out-of-authority, "
             f"{kpis['missing_from_system_count']} propagation gaps, {kpis['duplicate_keys_count']} duplicates, "
             f"{kpis['rows_rejected_count']} rejected rows.")
