@@ -119,8 +119,9 @@ def execute_run(
 
     say("normalizing and comparing")
     begun = time.perf_counter()
-    recon = reconcile(snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons,
-                      normalizer=timed_normalize)
+    recon = reconcile(
+        snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons, normalizer=timed_normalize
+    )
     timings["compare"] = time.perf_counter() - begun - timings.get("normalize", 0.0)
     if not recon.authority.unique_keys:
         reason = f"System A ({snapshots[AUTHORITY].file}) has no valid keys: nothing to reconcile against"

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from keysync.application.reconcile import Progress, RunFailed, RunResult, RunSettings, SourceReader, execute_run
+from keysync.application.history import AuditFilter, audit_events, key_timeline
+from keysync.application.reconcile import (
+    Progress,
+    RunFailed,
+    RunResult,
+    RunSettings,
+    SourceReader,
+    execute_run,
+)
 from keysync.application.store import KeySyncStore
 
 if TYPE_CHECKING:
@@ -89,6 +97,12 @@ class KeySync:
         self.projections.update_views()
         return self.projections.recorder.runs(limit)
 
+    def audit(self, chosen: AuditFilter) -> list[dict[str, Any]]:
+        return list(audit_events(self.projections, self.projections.rules, chosen))
+
+    def key_timeline(self, key: str) -> dict[str, Any]:
+        return key_timeline(self.projections, self.projections.rules, key)
+
     def rebuild(self) -> list[Path]:
         return self.projections.rebuild()
 
@@ -107,4 +121,6 @@ class KeySync:
                 "another KeySync process changed the registry at the same moment; nothing was saved, run again"
             ) from error
         except OperationalError as error:
-            raise ConflictError(f"the event store is busy or unusable ({error}); nothing was saved") from error
+            raise ConflictError(
+                f"the event store is busy or unusable ({error}); nothing was saved"
+            ) from error

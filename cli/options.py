@@ -49,7 +49,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except RunFailed as error:
             raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
         except OSError as error:
-            raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
+            raise click.ClickException(
+                f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+            ) from error
 
     return wrapper
 

@@ -75,8 +75,10 @@ def run_command(
             corruption_rate=sim.failures.inject_corruption,
             days_of_history=sim.temporal.days_of_history,
         )
-        message(f"Generated {sim.scenario} mock data, {sim.keys} keys per system, seed {sim.seed}: "
-                f"{', '.join(str(p) for p in written.values())}")
+        message(
+            f"Generated {sim.scenario} mock data, {sim.keys} keys per system, seed {sim.seed}: "
+            f"{', '.join(str(p) for p in written.values())}"
+        )
     settings = run_settings(config, dry_run=dry_run)
     if settings.mode == "incremental":
         message("Incremental mode is not available yet: running a full reconciliation.")
@@ -89,8 +91,9 @@ def run_command(
     else:
         show(outcome)
     totals = outcome.result.reconciliation.totals()
-    if fail_on_discrepancy and (totals["missing_in_A_count"] or totals["missing_from_system_count"]
-                                or totals["duplicate_keys_count"]):
+    if fail_on_discrepancy and (
+        totals["missing_in_A_count"] or totals["missing_from_system_count"] or totals["duplicate_keys_count"]
+    ):
         message("Discrepancies found (--fail-on-discrepancy).")
         sys.exit(EXIT_DISCREPANCY)
 
@@ -129,11 +132,15 @@ def show(outcome: RunOutcome) -> None:
     ]
     title = f"Run {result.run_id}" + (" (dry run: nothing stored)" if outcome.dry_run else "")
     stdout().print(table(title, ["system", *SHOWN.values(), "match"], rows))
-    message(f"{len(result.proposed)} new master key(s) proposed; {kpis['missing_in_A_count']} out-of-authority, "
-            f"{kpis['missing_from_system_count']} propagation gaps, {kpis['duplicate_keys_count']} duplicates, "
-            f"{kpis['rows_rejected_count']} rejected rows.")
+    message(
+        f"{len(result.proposed)} new master key(s) proposed; {kpis['missing_in_A_count']} out-of-authority, "
+        f"{kpis['missing_from_system_count']} propagation gaps, {kpis['duplicate_keys_count']} duplicates, "
+        f"{kpis['rows_rejected_count']} rejected rows."
+    )
     for system in kpis["systems_unavailable"]:
-        message(f"System {system} was unavailable: {result.reconciliation.systems[system].unavailable_reason}")
+        message(
+            f"System {system} was unavailable: {result.reconciliation.systems[system].unavailable_reason}"
+        )
     message("Reports:")
     for path in outcome.reports:
         message(f"  {path}")

@@ -68,10 +68,16 @@ def render_reports(
     }
     for name, (header, rows) in run_reports.items():
         written.append(write(output_dir / name, header, rows() if run and recon else iter(())))
-    written.append(write(output_dir / REGISTRY, REGISTRY_COLUMNS,
-                         ([row[c] for c in REGISTRY_COLUMNS] for row in registry_rows)))
-    written.append(write(output_dir / AUDIT, AUDIT_COLUMNS,
-                         ([row[c] for c in AUDIT_COLUMNS] for row in audit_rows)))
+    written.append(
+        write(
+            output_dir / REGISTRY,
+            REGISTRY_COLUMNS,
+            ([row[c] for c in REGISTRY_COLUMNS] for row in registry_rows),
+        )
+    )
+    written.append(
+        write(output_dir / AUDIT, AUDIT_COLUMNS, ([row[c] for c in AUDIT_COLUMNS] for row in audit_rows))
+    )
     return written
 
 

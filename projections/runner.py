@@ -56,7 +56,7 @@ class Projections:
         registry_changed: set[str] = set()
         runs_changed: set[str] = set()
         audit: list[dict[str, Any]] = []
-        for event_id, event in self._events(start, last):
+        for event_id, event in self.events(start, last):
             if isinstance(event, Registry.Event):
                 if registry is None:
                     registry = {row["master_key"]: row for row in self.recorder.registry_rows()}
@@ -87,7 +87,7 @@ class Projections:
             )
         return last
 
-    def _events(self, start: int, stop: int) -> Any:
+    def events(self, start: int, stop: int) -> Any:
         position = start
         while position < stop:
             page = self.store.recorder.select_notifications(
@@ -131,10 +131,17 @@ class Projections:
         for event in [*run.collect_events(), *registry.collect_events()]:
             if isinstance(event, Registry.Event):
                 apply_registry_event(rows, event)
-            audit.append(audit_row(0, run.run_id, event) | {"event_id": "", "run_id": f"{run.run_id} (dry-run)"})
+            audit.append(
+                audit_row(0, run.run_id, event) | {"event_id": "", "run_id": f"{run.run_id} (dry-run)"}
+            )
         info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True)
         return render_reports(
-            self.output_dir, self.write, info, recon, sorted(rows.values(), key=lambda r: r["master_key"]), audit
+            self.output_dir,
+            self.write,
+            info,
+            recon,
+            sorted(rows.values(), key=lambda r: r["master_key"]),
+            audit,
         )
 
     def _render(self, fresh: Reconciliation | None, fresh_run_id: str) -> list[Path]:
@@ -148,7 +155,12 @@ class Projections:
             else:
                 recon = self.reconciliation_of(latest["originator_id"])
         return render_reports(
-            self.output_dir, self.write, info, recon, self.recorder.registry_rows(), self.recorder.audit_rows()
+            self.output_dir,
+            self.write,
+            info,
+            recon,
+            self.recorder.registry_rows(),
+            self.recorder.audit_rows(),
         )
 
     def reconciliation_of(self, originator_id: str) -> Reconciliation:
@@ -158,4 +170,3 @@ class Projections:
 
     def _reports_present(self) -> bool:
         return all((self.output_dir / name).exists() for name in REPORTS)
-

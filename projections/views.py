@@ -84,8 +84,10 @@ class ViewRecorder(SQLiteTrackingRecorder):
         return self._select(query + " ORDER BY master_key", params)
 
     def registry_statuses(self) -> dict[str, str]:
-        return {row["master_key"]: row["status"] for row in self._select(
-            "SELECT master_key, status FROM registry_view", ())}
+        return {
+            row["master_key"]: row["status"]
+            for row in self._select("SELECT master_key, status FROM registry_view", ())
+        }
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         query = f"SELECT {', '.join(RUN_COLUMNS)} FROM run_history ORDER BY started_at DESC, rowid DESC"

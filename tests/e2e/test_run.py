@@ -140,4 +140,8 @@ def test_rejected_rows_are_reported_with_file_and_line_and_the_rest_is_used(proj
     assert rejected[("B", "5")]["severity"] == "warning"
     assert rejected[("B", "6")]["reason"] == "key is empty after normalization"
     summary = {row["system"]: row for row in project.report(SUMMARY)}
-    assert (summary["B"]["rows_read"], summary["B"]["rows_rejected"], summary["B"]["unique_keys"]) == ("5", "3", "2")
+    assert (summary["B"]["rows_read"], summary["B"]["rows_rejected"], summary["B"]["unique_keys"]) == (
+        "5",
+        "3",
+        "2",
+    )

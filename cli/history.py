@@ -1,0 +1,113 @@
+"""keysync history, audit and key: looking back through the event log."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from keysync.application.bootstrap import build
+from keysync.application.history import AuditFilter
+from keysync.cli.display import stdout, table
+from keysync.cli.options import config_option, json_option, load, print_json, user_errors
+
+HISTORY_COLUMNS = (
+    "run_id", "started_at", "finished_at", "status", "mode", "duration_s", "errors",
+    "missing_in_A_count", "missing_from_system_count", "duplicate_keys_count", "rows_rejected_count",
+    "proposed_count", "auto_approval_rate",
+)  # fmt: skip
+
+
+def _flat(run: dict) -> dict:
+    import json
+
+    kpis = json.loads(run["kpis"]) if run["kpis"] else {}
+    return {c: run.get(c, kpis.get(c, "")) for c in HISTORY_COLUMNS}
+
+
+@click.command("history")
+@config_option
+@click.option("--last", type=click.IntRange(min=1), help="Only the newest N runs.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@json_option
+@user_errors
+def history_command(config_path: Path | None, last: int | None, as_csv: bool, as_json: bool) -> None:
+    """List runs, newest first, with their status, duration, errors and KPIs.
+
+    Example: keysync history --last 10
+    """
+    rows = [_flat(r) for r in build(load(config_path)).runs(last)]
+    if as_json:
+        print_json(rows)
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, HISTORY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        shown = ("run_id", "started_at", "status", "mode", "duration_s", "missing_in_A_count",
+                 "missing_from_system_count", "duplicate_keys_count", "errors")  # fmt: skip
+        stdout().print(table(f"Runs ({len(rows)})", shown, rows))
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time", param_hint="--since"
+        ) from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command("audit")
+@config_option
+@click.option("--run", "run_id", help="Only this run's events.")
+@click.option("--key", help="Only events about this key (compared after normalization).")
+@click.option("--since", help="Only events at or after this ISO 8601 time.")
+@click.option("--type", "event_type", help="Only this event type, e.g. MasterKeysActivated.")
+@json_option
+@user_errors
+def audit_command(
+    config_path: Path | None, run_id: str | None, key: str | None, since: str | None, event_type: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Replay the event log and print the matching events in order.
+
+    Example: keysync audit --type MasterKeysActivated --since 2026-01-01
+    """
+    chosen = AuditFilter(run_id=run_id, key=key, since=_since(since), event_type=event_type)
+    rows = build(load(config_path)).audit(chosen)
+    if as_json:
+        print_json(rows)
+    else:
+        stdout().print(table(f"Events ({len(rows)})", ("event_id", "run_id", "event_type", "created_at",
+                                                         "payload"), rows))  # fmt: skip
+
+
+@click.command("key")
+@config_option
+@click.argument("key")
+@json_option
+@user_errors
+def key_command(config_path: Path | None, key: str, as_json: bool) -> None:
+    """Show one key's timeline: where it was seen, when it appeared or vanished, its registry history.
+
+    Example: keysync key CUST-12345
+    """
+    timeline = build(load(config_path)).key_timeline(key)
+    if as_json:
+        print_json(timeline)
+        return
+    console = stdout()
+    console.print(f"{timeline['normalized_key']}: now in {', '.join(timeline['present_in']) or 'no system'}",
+                  markup=False, highlight=False)  # fmt: skip
+    console.print(
+        table("Sightings", ("run_id", "at", "system", "change", "last_seen_at"), timeline["sightings"])
+    )
+    console.print(table("Registry", ("event_id", "run_id", "event_type", "created_at", "payload"),
+                        timeline["registry"]))  # fmt: skip
