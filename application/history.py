@@ -82,9 +82,7 @@ def key_timeline(projections: Projections, rules: NormalizationRules, key: str) 
     present: dict[str, bool] = dict.fromkeys(SYSTEMS, False)
     sightings: list[Sighting] = []
     for run in runs:
-        snapshots, _unavailable = snapshots_from_events(
-            projections.store.run_events(UUID(run["originator_id"]))
-        )
+        snapshots, _unavailable = snapshots_from_events(projections.store.run_events(UUID(run["originator_id"])))
         for system in SYSTEMS:
             snapshot = snapshots.get(system)
             if snapshot is None:

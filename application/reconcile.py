@@ -141,9 +141,7 @@ def execute_run(
     return RunResult(run, registry, recon, proposed, timings)
 
 
-def _read_all(
-    settings: RunSettings, read_source: SourceReader
-) -> tuple[dict[str, SourceSnapshot], dict[str, str]]:
+def _read_all(settings: RunSettings, read_source: SourceReader) -> tuple[dict[str, SourceSnapshot], dict[str, str]]:
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
         try:

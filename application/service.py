@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +24,19 @@ from keysync.application.store import KeySyncStore
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
+
+
+log = logging.getLogger("keysync")
+
+
+def _log_result(result: RunResult) -> None:
+    kpis = result.run.kpis
+    for system in kpis["systems_unavailable"]:
+        log.warning("System %s unavailable: %s", system, result.reconciliation.systems[system].unavailable_reason)
+    if result.proposed:
+        log.info("proposed %d master key(s)", len(result.proposed),
+                 extra={"fields": {"run_id": result.run_id, "sample": result.proposed[:10]}})  # fmt: skip
+    log.info("run %s completed", result.run_id, extra={"fields": {"run_id": result.run_id, "kpis": kpis}})
 
 
 class ConflictError(Exception):
@@ -53,13 +67,17 @@ class KeySync:
         A dry run computes and writes the reports but stores nothing."""
         say = progress or (lambda _phase: None)
         registry = self.store.registry()
+        log.info("run starting", extra={"fields": {"mode": settings.mode, "dry_run": settings.dry_run}})
         try:
             result = execute_run(settings, registry, self.read_source, progress)
         except RunFailed as failure:
+            log.error("run %s failed: %s", failure.run.run_id, failure.reason,
+                      extra={"fields": {"run_id": failure.run.run_id}})  # fmt: skip
             if not settings.dry_run:
                 self._save(failure.run)
                 self.projections.catch_up()
             raise
+        _log_result(result)
         if settings.dry_run:
             say("writing reports (dry run)")
             reports = self.projections.preview(result.run, result.registry, result.reconciliation)
@@ -79,6 +97,7 @@ class KeySync:
         registry = self.store.registry()
         approved = registry.approve_all(self.actor) if all_proposed else registry.approve(keys, self.actor)
         self._save(registry)
+        log.info("approved %d master key(s)", len(approved), extra={"fields": {"actor": self.actor, "keys": approved[:20]}})
         self.projections.catch_up()
         return approved
 
@@ -86,6 +105,8 @@ class KeySync:
         registry = self.store.registry()
         deprecated = registry.deprecate(keys, reason, self.actor)
         self._save(registry)
+        log.info("deprecated %d master key(s): %s", len(deprecated), reason,
+                 extra={"fields": {"actor": self.actor, "keys": deprecated[:20]}})  # fmt: skip
         self.projections.catch_up()
         return deprecated
 
@@ -121,6 +142,4 @@ class KeySync:
                 "another KeySync process changed the registry at the same moment; nothing was saved, run again"
             ) from error
         except OperationalError as error:
-            raise ConflictError(
-                f"the event store is busy or unusable ({error}); nothing was saved"
-            ) from error
+            raise ConflictError(f"the event store is busy or unusable ({error}); nothing was saved") from error

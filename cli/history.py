@@ -58,9 +58,7 @@ def _since(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as error:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 date or time", param_hint="--since"
-        ) from error
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time", param_hint="--since") from error
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -106,8 +104,6 @@ def key_command(config_path: Path | None, key: str, as_json: bool) -> None:
     console = stdout()
     console.print(f"{timeline['normalized_key']}: now in {', '.join(timeline['present_in']) or 'no system'}",
                   markup=False, highlight=False)  # fmt: skip
-    console.print(
-        table("Sightings", ("run_id", "at", "system", "change", "last_seen_at"), timeline["sightings"])
-    )
+    console.print(table("Sightings", ("run_id", "at", "system", "change", "last_seen_at"), timeline["sightings"]))
     console.print(table("Registry", ("event_id", "run_id", "event_type", "created_at", "payload"),
                         timeline["registry"]))  # fmt: skip

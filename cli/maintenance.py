@@ -18,9 +18,7 @@ from keysync.infrastructure.mockdata import SCENARIOS
 @click.option("--scenario", type=click.Choice(SCENARIOS), help="normal | drift | failure | recovery.")
 @click.option("--keys", type=click.IntRange(min=1), help="Keys per system.")
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed: the same seed gives the same files.")
-@click.option(
-    "--output", type=click.Path(file_okay=False, path_type=Path), help="Folder (default: input_dir)."
-)
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Folder (default: input_dir).")
 @click.option("--format", "kind", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @user_errors
 def generate_command(

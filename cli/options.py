@@ -15,6 +15,7 @@ from keysync.application.reconcile import RunFailed
 from keysync.application.service import ConflictError
 from keysync.domain.registry import RegistryError
 from keysync.infrastructure.config import Config, ConfigError, load_config
+from keysync.infrastructure.logs import setup_logging
 
 
 def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,7 +35,9 @@ def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def load(config_path: Path | None) -> Config:
-    return load_config(config_path)
+    config = load_config(config_path)
+    setup_logging(config.logs_dir)
+    return config
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,9 +52,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except RunFailed as error:
             raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
         except OSError as error:
-            raise click.ClickException(
-                f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
-            ) from error
+            raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
 
     return wrapper
 

@@ -138,9 +138,7 @@ def show(outcome: RunOutcome) -> None:
         f"{kpis['rows_rejected_count']} rejected rows."
     )
     for system in kpis["systems_unavailable"]:
-        message(
-            f"System {system} was unavailable: {result.reconciliation.systems[system].unavailable_reason}"
-        )
+        message(f"System {system} was unavailable: {result.reconciliation.systems[system].unavailable_reason}")
     message("Reports:")
     for path in outcome.reports:
         message(f"  {path}")

@@ -24,16 +24,17 @@ class JsonLines(logging.Formatter):
 
 
 def setup_logging(logs_dir: Path, verbose: bool = False) -> None:
-    """Console: warnings (everything with --verbose); file: everything, as JSON lines. Safe to call twice."""
+    """File: everything, as JSON lines. Console: the same as human lines with --verbose (without it the commands
+    print their own messages, so the console is not told things twice). Safe to call twice."""
     logger = logging.getLogger(LOGGER)
     logger.setLevel(logging.INFO)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         handler.close()
-    console = logging.StreamHandler()
-    console.setLevel(logging.INFO if verbose else logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    logger.addHandler(console)
+    if verbose:
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(console)
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)
         file = logging.FileHandler(logs_dir / "keysync.log", encoding="utf-8")
