@@ -1,0 +1,158 @@
+"""Key normalization: the issue's examples, each rule on and off, and the properties (idempotence, and
+the bulk path agreeing with the scalar reference on every input)."""
+
+from __future__ import annotations
+
+import random
+from unittest import mock
+
+import attrs
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from keysync.domain import normalization
+from keysync.domain.normalization import (
+    DELIMITER_PUNCTUATION,
+    NormalizationRules,
+    normalize_key,
+    normalize_keys,
+)
+
+ALL_ON = NormalizationRules(pad_numbers=5)
+ALL_OFF = NormalizationRules(trim=False, uppercase=False, strip_non_alnum=False, collapse_delims="")
+
+
+def only(**changes: object) -> NormalizationRules:
+    """All rules off except the given ones."""
+    return attrs.evolve(ALL_OFF, **changes)
+
+
+# ---- The issue's examples ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  cust_123 ", "CUST-00123"),
+        ("#prod..abc--789*", "PROD-ABC-00789"),
+        ("'CUST::00042'", "CUST-00042"),
+        ("ＣＵＳＴ－００１", "CUST-00001"),
+    ],
+)
+def test_issue_examples(raw: str, expected: str) -> None:
+    assert normalize_key(raw, ALL_ON) == expected
+    assert normalize_keys([raw], ALL_ON) == [expected]
+    assert normalize_keys([raw] * 100, ALL_ON) == [expected] * 100  # the vectorized path
+
+
+# ---- Each rule on and off ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rules", "raw", "expected"),
+    [
+        (ALL_OFF, " ａ-b ", " a-b "),  # NFKC always applies
+        (ALL_OFF, "ﬁ²", "fi2"),
+        (only(trim=True), " \t\x1c a b \x1f\n", "a b"),  # str.isspace() whitespace, incl. \x1c-\x1f
+        (only(uppercase=True), "abc-ß", "ABC-SS"),
+        (only(strip_non_alnum=True), "a-b c#é1", "abc1"),  # delimiters go too when collapse is off
+        (only(strip_non_alnum=True, collapse_delims="-"), "#a - b__c#", "a-b-c"),
+        (only(collapse_delims="-"), "--a . b\t/c\\d:|e  ", "a-b-c-d-e"),
+        (only(collapse_delims="-"), "a#b", "a#b"),  # collapsing alone removes nothing else
+        (only(collapse_delims="::"), " a-b ", "a::b"),
+        (only(collapse_delims="-"), " - ", ""),
+        (only(pad_numbers=4), "a1b12345c012", "a0001b12345c0012"),
+        (only(pad_numbers=1), "a0b", "a0b"),
+        (only(pad_numbers=3), "٣4", "٣004"),  # only ASCII digits count (NFKC keeps Arabic-Indic ones)
+    ],
+)
+def test_each_rule(rules: NormalizationRules, raw: str, expected: str) -> None:
+    assert normalize_key(raw, rules) == expected
+    assert normalize_keys([raw] * 100, rules) == [expected] * 100
+
+
+def test_uppercase_is_renormalized() -> None:
+    # 'ΐ'.upper() is three code points that NFKC composes back to two: without the second NFKC the
+    # first pass would return a string the second pass changes.
+    rules = only(uppercase=True)
+    once = normalize_key("ΐ", rules)
+    assert once == normalize_key(once, rules)
+
+
+@pytest.mark.parametrize("joiner", ["-", "_", "::", "\\", "|.", DELIMITER_PUNCTUATION])
+def test_valid_collapse_strings(joiner: str) -> None:
+    assert NormalizationRules(collapse_delims=joiner).collapse_delims == joiner
+
+
+@pytest.mark.parametrize("joiner", ["+", " ", "a", "-+", "\t", "－"])
+def test_collapse_must_be_delimiter_punctuation(joiner: str) -> None:
+    with pytest.raises(ValueError, match="collapse_delims"):
+        NormalizationRules(collapse_delims=joiner)
+
+
+def test_pad_numbers_cannot_be_negative() -> None:
+    with pytest.raises(ValueError):
+        NormalizationRules(pad_numbers=-1)
+
+
+# ---- Properties ---------------------------------------------------------------------------------
+
+rules_strategy = st.builds(
+    NormalizationRules,
+    trim=st.booleans(),
+    uppercase=st.booleans(),
+    strip_non_alnum=st.booleans(),
+    collapse_delims=st.one_of(st.just(""), st.text(st.sampled_from(DELIMITER_PUNCTUATION), min_size=1)),
+    pad_numbers=st.integers(0, 8),
+)
+
+# Keys full of what the rules act on: delimiters, digits, whitespace, control characters, full-width
+# and compatibility forms, characters whose uppercase or NFKC is surprising.
+KEY_CHARS = "aZz09 -_./\\:|\t\n\x0b\x0c\r\x1c\x1f\x00\x7f#*'+ＣＵ０１－\u3000\u00a0\u2028\u0085ǆΐß´éﬁ²٣\u0301"
+keyish = st.text(st.sampled_from(KEY_CHARS), max_size=20)
+ascii_text = st.text(st.characters(codec="ascii"), max_size=20)
+any_text = st.text(st.characters(exclude_categories=()), max_size=20)  # every category, surrogates too
+texts = st.one_of(keyish, ascii_text, any_text)
+
+
+@given(raw=texts, rules=rules_strategy)
+@example(raw="ΐ", rules=only(uppercase=True))  # uppercase output that is not NFKC-normal
+@example(raw=" ´x\u3000", rules=only(trim=True))  # NFKC turns ´ into a space and U+0301
+def test_idempotent(raw: str, rules: NormalizationRules) -> None:
+    once = normalize_key(raw, rules)
+    assert normalize_key(once, rules) == once
+
+
+@given(keys=st.lists(texts, max_size=10), rules=rules_strategy)
+def test_bulk_equals_scalar_small(keys: list[str], rules: NormalizationRules) -> None:
+    assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
+
+
+@given(keys=st.lists(texts, max_size=30), rules=rules_strategy)
+def test_bulk_equals_scalar_vectorized(keys: list[str], rules: NormalizationRules) -> None:
+    # A threshold of 0 and tiny chunks send even short lists (mixed ASCII or not) through the numpy
+    # path, across several chunks.
+    with mock.patch.object(normalization, "_SCALAR_BELOW", 0), mock.patch.object(normalization, "_CHUNK", 7):
+        assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
+
+
+@settings(max_examples=25)
+@given(keys=st.lists(texts, min_size=1, max_size=10), rules=rules_strategy)
+def test_bulk_equals_scalar_above_threshold(keys: list[str], rules: NormalizationRules) -> None:
+    many = (keys * (normalization._SCALAR_BELOW // len(keys) + 1))[: normalization._SCALAR_BELOW + 5]
+    assert normalize_keys(many, rules) == [normalize_key(key, rules) for key in many]
+
+
+def test_bulk_equals_scalar_on_many_typical_keys() -> None:
+    rng = random.Random(7)
+    keys = [
+        rng.choice(["cust_{}", " PROD-abc-{} ", "txn.2024.{}", "ＣＵＳＴ－{}", "#x..{}--*", "\t{}\x1c"]).format(
+            rng.randrange(10 ** rng.randrange(1, 8))
+        )
+        for _ in range(5_003)
+    ]
+    rule_sets = (ALL_ON, NormalizationRules(), only(trim=True, uppercase=True, pad_numbers=6))
+    with mock.patch.object(normalization, "_CHUNK", 1_000):
+        for rules in rule_sets:
+            assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
