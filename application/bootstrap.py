@@ -14,10 +14,12 @@ from eventsourcing.utils import get_topic
 from keysync.application.reconcile import RunSettings, SourceSpec
 from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
+from keysync.infrastructure import faults
 from keysync.infrastructure.compression import FastZlibCompressor
 from keysync.infrastructure.config import Config
 from keysync.infrastructure.mockdata import generate
 from keysync.infrastructure.report_files import write_csv_atomic
+from keysync.infrastructure.run_lock import file_lock
 from keysync.infrastructure.sources import read_source
 from keysync.projections.runner import Projections
 from keysync.projections.views import ViewRecorder
@@ -44,6 +46,7 @@ def current_user() -> str:
 
 def build(config: Config, *, actor: str | None = None, output_dir: Path | None = None) -> KeySync:
     store = KeySyncStore(env=store_env(config))
+    store.after_save = faults.after_saving
     recorder = store.factory.tracking_recorder(ViewRecorder)
     projections = Projections(
         store,
@@ -53,7 +56,15 @@ def build(config: Config, *, actor: str | None = None, output_dir: Path | None =
         config.provisioning.strategy,
         write_csv_atomic,
     )
-    return KeySync(store, projections, read_source, actor=actor or current_user(), generator=generate)
+    lock_path = config.store.path.with_name(config.store.path.name + ".lock")
+    return KeySync(
+        store,
+        projections,
+        read_source,
+        lock=lambda: file_lock(lock_path),
+        actor=actor or current_user(),
+        generator=generate,
+    )
 
 
 def run_settings(config: Config, *, dry_run: bool = False, actor: str | None = None) -> RunSettings:

@@ -1,26 +1,28 @@
-"""The reconciliation use case: read every system, record what was seen, classify, update the registry."""
+"""The reconciliation use case, in two stages.
+
+1. observe: read every system and record what was seen on the run aggregate, one checkpoint (save) per system,
+   so that a run killed half-way resumes with the systems it had already recorded;
+2. conclude: classify the keys, update the registry and complete the run, in one final save.
+"""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
+from keysync.application.ports import SourceReader
 from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, SourceSnapshot, SourceUnavailable
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
-from keysync.domain.run import ReconciliationRun
-
-
-class SourceReader(Protocol):
-    def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot: ...
+from keysync.domain.run import ReconciliationRun, snapshots_from_events
 
 
 @attrs.frozen
@@ -45,6 +47,17 @@ class RunSettings:
     parallel: bool = True
     actor: str = "keysync"
 
+    def resuming(self, run: ReconciliationRun) -> RunSettings:
+        """These settings with the decisions an interrupted run had already made (rules, strategy...)."""
+        options = run.options
+        return attrs.evolve(
+            self,
+            rules=NormalizationRules(**options["rules"]),
+            strategy=options["strategy"],
+            auto_approve=options["auto_approve"],
+            mode=run.mode,
+        )
+
 
 class RunFailed(Exception):
     """The run could not reconcile (System A unusable); the failure is recorded unless it was a dry run."""
@@ -55,6 +68,27 @@ class RunFailed(Exception):
         self.reason = reason
 
 
+@attrs.define
+class Observation:
+    """A run's observations so far: a new run has none, a resumed one has what it had recorded."""
+
+    run: ReconciliationRun
+    snapshots: dict[str, SourceSnapshot] = attrs.Factory(dict)
+    reasons: dict[str, str] = attrs.Factory(dict)  # unavailable system -> why
+    timings: dict[str, float] = attrs.Factory(dict)
+    resumed: bool = False
+    began: float = attrs.Factory(time.perf_counter)
+
+    @classmethod
+    def resume(cls, run: ReconciliationRun, events: list[Any]) -> Observation:
+        snapshots, reasons = snapshots_from_events(events)
+        return cls(run, snapshots, reasons, resumed=True)
+
+    @property
+    def pending(self) -> list[str]:
+        return [s for s in SYSTEMS if s not in self.snapshots and s not in self.reasons]
+
+
 @attrs.frozen
 class RunResult:
     run: ReconciliationRun
@@ -62,6 +96,7 @@ class RunResult:
     reconciliation: Reconciliation
     proposed: list[str]
     timings: dict[str, float]
+    resumed: bool = False
 
     @property
     def run_id(self) -> str:
@@ -69,24 +104,12 @@ class RunResult:
 
 
 Progress = Callable[[str], None]
+Checkpoint = Callable[[ReconciliationRun], None]
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def execute_run(
-    settings: RunSettings,
-    registry: Registry,
-    read_source: SourceReader,
-    progress: Progress | None = None,
-) -> RunResult:
-    """Carry out one run on fresh aggregates; the caller saves them (or, for a dry run, does not)."""
-    say = progress or (lambda _phase: None)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    run = ReconciliationRun(
-        run_id=new_run_id(),
+def new_run(settings: RunSettings) -> ReconciliationRun:
+    return ReconciliationRun(
+        run_id=uuid.uuid4().hex[:12],
         mode=settings.mode,
         options={
             "rules": attrs.asdict(settings.rules),
@@ -96,39 +119,80 @@ def execute_run(
         },
         actor=settings.actor,
     )
-    with _timed(timings, "read"):
+
+
+def observe(
+    settings: RunSettings,
+    observation: Observation,
+    read_source: SourceReader,
+    checkpoint: Checkpoint,
+    progress: Progress | None = None,
+) -> Observation:
+    """Read the systems not yet observed and record each one, with a checkpoint after each."""
+    say = progress or (lambda _phase: None)
+    run, timings = observation.run, observation.timings
+    if not observation.resumed:
+        checkpoint(run)
+    pending = observation.pending
+    if pending:
         say("reading sources")
-        snapshots, reasons = _read_all(settings, read_source)
-    with _timed(timings, "store"):
-        for system in SYSTEMS:
-            if system in snapshots:
-                run.observe(snapshots[system], settings.batch_size)
+        with timed(timings, "read"):
+            outcomes = _read_all(settings, read_source, pending)
+    for system in pending:
+        with timed(timings, "store"):
+            outcome = outcomes[system]
+            if isinstance(outcome, SourceSnapshot):
+                run.observe(outcome, settings.batch_size)
+                observation.snapshots[system] = outcome
             else:
-                run.mark_unavailable(system, str(settings.sources[system].path), reasons[system])
-    if AUTHORITY in reasons:
-        reason = f"System A is the authority and could not be read: {reasons[AUTHORITY]}"
+                run.mark_unavailable(system, str(settings.sources[system].path), outcome)
+                observation.reasons[system] = outcome
+            checkpoint(run)
+    return observation
+
+
+def conclude(
+    settings: RunSettings, observation: Observation, registry: Registry, progress: Progress | None = None
+) -> RunResult:
+    """Classify, update the registry and complete the run. The caller saves the run and the registry together."""
+    say = progress or (lambda _phase: None)
+    run, timings = observation.run, observation.timings
+    if AUTHORITY in observation.reasons:
+        reason = f"System A is the authority and could not be read: {observation.reasons[AUTHORITY]}"
         run.fail(reason)
         raise RunFailed(run, reason)
 
     def timed_normalize(keys: Any, rules: NormalizationRules) -> list[str]:
-        begun = time.perf_counter()
-        try:
+        with timed(timings, "normalize"):
             return normalize_keys(keys, rules)
-        finally:
-            timings["normalize"] = timings.get("normalize", 0.0) + time.perf_counter() - begun
 
     say("normalizing and comparing")
-    begun = time.perf_counter()
+    begun, normalizing = time.perf_counter(), timings.get("normalize", 0.0)
     recon = reconcile(
-        snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons, normalizer=timed_normalize
+        observation.snapshots,
+        settings.rules,
+        settings.strategy,
+        unavailable_reasons=observation.reasons,
+        normalizer=timed_normalize,
     )
-    timings["compare"] = time.perf_counter() - begun - timings.get("normalize", 0.0)
+    timings["compare"] = time.perf_counter() - begun - (timings.get("normalize", 0.0) - normalizing)
     if not recon.authority.unique_keys:
-        reason = f"System A ({snapshots[AUTHORITY].file}) has no valid keys: nothing to reconcile against"
+        reason = f"System A ({observation.snapshots[AUTHORITY].file}) has no valid keys: nothing to reconcile against"
         run.fail(reason)
         raise RunFailed(run, reason)
+    return settle(settings, observation, recon, registry, progress=say)
 
-    say("updating the registry")
+
+def settle(
+    settings: RunSettings,
+    observation: Observation,
+    recon: Reconciliation,
+    registry: Registry,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Record the run's findings in the registry and complete the run (no I/O: safe to retry on a conflict)."""
+    (progress or (lambda _phase: None))("updating the registry")
+    run = observation.run
     proposed = registry.record_run(
         run.run_id,
         recon.out_of_authority(),
@@ -137,11 +201,11 @@ def execute_run(
         auto_approve=settings.auto_approve,
         actor=settings.actor,
     )
-    run.complete(_kpis(recon, proposed, settings.auto_approve, time.perf_counter() - started))
-    return RunResult(run, registry, recon, proposed, timings)
+    run.complete(_kpis(recon, proposed, settings.auto_approve, time.perf_counter() - observation.began))
+    return RunResult(run, registry, recon, proposed, observation.timings, observation.resumed)
 
 
-def _read_all(settings: RunSettings, read_source: SourceReader) -> tuple[dict[str, SourceSnapshot], dict[str, str]]:
+def _read_all(settings: RunSettings, read_source: SourceReader, systems: list[str]) -> dict[str, SourceSnapshot | str]:
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
         try:
@@ -149,14 +213,10 @@ def _read_all(settings: RunSettings, read_source: SourceReader) -> tuple[dict[st
         except SourceUnavailable as error:
             return str(error)
 
-    if settings.parallel:
-        with ThreadPoolExecutor(max_workers=len(SYSTEMS)) as pool:
-            outcomes = dict(zip(SYSTEMS, pool.map(read, SYSTEMS), strict=True))
-    else:
-        outcomes = {system: read(system) for system in SYSTEMS}
-    snapshots = {s: o for s, o in outcomes.items() if isinstance(o, SourceSnapshot)}
-    reasons = {s: o for s, o in outcomes.items() if isinstance(o, str)}
-    return snapshots, reasons
+    if settings.parallel and len(systems) > 1:
+        with ThreadPoolExecutor(max_workers=len(systems)) as pool:
+            return dict(zip(systems, pool.map(read, systems), strict=True))
+    return {system: read(system) for system in systems}
 
 
 def _kpis(recon: Reconciliation, proposed: list[str], auto_approve: bool, duration: float) -> dict[str, Any]:
@@ -185,7 +245,7 @@ def _kpis(recon: Reconciliation, proposed: list[str], auto_approve: bool, durati
 
 
 @contextmanager
-def _timed(timings: dict[str, float], phase: str):  # type: ignore[no-untyped-def]
+def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
     begun = time.perf_counter()
     try:
         yield

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import attrs
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from keysync.application.history import AuditFilter, audit_events, key_timeline
+from keysync.application.ports import RunLock, SourceReader
 from keysync.application.reconcile import (
+    Observation,
     Progress,
     RunFailed,
     RunResult,
     RunSettings,
-    SourceReader,
-    execute_run,
+    conclude,
+    new_run,
+    observe,
+    settle,
+    timed,
 )
 from keysync.application.store import KeySyncStore
 
@@ -59,45 +64,90 @@ class KeySync:
     store: KeySyncStore
     projections: Projections
     read_source: SourceReader
+    lock: RunLock
     actor: str = "keysync"
     generator: Callable[..., dict[str, Path]] | None = None
 
-    def run(self, settings: RunSettings, progress: Progress | None = None) -> RunOutcome:
+    def run(self, settings: RunSettings, progress: Progress | None = None, *, resume: bool = True) -> RunOutcome:
         """Reconcile once: record the observations and registry changes, then bring the reports up to date.
-        A dry run computes and writes the reports but stores nothing."""
-        say = progress or (lambda _phase: None)
-        registry = self.store.registry()
-        log.info("run starting", extra={"fields": {"mode": settings.mode, "dry_run": settings.dry_run}})
-        try:
-            result = execute_run(settings, registry, self.read_source, progress)
-        except RunFailed as failure:
-            log.error("run %s failed: %s", failure.run.run_id, failure.reason,
-                      extra={"fields": {"run_id": failure.run.run_id}})  # fmt: skip
-            if not settings.dry_run:
+
+        Holds the store's run lock throughout. An earlier run that was interrupted is resumed from its last
+        checkpoint (unless ``resume`` is False, when it is marked failed and a new run starts). A dry run
+        computes and writes the reports but stores nothing.
+        """
+        if settings.dry_run:
+            return self._dry_run(settings, progress)
+        with self.lock() as claim:
+            observation = self._unfinished(resume)
+            if observation is not None:
+                settings = settings.resuming(observation.run)
+                log.info(
+                    "resuming run %s", observation.run.run_id, extra={"fields": {"run_id": observation.run.run_id}}
+                )
+            else:
+                observation = Observation(new_run(settings))
+            claim(observation.run.run_id)
+            log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
+            try:
+                observe(settings, observation, self.read_source, self._save, progress)
+                result = self._conclude(settings, observation, progress)
+            except RunFailed as failure:
+                log.error("run %s failed: %s", failure.run.run_id, failure.reason,
+                          extra={"fields": {"run_id": failure.run.run_id}})  # fmt: skip
                 self._save(failure.run)
                 self.projections.catch_up()
-            raise
-        _log_result(result)
-        if settings.dry_run:
-            say("writing reports (dry run)")
-            reports = self.projections.preview(result.run, result.registry, result.reconciliation)
-            return RunOutcome(result, reports, dry_run=True)
-        say("storing events")
-        begun = time.perf_counter()
-        self._save(result.run, result.registry)
-        result.timings["store"] = result.timings.get("store", 0.0) + time.perf_counter() - begun
-        say("writing reports")
-        begun = time.perf_counter()
-        reports = self.projections.catch_up(result.reconciliation, result.run_id)
-        result.timings["reports"] = time.perf_counter() - begun
+                raise
+            _log_result(result)
+            (progress or (lambda _phase: None))("writing reports")
+            with timed(result.timings, "reports"):
+                reports = self.projections.catch_up(result.reconciliation, result.run_id)
         return RunOutcome(result, reports, dry_run=False)
+
+    def _dry_run(self, settings: RunSettings, progress: Progress | None) -> RunOutcome:
+        observation = observe(settings, Observation(new_run(settings)), self.read_source, lambda _run: None, progress)
+        result = conclude(settings, observation, self.store.registry(), progress)
+        (progress or (lambda _phase: None))("writing reports (dry run)")
+        reports = self.projections.preview(result.run, result.registry, result.reconciliation)
+        return RunOutcome(result, reports, dry_run=True)
+
+    def _conclude(self, settings: RunSettings, observation: Observation, progress: Progress | None) -> RunResult:
+        """Conclude and save. If someone changed the registry meanwhile (an approval), reload it and retry:
+        the run's observations are already safe, only the registry decisions are redone."""
+        result = conclude(settings, observation, self.store.registry(), progress)
+        for attempt in range(3):
+            try:
+                with timed(result.timings, "store"):
+                    self._save(result.run, result.registry)
+                return result
+            except ConflictError:
+                if attempt == 2:
+                    raise
+                log.warning("the registry changed during run %s; retrying its registry update", result.run_id)
+                observation.run = self.store.run(observation.run.id)
+                result = settle(settings, observation, result.reconciliation, self.store.registry(), progress)
+        raise AssertionError("unreachable")
+
+    def _unfinished(self, resume: bool) -> Observation | None:
+        """The run that a crash interrupted, if any (only one can exist: runs hold the run lock)."""
+        self.projections.update_views()
+        for row in self.projections.recorder.runs():
+            if row["status"] != "running":
+                continue
+            run = self.store.run(UUID(row["originator_id"]))
+            if resume:
+                return Observation.resume(run, self.store.run_events(run.id))
+            run.fail("interrupted, and not resumed (--no-resume)")
+            self._save(run)
+        return None
 
     def approve(self, keys: Iterable[str], *, all_proposed: bool = False) -> list[str]:
         """Activate Proposed master keys; an unknown or non-Proposed key refuses the whole command."""
         registry = self.store.registry()
         approved = registry.approve_all(self.actor) if all_proposed else registry.approve(keys, self.actor)
         self._save(registry)
-        log.info("approved %d master key(s)", len(approved), extra={"fields": {"actor": self.actor, "keys": approved[:20]}})
+        log.info(
+            "approved %d master key(s)", len(approved), extra={"fields": {"actor": self.actor, "keys": approved[:20]}}
+        )
         self.projections.catch_up()
         return approved
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -16,6 +17,15 @@ class KeySyncStore(Application):
     name = "keysync"
     # Registry events are batches, a few per run; a snapshot now and then keeps loading it quick.
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Registry: 20}
+
+    # Called with the number of events each save stored (the composition root hooks fault injection here).
+    after_save: Callable[[int], None] | None = None
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        recordings = super().save(*objs, **kwargs)
+        if self.after_save is not None:
+            self.after_save(len(recordings))
+        return recordings
 
     def registry(self) -> Registry:
         try:

@@ -63,6 +63,18 @@ def rebuild_command(config_path: Path | None) -> None:
         click.echo(str(path))
 
 
+@click.command("reports")
+@config_option
+@user_errors
+def reports_command(config_path: Path | None) -> None:
+    """Bring the read models and the seven reports up to date with the event log (cheap when they are).
+
+    Example: keysync reports
+    """
+    for path in build(load(config_path)).reports():
+        click.echo(str(path))
+
+
 @click.group("config")
 def config_group() -> None:
     """Inspect the configuration."""

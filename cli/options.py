@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
 from keysync.application.service import ConflictError
 from keysync.domain.registry import RegistryError
@@ -47,7 +48,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, RegistryError, ConflictError) as error:
+        except (ConfigError, RegistryError, ConflictError, RunInProgress) as error:
             raise click.ClickException(str(error)) from error
         except RunFailed as error:
             raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error

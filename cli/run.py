@@ -33,6 +33,12 @@ log = logging.getLogger("keysync")
 @click.option("--seed", type=click.IntRange(min=0), help="Mock data seed (with --generate-data).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), help="Reports folder.")
 @click.option("--fail-on-discrepancy", is_flag=True, help="Exit 3 when any discrepancy is found (for CI).")
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Resume a run that was interrupted (else mark it failed and start afresh).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress on the console.")
 @json_option
 @user_errors
@@ -47,6 +53,7 @@ def run_command(
     seed: int | None,
     output_dir: Path | None,
     fail_on_discrepancy: bool,
+    resume: bool,
     verbose: bool,
     as_json: bool,
 ) -> None:
@@ -85,7 +92,9 @@ def run_command(
         settings = attrs.evolve(settings, mode="full")
     console = Console(stderr=True)
     with console.status("Reconciling...") as status:
-        outcome = keysync.run(settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."))
+        outcome = keysync.run(settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."), resume=resume)
+    if outcome.result.resumed:
+        message(f"Resumed run {outcome.run_id}, which had been interrupted.")
     if as_json:
         print_json(outcome_json(outcome))
     else:

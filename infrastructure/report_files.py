@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from keysync.infrastructure import faults
+
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
     """Write ``rows`` under ``header`` to a temporary file beside ``path``, then rename it into place."""
@@ -20,6 +22,7 @@ def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[
             writer.writerow(header)
             writer.writerows(rows)
             handle.flush()
+            faults.while_writing(path.name)
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:

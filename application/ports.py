@@ -1,0 +1,23 @@
+"""What the application needs from the outside world, stated as small interfaces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+from keysync.domain.observations import SourceSnapshot
+
+
+class SourceReader(Protocol):
+    def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot: ...
+
+
+# Enter to hold the store's run lock (raises RunInProgress when another run holds it); the value entered
+# records the holder's run id, for the message a refused run prints.
+RunLock = Callable[[], AbstractContextManager[Callable[[str], None]]]
+
+
+class RunInProgress(Exception):
+    """Another run holds the store's run lock; the message says which."""
