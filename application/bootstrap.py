@@ -17,6 +17,7 @@ from keysync.application.store import KeySyncStore
 from keysync.infrastructure import faults
 from keysync.infrastructure.compression import FastZlibCompressor
 from keysync.infrastructure.config import Config
+from keysync.infrastructure.mock_history import generate_history
 from keysync.infrastructure.mockdata import generate
 from keysync.infrastructure.report_files import write_csv_atomic
 from keysync.infrastructure.run_lock import file_lock
@@ -64,6 +65,7 @@ def build(config: Config, *, actor: str | None = None, output_dir: Path | None =
         lock=lambda: file_lock(lock_path),
         actor=actor or current_user(),
         generator=generate,
+        history_generator=generate_history,
     )
 
 

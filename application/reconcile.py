@@ -46,6 +46,7 @@ class RunSettings:
     max_key_length: int = 256
     parallel: bool = True
     actor: str = "keysync"
+    as_of: str = ""  # the moment the data describes, when it is not now (a replayed snapshot's date)
 
     def resuming(self, run: ReconciliationRun) -> RunSettings:
         """These settings with the decisions an interrupted run had already made (rules, strategy...)."""
@@ -116,6 +117,7 @@ def new_run(settings: RunSettings) -> ReconciliationRun:
             "strategy": settings.strategy,
             "auto_approve": settings.auto_approve,
             "dry_run": settings.dry_run,
+            **({"as_of": settings.as_of} if settings.as_of else {}),
         },
         actor=settings.actor,
     )

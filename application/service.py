@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from keysync.application.reconcile import (
     RunFailed,
     RunResult,
     RunSettings,
+    SourceSpec,
     conclude,
     new_run,
     observe,
@@ -26,6 +28,7 @@ from keysync.application.reconcile import (
     timed,
 )
 from keysync.application.store import KeySyncStore
+from keysync.domain.observations import SYSTEMS
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -42,6 +45,13 @@ def _log_result(result: RunResult) -> None:
         log.info("proposed %d master key(s)", len(result.proposed),
                  extra={"fields": {"run_id": result.run_id, "sample": result.proposed[:10]}})  # fmt: skip
     log.info("run %s completed", result.run_id, extra={"fields": {"run_id": result.run_id, "kpis": kpis}})
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class HistoryError(Exception):
+    """A snapshot history that cannot be replayed; the message says why."""
 
 
 class ConflictError(Exception):
@@ -67,6 +77,7 @@ class KeySync:
     lock: RunLock
     actor: str = "keysync"
     generator: Callable[..., dict[str, Path]] | None = None
+    history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
 
     def run(self, settings: RunSettings, progress: Progress | None = None, *, resume: bool = True) -> RunOutcome:
         """Reconcile once: record the observations and registry changes, then bring the reports up to date.
@@ -140,6 +151,22 @@ class KeySync:
             self._save(run)
         return None
 
+    def replay_history(self, root: Path, settings: RunSettings, progress: Progress | None = None) -> list[RunOutcome]:
+        """Run one reconciliation per dated snapshot folder (root/YYYY-MM-DD/A.csv ...), oldest first, each
+        stamped with its snapshot's date."""
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and _DATE.fullmatch(p.name)) if root.is_dir() else []
+        if not folders:
+            raise HistoryError(
+                f"{root}: no snapshot folders named YYYY-MM-DD (write some with keysync generate --days N)"
+            )
+        outcomes = []
+        for folder in folders:
+            kind = "json" if (folder / "A.json").exists() else "csv"
+            sources = {s: SourceSpec(s, folder / f"{s}.{kind}", kind) for s in SYSTEMS}
+            dated = attrs.evolve(settings, sources=sources, as_of=f"{folder.name}T00:00:00+00:00")
+            outcomes.append(self.run(dated, progress))
+        return outcomes
+
     def approve(self, keys: Iterable[str], *, all_proposed: bool = False) -> list[str]:
         """Activate Proposed master keys; an unknown or non-Proposed key refuses the whole command."""
         registry = self.store.registry()
@@ -181,8 +208,14 @@ class KeySync:
         return self.projections.catch_up()
 
     def generate(self, output_dir: Path, **options: Any) -> dict[str, Path]:
+        """Write mock exports of A-E into ``output_dir``."""
         assert self.generator is not None
         return self.generator(output_dir, **options)
+
+    def generate_history(self, root: Path, **options: Any) -> dict[str, dict[str, Path]]:
+        """Write one dated mock snapshot per day under ``root`` (see keysync.infrastructure.mock_history)."""
+        assert self.history_generator is not None
+        return self.history_generator(root, **options)
 
     def _save(self, *aggregates: Any) -> None:
         try:

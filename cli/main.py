@@ -7,7 +7,13 @@ from importlib.metadata import version
 import click
 
 from keysync.cli.history import audit_command, history_command, key_command
-from keysync.cli.maintenance import config_group, generate_command, rebuild_command, reports_command
+from keysync.cli.maintenance import (
+    config_group,
+    generate_command,
+    rebuild_command,
+    replay_history_command,
+    reports_command,
+)
 from keysync.cli.registry import registry_group
 from keysync.cli.run import run_command
 
@@ -23,7 +29,7 @@ def cli() -> None:
 
 for command in (
     run_command, generate_command, registry_group, history_command, audit_command, key_command, rebuild_command,
-    reports_command, config_group,
+    reports_command, replay_history_command, config_group,
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import yaml
 
-from keysync.application.bootstrap import build
+from keysync.application.bootstrap import build, run_settings
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.infrastructure.config import config_as_dict, override
 from keysync.infrastructure.mockdata import SCENARIOS
@@ -20,6 +20,7 @@ from keysync.infrastructure.mockdata import SCENARIOS
 @click.option("--seed", type=click.IntRange(min=0), help="Random seed: the same seed gives the same files.")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Folder (default: input_dir).")
 @click.option("--format", "kind", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--days", type=click.IntRange(min=1), help="Write one dated snapshot per day (input/history/DATE/).")
 @user_errors
 def generate_command(
     config_path: Path | None,
@@ -28,25 +29,55 @@ def generate_command(
     seed: int | None,
     output: Path | None,
     kind: str,
+    days: int | None,
 ) -> None:
-    """Write mock exports for Systems A-E.
+    """Write mock exports for Systems A-E, or with --days a day-by-day history of them.
 
     Example: keysync generate --scenario failure --keys 5000 --seed 7
+
+    Example: keysync generate --days 30 --scenario drift && keysync replay-history input/history
     """
     config = override(load(config_path), scenario=scenario, keys=keys, seed=seed)
     sim = config.simulation
-    written = build(config).generate(
-        output or config.input_dir,
-        scenario=sim.scenario,
-        keys=sim.keys,
-        seed=sim.seed,
-        corruption_rate=sim.failures.inject_corruption,
-        days_of_history=sim.temporal.days_of_history,
-        kind=kind,
-    )
-    for path in written.values():
+    options = {
+        "scenario": sim.scenario,
+        "keys": sim.keys,
+        "seed": sim.seed,
+        "corruption_rate": sim.failures.inject_corruption,
+        "days_of_history": sim.temporal.days_of_history,
+        "kind": kind,
+    }
+    keysync = build(config)
+    if days:
+        root = output or config.input_dir / "history"
+        for files in keysync.generate_history(root, days=days, **options).values():
+            click.echo(str(files["A"].parent))
+        message(f"Generated {days} daily {sim.scenario} snapshots under {root}: {sim.keys} keys per system.")
+        return
+    for path in keysync.generate(output or config.input_dir, **options).values():
         click.echo(str(path))
     message(f"Generated {sim.scenario} mock data: {sim.keys} keys per system, seed {sim.seed}.")
+
+
+@click.command("replay-history")
+@config_option
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--auto-approve", is_flag=True, default=None, help="Activate new master keys in each run.")
+@user_errors
+def replay_history_command(config_path: Path | None, folder: Path, auto_approve: bool | None) -> None:
+    """Reconcile each dated snapshot (FOLDER/YYYY-MM-DD/A.csv ...) in order, stamped with its date.
+
+    Example: keysync replay-history input/history && keysync trends --plot trends.png
+    """
+    config = override(load(config_path), auto_approve=auto_approve)
+    outcomes = build(config).replay_history(folder, run_settings(config))
+    for outcome in outcomes:
+        kpis = outcome.result.run.kpis
+        rates = " ".join(
+            f"{s}={k['match_rate']:.0%}" for s, k in kpis["systems"].items() if s != "A" and k["status"] == "ok"
+        )
+        click.echo(f"{outcome.result.run.options['as_of'][:10]} run {outcome.run_id}: {rates}")
+    message(f"Replayed {len(outcomes)} snapshots.")
 
 
 @click.command("rebuild")

@@ -13,7 +13,7 @@ import click
 
 from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
-from keysync.application.service import ConflictError
+from keysync.application.service import ConflictError, HistoryError
 from keysync.domain.registry import RegistryError
 from keysync.infrastructure.config import Config, ConfigError, load_config
 from keysync.infrastructure.logs import setup_logging
@@ -48,7 +48,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, RegistryError, ConflictError, RunInProgress) as error:
+        except (ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError) as error:
             raise click.ClickException(str(error)) from error
         except RunFailed as error:
             raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error

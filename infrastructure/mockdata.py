@@ -114,9 +114,7 @@ _PAD_OPS: tuple[_Op, ...] = (_pad(" ", ""), _pad("", " "), _pad("  ", " "), _pad
 
 _CONTROL_CHARS = ("\x00", "\x1b", "\x07", "\x08", "\x7f")
 # Byte sequences that are not UTF-8, held as surrogate escapes until the file is encoded.
-_NOT_UTF8 = tuple(
-    raw.decode("utf-8", "surrogateescape") for raw in (b"\xff\xfe", b"\xe9", b"\xc3\x28", b"\x80")
-)
+_NOT_UTF8 = tuple(raw.decode("utf-8", "surrogateescape") for raw in (b"\xff\xfe", b"\xe9", b"\xc3\x28", b"\x80"))
 _LONG_KEY_ALPHABET = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)
 
 
@@ -130,6 +128,7 @@ def generate(
     days_of_history: int = 30,
     as_of: datetime | None = None,
     kind: str = "csv",
+    match_share: float | None = None,
 ) -> dict[str, Path]:
     """Write one mock export per system into ``output_dir``; return system -> file written.
 
@@ -137,7 +136,9 @@ def generate(
     ``corruption_rate`` x (valid rows of a system) corrupt rows are added to that system's file;
     ``last_seen_at`` lies within the ``days_of_history`` days before ``as_of`` (default
     2026-01-01T00:00:00+00:00; a naive ``as_of`` is taken as UTC). ``kind`` is ``csv`` or ``json``
-    (JSON Lines). Raises ValueError for an argument outside what is allowed.
+    (JSON Lines). ``match_share`` overrides the scenario's match share (for day-by-day histories): with
+    the same seed, a lower share keeps a subset of the matching keys and adds to the out-of-authority ones,
+    so consecutive snapshots change gradually. Raises ValueError for an argument outside what is allowed.
     """
     _validate(scenario, keys, seed, corruption_rate, days_of_history, as_of, kind)
     as_of_seconds = _epoch_seconds(DEFAULT_AS_OF if as_of is None else as_of)
@@ -146,8 +147,13 @@ def generate(
 
     root = np.random.default_rng(int(seed))
     system_rngs = dict(zip(SYSTEMS, root.spawn(len(SYSTEMS)), strict=True))
-    sizes = _downstream_sizes(root, scenario, keys)
-    pool_size = math.ceil(_OOA_POOL_FACTOR * max(n_ooa for _, n_ooa in sizes.values()))
+    share = _MATCH_SHARE[scenario] if match_share is None else float(match_share)
+    if not 0.05 <= share <= 1.0:
+        raise ValueError(f"match_share must be a number from 0.05 to 1; got {match_share!r}")
+    sizes = _downstream_sizes(root, share, keys)
+    # The pool is sized for the lowest share a scenario reaches (50 %), whatever this share is, so that
+    # the same seed gives the same universe of keys on every day of a history.
+    pool_size = math.ceil(_OOA_POOL_FACTOR * keys / 3) + 1
     universe, entity_codes = _universe(root, keys + pool_size)
 
     output_dir = Path(output_dir)
@@ -159,10 +165,11 @@ def generate(
             members = np.arange(keys, dtype=np.int64)
         else:
             n_match, n_ooa = sizes[system]
+            # Prefixes of fixed permutations: a smaller share keeps a subset of the same keys.
             members = np.concatenate(
                 [
-                    rows_rng.choice(keys, size=n_match, replace=False),
-                    keys + rows_rng.choice(pool_size, size=n_ooa, replace=False),
+                    rows_rng.permutation(keys)[:n_match],
+                    keys + rows_rng.permutation(pool_size)[: min(n_ooa, pool_size)],
                 ]
             )
         rows = _valid_rows(rows_rng, system, members, universe, entity_codes, as_of_seconds, history_seconds)
@@ -226,13 +233,13 @@ def _epoch_seconds(moment: datetime) -> int:
 # --- which keys each system has -----------------------------------------------------------------------
 
 
-def _downstream_sizes(rng: np.random.Generator, scenario: str, keys: int) -> dict[str, tuple[int, int]]:
+def _downstream_sizes(rng: np.random.Generator, share: float, keys: int) -> dict[str, tuple[int, int]]:
     """(keys shared with A, keys not in A) per downstream system, so that the shares of S∪A come out
     as the scenario asks while A keeps exactly ``keys`` keys and S gets about as many."""
     sizes = {}
     for system in DOWNSTREAM:
-        match = _MATCH_SHARE[scenario] + rng.uniform(-_SHARE_JITTER, _SHARE_JITTER)
-        out_of_authority = (1.0 - match) / 2 + rng.uniform(-_SHARE_JITTER, _SHARE_JITTER)
+        match = min(1.0, share + rng.uniform(-_SHARE_JITTER, _SHARE_JITTER))
+        out_of_authority = max(0.0, (1.0 - match) / 2 + rng.uniform(-_SHARE_JITTER, _SHARE_JITTER))
         gap = 1.0 - match - out_of_authority
         union = keys / (match + gap)
         sizes[system] = (min(keys, round(match * union)), round(out_of_authority * union))
@@ -311,9 +318,7 @@ def _transaction_keys(rng: np.random.Generator, count: int) -> pa.Array:
     ids = _unique_ints(rng, _TXN_YEARS * per_year, count)
     year = _TXN_FIRST_YEAR + ids // per_year
     sequence = 1 + ids % per_year
-    return _fixed_width_strings(
-        _text("TXN-", count), _digits(year, 4), _text("-", count), _digits(sequence, width)
-    )
+    return _fixed_width_strings(_text("TXN-", count), _digits(year, 4), _text("-", count), _digits(sequence, width))
 
 
 # --- the rows of one system ---------------------------------------------------------------------------
@@ -417,9 +422,7 @@ def _corrupt_key(rng: np.random.Generator, corruption: str, key: str) -> str:
         return ""
     if corruption == "too_long":
         length = int(rng.integers(MAX_KEY_LENGTH + 1, MAX_KEY_LENGTH + 145))
-        filler = _LONG_KEY_ALPHABET[
-            rng.integers(0, len(_LONG_KEY_ALPHABET), size=max(length - len(key) - 1, 1))
-        ]
+        filler = _LONG_KEY_ALPHABET[rng.integers(0, len(_LONG_KEY_ALPHABET), size=max(length - len(key) - 1, 1))]
         return f"{key}-{filler.tobytes().decode('ascii')}"
     return key  # field_count: the key is fine, the row is not
 

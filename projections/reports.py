@@ -75,9 +75,7 @@ def render_reports(
             ([row[c] for c in REGISTRY_COLUMNS] for row in registry_rows),
         )
     )
-    written.append(
-        write(output_dir / AUDIT, AUDIT_COLUMNS, ([row[c] for c in AUDIT_COLUMNS] for row in audit_rows))
-    )
+    written.append(write(output_dir / AUDIT, AUDIT_COLUMNS, ([row[c] for c in AUDIT_COLUMNS] for row in audit_rows)))
     return written
 
 

@@ -22,6 +22,8 @@ def apply_run_event(rows: dict[str, dict[str, Any]], event: Any) -> str | None:
             "duration_s": None,
             "errors": "",
             "kpis": "",
+            # When the data was true: a replayed snapshot's date, else the run's own start.
+            "as_of": event.options.get("as_of") or at,
         }
     elif name == "SourceUnavailable":
         _add_error(rows[key], f"{event.system} unavailable: {event.reason}")

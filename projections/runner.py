@@ -131,9 +131,7 @@ class Projections:
         for event in [*run.collect_events(), *registry.collect_events()]:
             if isinstance(event, Registry.Event):
                 apply_registry_event(rows, event)
-            audit.append(
-                audit_row(0, run.run_id, event) | {"event_id": "", "run_id": f"{run.run_id} (dry-run)"}
-            )
+            audit.append(audit_row(0, run.run_id, event) | {"event_id": "", "run_id": f"{run.run_id} (dry-run)"})
         info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True)
         return render_reports(
             self.output_dir,

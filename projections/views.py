@@ -34,6 +34,7 @@ RUN_COLUMNS = (
     "duration_s",
     "errors",
     "kpis",
+    "as_of",
 )
 AUDIT_COLUMNS = ("event_id", "run_id", "event_type", "payload", "created_at")
 
@@ -49,7 +50,7 @@ class ViewRecorder(SQLiteTrackingRecorder):
             + ", PRIMARY KEY (master_key)) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS run_history ("
             "run_id TEXT PRIMARY KEY, originator_id TEXT, started_at TEXT, finished_at TEXT, status TEXT, "
-            "mode TEXT, duration_s REAL, errors TEXT, kpis TEXT)",
+            "mode TEXT, duration_s REAL, errors TEXT, kpis TEXT, as_of TEXT)",
             "CREATE TABLE IF NOT EXISTS audit_view ("
             "event_id INTEGER PRIMARY KEY, run_id TEXT, event_type TEXT, payload TEXT, created_at TEXT)",
         ]
@@ -85,8 +86,7 @@ class ViewRecorder(SQLiteTrackingRecorder):
 
     def registry_statuses(self) -> dict[str, str]:
         return {
-            row["master_key"]: row["status"]
-            for row in self._select("SELECT master_key, status FROM registry_view", ())
+            row["master_key"]: row["status"] for row in self._select("SELECT master_key, status FROM registry_view", ())
         }
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,37 @@
+"""Day-by-day mock histories, replayed in order, each run stamped with its snapshot's date."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from keysync.application.bootstrap import build
+from keysync.infrastructure.config import load_config
+
+from keysync.infrastructure.mock_history import share_on_day
+
+
+def test_a_failure_history_drops_mid_way_and_replays_in_date_order(project):
+    out = project.invoke("generate", "--days", "6", "--scenario", "failure", "--keys", "400").stdout.split()
+    dates = ["2025-12-27", "2025-12-28", "2025-12-29", "2025-12-30", "2025-12-31", "2026-01-01"]
+    assert [p.rsplit("/", 1)[-1] for p in out] == dates
+    project.invoke("replay-history", str(project.input / "history"))
+    rows = build(load_config(project.config)).runs()
+    assert [r["as_of"][:10] for r in reversed(rows)] == dates
+    rates = [json.loads(r["kpis"])["systems"]["B"]["match_rate"] for r in reversed(rows)]
+    assert all(abs(rate - 0.80) < 0.05 for rate in rates[:3]), rates
+    assert all(abs(rate - 0.50) < 0.05 for rate in rates[3:]), rates
+
+
+def test_replaying_a_folder_without_snapshots_is_a_clear_error(project):
+    result = project.invoke("replay-history", str(project.input), expect=1)
+    assert "no snapshot folders named YYYY-MM-DD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("scenario", "first", "last"), [("drift", 0.80, 0.60), ("failure", 0.80, 0.50), ("recovery", 0.50, 0.80)]
+)
+def test_scenario_curves(scenario, first, last):
+    assert share_on_day(scenario, 0, 10) == pytest.approx(first)
+    assert share_on_day(scenario, 9, 10) == pytest.approx(last)
