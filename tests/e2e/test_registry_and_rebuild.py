@@ -18,9 +18,7 @@ def test_approve_and_deprecate_through_the_cli(project, write_systems):
     project.invoke("registry", "approve", "X-1")
     statuses = {r["master_key"]: r["status"] for r in project.report(REGISTRY)}
     assert statuses == {"X-1": "Active", "X-2": "Proposed", "X-3": "Proposed"}
-    assert {r["normalized_key"]: r["registry_status"] for r in project.report(MISSING_IN_A)}[
-        "X-1"
-    ] == "Active"
+    assert {r["normalized_key"]: r["registry_status"] for r in project.report(MISSING_IN_A)}["X-1"] == "Active"
 
     project.invoke("registry", "deprecate", "X-1", "X-2", "--reason", "merged")
     error = project.invoke("registry", "approve", "X-1", expect=1)
