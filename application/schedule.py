@@ -2,14 +2,16 @@
 
 ``Scheduler`` owns the loop and nothing else: what "now" is (``clock``), how to wait (``sleep_until``) and
 what a run is (``job``) are given to it, so tests drive it with a fake clock and never really wait. Cron
-expressions are read in UTC. A run that fails is logged and the scheduler waits for the next fire time; a
-stop request ends the loop after the run in progress.
+expressions are read in UTC. A run that fails (including one refused because another run holds the store's
+run lock) is logged and the scheduler waits for the next fire time; a stop request ends the loop after the run
+in progress.
 
 ``Sleeper`` is the real waiting, ``ShellNotifier`` the optional "tell someone after each run".
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ from typing import Any
 import attrs
 from croniter import CroniterError, croniter
 
+from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
 from keysync.application.service import ConflictError, RunOutcome
 
@@ -96,7 +99,7 @@ def describe_error(error: Exception) -> tuple[str | None, str]:
     """The run id (when known) and a one-line message for a run's exception."""
     if isinstance(error, RunFailed):
         return error.run.run_id, error.reason
-    if isinstance(error, ConflictError):
+    if isinstance(error, ConflictError | RunInProgress):
         return None, str(error)
     if isinstance(error, OSError):
         return None, f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
@@ -194,7 +197,7 @@ class Scheduler:
         except Exception as error:
             run_id, reason = describe_error(error)
             fields = {"run_id": run_id, "scheduled_for": fire_time.isoformat(), "error": reason}
-            if isinstance(error, RunFailed | ConflictError | OSError):
+            if isinstance(error, RunFailed | ConflictError | RunInProgress | OSError):
                 log.error("scheduled run failed: %s", reason, extra={"fields": fields})
             else:  # a bug, most likely: keep the traceback in the log
                 log.exception("scheduled run failed: %s", reason, extra={"fields": fields})
@@ -259,10 +262,8 @@ class Sleeper:
                 return
 
     def wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed
             self._writer.send(b"\0")
-        except OSError:  # full (a wake is pending anyway) or closed
-            pass
 
     def _drain(self) -> None:
         try:
@@ -326,14 +327,14 @@ class ShellNotifier:
             output, _ = process.communicate(data, timeout=self.timeout_s)
         except subprocess.TimeoutExpired as error:
             _kill(process)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
             raise NotifyFailed(f"{self.command!r} did not finish within {self.timeout_s:g} s and was killed") from error
         except BaseException:
             _kill(process)
             raise
         if process.returncode != 0:
             shown = _tail(output)
-            raise NotifyFailed(f"{self.command!r} exited with status {process.returncode}" + (f": {shown}" if shown else ""))
+            raise NotifyFailed(
+                f"{self.command!r} exited with status {process.returncode}" + (f": {shown}" if shown else "")
+            )

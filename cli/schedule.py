@@ -164,8 +164,9 @@ def summary_line(record: ScheduledRun) -> str:
         return f"Run {record.run_id or '(no id)'} failed: {record.error}"
     result = record.outcome.result
     kpis = result.run.kpis
+    took = (record.finished_at - record.started_at).total_seconds()
     line = (
-        f"{'Resumed run' if result.resumed else 'Run'} {record.run_id} completed in {(record.finished_at - record.started_at).total_seconds():.1f} s: "
+        f"{'Resumed run' if result.resumed else 'Run'} {record.run_id} completed in {took:.1f} s: "
         f"{len(result.proposed)} new master key(s) proposed, {kpis['missing_in_A_count']} out-of-authority, "
         f"{kpis['missing_from_system_count']} propagation gaps, {kpis['duplicate_keys_count']} duplicates, "
         f"{kpis['rows_rejected_count']} rejected rows."
