@@ -17,6 +17,7 @@ from keysync.cli.maintenance import (
 from keysync.cli.registry import registry_group
 from keysync.cli.run import run_command
 from keysync.cli.schedule import schedule_command
+from keysync.cli.trends import compare_command, trends_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,7 +31,7 @@ def cli() -> None:
 
 for command in (
     run_command, generate_command, registry_group, history_command, audit_command, key_command, rebuild_command,
-    reports_command, replay_history_command, schedule_command, config_group,
+    reports_command, replay_history_command, schedule_command, trends_command, compare_command, config_group,
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -10,6 +10,7 @@ import attrs
 
 from keysync.domain.observations import AUTHORITY, SYSTEMS
 from keysync.domain.reconciliation import Reconciliation, master_key_for
+from keysync.projections.trends import TREND_COLUMNS, TREND_REPORT, trend_rows
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS
 
 SUMMARY = "reconciliation_summary.csv"
@@ -19,7 +20,8 @@ REGISTRY = "master_key_registry.csv"
 AUDIT = "audit_log.csv"
 DUPLICATES = "duplicate_keys.csv"
 REJECTED = "rejected_rows.csv"
-REPORTS = (SUMMARY, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, AUDIT, DUPLICATES, REJECTED)
+TREND = TREND_REPORT
+REPORTS = (SUMMARY, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, AUDIT, DUPLICATES, REJECTED, TREND)
 
 SUMMARY_COLUMNS = (
     "run_id", "generated_at", "mode", "system", "status", "rows_read", "rows_rejected", "unique_keys",
@@ -55,8 +57,10 @@ def render_reports(
     recon: Reconciliation | None,
     registry_rows: Sequence[Mapping[str, str]],
     audit_rows: Sequence[Mapping[str, Any]],
+    runs: Sequence[Mapping[str, Any]] = (),
 ) -> list[Path]:
-    """Write all seven reports. Without a completed run the run-level reports hold only their header."""
+    """Write every report. Without a completed run the run-level reports hold only their header.
+    ``runs`` are the run-history rows, newest first, for the trend report."""
     statuses = {row["master_key"]: row["status"] for row in registry_rows}
     written = []
     run_reports: dict[str, tuple[Sequence[str], Callable[[], Iterator[Sequence[Any]]]]] = {
@@ -76,6 +80,7 @@ def render_reports(
         )
     )
     written.append(write(output_dir / AUDIT, AUDIT_COLUMNS, ([row[c] for c in AUDIT_COLUMNS] for row in audit_rows)))
+    written.append(write(output_dir / TREND, TREND_COLUMNS, trend_rows(runs)))
     return written
 
 

@@ -140,6 +140,7 @@ class Projections:
             recon,
             sorted(rows.values(), key=lambda r: r["master_key"]),
             audit,
+            self.recorder.runs(),
         )
 
     def _render(self, fresh: Reconciliation | None, fresh_run_id: str) -> list[Path]:

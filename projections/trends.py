@@ -62,8 +62,11 @@ def trend_points(runs: Sequence[Mapping[str, Any]], last: int | None = None) -> 
     for run in completed:
         kpis = run["kpis"] if isinstance(run.get("kpis"), Mapping) else json.loads(run.get("kpis") or "{}")
         per_system = kpis.get("systems") or {}
+        # A replayed snapshot is placed at the date its data describes, not at the moment it was replayed.
+        replayed = run.get("as_of") and run.get("as_of") != run.get("started_at")
+        stamp = run["as_of"] if replayed else run.get("finished_at") or ""
         for system in SYSTEMS:
-            points.append(_point(run["run_id"], run.get("finished_at") or "", system, per_system.get(system)))
+            points.append(_point(run["run_id"], stamp, system, per_system.get(system)))
     return points
 
 
