@@ -43,9 +43,7 @@ class SystemResult:
     unavailable_reason: str = ""
     normalized: list[str] = attrs.field(factory=list)  # per accepted row, "" where the key normalized away
     first_row: dict[str, int] = attrs.field(factory=dict)  # normalized key -> index of its first row
-    rejected: list[RejectedRow] = attrs.field(
-        factory=list
-    )  # reader rejections plus empty-after-normalization
+    rejected: list[RejectedRow] = attrs.field(factory=list)  # reader rejections plus empty-after-normalization
     duplicates: list[Duplicate] = attrs.field(factory=list)
     missing_in_a: list[str] = attrs.field(factory=list)  # sorted normalized keys
     missing_from_system: list[str] = attrs.field(factory=list)  # sorted A keys absent here
@@ -83,9 +81,7 @@ class SystemResult:
     def last_seen_at(self, normalized_key: str) -> str:
         """The latest last_seen_at among the key's rows (ISO 8601 strings in UTC compare as text)."""
         assert self.snapshot is not None
-        return (
-            self.latest_seen.get(normalized_key) or self.snapshot.last_seen_at[self.first_row[normalized_key]]
-        )
+        return self.latest_seen.get(normalized_key) or self.snapshot.last_seen_at[self.first_row[normalized_key]]
 
 
 @attrs.frozen
@@ -196,9 +192,7 @@ def _index(
     first_row.pop("", None)
     counts = Counter(normalized)
     counts.pop("", None)
-    duplicates, latest_seen = _duplicates(
-        snapshot, normalized, {k for k, c in counts.items() if c > 1}, counts
-    )
+    duplicates, latest_seen = _duplicates(snapshot, normalized, {k for k, c in counts.items() if c > 1}, counts)
     return SystemResult(
         system=system,
         snapshot=snapshot,

@@ -284,9 +284,7 @@ def _cron_problem(expression: str) -> str | None:
     if len(fields) == 1 and fields[0].lower() in _CRON_MACROS:
         return None
     if len(fields) != 5:
-        return (
-            f"need 5 fields (minute hour day-of-month month day-of-week) or one of {', '.join(_CRON_MACROS)}"
-        )
+        return f"need 5 fields (minute hour day-of-month month day-of-week) or one of {', '.join(_CRON_MACROS)}"
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         for item in text.split(","):
             match = _CRON_ITEM.match(item)
@@ -457,9 +455,7 @@ def _normalization_rules(values: dict[str, Any], where: _Where) -> Normalization
                 culprit = name
                 break
         reason = " ".join(str(error).split()) or type(error).__name__
-        where.fail(
-            f"normalize.{culprit}", f"{_show(values.get(culprit))} is not allowed by the rules ({reason})"
-        )
+        where.fail(f"normalize.{culprit}", f"{_show(values.get(culprit))} is not allowed by the rules ({reason})")
 
 
 def _sources(raw: Any, where: _Where) -> dict[str, Source]:
@@ -467,9 +463,7 @@ def _sources(raw: Any, where: _Where) -> dict[str, Source]:
     _known_keys(mapping, SYSTEMS, "sources", where)
     missing = [system for system in SYSTEMS if system not in mapping]
     if missing:
-        where.fail(
-            "sources", f"missing {', '.join(missing)} (sources must list exactly {', '.join(SYSTEMS)})"
-        )
+        where.fail("sources", f"missing {', '.join(missing)} (sources must list exactly {', '.join(SYSTEMS)})")
     sources: dict[str, Source] = {}
     for system in SYSTEMS:
         prefix = f"sources.{system}"
@@ -489,8 +483,7 @@ def _check_distinct_sources(sources: Mapping[str, Source], where: _Where) -> Non
         if identity in seen:
             where.fail(
                 f"sources.{system}.path",
-                f"{_show(source.path)} is already used by sources.{seen[identity]} "
-                "(each system needs its own file)",
+                f"{_show(source.path)} is already used by sources.{seen[identity]} (each system needs its own file)",
             )
         seen[identity] = system
 
@@ -537,9 +530,7 @@ def _build(document: Any, where: _Where, path: Path | None) -> Config:
         normalize=_normalization_rules(
             _fields(document.get("normalize"), "normalize", _NORMALIZE_CHECKS, where), where
         ),
-        provisioning=Provisioning(
-            **_fields(document.get("provisioning"), "provisioning", _PROVISIONING_CHECKS, where)
-        ),
+        provisioning=Provisioning(**_fields(document.get("provisioning"), "provisioning", _PROVISIONING_CHECKS, where)),
         input_dir=input_dir,
         sources=sources,
         simulation=Simulation(**_fields(document.get("simulation"), "simulation", _SIMULATION_CHECKS, where)),
@@ -635,9 +626,7 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError(f"{origin}: config file not found{source_hint}", file=origin) from error
     except (OSError, ValueError) as error:  # a folder, no permission, a NUL in the name...
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise ConfigError(
-            f"{origin}: cannot read the config file{source_hint}: {reason}", file=origin
-        ) from error
+        raise ConfigError(f"{origin}: cannot read the config file{source_hint}: {reason}", file=origin) from error
     absolute = Path(os.path.abspath(file))
     document = _parse_yaml(data, origin)
     return _build(document, _Where(origin=origin, base=absolute.parent), absolute)
@@ -682,9 +671,7 @@ def override(config: Config, **changes: Any) -> Config:
     """
     unknown = sorted(name for name in changes if name not in _OVERRIDES)
     if unknown:
-        raise TypeError(
-            f"override() got unknown setting(s) {', '.join(unknown)} (allowed: {', '.join(_OVERRIDES)})"
-        )
+        raise TypeError(f"override() got unknown setting(s) {', '.join(unknown)} (allowed: {', '.join(_OVERRIDES)})")
     where = _Where(origin="command line", base=Path.cwd())
     normalize_changes: dict[str, Any] = {}
     for name, value in changes.items():
@@ -713,8 +700,7 @@ def config_as_dict(config: Config) -> dict[str, Any]:
         "normalize": attrs.asdict(config.normalize),
         "provisioning": attrs.asdict(config.provisioning),
         "sources": {
-            system: {"type": source.type, "path": str(source.path)}
-            for system, source in config.sources.items()
+            system: {"type": source.type, "path": str(source.path)} for system, source in config.sources.items()
         },
         "simulation": attrs.asdict(config.simulation),
         "processing": attrs.asdict(config.processing),

@@ -8,7 +8,6 @@ import pytest
 
 from keysync.application.bootstrap import build
 from keysync.infrastructure.config import load_config
-
 from keysync.infrastructure.mock_history import share_on_day
 
 

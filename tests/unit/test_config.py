@@ -106,9 +106,7 @@ def test_repository_config_lists_every_setting() -> None:
 # ---- paths
 
 
-def test_relative_paths_resolve_against_the_config_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "etc"
     folder.mkdir()
     elsewhere = tmp_path / "elsewhere"
@@ -152,8 +150,7 @@ def test_default_sources_live_in_input_dir(tmp_path: Path) -> None:
         ("provisioning: {strategy: mirr}", "provisioning.strategy: 'mirr' is not one of mirror, namespaced"),
         (
             "normalize: {upercase: true}",
-            "normalize.upercase: unknown key "
-            "(allowed: trim, uppercase, strip_non_alnum, collapse_delims, pad_numbers)",
+            "normalize.upercase: unknown key (allowed: trim, uppercase, strip_non_alnum, collapse_delims, pad_numbers)",
         ),
         ("processing: {batch_size: 0}", "processing.batch_size: 0 is out of range (must be >= 1)"),
         ("processing: {batch_size: abc}", "processing.batch_size: 'abc' is not an integer"),
@@ -207,10 +204,7 @@ def test_errors_name_the_key_the_value_and_what_is_allowed(tmp_path: Path, text:
 def test_error_names_the_file_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, "provisioning:\n  strategy: mirr\n")
     monkeypatch.chdir(tmp_path)
-    assert (
-        error_of(None)
-        == "keysync-config.yaml: provisioning.strategy: 'mirr' is not one of mirror, namespaced"
-    )
+    assert error_of(None) == "keysync-config.yaml: provisioning.strategy: 'mirr' is not one of mirror, namespaced"
 
 
 def test_source_errors(tmp_path: Path) -> None:
@@ -222,9 +216,7 @@ def test_source_errors(tmp_path: Path) -> None:
     assert "sources.C.type: 'xml' is not one of csv, json" in error_of(
         write(tmp_path, sources(C="{type: xml, path: c.xml}"))
     )
-    assert "sources.D.type: missing (must be one of csv, json)" in error_of(
-        write(tmp_path, sources(D="{path: d.csv}"))
-    )
+    assert "sources.D.type: missing (must be one of csv, json)" in error_of(write(tmp_path, sources(D="{path: d.csv}")))
     assert "sources.E.path: missing" in error_of(write(tmp_path, sources(E="{type: csv}")))
     assert "sources.B.colour: unknown key (allowed: type, path)" in error_of(
         write(tmp_path, sources(B="{type: csv, path: b.csv, colour: red}"))
@@ -279,9 +271,7 @@ def test_collapse_delims_off(tmp_path: Path, off: str) -> None:
     assert config.normalize.collapse_delims == ""
 
 
-def test_a_normalization_rules_value_error_names_the_setting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_normalization_rules_value_error_names_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Stands in for whatever the domain rejects; the loader must report it as a ConfigError.
     @attrs.frozen
     class StrictRules(NormalizationRules):
@@ -318,9 +308,7 @@ def test_keysync_config_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert load_config(REPO_CONFIG).simulation.keys == 1000  # an explicit path wins over the env var
 
 
-def test_keysync_config_env_var_naming_a_missing_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_keysync_config_env_var_naming_a_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEYSYNC_CONFIG", str(tmp_path / "gone.yaml"))
     assert error_of(None) == f"{tmp_path / 'gone.yaml'}: config file not found (from KEYSYNC_CONFIG)"
 
@@ -342,9 +330,7 @@ def test_no_password_in_the_file_dsn(tmp_path: Path, dsn: str) -> None:
     assert "s3" not in message  # the secret is never echoed
 
 
-def test_dsn_without_password_and_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_dsn_without_password_and_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file = write(tmp_path, "store: {backend: postgres, dsn: 'host=db user=keysync dbname=keysync'}\n")
     assert load_config(file).store.dsn == "host=db user=keysync dbname=keysync"
     monkeypatch.setenv("KEYSYNC_STORE_DSN", "postgresql://keysync:s3cret@db/keysync")

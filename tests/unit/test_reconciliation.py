@@ -31,9 +31,7 @@ def test_classifies_missing_both_ways_after_normalization():
 
 
 def test_an_unavailable_system_has_no_diffs():
-    recon = reconcile(
-        {"A": snap("A", "K-1"), "B": snap("B", "K-2")}, RULES, unavailable_reasons={"C": "gone"}
-    )
+    recon = reconcile({"A": snap("A", "K-1"), "B": snap("B", "K-2")}, RULES, unavailable_reasons={"C": "gone"})
     c = recon.systems["C"]
     assert not c.available and c.unavailable_reason == "gone"
     assert c.missing_in_a == [] and c.missing_from_system == []
