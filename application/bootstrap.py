@@ -15,7 +15,7 @@ from keysync.application.reconcile import RunSettings, SourceSpec
 from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
 from keysync.infrastructure import faults
-from keysync.infrastructure.compression import FastZlibCompressor
+from keysync.infrastructure.compression import ZstdCompressor
 from keysync.infrastructure.config import Config
 from keysync.infrastructure.mock_history import generate_history
 from keysync.infrastructure.mockdata import generate
@@ -34,7 +34,7 @@ def store_env(config: Config) -> dict[str, str]:
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": str(max(1, round(config.processing.lock_timeout_s))),
-        "COMPRESSOR_TOPIC": get_topic(FastZlibCompressor),
+        "COMPRESSOR_TOPIC": get_topic(ZstdCompressor),
     }
 
 

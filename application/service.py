@@ -219,7 +219,7 @@ class KeySync:
 
     def _save(self, *aggregates: Any) -> None:
         try:
-            self.store.save(*aggregates)
+            self.projections.remember(self.store.save(*aggregates))
         except IntegrityError as error:
             raise ConflictError(
                 "another KeySync process changed the registry at the same moment; nothing was saved, run again"

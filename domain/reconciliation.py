@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import attrs
 
@@ -84,9 +85,8 @@ class SystemResult:
         return self.latest_seen.get(normalized_key) or self.snapshot.last_seen_at[self.first_row[normalized_key]]
 
 
-@attrs.frozen
-class OutOfAuthorityKey:
-    """A proposed master key and where its source keys were seen."""
+class OutOfAuthorityKey(NamedTuple):
+    """A proposed master key and where its source keys were seen. (A tuple: a run makes hundreds of thousands.)"""
 
     master_key: str
     normalized_key: str
@@ -116,12 +116,16 @@ class Reconciliation:
         """Master key -> its sources, over every available downstream system."""
         found: dict[str, OutOfAuthorityKey] = {}
         for result in self.downstream:
+            if not result.missing_in_a:
+                continue
+            raw, first, system = result.snapshot.keys, result.first_row, result.system  # type: ignore[union-attr]
+            prefix = f"A-{system}-" if self.strategy == "namespaced" else ""
             for key in result.missing_in_a:
-                master = master_key_for(result.system, key, self.strategy)
+                master = prefix + key
                 if master in found:
-                    found[master].systems.append(result.system)
+                    found[master].systems.append(system)
                 else:
-                    found[master] = OutOfAuthorityKey(master, key, [result.system], result.source_key(key))
+                    found[master] = OutOfAuthorityKey(master, key, [system], raw[first[key]])
         return found
 
     def totals(self) -> dict[str, int]:

@@ -68,13 +68,13 @@ class Registry(Aggregate):
         """Register what a run found: propose new master keys, note the ones seen again, deprecate the ones
         that entered System A or vanished. Returns the newly proposed master keys."""
         new = [m for m in out_of_authority if m not in self.status]
-        if new:
-            self._propose(run_id, [self._entry(out_of_authority[m]) for m in new])
         seen = [
             [m, _joined(self.systems[m], out_of_authority[m].systems)]
             for m in out_of_authority
-            if m in self.status and m not in new and self.status[m] != DEPRECATED
+            if self.status.get(m, DEPRECATED) != DEPRECATED
         ]
+        if new:
+            self._propose(run_id, [_entry(out_of_authority[m]) for m in new])
         if seen:
             self._see(run_id, seen)
         if auto_approve and new:
@@ -120,10 +120,6 @@ class Registry(Aggregate):
                 raise IllegalTransitionError(key, self.status[key], target)
         return keys
 
-    @staticmethod
-    def _entry(found: OutOfAuthorityKey) -> list[str]:
-        return [found.master_key, found.normalized_key, "|".join(found.systems), found.source_key]
-
     # Events: each method body is the state change -------------------------------------------------------------
 
     @event("MasterKeysProposed")
@@ -150,6 +146,11 @@ class Registry(Aggregate):
 
 
 REGISTRY_ID = uuid5(NAMESPACE_URL, "keysync:master-key-registry")
+
+
+def _entry(found: OutOfAuthorityKey) -> list[str]:
+    master, normalized, systems, source_key = found
+    return [master, normalized, "|".join(systems), source_key]
 
 
 def _joined(existing: str, systems: list[str]) -> str:

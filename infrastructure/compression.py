@@ -1,19 +1,23 @@
 """Compression of stored events.
 
-Observation batches are large and repetitive (keys, entity types, timestamps); zlib at level 1 shrinks them
-about as well as the default level 6 for this data, several times faster.
+Observation batches are large and repetitive (keys, entity types, timestamps). Zstandard (through pyarrow, which
+KeySync already needs) compresses them to a fraction of zlib's output at twice its speed. Each stored state is
+the uncompressed length (8 bytes, little-endian) followed by the zstd frame, since decompression wants the size.
 """
 
 from __future__ import annotations
 
-import zlib
-
+import pyarrow as pa
 from eventsourcing.compressor import Compressor
 
+_CODEC = pa.Codec("zstd", compression_level=1)
+_SIZE = 8
 
-class FastZlibCompressor(Compressor):
+
+class ZstdCompressor(Compressor):
     def compress(self, data: bytes) -> bytes:
-        return zlib.compress(data, 1)
+        return len(data).to_bytes(_SIZE, "little") + _CODEC.compress(data, asbytes=True)
 
     def decompress(self, data: bytes) -> bytes:
-        return zlib.decompress(data)
+        size = int.from_bytes(data[:_SIZE], "little")
+        return _CODEC.decompress(data[_SIZE:], decompressed_size=size, asbytes=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from keysync.domain.observations import AUTHORITY, SYSTEMS
-from keysync.domain.reconciliation import Reconciliation, master_key_for
+from keysync.domain.reconciliation import Reconciliation, SystemResult, master_key_for
 from keysync.projections.trends import TREND_COLUMNS, TREND_REPORT, trend_rows
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS
 
@@ -37,7 +37,8 @@ MISSING_FROM_SYSTEM_COLUMNS = (
 DUPLICATE_COLUMNS = ("run_id", "system", "normalized_key", "occurrences", "source_keys")
 REJECTED_COLUMNS = ("run_id", "system", "file", "line", "severity", "reason", "raw")
 
-Writer = Callable[[Path, Sequence[str], Any], Path]
+Columns = dict[str, list[Any]]
+Writer = Callable[[Path, Columns], Path]
 
 
 @attrs.frozen
@@ -60,71 +61,112 @@ def render_reports(
     runs: Sequence[Mapping[str, Any]] = (),
 ) -> list[Path]:
     """Write every report. Without a completed run the run-level reports hold only their header.
-    ``runs`` are the run-history rows, newest first, for the trend report."""
+    ``runs`` are the run-history rows, newest first, for the trend report.
+
+    Reports are built column by column: at a million keys per system that is several times faster than
+    building rows, and the writer hands whole columns to pyarrow."""
     statuses = {row["master_key"]: row["status"] for row in registry_rows}
-    written = []
-    run_reports: dict[str, tuple[Sequence[str], Callable[[], Iterator[Sequence[Any]]]]] = {
-        SUMMARY: (SUMMARY_COLUMNS, lambda: _summary(run, recon)),
-        MISSING_IN_A: (MISSING_IN_A_COLUMNS, lambda: _missing_in_a(run, recon, statuses)),
-        MISSING_FROM_SYSTEM: (MISSING_FROM_SYSTEM_COLUMNS, lambda: _missing_from_system(run, recon)),
-        DUPLICATES: (DUPLICATE_COLUMNS, lambda: _duplicates(run, recon)),
-        REJECTED: (REJECTED_COLUMNS, lambda: _rejected(run, recon)),
+    reports: dict[str, Columns] = {
+        SUMMARY: _empty(SUMMARY_COLUMNS),
+        MISSING_IN_A: _empty(MISSING_IN_A_COLUMNS),
+        MISSING_FROM_SYSTEM: _empty(MISSING_FROM_SYSTEM_COLUMNS),
+        DUPLICATES: _empty(DUPLICATE_COLUMNS),
+        REJECTED: _empty(REJECTED_COLUMNS),
     }
-    for name, (header, rows) in run_reports.items():
-        written.append(write(output_dir / name, header, rows() if run and recon else iter(())))
-    written.append(
-        write(
-            output_dir / REGISTRY,
-            REGISTRY_COLUMNS,
-            ([row[c] for c in REGISTRY_COLUMNS] for row in registry_rows),
-        )
-    )
-    written.append(write(output_dir / AUDIT, AUDIT_COLUMNS, ([row[c] for c in AUDIT_COLUMNS] for row in audit_rows)))
-    written.append(write(output_dir / TREND, TREND_COLUMNS, trend_rows(runs)))
-    return written
+    if run is not None and recon is not None:
+        _summary(reports[SUMMARY], run, recon)
+        _missing_in_a(reports[MISSING_IN_A], run, recon, statuses)
+        _missing_from_system(reports[MISSING_FROM_SYSTEM], run, recon)
+        _duplicates(reports[DUPLICATES], run, recon)
+        _rejected(reports[REJECTED], run, recon)
+    reports[REGISTRY] = {c: [row[c] for row in registry_rows] for c in REGISTRY_COLUMNS}
+    reports[AUDIT] = {c: [row[c] for row in audit_rows] for c in AUDIT_COLUMNS}
+    trend = trend_rows(runs)
+    reports[TREND] = {c: [row[i] for row in trend] for i, c in enumerate(TREND_COLUMNS)}
+    return [write(output_dir / name, reports[name]) for name in REPORTS]
 
 
-def _summary(run: Any, recon: Any) -> Iterator[Sequence[Any]]:
+def _empty(columns: Sequence[str]) -> Columns:
+    return {c: [] for c in columns}
+
+
+def _summary(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
     mode = f"{run.mode} (dry-run)" if run.dry_run else run.mode
     for system in SYSTEMS:
         r = recon.systems[system]
-        if not r.available:
-            yield [run.run_id, run.finished_at, mode, system, "unavailable", *[""] * 8]
+        if r.snapshot is None:
+            values = [run.run_id, run.finished_at, mode, system, "unavailable", *[""] * 8]
+        else:
+            values = [
+                run.run_id, run.finished_at, mode, system, "ok", r.snapshot.rows_read, r.rows_rejected,
+                r.unique_keys, r.matched, len(r.missing_in_a), len(r.missing_from_system), len(r.duplicates),
+                f"{r.match_rate:.4f}",
+            ]  # fmt: skip
+        for column, value in zip(SUMMARY_COLUMNS, values, strict=True):
+            out[column].append(value)
+
+
+def _missing_in_a(out: Columns, run: RunInfo, recon: Reconciliation, statuses: Mapping[str, str]) -> None:
+    for r in recon.downstream:
+        if r.snapshot is None or not r.missing_in_a:
             continue
-        yield [
-            run.run_id, run.finished_at, mode, system, "ok", r.snapshot.rows_read, r.rows_rejected,
-            r.unique_keys, r.matched, len(r.missing_in_a), len(r.missing_from_system), len(r.duplicates),
-            f"{r.match_rate:.4f}",
-        ]  # fmt: skip
+        keys = r.missing_in_a
+        rows = [r.first_row[k] for k in keys]
+        masters = [master_key_for(r.system, k, recon.strategy) for k in keys]
+        n = len(keys)
+        out["run_id"] += [run.run_id] * n
+        out["detected_at"] += [run.finished_at] * n
+        out["system"] += [r.system] * n
+        out["source_key"] += [r.snapshot.keys[i] for i in rows]
+        out["normalized_key"] += keys
+        out["proposed_master_key"] += masters
+        out["strategy"] += [recon.strategy] * n
+        out["registry_status"] += [statuses.get(m, "") for m in masters]
+        out["entity_type"] += [r.snapshot.entity_types[i] for i in rows]
+        out["last_seen_at"] += _last_seen(r, keys, rows)
 
 
-def _missing_in_a(run: Any, recon: Reconciliation, statuses: Mapping[str, str]) -> Iterator[Sequence[Any]]:
-    for r in recon.downstream:
-        for key in r.missing_in_a:
-            master = master_key_for(r.system, key, recon.strategy)
-            yield [
-                run.run_id, run.finished_at, r.system, r.source_key(key), key, master, recon.strategy,
-                statuses.get(master, ""), r.entity_type(key), r.last_seen_at(key),
-            ]  # fmt: skip
-
-
-def _missing_from_system(run: Any, recon: Reconciliation) -> Iterator[Sequence[Any]]:
+def _missing_from_system(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
     authority = recon.systems[AUTHORITY]
+    assert authority.snapshot is not None
     for r in recon.downstream:
-        for key in r.missing_from_system:
-            yield [
-                run.run_id, run.finished_at, r.system, key, authority.source_key(key),
-                authority.entity_type(key), authority.last_seen_at(key),
-            ]  # fmt: skip
+        if not r.missing_from_system:
+            continue
+        keys = r.missing_from_system
+        rows = [authority.first_row[k] for k in keys]
+        n = len(keys)
+        out["run_id"] += [run.run_id] * n
+        out["detected_at"] += [run.finished_at] * n
+        out["system"] += [r.system] * n
+        out["master_key"] += keys
+        out["source_key_in_A"] += [authority.snapshot.keys[i] for i in rows]
+        out["entity_type"] += [authority.snapshot.entity_types[i] for i in rows]
+        out["last_seen_in_A"] += _last_seen(authority, keys, rows)
 
 
-def _duplicates(run: Any, recon: Reconciliation) -> Iterator[Sequence[Any]]:
+def _last_seen(r: SystemResult, keys: list[str], rows: list[int]) -> list[str]:
+    seen = r.snapshot.last_seen_at  # type: ignore[union-attr]
+    latest = r.latest_seen  # only duplicated keys are here; the rest have one row
+    return [latest.get(k) or seen[i] for k, i in zip(keys, rows, strict=True)]
+
+
+def _duplicates(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
     for r in recon.systems.values():
         for d in r.duplicates:
-            yield [run.run_id, r.system, d.normalized_key, d.occurrences, "|".join(d.source_keys)]
+            for column, value in zip(
+                DUPLICATE_COLUMNS,
+                [run.run_id, r.system, d.normalized_key, d.occurrences, "|".join(d.source_keys)],
+                strict=True,
+            ):
+                out[column].append(value)
 
 
-def _rejected(run: Any, recon: Reconciliation) -> Iterator[Sequence[Any]]:
+def _rejected(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
     for r in recon.systems.values():
         for row in r.rejected:
-            yield [run.run_id, row.system, row.file, row.line, row.severity, row.reason, row.raw]
+            for column, value in zip(
+                REJECTED_COLUMNS,
+                [run.run_id, row.system, row.file, row.line, row.severity, row.reason, row.raw],
+                strict=True,
+            ):
+                out[column].append(value)

@@ -42,6 +42,14 @@ class Projections:
         self.rules = rules
         self.strategy = strategy
         self.write = write
+        # Events this process has just saved, by notification id: folding them needs no decoding.
+        self._recorded: dict[int, Any] = {}
+
+    def remember(self, recordings: list[Any]) -> None:
+        """Note events just saved in this process (eventsourcing Recordings), so catching up need not read
+        and decode them back from the store."""
+        for recording in recordings:
+            self._recorded[recording.notification.id] = recording.domain_event
 
     # Views -------------------------------------------------------------------------------------------------
 
@@ -88,16 +96,23 @@ class Projections:
         return last
 
     def events(self, start: int, stop: int) -> Any:
+        """Every stored event after position ``start`` up to ``stop``, in order, with its notification id."""
         position = start
         while position < stop:
+            if position + 1 in self._recorded:
+                position += 1
+                yield position, self._recorded.pop(position)
+                continue
             page = self.store.recorder.select_notifications(
                 start=position, limit=PAGE, stop=stop, inclusive_of_start=False
             )
             if not page:
                 break
             for notification in page:
+                if notification.id in self._recorded:
+                    break  # the rest is in memory
                 yield notification.id, self.store.mapper.to_domain_event(notification)
-            position = page[-1].id
+                position = notification.id
 
     def _stored_run(self, originator_id: str) -> dict[str, dict[str, Any]]:
         found = [r for r in self.recorder.runs() if r["originator_id"] == originator_id]
