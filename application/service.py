@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -47,6 +49,20 @@ def _log_result(result: RunResult) -> None:
     log.info("run %s completed", result.run_id, extra={"fields": {"run_id": result.run_id, "kpis": kpis}})
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector during a run. A run holds millions of live objects and makes no
+    reference cycles; left on, the collector rescans them all every few thousand allocations (measured: a third
+    of a million-key run)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -87,8 +103,9 @@ class KeySync:
         computes and writes the reports but stores nothing.
         """
         if settings.dry_run:
-            return self._dry_run(settings, progress)
-        with self.lock() as claim:
+            with _collector_paused():
+                return self._dry_run(settings, progress)
+        with self.lock() as claim, _collector_paused():
             observation = self._unfinished(resume)
             if observation is not None:
                 settings = settings.resuming(observation.run)

@@ -176,8 +176,11 @@ def _index(
     if snapshot is None:
         return SystemResult(system=system, snapshot=None, unavailable_reason=unavailable_reason)
     normalized = normalizer(snapshot.keys, rules)
+    # Iterating backwards lets the first occurrence of a key win the dict slot, at C speed.
+    n = len(normalized)
+    first_row = dict(zip(reversed(normalized), range(n - 1, -1, -1), strict=True))
     rejected = list(snapshot.rejected)
-    emptied = [i for i, key in enumerate(normalized) if not key]
+    emptied = [i for i, key in enumerate(normalized) if not key] if "" in first_row else []
     for i in emptied:
         rejected.append(
             RejectedRow(
@@ -190,13 +193,14 @@ def _index(
             )
         )
     rejected.sort(key=lambda r: (r.line, r.severity))
-    # Iterating backwards lets the first occurrence of a key win the dict slot, at C speed.
-    n = len(normalized)
-    first_row = dict(zip(reversed(normalized), range(n - 1, -1, -1), strict=True))
     first_row.pop("", None)
-    counts = Counter(normalized)
-    counts.pop("", None)
-    duplicates, latest_seen = _duplicates(snapshot, normalized, {k for k, c in counts.items() if c > 1}, counts)
+    duplicates: list[Duplicate] = []
+    latest_seen: dict[str, str] = {}
+    if len(first_row) < n - len(emptied):  # some key occurs twice: find which
+        counts = Counter(normalized)
+        counts.pop("", None)
+        duplicated = {k for k, c in counts.items() if c > 1}
+        duplicates, latest_seen = _duplicates(snapshot, normalized, duplicated, counts)
     return SystemResult(
         system=system,
         snapshot=snapshot,

@@ -44,6 +44,8 @@ class Projections:
         self.write = write
         # Events this process has just saved, by notification id: folding them needs no decoding.
         self._recorded: dict[int, Any] = {}
+        # The whole registry table, when the last update of the views had to load it anyway.
+        self._registry: dict[str, dict[str, str]] | None = None
 
     def remember(self, recordings: list[Any]) -> None:
         """Note events just saved in this process (eventsourcing Recordings), so catching up need not read
@@ -59,6 +61,7 @@ class Projections:
         last = self.store.recorder.max_notification_id() or 0
         if last <= start:
             return start
+        self._registry = None
         registry: dict[str, dict[str, str]] | None = None
         runs: dict[str, dict[str, Any]] = {}
         registry_changed: set[str] = set()
@@ -83,7 +86,8 @@ class Projections:
             if registry is not None and registry_changed:
                 c.executemany(
                     f"INSERT OR REPLACE INTO registry_view VALUES ({', '.join('?' * len(REGISTRY_COLUMNS))})",
-                    [[registry[m][col] for col in REGISTRY_COLUMNS] for m in registry_changed],
+                    # In key order: B-tree inserts in order are about twice as fast.
+                    [[registry[m][col] for col in REGISTRY_COLUMNS] for m in sorted(registry_changed)],
                 )
             c.executemany(
                 f"INSERT OR REPLACE INTO run_history VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
@@ -93,7 +97,14 @@ class Projections:
                 "INSERT OR REPLACE INTO audit_view VALUES (?, ?, ?, ?, ?)",
                 [[a["event_id"], a["run_id"], a["event_type"], a["payload"], a["created_at"]] for a in audit],
             )
+        self._registry = registry
         return last
+
+    def registry_rows(self) -> list[dict[str, str]]:
+        """The registry read model, ordered by master key (from memory when the views just had it loaded)."""
+        if self._registry is not None:
+            return sorted(self._registry.values(), key=lambda row: row["master_key"])
+        return self.recorder.registry_rows()
 
     def events(self, start: int, stop: int) -> Any:
         """Every stored event after position ``start`` up to ``stop``, in order, with its notification id."""
@@ -173,8 +184,9 @@ class Projections:
             self.write,
             info,
             recon,
-            self.recorder.registry_rows(),
+            self.registry_rows(),
             self.recorder.audit_rows(),
+            self.recorder.runs(),
         )
 
     def reconciliation_of(self, originator_id: str) -> Reconciliation:

@@ -17,7 +17,7 @@ from keysync.projections.reports import REPORTS
 
 A = ["CUST-1", "CUST-2", "CUST-3", "PROD-1"]
 # Columns that name the run or the moment, and so differ between any two runs.
-VOLATILE = {"run_id", "detected_at", "generated_at", "created_at", "updated_at", "created_run_id",
+VOLATILE = {"run_id", "detected_at", "generated_at", "finished_at", "created_at", "updated_at", "created_run_id",
             "last_seen_run_id", "event_id", "payload", "file"}  # fmt: skip
 
 

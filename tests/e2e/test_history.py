@@ -50,3 +50,13 @@ def test_key_timeline_shows_appearance_vanishing_and_registry_changes(project, w
     assert timeline["present_in"] == ["D"]
     assert [e["event_type"] for e in timeline["registry"]] == ["MasterKeysProposed", "MasterKeysSeen"]
     assert "Sightings" in project.invoke("key", "X-1").stdout
+
+
+def test_every_run_adds_its_systems_to_the_trend_report(project, write_systems):
+    write_systems(A=A, B=["X-1"], C=A, D=A, E=A)
+    project.invoke("run")
+    project.write_system("B", A)
+    project.invoke("run")
+    trend = project.report("trend_report.csv")
+    assert len(trend) == 10
+    assert [r["missing_in_A"] for r in trend if r["system"] == "B"] == ["1", "0"]
