@@ -70,7 +70,7 @@ def main() -> None:
     for column in ("uninterrupted run (process)", "resume overhead", "resumed run, in-process"):
         table.add_column(column, justify="right")
     table.add_row(f"{uninterrupted:.2f} s", f"{overhead:.2f} s", f"{resumed:.2f} s")
-    Console().print(table)
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def main() -> None:
         r = json.loads(out.strip().splitlines()[-1])
         table.add_row(f"{keys:,}", *(f"{r.get(p, 0):.2f}" for p in PHASES), f"{r['total']:.2f}",
                       f"{r['peak_mb']:.0f}", f"{r['store_mb']:.1f}")  # fmt: skip
-    Console().print(table)
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":
