@@ -8,26 +8,36 @@ from __future__ import annotations
 import getpass
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eventsourcing.utils import get_topic
 
+from keysync.application.ports import RunLock
 from keysync.application.reconcile import RunSettings, SourceSpec
 from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
 from keysync.infrastructure import faults
 from keysync.infrastructure.compression import ZstdCompressor
-from keysync.infrastructure.config import Config
+from keysync.infrastructure.config import Config, ConfigError
 from keysync.infrastructure.mock_history import generate_history
 from keysync.infrastructure.mockdata import generate
 from keysync.infrastructure.report_files import write_csv_atomic
 from keysync.infrastructure.run_lock import file_lock
 from keysync.infrastructure.sources import read_source
 from keysync.projections.runner import Projections
-from keysync.projections.views import ViewRecorder
+from keysync.projections.views import ViewRecorder, Views
+
+if TYPE_CHECKING:
+    from keysync.infrastructure.postgres_store import PostgresTarget
 
 
-def store_env(config: Config) -> dict[str, str]:
+def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
     """The eventsourcing settings for the configured store."""
+    if config.store.backend == "postgres":
+        return {
+            **postgres_target(config).env(create_tables=create_tables),
+            "COMPRESSOR_TOPIC": get_topic(ZstdCompressor),
+        }
     path = config.store.path
     path.parent.mkdir(parents=True, exist_ok=True)
     return {
@@ -45,10 +55,27 @@ def current_user() -> str:
         return os.environ.get("USER", "unknown")
 
 
-def build(config: Config, *, actor: str | None = None, output_dir: Path | None = None) -> KeySync:
-    store = KeySyncStore(env=store_env(config))
+def postgres_target(config: Config) -> PostgresTarget:
+    from keysync.infrastructure.postgres_store import PostgresTarget
+
+    try:
+        return PostgresTarget.from_dsn(config.store.dsn)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def build(
+    config: Config, *, actor: str | None = None, output_dir: Path | None = None, create_tables: bool = False
+) -> KeySync:
+    postgres = config.store.backend == "postgres"
+    store = KeySyncStore(env=store_env(config, create_tables=create_tables))
     store.after_save = faults.after_saving
-    recorder = store.factory.tracking_recorder(ViewRecorder)
+    if postgres:
+        from keysync.projections.postgres_views import PostgresViewRecorder
+
+        recorder: Views = store.factory.tracking_recorder(PostgresViewRecorder)
+    else:
+        recorder = store.factory.tracking_recorder(ViewRecorder)
     projections = Projections(
         store,
         recorder,
@@ -57,16 +84,31 @@ def build(config: Config, *, actor: str | None = None, output_dir: Path | None =
         config.provisioning.strategy,
         write_csv_atomic,
     )
-    lock_path = config.store.path.with_name(config.store.path.name + ".lock")
     return KeySync(
         store,
         projections,
         read_source,
-        lock=lambda: file_lock(lock_path),
+        lock=_run_lock(config, recorder),
         actor=actor or current_user(),
         generator=generate,
         history_generator=generate_history,
     )
+
+
+def _run_lock(config: Config, recorder: Views) -> RunLock:
+    if config.store.backend == "postgres":
+        from keysync.infrastructure.postgres_store import advisory_lock
+
+        target = postgres_target(config)
+
+        def holder() -> str:
+            running = [r for r in recorder.runs() if r["status"] == "running"]
+            which = f"run_id {running[0]['run_id']}, started {running[0]['started_at']}" if running else "starting"
+            return f"another run is in progress ({which}); try again when it has finished"
+
+        return lambda: advisory_lock(target, holder)
+    lock_path = config.store.path.with_name(config.store.path.name + ".lock")
+    return lambda: file_lock(lock_path)
 
 
 def run_settings(config: Config, *, dry_run: bool = False, actor: str | None = None) -> RunSettings:

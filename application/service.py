@@ -218,6 +218,10 @@ class KeySync:
     def key_timeline(self, key: str) -> dict[str, Any]:
         return key_timeline(self.projections, self.projections.rules, key)
 
+    def store_status(self) -> dict[str, Any]:
+        """Backend, stored events, size on disk and each projection's position."""
+        return self.projections.status()
+
     def rebuild(self) -> list[Path]:
         return self.projections.rebuild()
 

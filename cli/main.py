@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib.metadata import version
 
 import click
@@ -17,6 +19,7 @@ from keysync.cli.maintenance import (
 from keysync.cli.registry import registry_group
 from keysync.cli.run import run_command
 from keysync.cli.schedule import schedule_command
+from keysync.cli.store import store_group
 from keysync.cli.trends import compare_command, trends_command
 
 
@@ -31,10 +34,16 @@ def cli() -> None:
 
 for command in (
     run_command, generate_command, registry_group, history_command, audit_command, key_command, rebuild_command,
-    reports_command, replay_history_command, schedule_command, trends_command, compare_command, config_group,
+    reports_command, replay_history_command, schedule_command, trends_command, compare_command, store_group,
+    config_group,
 ):  # fmt: skip
     cli.add_command(command)
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except BrokenPipeError:
+        # Output piped into a command that stopped reading (| head): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

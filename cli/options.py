@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from eventsourcing.persistence import PersistenceError
 
 from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
@@ -52,10 +53,21 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(error)) from error
         except RunFailed as error:
             raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
+        except PersistenceError as error:
+            raise click.ClickException(_store_problem(error)) from error
+        except BrokenPipeError:
+            raise  # the reader of our output went away (| head): not an error to report
         except OSError as error:
             raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
 
     return wrapper
+
+
+def _store_problem(error: Exception) -> str:
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if "does not exist" in first_line:
+        return f"the event store has no KeySync tables yet ({first_line}): run `keysync store init` once"
+    return f"the event store cannot be used: {first_line}"
 
 
 def print_json(data: Any) -> None:

@@ -20,7 +20,7 @@ from keysync.projections.audit import audit_row
 from keysync.projections.registry_view import apply_registry_event
 from keysync.projections.reports import REPORTS, RunInfo, Writer, render_reports
 from keysync.projections.run_history import apply_run_event
-from keysync.projections.views import REGISTRY_COLUMNS, RUN_COLUMNS, ViewRecorder
+from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
 
 VIEWS, REPORTS_POSITION = "views", "reports"
 PAGE = 20  # notifications per read: observation batches are large, so pages stay small
@@ -30,7 +30,7 @@ class Projections:
     def __init__(
         self,
         store: KeySyncStore,
-        recorder: ViewRecorder,
+        recorder: Views,
         output_dir: Path,
         rules: NormalizationRules,
         strategy: str,
@@ -82,21 +82,14 @@ class Projections:
                     runs_changed.add(changed)
                 run_id = runs[key]["run_id"] if key in runs else ""
             audit.append(audit_row(event_id, run_id, event))
-        with self.recorder.writing(VIEWS, last) as c:
-            if registry is not None and registry_changed:
-                c.executemany(
-                    f"INSERT OR REPLACE INTO registry_view VALUES ({', '.join('?' * len(REGISTRY_COLUMNS))})",
-                    # In key order: B-tree inserts in order are about twice as fast.
-                    [[registry[m][col] for col in REGISTRY_COLUMNS] for m in sorted(registry_changed)],
-                )
-            c.executemany(
-                f"INSERT OR REPLACE INTO run_history VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
-                [[runs[k][col] for col in RUN_COLUMNS] for k in runs_changed],
-            )
-            c.executemany(
-                "INSERT OR REPLACE INTO audit_view VALUES (?, ?, ?, ?, ?)",
-                [[a["event_id"], a["run_id"], a["event_type"], a["payload"], a["created_at"]] for a in audit],
-            )
+        self.recorder.save_views(
+            VIEWS,
+            last,
+            # In key order: B-tree inserts in order are about twice as fast.
+            [[registry[m][col] for col in REGISTRY_COLUMNS] for m in sorted(registry_changed)] if registry else [],
+            [[runs[k][col] for col in RUN_COLUMNS] for k in runs_changed],
+            [[a[col] for col in AUDIT_COLUMNS] for a in audit],
+        )
         self._registry = registry
         return last
 
@@ -140,9 +133,18 @@ class Projections:
         if position <= self.recorder.position(REPORTS_POSITION) and self._reports_present():
             return [self.output_dir / name for name in REPORTS]
         written = self._render(fresh, fresh_run_id)
-        with self.recorder.writing(REPORTS_POSITION, position):
-            pass
+        self.recorder.save_views(REPORTS_POSITION, position, [], [], [])
         return written
+
+    def status(self) -> dict[str, Any]:
+        last = self.store.recorder.max_notification_id() or 0
+        return {
+            "backend": "postgres" if "postgres" in type(self.store.recorder).__module__ else "sqlite",
+            "events": last,
+            "size_bytes": self.recorder.size_bytes(),
+            "positions": {name: self.recorder.position(name) for name in (VIEWS, REPORTS_POSITION)},
+            "behind": {name: last - self.recorder.position(name) for name in (VIEWS, REPORTS_POSITION)},
+        }
 
     def rebuild(self) -> list[Path]:
         """Forget every read model and rebuild it, and the reports, from the event log alone."""

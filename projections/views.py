@@ -1,17 +1,17 @@
 """The read models' tables, kept in the event store's own database beside eventsourcing's tracking table.
 
 A projection writes its rows and its position (a Tracking record) in one transaction, so a crash can never leave
-a read model half-applied: it resumes from the position it recorded.
+a read model half-applied: it resumes from the position it recorded. The same tables exist on SQLite and on
+PostgreSQL; only the SQL dialect differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import Tracking
-from eventsourcing.sqlite import SQLiteCursor, SQLiteTrackingRecorder
+from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 REGISTRY_COLUMNS = (
     "master_key",
@@ -37,74 +37,107 @@ RUN_COLUMNS = (
     "as_of",
 )
 AUDIT_COLUMNS = ("event_id", "run_id", "event_type", "payload", "created_at")
+TABLES = ("registry_view", "run_history", "audit_view")
+KEY_OF = {"registry_view": "master_key", "run_history": "run_id", "audit_view": "event_id"}
+COLUMNS_OF = {"registry_view": REGISTRY_COLUMNS, "run_history": RUN_COLUMNS, "audit_view": AUDIT_COLUMNS}
 
 
-class ViewRecorder(SQLiteTrackingRecorder):
-    """Tracking plus the registry, run-history and audit tables."""
+def columns_sql(table: str, integer_key: bool = False) -> str:
+    columns = ", ".join(
+        f"{c} {'BIGINT' if c == 'event_id' and integer_key else 'DOUBLE PRECISION' if c == 'duration_s' else 'TEXT'}"
+        for c in COLUMNS_OF[table]
+    )
+    return f"{columns}, PRIMARY KEY ({KEY_OF[table]})"
 
-    def construct_create_table_statements(self) -> list[str]:
-        return [
-            *super().construct_create_table_statements(),
-            "CREATE TABLE IF NOT EXISTS registry_view ("
-            + ", ".join(f"{c} TEXT" for c in REGISTRY_COLUMNS)
-            + ", PRIMARY KEY (master_key)) WITHOUT ROWID",
-            "CREATE TABLE IF NOT EXISTS run_history ("
-            "run_id TEXT PRIMARY KEY, originator_id TEXT, started_at TEXT, finished_at TEXT, status TEXT, "
-            "mode TEXT, duration_s REAL, errors TEXT, kpis TEXT, as_of TEXT)",
-            "CREATE TABLE IF NOT EXISTS audit_view ("
-            "event_id INTEGER PRIMARY KEY, run_id TEXT, event_type TEXT, payload TEXT, created_at TEXT)",
-        ]
 
-    @contextmanager
-    def writing(self, name: str, position: int) -> Iterator[SQLiteCursor]:
-        """A transaction that also records ``position`` as projection ``name``'s new position."""
-        with self.datastore.transaction(commit=True) as cursor:
-            yield cursor
-            if position > (self._max_tracking_id(name, cursor) or 0):
-                self._insert_tracking(cursor, Tracking(name, position))
+class Views:
+    """What the projections need of a database, whichever it is. Subclasses supply the dialect."""
+
+    placeholder = "?"
+
+    def qualified(self, table: str) -> str:
+        return table
+
+    def upsert_sql(self, table: str) -> str:
+        raise NotImplementedError
+
+    def save_views(
+        self,
+        name: str,
+        position: int,
+        registry_rows: Sequence[Sequence[Any]],
+        run_rows: Sequence[Sequence[Any]],
+        audit_rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Write changed rows and move projection ``name`` to ``position``, in one transaction."""
+        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            for table, rows in zip(TABLES, (registry_rows, run_rows, audit_rows), strict=True):
+                if rows:
+                    c.executemany(self.upsert_sql(table), rows)
+            if position > (self._max_tracking_id(name, c) or 0):  # type: ignore[attr-defined]
+                self._insert_tracking(c, Tracking(name, position))  # type: ignore[attr-defined]
 
     def position(self, name: str) -> int:
-        return self.max_tracking_id(name) or 0
+        return self.max_tracking_id(name) or 0  # type: ignore[attr-defined]
 
     def reset(self, *names: str) -> None:
         """Forget the read models and the named positions, for a rebuild from the log."""
-        with self.datastore.transaction(commit=True) as c:
-            for table in ("registry_view", "run_history", "audit_view"):
-                c.execute(f"DELETE FROM {table}")
+        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            for table in TABLES:
+                c.execute(f"DELETE FROM {self.qualified(table)}")
             for name in names:
-                c.execute("DELETE FROM tracking WHERE application_name = ?", (name,))
+                c.execute(self.forget_position_sql(), (name,))
+
+    def forget_position_sql(self) -> str:
+        raise NotImplementedError
+
+    def size_bytes(self) -> int:
+        raise NotImplementedError
 
     # Reads ---------------------------------------------------------------------------------------------------
 
     def registry_rows(self, status: str | None = None) -> list[dict[str, str]]:
-        query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM registry_view"
+        query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
         params: tuple[str, ...] = ()
         if status:
-            query += " WHERE status = ?"
+            query += f" WHERE status = {self.placeholder}"
             params = (status,)
         return self._select(query + " ORDER BY master_key", params)
 
-    def registry_statuses(self) -> dict[str, str]:
-        return {
-            row["master_key"]: row["status"] for row in self._select("SELECT master_key, status FROM registry_view", ())
-        }
-
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        query = f"SELECT {', '.join(RUN_COLUMNS)} FROM run_history ORDER BY started_at DESC, rowid DESC"
+        query = f"SELECT {', '.join(RUN_COLUMNS)} FROM {self.qualified('run_history')} ORDER BY started_at DESC"
         return self._select(query + (f" LIMIT {int(limit)}" if limit else ""), ())
 
     def latest_completed_run(self) -> dict[str, Any] | None:
         rows = [r for r in self.runs() if r["status"] == "completed"]
         return rows[0] if rows else None
 
-    def run_id_of(self, originator_id: str) -> str:
-        rows = self._select("SELECT run_id FROM run_history WHERE originator_id = ?", (originator_id,))
-        return rows[0]["run_id"] if rows else ""
-
     def audit_rows(self) -> list[dict[str, Any]]:
-        return self._select(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_view ORDER BY event_id", ())
+        return self._select(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM {self.qualified('audit_view')} ORDER BY event_id", ()
+        )
 
     def _select(self, query: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-        with self.datastore.transaction(commit=False) as c:
+        with self.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
             c.execute(query, params)
             return [dict(row) for row in c.fetchall()]
+
+
+class ViewRecorder(Views, SQLiteTrackingRecorder):
+    """Tracking plus the registry, run-history and audit tables, in the SQLite store's file."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            *(f"CREATE TABLE IF NOT EXISTS {t} ({columns_sql(t, integer_key=True)})" for t in TABLES),
+        ]
+
+    def upsert_sql(self, table: str) -> str:
+        return f"INSERT OR REPLACE INTO {table} VALUES ({', '.join('?' * len(COLUMNS_OF[table]))})"
+
+    def forget_position_sql(self) -> str:
+        return "DELETE FROM tracking WHERE application_name = ?"
+
+    def size_bytes(self) -> int:
+        rows = self._select("SELECT page_count * page_size AS size FROM pragma_page_count(), pragma_page_size()", ())
+        return int(rows[0]["size"])

@@ -1,0 +1,47 @@
+"""keysync store: set up and inspect the event store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from keysync.application.bootstrap import build, postgres_target
+from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
+
+
+@click.group("store")
+def store_group() -> None:
+    """The event store: SQLite in one file (default) or a shared PostgreSQL database."""
+
+
+@store_group.command("init")
+@config_option
+@user_errors
+def init_command(config_path: Path | None) -> None:
+    """Create the store's tables once (on PostgreSQL, before many processes start using it).
+
+    Example: KEYSYNC_STORE_DSN=postgresql://me@db:5432/keysync keysync store init
+    """
+    config = load(config_path)
+    if config.store.backend == "postgres":
+        postgres_target(config).ensure_schema()
+    build(config, create_tables=True)
+    message(f"The {config.store.backend} store is ready.")
+
+
+@store_group.command("status")
+@config_option
+@json_option
+@user_errors
+def status_command(config_path: Path | None, as_json: bool) -> None:
+    """Print the backend, the number of stored events, the store's size and the projections' positions.
+
+    Example: keysync store status --json
+    """
+    status = build(load(config_path)).store_status()
+    if as_json:
+        print_json(status)
+        return
+    for key, value in status.items():
+        click.echo(f"{key}: {value}")

@@ -1,0 +1,45 @@
+"""The read models' tables on PostgreSQL (imported only when the store is PostgreSQL: psycopg loads slowly)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.postgres import PostgresTrackingRecorder
+from psycopg.sql import SQL
+
+from keysync.projections.views import COLUMNS_OF, KEY_OF, TABLES, Views, columns_sql
+
+
+class PostgresViewRecorder(Views, PostgresTrackingRecorder):
+    """The same tables in the PostgreSQL store's schema."""
+
+    placeholder = "%s"
+
+    def __init__(self, datastore: Any, **kwargs: Any):
+        super().__init__(datastore, **kwargs)
+        for table in TABLES:
+            self.sql_create_statements.append(
+                SQL(f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({columns_sql(table, integer_key=True)})")  # type: ignore[arg-type]
+            )
+
+    def qualified(self, table: str) -> str:
+        return f'"{self.datastore.schema}".{table}'
+
+    def upsert_sql(self, table: str) -> str:
+        columns = COLUMNS_OF[table]
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != KEY_OF[table])
+        return (
+            f"INSERT INTO {self.qualified(table)} VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"ON CONFLICT ({KEY_OF[table]}) DO UPDATE SET {updates}"
+        )
+
+    def forget_position_sql(self) -> str:
+        return f'DELETE FROM "{self.datastore.schema}".{self.tracking_table_name} WHERE application_name = %s'
+
+    def size_bytes(self) -> int:
+        rows = self._select(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) AS size FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+            (self.datastore.schema,),
+        )
+        return int(rows[0]["size"])
