@@ -13,6 +13,15 @@ if [ ! -x .venv/bin/pytest ] || [ pyproject.toml -nt .venv/.installed-test ]; th
   fi
   touch .venv/.installed-test
 fi
+# Run the PostgreSQL tests too when a server answers on the local default port (trust or ~/.pgpass auth).
+if [ -z "${KEYSYNC_TEST_POSTGRES_DSN:-}" ] && .venv/bin/python - <<'PY' 2>/dev/null
+import psycopg
+psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3).close()
+PY
+then
+  export KEYSYNC_TEST_POSTGRES_DSN="postgresql://postgres@127.0.0.1:5432/postgres"
+fi
+if [ -n "${KEYSYNC_TEST_POSTGRES_DSN:-}" ]; then echo "PostgreSQL tests: on"; else echo "PostgreSQL tests: off (no server)"; fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/pytest "$@"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
@@ -17,20 +20,18 @@ HEADER = ["source_system", "source_key", "entity_type", "location_ref", "last_se
 class Project:
     """A folder with keysync-config.yaml, input/, output/ and data/, and a way to run keysync in it."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, store: str = "{backend: sqlite, path: ./data/keysync.sqlite}"):
         self.root = root
         self.config = root / "keysync-config.yaml"
         self.input = root / "input"
         self.output = root / "output"
+        self.store = store
         self.input.mkdir()
         self.write_config()
 
     def write_config(self, extra: str = "") -> None:
         self.config.write_text(
-            "output_dir: ./output\n"
-            "store: {backend: sqlite, path: ./data/keysync.sqlite}\n"
-            "logs_dir: ./logs\n"
-            "input_dir: ./input\n" + extra,
+            f"output_dir: ./output\nstore: {self.store}\nlogs_dir: ./logs\ninput_dir: ./input\n" + extra,
             encoding="utf-8",
         )
 
@@ -54,15 +55,41 @@ class Project:
             return list(csv.DictReader(handle))
 
 
+# PostgreSQL runs when a server is given (./test.sh sets this when one answers on 127.0.0.1:5432).
+POSTGRES_DSN = os.environ.get("KEYSYNC_TEST_POSTGRES_DSN", "")
+BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_DSN else [])]
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
+    """A project on SQLite (for tests that look inside the SQLite file or its lock)."""
     return Project(tmp_path)
 
 
+@pytest.fixture(params=BACKENDS)
+def any_project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
+    """A project on each backend: SQLite, and PostgreSQL in a schema of its own, dropped afterwards."""
+    if request.param == "sqlite":
+        yield Project(tmp_path)
+        return
+    schema = f"keysync_test_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in POSTGRES_DSN else "?"
+    project = Project(tmp_path, store=f'{{backend: postgres, dsn: "{POSTGRES_DSN}{separator}schema={schema}"}}')
+    project.invoke("store", "init")
+    try:
+        yield project
+    finally:
+        with psycopg.connect(POSTGRES_DSN.split("?")[0], autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 @pytest.fixture
-def write_systems(project: Project) -> Callable[..., None]:
+def write_systems(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Write A-E exports into whichever project the test uses."""
+    target = request.getfixturevalue("any_project" if "any_project" in request.fixturenames else "project")
+
     def write(**systems: Sequence[str]) -> None:
         for system, keys in systems.items():
-            project.write_system(system, keys)
+            target.write_system(system, keys)
 
     return write

@@ -9,54 +9,54 @@ import json
 A = ["CUST-1", "CUST-2"]
 
 
-def test_history_lists_runs_newest_first_with_kpis(project, write_systems):
+def test_history_lists_runs_newest_first_with_kpis(any_project, write_systems):
     write_systems(A=A, B=["X-1"], C=A, D=A, E=A)
-    first = json.loads(project.invoke("run", "--json").stdout)["run_id"]
-    project.write_system("B", A)
-    second = json.loads(project.invoke("run", "--json").stdout)["run_id"]
-    runs = json.loads(project.invoke("history", "--json").stdout)
+    first = json.loads(any_project.invoke("run", "--json").stdout)["run_id"]
+    any_project.write_system("B", A)
+    second = json.loads(any_project.invoke("run", "--json").stdout)["run_id"]
+    runs = json.loads(any_project.invoke("history", "--json").stdout)
     assert [r["run_id"] for r in runs] == [second, first]
     assert runs[1]["missing_in_A_count"] == 1 and runs[0]["missing_in_A_count"] == 0
     assert {r["status"] for r in runs} == {"completed"}
-    rows = list(csv.DictReader(io.StringIO(project.invoke("history", "--csv", "--last", "1").stdout)))
+    rows = list(csv.DictReader(io.StringIO(any_project.invoke("history", "--csv", "--last", "1").stdout)))
     assert [r["run_id"] for r in rows] == [second]
 
 
-def test_audit_filters_by_run_type_and_key(project, write_systems):
+def test_audit_filters_by_run_type_and_key(any_project, write_systems):
     write_systems(A=A, B=["X-1", "X-2"], C=A, D=A, E=A)
-    run_id = json.loads(project.invoke("run", "--json").stdout)["run_id"]
-    project.invoke("registry", "approve", "X-1")
-    everything = json.loads(project.invoke("audit", "--json").stdout)
+    run_id = json.loads(any_project.invoke("run", "--json").stdout)["run_id"]
+    any_project.invoke("registry", "approve", "X-1")
+    everything = json.loads(any_project.invoke("audit", "--json").stdout)
     assert [e["event_id"] for e in everything] == sorted(e["event_id"] for e in everything)
-    of_run = json.loads(project.invoke("audit", "--run", run_id, "--json").stdout)
+    of_run = json.loads(any_project.invoke("audit", "--run", run_id, "--json").stdout)
     assert of_run and {e["run_id"] for e in of_run} == {run_id}
-    activated = json.loads(project.invoke("audit", "--type", "MasterKeysActivated", "--json").stdout)
+    activated = json.loads(any_project.invoke("audit", "--type", "MasterKeysActivated", "--json").stdout)
     assert len(activated) == 1 and json.loads(activated[0]["payload"])["master_keys"] == ["X-1"]
-    about_x2 = json.loads(project.invoke("audit", "--key", "x_2", "--json").stdout)
+    about_x2 = json.loads(any_project.invoke("audit", "--key", "x_2", "--json").stdout)
     assert [e["event_type"] for e in about_x2] == ["KeysObserved", "MasterKeysProposed"]
-    assert json.loads(project.invoke("audit", "--since", "2999-01-01", "--json").stdout) == []
-    assert project.invoke("audit", "--since", "yesterday", expect=2).exit_code == 2
+    assert json.loads(any_project.invoke("audit", "--since", "2999-01-01", "--json").stdout) == []
+    assert any_project.invoke("audit", "--since", "yesterday", expect=2).exit_code == 2
 
 
-def test_key_timeline_shows_appearance_vanishing_and_registry_changes(project, write_systems):
+def test_key_timeline_shows_appearance_vanishing_and_registry_changes(any_project, write_systems):
     write_systems(A=A, B=["X-1"], C=A, D=A, E=A)
-    project.invoke("run")
-    project.write_system("B", A)
-    project.write_system("D", ["x 1"])
-    project.invoke("run")
-    timeline = json.loads(project.invoke("key", "x-1", "--json").stdout)
+    any_project.invoke("run")
+    any_project.write_system("B", A)
+    any_project.write_system("D", ["x 1"])
+    any_project.invoke("run")
+    timeline = json.loads(any_project.invoke("key", "x-1", "--json").stdout)
     changes = [(s["system"], s["change"]) for s in timeline["sightings"]]
     assert changes == [("B", "appeared"), ("B", "vanished"), ("D", "appeared")]
     assert timeline["present_in"] == ["D"]
     assert [e["event_type"] for e in timeline["registry"]] == ["MasterKeysProposed", "MasterKeysSeen"]
-    assert "Sightings" in project.invoke("key", "X-1").stdout
+    assert "Sightings" in any_project.invoke("key", "X-1").stdout
 
 
-def test_every_run_adds_its_systems_to_the_trend_report(project, write_systems):
+def test_every_run_adds_its_systems_to_the_trend_report(any_project, write_systems):
     write_systems(A=A, B=["X-1"], C=A, D=A, E=A)
-    project.invoke("run")
-    project.write_system("B", A)
-    project.invoke("run")
-    trend = project.report("trend_report.csv")
+    any_project.invoke("run")
+    any_project.write_system("B", A)
+    any_project.invoke("run")
+    trend = any_project.report("trend_report.csv")
     assert len(trend) == 10
     assert [r["missing_in_A"] for r in trend if r["system"] == "B"] == ["1", "0"]

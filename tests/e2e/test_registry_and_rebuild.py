@@ -12,74 +12,74 @@ from keysync.projections.reports import MISSING_IN_A, REGISTRY, REPORTS, SUMMARY
 A = ["CUST-1", "CUST-2", "CUST-3"]
 
 
-def test_approve_and_deprecate_through_the_cli(project, write_systems):
+def test_approve_and_deprecate_through_the_cli(any_project, write_systems):
     write_systems(A=A, B=["X-1", "X-2", "X-3"], C=A, D=A, E=A)
-    project.invoke("run")
-    project.invoke("registry", "approve", "X-1")
-    statuses = {r["master_key"]: r["status"] for r in project.report(REGISTRY)}
+    any_project.invoke("run")
+    any_project.invoke("registry", "approve", "X-1")
+    statuses = {r["master_key"]: r["status"] for r in any_project.report(REGISTRY)}
     assert statuses == {"X-1": "Active", "X-2": "Proposed", "X-3": "Proposed"}
-    assert {r["normalized_key"]: r["registry_status"] for r in project.report(MISSING_IN_A)}["X-1"] == "Active"
+    assert {r["normalized_key"]: r["registry_status"] for r in any_project.report(MISSING_IN_A)}["X-1"] == "Active"
 
-    project.invoke("registry", "deprecate", "X-1", "X-2", "--reason", "merged")
-    error = project.invoke("registry", "approve", "X-1", expect=1)
+    any_project.invoke("registry", "deprecate", "X-1", "X-2", "--reason", "merged")
+    error = any_project.invoke("registry", "approve", "X-1", expect=1)
     assert "cannot make X-1 Active: it is Deprecated" in error.stderr
-    error = project.invoke("registry", "approve", "NOPE", expect=1)
+    error = any_project.invoke("registry", "approve", "NOPE", expect=1)
     assert "unknown master key: NOPE" in error.stderr
 
-    project.invoke("registry", "approve", "--all")
-    listed = json.loads(project.invoke("registry", "list", "--json").stdout)
+    any_project.invoke("registry", "approve", "--all")
+    listed = json.loads(any_project.invoke("registry", "list", "--json").stdout)
     assert {r["master_key"]: r["status"] for r in listed} == {"X-1": "Deprecated", "X-2": "Deprecated",
                                                               "X-3": "Active"}  # fmt: skip
-    deprecated = json.loads(project.invoke("registry", "list", "--status", "deprecated", "--json").stdout)
+    deprecated = json.loads(any_project.invoke("registry", "list", "--status", "deprecated", "--json").stdout)
     assert {r["status_reason"] for r in deprecated} == {"merged"}
 
 
-def test_a_key_that_later_appears_in_a_is_deprecated_automatically(project, write_systems):
+def test_a_key_that_later_appears_in_a_is_deprecated_automatically(any_project, write_systems):
     write_systems(A=A, B=["X-1"], C=A, D=A, E=A)
-    project.invoke("run")
+    any_project.invoke("run")
     write_systems(A=[*A, "x_1"])
-    project.invoke("run")
-    [entry] = project.report(REGISTRY)
+    any_project.invoke("run")
+    [entry] = any_project.report(REGISTRY)
     assert (entry["status"], entry["status_reason"]) == ("Deprecated", "key now exists in System A")
 
 
-def test_rebuild_reproduces_the_reports_from_the_log_alone(project, write_systems):
+def test_rebuild_reproduces_the_reports_from_the_log_alone(any_project, write_systems):
     write_systems(A=A, B=["X-1", "cust 2"], C=A, D=["CUST-1"], E=A)
-    project.invoke("run")
-    project.invoke("registry", "approve", "X-1")
-    before = {name: (project.output / name).read_text(encoding="utf-8") for name in REPORTS}
-    for path in project.input.iterdir():
+    any_project.invoke("run")
+    any_project.invoke("registry", "approve", "X-1")
+    before = {name: (any_project.output / name).read_text(encoding="utf-8") for name in REPORTS}
+    for path in any_project.input.iterdir():
         path.unlink()  # the rebuild must not re-read the sources
-    for path in project.output.iterdir():
+    for path in any_project.output.iterdir():
         path.unlink()
-    project.invoke("rebuild")
-    after = {name: (project.output / name).read_text(encoding="utf-8") for name in REPORTS}
+    any_project.invoke("rebuild")
+    after = {name: (any_project.output / name).read_text(encoding="utf-8") for name in REPORTS}
     assert after == before
 
 
-def test_a_rule_change_is_a_rebuild_not_a_reimport(project, write_systems):
+def test_a_rule_change_is_a_rebuild_not_a_reimport(any_project, write_systems):
     write_systems(A=["CUST-00001"], B=["cust-1"], C=["CUST-00001"], D=["CUST-00001"], E=["CUST-00001"])
-    project.invoke("run")
-    assert [r["normalized_key"] for r in project.report(MISSING_IN_A)] == ["CUST-1"]
-    for path in project.input.iterdir():
+    any_project.invoke("run")
+    assert [r["normalized_key"] for r in any_project.report(MISSING_IN_A)] == ["CUST-1"]
+    for path in any_project.input.iterdir():
         path.unlink()
-    project.write_config("normalize: {pad_numbers: 5}\n")
-    project.invoke("rebuild")
-    assert project.report(MISSING_IN_A) == []
-    assert {r["system"]: r["match_rate"] for r in project.report(SUMMARY)}["B"] == "1.0000"
+    any_project.write_config("normalize: {pad_numbers: 5}\n")
+    any_project.invoke("rebuild")
+    assert any_project.report(MISSING_IN_A) == []
+    assert {r["system"]: r["match_rate"] for r in any_project.report(SUMMARY)}["B"] == "1.0000"
 
 
-def test_config_show_prints_the_effective_config(project):
-    project.write_config("provisioning: {strategy: namespaced}\n")
-    shown = json.loads(project.invoke("config", "show", "--json").stdout)
+def test_config_show_prints_the_effective_config(any_project):
+    any_project.write_config("provisioning: {strategy: namespaced}\n")
+    shown = json.loads(any_project.invoke("config", "show", "--json").stdout)
     assert shown["provisioning"]["strategy"] == "namespaced"
-    assert shown["output_dir"] == str(project.output)
-    assert "strategy: namespaced" in project.invoke("config", "show").stdout
+    assert shown["output_dir"] == str(any_project.output)
+    assert "strategy: namespaced" in any_project.invoke("config", "show").stdout
 
 
-def test_a_bad_config_is_one_clear_line_and_exit_1(project):
-    project.write_config("provisioning: {strategy: mirr}\n")
-    result = project.invoke("run", expect=1)
+def test_a_bad_config_is_one_clear_line_and_exit_1(any_project):
+    any_project.write_config("provisioning: {strategy: mirr}\n")
+    result = any_project.invoke("run", expect=1)
     assert "provisioning.strategy: 'mirr' is not one of mirror, namespaced" in result.stderr
     assert "Traceback" not in result.output
 
