@@ -18,6 +18,7 @@ from keysync.cli.maintenance import (
 )
 from keysync.cli.registry import registry_group
 from keysync.cli.run import run_command
+from keysync.cli.sandbox import sandbox_group
 from keysync.cli.schedule import schedule_command
 from keysync.cli.store import store_group
 from keysync.cli.trends import compare_command, trends_command
@@ -32,11 +33,24 @@ def cli() -> None:
     """
 
 
-for command in (
-    run_command, generate_command, registry_group, history_command, audit_command, key_command, rebuild_command,
-    reports_command, replay_history_command, schedule_command, trends_command, compare_command, store_group,
+COMMANDS = (
+    run_command,
+    generate_command,
+    registry_group,
+    history_command,
+    audit_command,
+    key_command,
+    trends_command,
+    compare_command,
+    replay_history_command,
+    schedule_command,
+    sandbox_group,
+    reports_command,
+    rebuild_command,
+    store_group,
     config_group,
-):  # fmt: skip
+)
+for command in COMMANDS:
     cli.add_command(command)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "Failures",
     "Processing",
     "Provisioning",
+    "SandboxConfig",
     "Simulation",
     "Source",
     "Store",
@@ -62,6 +63,7 @@ DEFAULT_OUTPUT_DIR = "output"
 DEFAULT_LOGS_DIR = "logs"
 DEFAULT_STORE_PATH = "data/keysync.sqlite"
 DEFAULT_SCHEDULE = "0 2 * * *"  # every day at 02:00
+DEFAULT_STATES_DIR = "sandbox_states"
 
 
 class ConfigError(Exception):
@@ -133,6 +135,15 @@ class Store:
     dsn: str = ""  # postgres connection string, never with a password in the file
 
 
+@attrs.frozen
+class SandboxConfig:
+    """keysync sandbox: where saved states live, how big one operation may be, where its files go."""
+
+    states_dir: Path = attrs.Factory(lambda: _cwd_path(DEFAULT_STATES_DIR))  # absolute
+    max_bulk_keys: int = 100_000  # >= 1; keys per system in one operation
+    input_dir: Path | None = None  # absolute; None ("" in the file) = write to the sources' own paths
+
+
 def _default_sources(input_dir: Path) -> dict[str, Source]:
     return {system: Source("csv", input_dir / f"{system}.csv") for system in SYSTEMS}
 
@@ -153,6 +164,7 @@ class Config:
     output_dir: Path = attrs.Factory(lambda: _cwd_path(DEFAULT_OUTPUT_DIR))
     store: Store = attrs.Factory(Store)
     logs_dir: Path = attrs.Factory(lambda: _cwd_path(DEFAULT_LOGS_DIR))
+    sandbox: SandboxConfig = attrs.Factory(SandboxConfig)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -318,6 +330,13 @@ def _check_schedule(value: Any, key: str, where: _Where) -> str:
     return text
 
 
+def _check_optional_path(value: Any, key: str, where: _Where) -> Path | None:
+    """A path, or "" (or null) for none."""
+    if value is None or value == "":
+        return None
+    return _check_path(value, key, where)
+
+
 def _check_collapse_delims(value: Any, key: str, where: _Where) -> str:
     if value is None or value is False:
         return ""
@@ -440,6 +459,11 @@ _PROCESSING_CHECKS: dict[str, _Check] = {
 }
 _STORE_CHECKS: dict[str, _Check] = {"backend": _choice(*BACKENDS), "path": _check_path, "dsn": _check_dsn}
 _SOURCE_CHECKS: dict[str, _Check] = {"type": _choice(*SOURCE_TYPES), "path": _check_path}
+_SANDBOX_CHECKS: dict[str, _Check] = {
+    "states_dir": _check_path,
+    "max_bulk_keys": _int(1),
+    "input_dir": _check_optional_path,
+}
 
 
 def _normalization_rules(values: dict[str, Any], where: _Where) -> NormalizationRules:
@@ -499,6 +523,7 @@ _TOP_LEVEL = (
     "store",
     "logs_dir",
     "input_dir",
+    "sandbox",
 )
 
 
@@ -515,6 +540,9 @@ def _build(document: Any, where: _Where, path: Path | None) -> Config:
     input_dir = path_or("input_dir", DEFAULT_INPUT_DIR)
     sources = _sources(document["sources"], where) if "sources" in document else _default_sources(input_dir)
     _check_distinct_sources(sources, where)
+
+    sandbox_values = _fields(document.get("sandbox"), "sandbox", _SANDBOX_CHECKS, where)
+    sandbox_values.setdefault("states_dir", _resolve(where.base, DEFAULT_STATES_DIR))
 
     store_values = _fields(document.get("store"), "store", _STORE_CHECKS, where)
     store_values.setdefault("path", _resolve(where.base, DEFAULT_STORE_PATH))
@@ -538,6 +566,7 @@ def _build(document: Any, where: _Where, path: Path | None) -> Config:
         output_dir=path_or("output_dir", DEFAULT_OUTPUT_DIR),
         store=Store(**store_values),
         logs_dir=path_or("logs_dir", DEFAULT_LOGS_DIR),
+        sandbox=SandboxConfig(**sandbox_values),
     )
 
 
@@ -632,7 +661,8 @@ def load_config(path: Path | str | None = None) -> Config:
     return _build(document, _Where(origin=origin, base=absolute.parent), absolute)
 
 
-# Override names (CLI options) -> (section path, field, check). Store's path is "store_path".
+# Override names (CLI options) -> (section path, field, check). Store's path is "store_path", the sandbox's
+# input_dir "sandbox_input_dir".
 _OVERRIDES: dict[str, tuple[tuple[str, ...], str, _Check]] = {
     "schedule": ((), "schedule", _check_schedule),
     "output_dir": ((), "output_dir", _check_path),
@@ -651,6 +681,9 @@ _OVERRIDES: dict[str, tuple[tuple[str, ...], str, _Check]] = {
     "backend": (("store",), "backend", _STORE_CHECKS["backend"]),
     "store_path": (("store",), "path", _check_path),
     "dsn": (("store",), "dsn", _check_dsn),
+    "states_dir": (("sandbox",), "states_dir", _check_path),
+    "max_bulk_keys": (("sandbox",), "max_bulk_keys", _SANDBOX_CHECKS["max_bulk_keys"]),
+    "sandbox_input_dir": (("sandbox",), "input_dir", _check_optional_path),
 }
 
 
@@ -665,9 +698,9 @@ def override(config: Config, **changes: Any) -> Config:
     """A copy of config with command-line values applied; a value of None means "not given".
 
     Names are the settings' own names (``mode``, ``keys``, ``auto_approve``, ``output_dir``...), with
-    ``store_path`` for ``store.path``. Relative paths resolve against the current directory. Values are
-    checked like the file's (ConfigError); an unknown name is a TypeError. Changing ``input_dir`` does not
-    move the sources.
+    ``store_path`` for ``store.path`` and ``sandbox_input_dir`` for ``sandbox.input_dir``. Relative paths
+    resolve against the current directory. Values are checked like the file's (ConfigError); an unknown name
+    is a TypeError. Changing ``input_dir`` does not move the sources.
     """
     unknown = sorted(name for name in changes if name not in _OVERRIDES)
     if unknown:
@@ -712,4 +745,9 @@ def config_as_dict(config: Config) -> dict[str, Any]:
         },
         "logs_dir": str(config.logs_dir),
         "input_dir": str(config.input_dir),
+        "sandbox": {
+            "states_dir": str(config.sandbox.states_dir),
+            "max_bulk_keys": config.sandbox.max_bulk_keys,
+            "input_dir": "" if config.sandbox.input_dir is None else str(config.sandbox.input_dir),
+        },
     }

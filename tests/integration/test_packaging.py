@@ -32,7 +32,7 @@ def test_the_wheel_holds_every_module_of_every_layer(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "keysync/__init__.py" not in names  # keysync is a namespace package
     for layer in LAYERS:
-        for module in (ROOT / layer).rglob("*.py"):
+        for module in [*(ROOT / layer).rglob("*.py"), *(ROOT / layer).rglob("*.yaml")]:
             assert f"keysync/{module.relative_to(ROOT).as_posix()}" in names, module
 
 

@@ -16,6 +16,7 @@ from keysync.infrastructure import config as config_module
 from keysync.infrastructure.config import (
     Config,
     ConfigError,
+    SandboxConfig,
     Source,
     config_as_dict,
     load_config,
@@ -503,3 +504,54 @@ def test_random_mappings_give_config_or_config_error(scratch: Path, document: An
 )
 def test_random_text_gives_config_or_config_error(scratch: Path, text: str | bytes) -> None:
     _only_config_or_config_error(scratch, text)
+
+
+# ---- sandbox
+
+
+def test_sandbox_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config().sandbox == SandboxConfig(tmp_path / "sandbox_states", 100_000, None)
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    assert load_config(write(folder, "sandbox:\n")).sandbox.states_dir == folder / "sandbox_states"
+
+
+def test_sandbox_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = load_config(write(folder, "sandbox: {states_dir: st, input_dir: ../sb, max_bulk_keys: 5}\n"))
+    assert config.sandbox == SandboxConfig(folder / "st", 5, tmp_path / "sb")
+
+
+@pytest.mark.parametrize("empty", ["''", "null"])
+def test_an_empty_sandbox_input_dir_means_the_sources(tmp_path: Path, empty: str) -> None:
+    assert load_config(write(tmp_path, f"sandbox: {{input_dir: {empty}}}\n")).sandbox.input_dir is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sandbox: 5", "sandbox: 5 is not a mapping"),
+        ("sandbox: {max_bulk_keys: 0}", "sandbox.max_bulk_keys: 0 is out of range (must be >= 1)"),
+        ("sandbox: {max_bulk_keys: many}", "sandbox.max_bulk_keys: 'many' is not an integer"),
+        ("sandbox: {states_dir: 3}", "sandbox.states_dir: 3 is not a path (a string)"),
+        ("sandbox: {states_dir: ''}", "sandbox.states_dir: '' is not a path (it is empty)"),
+        ("sandbox: {input_dir: [a]}", "sandbox.input_dir: ['a'] is not a path (a string)"),
+        ("sandbox: {keys: 3}", "sandbox.keys: unknown key (allowed: states_dir, max_bulk_keys, input_dir)"),
+    ],
+)
+def test_sandbox_errors(tmp_path: Path, text: str, expected: str) -> None:
+    file = write(tmp_path, text)
+    assert error_of(file) == f"{file}: {expected}"
+
+
+def test_sandbox_overrides_and_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    changed = override(Config(), states_dir="st", max_bulk_keys=7, sandbox_input_dir="sb")
+    assert changed.sandbox == SandboxConfig(tmp_path / "st", 7, tmp_path / "sb")
+    assert override(changed, sandbox_input_dir="").sandbox.input_dir is None
+    with pytest.raises(ConfigError, match=r"sandbox\.max_bulk_keys: 0 is out of range"):
+        override(Config(), max_bulk_keys=0)
+    (tmp_path / "copy").mkdir()
+    assert load_config(write(tmp_path / "copy", yaml.safe_dump(config_as_dict(changed)))) == changed

@@ -1,0 +1,66 @@
+"""The sandbox's composition root: its service wired to the event store, its files, its states folder and its lock.
+
+It builds on ``bootstrap.build`` (the same store and projections as every other command) and adds the sandbox's
+own adapters; nothing is opened at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from keysync.application.bootstrap import build, current_user, run_settings
+from keysync.application.reconcile import RunSettings, SourceSpec
+from keysync.application.sandbox import SandboxService, SandboxSettings
+from keysync.domain.observations import SYSTEMS
+from keysync.infrastructure.config import Config, ConfigError
+from keysync.infrastructure.sandbox_files import stage_sources
+from keysync.infrastructure.sandbox_lock import sandbox_lock
+from keysync.infrastructure.sandbox_states import StateFolder
+
+
+def sandbox_files(config: Config) -> dict[str, Path]:
+    """Where the sandbox writes each system's CSV: ``sandbox.input_dir``/S.csv, else the sources' own paths."""
+    if config.sandbox.input_dir is not None:
+        return {s: config.sandbox.input_dir / f"{s}.csv" for s in SYSTEMS}
+    for system, source in config.sources.items():
+        if source.type != "csv":
+            raise ConfigError(
+                f"{config.path or 'config'}: sources.{system}: the sandbox writes CSV, and this source is "
+                f"{source.type}; set sandbox.input_dir (and point keysync run at it), or make the source csv",
+                key=f"sources.{system}",
+            )
+    return {s: config.sources[s].path for s in SYSTEMS}
+
+
+def sandbox_settings(config: Config) -> SandboxSettings:
+    return SandboxSettings(
+        files=sandbox_files(config),
+        max_bulk_keys=config.sandbox.max_bulk_keys,
+        max_key_length=config.processing.max_key_length,
+        rules=config.normalize,
+        strategy=config.provisioning.strategy,
+        auto_approve=config.provisioning.auto_approve,
+    )
+
+
+def build_sandbox(config: Config, *, actor: str | None = None) -> SandboxService:
+    keysync = build(config, actor=actor)
+    lock_path = config.store.path.with_name(config.store.path.name + ".sandbox.lock")
+    return SandboxService(
+        keysync.store,
+        sandbox_settings(config),
+        stage_sources,
+        StateFolder(config.sandbox.states_dir),
+        lock=lambda: sandbox_lock(lock_path, config.processing.lock_timeout_s),
+        actor=actor or current_user(),
+        keysync=keysync,
+    )
+
+
+def sandbox_run_settings(config: Config, *, actor: str | None = None) -> RunSettings:
+    """Settings for a run that reads the sandbox's files (the same as ``keysync run``'s unless sandbox.input_dir
+    points elsewhere)."""
+    sources = {s: SourceSpec(s, path, "csv") for s, path in sandbox_files(config).items()}
+    return attrs.evolve(run_settings(config, actor=actor), sources=sources)

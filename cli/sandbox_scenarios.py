@@ -1,0 +1,125 @@
+"""keysync sandbox scenario list | show | run: scripted sandbox sessions with expected outcomes, checked by a run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from keysync.application.bootstrap import build
+from keysync.application.sandbox_bootstrap import build_sandbox, sandbox_run_settings
+from keysync.application.sandbox_scenarios import Check, Scenario, parse_scenario
+from keysync.application.sandbox_views import HINTS
+from keysync.cli.display import safe, stdout, table
+from keysync.cli.options import config_option, json_option, load, message, print_json
+from keysync.cli.sandbox_common import sandbox_errors
+from keysync.cli.sandbox_scripting import dispatch, split_line
+from keysync.infrastructure.sandbox_scenarios import library_names, read_scenario
+
+
+def scenario(name: str) -> Scenario:
+    document, origin = read_scenario(name)
+    return parse_scenario(document, origin)
+
+
+@click.group("scenario")
+def scenario_group() -> None:
+    """Scripted sandbox sessions with the outcome a run should report: list, show, run (exit 1 on a mismatch).
+
+    Example: keysync sandbox scenario run unauthorized-keys
+    """
+
+
+@scenario_group.command("list")
+@config_option
+@json_option
+@sandbox_errors
+def list_command(config_path: Path | None, as_json: bool) -> None:
+    """The scenarios shipped with KeySync.
+
+    Example: keysync sandbox scenario list
+    """
+    scenarios = [scenario(name) for name in library_names()]
+    if as_json:
+        print_json([s.as_dict() for s in scenarios])
+        return
+    rows = [[s.name, len(s.steps), s.description.split(". ")[0].rstrip(".") + "."] for s in scenarios]
+    stdout().print(table(f"Scenarios ({len(rows)})", ["name", "steps", "description"], rows))
+
+
+@scenario_group.command("show")
+@config_option
+@click.argument("name")
+@json_option
+@sandbox_errors
+def show_command(config_path: Path | None, name: str, as_json: bool) -> None:
+    """A scenario's description, steps and expected outcome (NAME: a shipped scenario or a .yaml file).
+
+    Example: keysync sandbox scenario show network-partition
+    """
+    found = scenario(name)
+    if as_json:
+        print_json(found.as_dict())
+        return
+    click.echo(f"{found.name}: {safe(found.description)}\n\nSteps:")
+    for number, step in enumerate(found.steps, 1):
+        click.echo(f"  {number}. {safe(step)}")
+    click.echo("Expected:")
+    for what, value in found.totals.items():
+        click.echo(f"  {what}: {value}")
+    for system, expected in found.systems.items():
+        click.echo(f"  System {system}: " + ", ".join(f"{what} {value}" for what, value in expected.items()))
+
+
+@scenario_group.command("run")
+@config_option
+@click.argument("name")
+@click.option("--step", "stepwise", is_flag=True, help="Pause before each step: Enter runs it, q stops.")
+@json_option
+@click.pass_context
+@sandbox_errors
+def run_command(ctx: click.Context, config_path: Path | None, name: str, stepwise: bool, as_json: bool) -> None:
+    """Run a scenario's steps on the sandbox (replacing its data), then a real reconciliation, and check the
+    outcome: a pass/fail table, exit 1 on any mismatch, so scenarios can run in CI.
+
+    Example: keysync sandbox scenario run data-corruption --step
+    """
+    found = scenario(name)
+    for number, line in enumerate(found.steps, 1):
+        message(f"Step {number}/{len(found.steps)}: {safe(line)}")
+        if stepwise and _stop_here():
+            message(f"Stopped before step {number}.")
+            ctx.exit(1)
+        code = dispatch(split_line(line), config_path, refuse=("shell", "batch", "scenario"))
+        if code:
+            raise click.ClickException(f"scenario {found.name}: step {number} failed (exit {code}): {safe(line)}")
+    config = load(config_path)
+    prediction = build_sandbox(config).predict()
+    message("Reconciling the sandbox's files...")
+    kpis = build(config).run(sandbox_run_settings(config)).result.run.kpis
+    checks = found.checks(kpis)
+    # The impact analysis is checked too: what the sandbox predicted before the run against what the run found.
+    checks += [Check(f"predicted {hint}", prediction.status.hints[hint], kpis[kpi]) for hint, kpi in HINTS.items()]
+    checks.append(Check("predicted new_master_keys", len(prediction.new_master_keys), kpis["proposed_count"]))
+    passed = all(c.ok for c in checks)
+    if as_json:
+        print_json({"scenario": found.name, "passed": passed,
+                    "checks": [{"what": c.what, "expected": c.expected, "actual": c.actual, "ok": c.ok}
+                               for c in checks]})  # fmt: skip
+    else:
+        rows = [[c.what, c.expected, c.actual, "pass" if c.ok else "FAIL"] for c in checks]
+        stdout().print(table(f"Scenario {found.name}", ["check", "expected", "actual", "result"], rows))
+    failures = sum(1 for c in checks if not c.ok)
+    message(f"Scenario {found.name}: " + ("passed." if passed else f"{failures} check(s) failed."))
+    if not passed:
+        ctx.exit(1)
+
+
+def _stop_here() -> bool:
+    """Wait for Enter (True if the answer is q). At the end of the input, go on without pausing."""
+    click.echo("Press Enter to run it, q to stop: ", err=True, nl=False)
+    answer = sys.stdin.readline()
+    if not answer:
+        message("")
+    return answer.strip().lower() in ("q", "quit")
