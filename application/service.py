@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 
 from keysync.application.history import AuditFilter, audit_events, key_timeline
 from keysync.application.ports import RunLock, SourceReader
@@ -68,6 +68,14 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 class HistoryError(Exception):
     """A snapshot history that cannot be replayed; the message says why."""
+
+
+# Events per insert when migrating: bounded, as one very large insert was seen to hang psycopg's pipeline.
+MIGRATION_BATCH = 5_000
+
+
+class MigrationError(Exception):
+    """A store migration that cannot go ahead; nothing was copied."""
 
 
 class ConflictError(Exception):
@@ -221,6 +229,29 @@ class KeySync:
     def store_status(self) -> dict[str, Any]:
         """Backend, stored events, size on disk and each projection's position."""
         return self.projections.status()
+
+    def migrate_to(self, target: KeySync, progress: Callable[[int, int], None] | None = None) -> int:
+        """Copy every stored event, in order and unchanged (ids, versions, timestamps, payloads), into the empty
+        store of ``target``, then build its read models and reports from them. Returns the number copied."""
+        if target.store.recorder.max_notification_id():
+            raise MigrationError("the target store already holds events; migrate into an empty one")
+        last = self.store.recorder.max_notification_id() or 0
+        position = copied = 0
+        while position < last:
+            page = self.store.recorder.select_notifications(
+                start=position, limit=MIGRATION_BATCH, stop=last, inclusive_of_start=False
+            )
+            if not page:
+                break
+            target.store.recorder.insert_events(
+                [StoredEvent(n.originator_id, n.originator_version, n.topic, n.state) for n in page]
+            )
+            copied += len(page)
+            position = page[-1].id
+            if progress:
+                progress(copied, last)
+        target.projections.rebuild()
+        return copied
 
     def rebuild(self) -> list[Path]:
         return self.projections.rebuild()

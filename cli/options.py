@@ -14,7 +14,7 @@ from eventsourcing.persistence import PersistenceError
 
 from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
-from keysync.application.service import ConflictError, HistoryError
+from keysync.application.service import ConflictError, HistoryError, MigrationError
 from keysync.domain.registry import RegistryError
 from keysync.infrastructure.config import Config, ConfigError, load_config
 from keysync.infrastructure.logs import setup_logging
@@ -49,7 +49,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError) as error:
+        except (ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError) as error:
             raise click.ClickException(str(error)) from error
         except RunFailed as error:
             raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error

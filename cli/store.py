@@ -8,6 +8,7 @@ import click
 
 from keysync.application.bootstrap import build, postgres_target
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
+from keysync.infrastructure.config import override
 
 
 @click.group("store")
@@ -45,3 +46,20 @@ def status_command(config_path: Path | None, as_json: bool) -> None:
         return
     for key, value in status.items():
         click.echo(f"{key}: {value}")
+
+
+@store_group.command("migrate")
+@config_option
+@click.option("--to", "dsn", required=True, help="The PostgreSQL database to copy into (no password in it).")
+@user_errors
+def migrate_command(config_path: Path | None, dsn: str) -> None:
+    """Copy this store's whole event log into an empty PostgreSQL store, keeping order, ids and timestamps.
+
+    Example: keysync store migrate --to postgresql://me@db:5432/keysync
+    """
+    config = load(config_path)
+    target_config = override(config, backend="postgres", dsn=dsn)
+    postgres_target(target_config).ensure_schema()
+    target = build(target_config, create_tables=True)
+    copied = build(config).migrate_to(target, progress=lambda done, total: message(f"copied {done}/{total} events"))
+    message(f"Copied {copied} events into {dsn}; its read models and reports are rebuilt. Point store.dsn at it.")

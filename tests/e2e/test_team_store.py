@@ -1,0 +1,93 @@
+"""The team store: a SQLite log moved into PostgreSQL, and several processes sharing one PostgreSQL log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import psycopg
+import pytest
+
+from keysync.projections.reports import REPORTS
+from tests.conftest import POSTGRES_DSN, Project
+
+pytestmark = pytest.mark.skipif(not POSTGRES_DSN, reason="needs KEYSYNC_TEST_POSTGRES_DSN (a PostgreSQL server)")
+
+A = ["CUST-1", "CUST-2", "CUST-3"]
+
+
+@pytest.fixture
+def schema_dsn():
+    schema = f"keysync_test_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in POSTGRES_DSN else "?"
+    yield f"{POSTGRES_DSN}{separator}schema={schema}"
+    with psycopg.connect(POSTGRES_DSN.split("?")[0], autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def reports(project: Project) -> dict[str, str]:
+    return {name: (project.output / name).read_text(encoding="utf-8") for name in REPORTS}
+
+
+def test_a_sqlite_log_migrates_into_postgres_with_order_ids_and_reports_kept(project, write_systems, schema_dsn):
+    write_systems(A=A, B=["X-1", "cust 2"], C=A, D=["CUST-1"], E=A)
+    project.invoke("run")
+    project.invoke("registry", "approve", "X-1")
+    project.write_system("B", ["Y-9"])
+    project.invoke("run", "--auto-approve")
+    before = reports(project)
+    audit_before = json.loads(project.invoke("audit", "--json").stdout)
+
+    project.invoke("store", "migrate", "--to", schema_dsn)
+    project.store = f'{{backend: postgres, dsn: "{schema_dsn}"}}'
+    project.write_config()
+    for path in project.output.iterdir():
+        path.unlink()
+    project.invoke("reports")
+    assert reports(project) == before
+    audit_after = json.loads(project.invoke("audit", "--json").stdout)
+    assert audit_after == audit_before  # same ids, order, types, payloads and timestamps
+    error = project.invoke("store", "migrate", "--to", schema_dsn, expect=1)
+    assert "already holds events" in error.stderr
+
+
+def test_processes_sharing_one_postgres_log_lose_nothing(tmp_path, schema_dsn):
+    project = Project(tmp_path, store=f'{{backend: postgres, dsn: "{schema_dsn}"}}')
+    project.invoke("store", "init")
+    for system in "ABCDE":
+        project.write_system(system, [*A, *(f"{system}-{i}" for i in range(20) if system != "A")])
+    script = (
+        "import json, subprocess, sys\n"
+        "config, worker = sys.argv[1], sys.argv[2]\n"
+        "done = []\n"
+        "for i in range(3):\n"
+        "    for args in (['run', '--json'], ['registry', 'approve', '--all']):\n"
+        "        p = subprocess.run([sys.executable, '-c', 'from keysync.cli.main import main; main()', *args,"
+        " '-c', config], capture_output=True, text=True)\n"
+        "        if p.returncode == 0:\n"
+        "            done.append(json.loads(p.stdout)['run_id'] if args[0] == 'run' else 'approve')\n"
+        "        elif 'another run is in progress' not in p.stderr and 'at the same moment' not in p.stderr:\n"
+        "            sys.exit('unclear failure: ' + p.stderr)\n"
+        "print(json.dumps(done))\n"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(project.config), str(n)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+        for n in range(4)
+    ]  # fmt: skip
+    acknowledged = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+        acknowledged += [op for op in json.loads(out) if op != "approve"]
+    assert acknowledged, "no run got through at all"
+    history = {r["run_id"]: r["status"] for r in json.loads(project.invoke("history", "--json").stdout)}
+    for run_id in acknowledged:
+        assert history.get(run_id) == "completed", run_id  # every acknowledged run is in the log, once
+    project.invoke("reports")
+    caught_up = reports(project)
+    project.invoke("rebuild")
+    assert reports(project) == caught_up
