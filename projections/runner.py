@@ -82,7 +82,7 @@ class Projections:
                     runs_changed.add(changed)
                 run_id = runs[key]["run_id"] if key in runs else ""
             audit.append(audit_row(event_id, run_id, event))
-        self.recorder.save_views(
+        saved = self.recorder.save_views(
             VIEWS,
             last,
             # In key order: B-tree inserts in order are about twice as fast.
@@ -90,7 +90,8 @@ class Projections:
             [[runs[k][col] for col in RUN_COLUMNS] for k in runs_changed],
             [[a[col] for col in AUDIT_COLUMNS] for a in audit],
         )
-        self._registry = registry
+        # Keep the loaded registry for the reports only if these rows are the ones stored.
+        self._registry = registry if saved else None
         return last
 
     def registry_rows(self) -> list[dict[str, str]]:

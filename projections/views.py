@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 REGISTRY_COLUMNS = (
@@ -68,14 +68,22 @@ class Views:
         registry_rows: Sequence[Sequence[Any]],
         run_rows: Sequence[Sequence[Any]],
         audit_rows: Sequence[Sequence[Any]],
-    ) -> None:
-        """Write changed rows and move projection ``name`` to ``position``, in one transaction."""
-        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table, rows in zip(TABLES, (registry_rows, run_rows, audit_rows), strict=True):
-                if rows:
-                    c.executemany(self.upsert_sql(table), rows)
-            if position > (self._max_tracking_id(name, c) or 0):  # type: ignore[attr-defined]
+    ) -> bool:
+        """Write changed rows and move projection ``name`` to ``position``, in one transaction. Returns False,
+        having written nothing, when another process had already moved the projection that far: its rows are
+        at least as new as these."""
+        try:
+            with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+                if position <= (self._max_tracking_id(name, c) or 0):  # type: ignore[attr-defined]
+                    return False
+                for table, rows in zip(TABLES, (registry_rows, run_rows, audit_rows), strict=True):
+                    if rows:
+                        c.executemany(self.upsert_sql(table), rows)
+                # Refused (IntegrityError) if another process committed this position meanwhile.
                 self._insert_tracking(c, Tracking(name, position))  # type: ignore[attr-defined]
+        except IntegrityError:
+            return False
+        return True
 
     def position(self, name: str) -> int:
         return self.max_tracking_id(name) or 0  # type: ignore[attr-defined]
