@@ -179,7 +179,14 @@ def conclude(
     )
     timings["compare"] = time.perf_counter() - begun - (timings.get("normalize", 0.0) - normalizing)
     if not recon.authority.unique_keys:
-        reason = f"System A ({observation.snapshots[AUTHORITY].file}) has no valid keys: nothing to reconcile against"
+        authority = recon.authority
+        rejected = authority.rejected[:3]
+        examples = "; ".join(f"line {r.line}: {r.reason}" for r in rejected)
+        reason = (
+            f"System A ({observation.snapshots[AUTHORITY].file}) has no valid keys: nothing to reconcile against "
+            f"({authority.snapshot.rows_read if authority.snapshot else 0} rows read, "
+            f"{authority.rows_rejected} rejected{': ' + examples if examples else ''})"
+        )
         run.fail(reason)
         raise RunFailed(run, reason)
     return settle(settings, observation, recon, registry, progress=say)

@@ -153,7 +153,7 @@ class KeySync:
         for attempt in range(3):
             try:
                 with timed(result.timings, "store"):
-                    self._save(result.run, result.registry)
+                    self._save(result.registry, result.run)
                 return result
             except ConflictError:
                 if attempt == 2:

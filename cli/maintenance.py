@@ -98,7 +98,7 @@ def rebuild_command(config_path: Path | None) -> None:
 @config_option
 @user_errors
 def reports_command(config_path: Path | None) -> None:
-    """Bring the read models and the seven reports up to date with the event log (cheap when they are).
+    """Bring the read models and the reports up to date with the event log (cheap when they are).
 
     Example: keysync reports
     """

@@ -15,6 +15,7 @@ from eventsourcing.persistence import PersistenceError
 from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
 from keysync.application.service import ConflictError, HistoryError, MigrationError
+from keysync.cli.display import safe
 from keysync.domain.registry import RegistryError
 from keysync.infrastructure.config import Config, ConfigError, load_config
 from keysync.infrastructure.logs import setup_logging
@@ -43,24 +44,33 @@ def load(config_path: Path | None) -> Config:
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can cause into one clear line on stderr and exit 1, never a traceback."""
+    """Turn the errors a user can cause into one clear line on stderr and exit 1, never a traceback. The line
+    is escaped: it may quote keys or file names, which must never drive the terminal."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
-        except (ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError) as error:
-            raise click.ClickException(str(error)) from error
-        except RunFailed as error:
-            raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
-        except PersistenceError as error:
-            raise click.ClickException(_store_problem(error)) from error
-        except BrokenPipeError:
-            raise  # the reader of our output went away (| head): not an error to report
-        except OSError as error:
-            raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
+            return _translated(command, *args, **kwargs)
+        except click.ClickException as error:
+            error.message = safe(error.message)
+            raise
 
     return wrapper
+
+
+def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return command(*args, **kwargs)
+    except (ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError) as error:
+        raise click.ClickException(str(error)) from error
+    except RunFailed as error:
+        raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
+    except PersistenceError as error:
+        raise click.ClickException(_store_problem(error)) from error
+    except BrokenPipeError:
+        raise  # the reader of our output went away (| head): not an error to report
+    except OSError as error:
+        raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
 
 
 def _store_problem(error: Exception) -> str:
@@ -76,5 +86,6 @@ def print_json(data: Any) -> None:
 
 
 def message(text: str) -> None:
-    """A message for the person at the terminal: stderr, so stdout stays data."""
-    click.echo(text, err=True)
+    """A message for the person at the terminal: stderr, so stdout stays data. Data inside it (keys, file
+    names) is escaped, so it can never drive the terminal."""
+    click.echo(safe(text), err=True)

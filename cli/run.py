@@ -57,7 +57,7 @@ def run_command(
     verbose: bool,
     as_json: bool,
 ) -> None:
-    """Reconcile Systems B-E against System A and write the seven reports.
+    """Reconcile Systems B-E against System A and write the reports (the seven of the contract, and trend_report.csv).
 
     Example: keysync run --generate-data --scenario drift --keys 2000
     """

@@ -182,14 +182,11 @@ def _index(
     rejected = list(snapshot.rejected)
     emptied = [i for i, key in enumerate(normalized) if not key] if "" in first_row else []
     for i in emptied:
+        # The snapshot keeps fields, not lines: the row is shown as its fields in the contract's column order.
+        row = [system, snapshot.keys[i], snapshot.entity_types[i], snapshot.location_refs[i], snapshot.last_seen_at[i]]
         rejected.append(
             RejectedRow(
-                system,
-                snapshot.file,
-                snapshot.lines[i],
-                "error",
-                "key is empty after normalization",
-                snapshot.keys[i],
+                system, snapshot.file, snapshot.lines[i], "error", "key is empty after normalization", _csv_line(row)
             )
         )
     rejected.sort(key=lambda r: (r.line, r.severity))
@@ -210,6 +207,10 @@ def _index(
         duplicates=duplicates,
         latest_seen=latest_seen,
     )
+
+
+def _csv_line(fields: list[str]) -> str:
+    return ",".join(f'"{f.replace(chr(34), chr(34) * 2)}"' if any(c in f for c in ',"\r\n') else f for f in fields)
 
 
 def _duplicates(

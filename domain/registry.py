@@ -68,10 +68,9 @@ class Registry(Aggregate):
         """Register what a run found: propose new master keys, note the ones seen again, deprecate the ones
         that entered System A or vanished. Returns the newly proposed master keys."""
         new = [m for m in out_of_authority if m not in self.status]
+        # Deprecated keys that turn up again are noted too (last seen, source systems); they stay Deprecated.
         seen = [
-            [m, _joined(self.systems[m], out_of_authority[m].systems)]
-            for m in out_of_authority
-            if self.status.get(m, DEPRECATED) != DEPRECATED
+            [m, _joined(self.systems[m], out_of_authority[m].systems)] for m in out_of_authority if m in self.status
         ]
         if new:
             self._propose(run_id, [_entry(out_of_authority[m]) for m in new])

@@ -338,7 +338,9 @@ def _to_list(column: pa.ChunkedArray | pa.Array) -> list[str]:
     sample = column.slice(0, _SAMPLE_ROWS)
     if pc.count_distinct(sample).as_py() * 10 > len(sample):
         return column.to_pylist()
-    encoded = pc.dictionary_encode(column.combine_chunks())
+    # A plain Array (the timestamp column after rewriting) has no chunks to combine.
+    combined = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(combined)
     distinct = np.array(encoded.dictionary.to_pylist(), dtype=object)
     return distinct[encoded.indices.to_numpy()].tolist()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# Fields that carry batches of keys or rows: the audit shows how many, never the keys themselves.
+KEY_BATCHES = {"keys", "rows", "entries", "master_keys", "added", "removed"}
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
-LISTED_AT_MOST = 10  # a short list (keys approved by hand) is shown in full; a longer one by its length
 
 
 def summarise(event: Any) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def summarise(event: Any) -> dict[str, Any]:
     for field, value in vars(event).items():
         if field in _ENVELOPE or field.startswith("_"):
             continue
-        if isinstance(value, list) and len(value) > LISTED_AT_MOST:
+        if isinstance(value, list) and field in KEY_BATCHES:  # `keysync audit --key` finds a key's events
             payload[f"{field}_count"] = len(value)
         else:
             payload[field] = value

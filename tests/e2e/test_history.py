@@ -31,7 +31,7 @@ def test_audit_filters_by_run_type_and_key(any_project, write_systems):
     of_run = json.loads(any_project.invoke("audit", "--run", run_id, "--json").stdout)
     assert of_run and {e["run_id"] for e in of_run} == {run_id}
     activated = json.loads(any_project.invoke("audit", "--type", "MasterKeysActivated", "--json").stdout)
-    assert len(activated) == 1 and json.loads(activated[0]["payload"])["master_keys"] == ["X-1"]
+    assert len(activated) == 1 and json.loads(activated[0]["payload"])["master_keys_count"] == 1
     about_x2 = json.loads(any_project.invoke("audit", "--key", "x_2", "--json").stdout)
     assert [e["event_type"] for e in about_x2] == ["KeysObserved", "MasterKeysProposed"]
     assert json.loads(any_project.invoke("audit", "--since", "2999-01-01", "--json").stdout) == []

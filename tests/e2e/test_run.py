@@ -143,3 +143,10 @@ def test_rejected_rows_are_reported_with_file_and_line_and_the_rest_is_used(any_
         "3",
         "2",
     )
+
+
+def test_data_in_error_messages_cannot_drive_the_terminal(any_project, write_systems):
+    write_systems(A=A, B=A, C=A, D=A, E=A)
+    any_project.invoke("run")
+    result = any_project.invoke("registry", "approve", "\x1b[31mX", expect=1)
+    assert "\x1b" not in result.stderr and "\\x1b[31mX" in result.stderr

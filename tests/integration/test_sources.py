@@ -674,3 +674,12 @@ def test_every_json_line_is_accepted_or_rejected_exactly_once(
     assert snapshot.rows_read == len(lines) - len(blank)
     for line, key in zip(snapshot.lines, snapshot.keys, strict=True):
         assert key == records[line - 1]["source_key"]  # type: ignore[index]
+
+
+def test_many_rows_with_one_rewritten_timestamp_are_read(tmp_path):
+    # Regression: a column of repeated timestamps that needed rewriting ("Z" suffix) crashed the reader.
+    path = tmp_path / "C.csv"
+    rows = "".join(f"C,K{i},,,2024-05-01T00:00:00Z\n" for i in range(50))
+    path.write_text("source_system,source_key,entity_type,location_ref,last_seen_at\n" + rows, encoding="utf-8")
+    snapshot = read_source("C", path)
+    assert len(snapshot) == 50 and set(snapshot.last_seen_at) == {"2024-05-01T00:00:00+00:00"}

@@ -50,6 +50,7 @@ def test_a_key_that_normalizes_to_nothing_is_rejected_with_its_line():
     recon = reconcile({"A": snap("A", "K-1", "***")}, RULES)
     [row] = recon.systems["A"].rejected
     assert (row.line, row.severity, row.reason) == (3, "error", "key is empty after normalization")
+    assert row.raw == "A,***,customer,,"
     assert recon.systems["A"].unique_keys == 1
 
 

@@ -82,3 +82,14 @@ def test_source_systems_accumulate_across_runs():
     registry.record_run("r1", found("X-1", systems=("B",)), set(), ALL, auto_approve=False, actor="me")
     registry.record_run("r2", found("X-1", systems=("D",)), set(), ALL, auto_approve=False, actor="me")
     assert registry.systems["X-1"] == "B|D"
+
+
+def test_a_deprecated_key_that_turns_up_again_stays_deprecated_but_is_noted_as_seen():
+    registry = Registry()
+    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    registry.record_run("r2", {}, set(), ALL, auto_approve=False, actor="me")  # vanished: deprecated
+    registry.collect_events()
+    registry.record_run("r3", found("X-1", systems=("C",)), set(), ALL, auto_approve=False, actor="me")
+    [event] = registry.collect_events()
+    assert type(event).__name__ == "MasterKeysSeen" and event.entries == [["X-1", "B|C"]]
+    assert registry.status["X-1"] == DEPRECATED
