@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from eventsourcing.domain import EventSourcingError
 from eventsourcing.persistence import PersistenceError
+from eventsourcing.utils import TopicError
 
 from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
@@ -67,6 +69,8 @@ def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
     except PersistenceError as error:
         raise click.ClickException(_store_problem(error)) from error
+    except (EventSourcingError, TopicError) as error:  # e.g. an event whose class this version does not know
+        raise click.ClickException(f"the event store holds something this version cannot read: {error}") from error
     except BrokenPipeError:
         raise  # the reader of our output went away (| head): not an error to report
     except OSError as error:

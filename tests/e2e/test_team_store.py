@@ -91,3 +91,25 @@ def test_processes_sharing_one_postgres_log_lose_nothing(tmp_path, schema_dsn):
     caught_up = reports(project)
     project.invoke("rebuild")
     assert reports(project) == caught_up
+
+
+def test_a_log_of_more_than_40000_events_migrates_in_bounded_batches(project, write_systems, schema_dsn):
+    # One save of 40,000 or more events was seen to hang psycopg's pipeline: migration must batch its inserts.
+    from keysync.application.bootstrap import build
+    from keysync.domain.run import ReconciliationRun
+    from keysync.infrastructure.config import load_config
+
+    write_systems(A=A, B=A, C=A, D=A, E=A)
+    project.invoke("run")
+    source = build(load_config(project.config))
+    noisy = ReconciliationRun(run_id="noisy", mode="full", options={}, actor="test")
+    for start in range(0, 41_000, 5_000):
+        for i in range(start, start + 5_000):
+            noisy.mark_unavailable("B", "B.csv", f"timeout {i}")
+        source.store.save(noisy)
+    total = source.store.recorder.max_notification_id()
+    project.invoke("store", "migrate", "--to", schema_dsn)
+    with psycopg.connect(POSTGRES_DSN.split("?")[0]) as conn:
+        schema = schema_dsn.rsplit("schema=", 1)[1]
+        copied = conn.execute(f'SELECT COUNT(*) FROM "{schema}".keysync_events').fetchone()[0]
+    assert copied == total > 40_000
