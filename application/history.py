@@ -9,6 +9,7 @@ from uuid import UUID
 
 import attrs
 
+from keysync.domain.columns import unpack_text
 from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.registry import Registry
@@ -54,7 +55,7 @@ def audit_events(projections: Projections, rules: NormalizationRules, chosen: Au
 def _mentions(event: Any, key: str, rules: NormalizationRules) -> bool:
     name = type(event).__name__
     if name == "KeysObserved":
-        return key in normalize_keys(event.keys, rules)
+        return key in normalize_keys(unpack_text(event.keys), rules)
     if name == "MasterKeysProposed":
         return any(key in (entry[0], entry[1]) for entry in event.entries)
     if name == "MasterKeysSeen":

@@ -12,6 +12,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from keysync.domain.columns import Column, pack_lines, pack_text, text_length, unpack_lines, unpack_text
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
@@ -45,11 +46,11 @@ class ReconciliationRun(Aggregate):
             stop = start + batch_size
             self._observe_keys(
                 snapshot.system,
-                snapshot.keys[start:stop],
-                snapshot.entity_types[start:stop],
-                snapshot.location_refs[start:stop],
-                snapshot.last_seen_at[start:stop],
-                snapshot.lines[start:stop],
+                pack_text(snapshot.keys[start:stop]),
+                pack_text(snapshot.entity_types[start:stop]),
+                pack_text(snapshot.location_refs[start:stop]),
+                pack_text(snapshot.last_seen_at[start:stop]),
+                pack_lines(snapshot.lines[start:stop]),
             )
         for start in range(0, len(snapshot.rejected), batch_size):
             rows = snapshot.rejected[start : start + batch_size]
@@ -75,13 +76,13 @@ class ReconciliationRun(Aggregate):
     def _observe_keys(
         self,
         system: str,
-        keys: list[str],
-        entity_types: list[str],
-        location_refs: list[str],
-        last_seen_at: list[str],
-        lines: list[int],
+        keys: Column,
+        entity_types: Column,
+        location_refs: Column,
+        last_seen_at: Column,
+        lines: list[Any],
     ) -> None:
-        self.observed[system] += len(keys)
+        self.observed[system] += text_length(keys)
 
     @event("RowsRejected")
     def _reject_rows(self, system: str, rows: list[list[Any]]) -> None:
@@ -113,11 +114,11 @@ def snapshots_from_events(events: Iterable[Any]) -> tuple[dict[str, SourceSnapsh
             snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, [], [], [], [], [], [], fp)
         elif name == "KeysObserved":
             s = snapshots[e.system]
-            s.keys.extend(e.keys)
-            s.entity_types.extend(e.entity_types)
-            s.location_refs.extend(e.location_refs)
-            s.last_seen_at.extend(e.last_seen_at)
-            s.lines.extend(e.lines)
+            s.keys.extend(unpack_text(e.keys))
+            s.entity_types.extend(unpack_text(e.entity_types))
+            s.location_refs.extend(unpack_text(e.location_refs))
+            s.last_seen_at.extend(unpack_text(e.last_seen_at))
+            s.lines.extend(unpack_lines(e.lines))
         elif name == "RowsRejected":
             s = snapshots[e.system]
             s.rejected.extend(RejectedRow(e.system, s.file, *row) for row in e.rows)

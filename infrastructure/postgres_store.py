@@ -53,8 +53,10 @@ class PostgresTarget:
             "POSTGRES_PASSWORD": os.environ.get("PGPASSWORD", ""),
             "POSTGRES_SCHEMA": self.schema,
             "CREATE_TABLE": "yes" if create_tables else "no",
-            # Saves stay far below the batch size at which psycopg's pipeline was seen to hang (40,000 events).
             "POSTGRES_CONNECT_TIMEOUT": "5",
+            # Insert through eventsourcing's database function (one statement) rather than psycopg's pipeline,
+            # which was seen to hang on large saves: 40,000 small events, or a few observation batches of MBs.
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "yes",
         }
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:

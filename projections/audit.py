@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from keysync.domain.columns import text_length
+
 # Fields that carry batches of keys or rows: the audit shows how many, never the keys themselves.
 KEY_BATCHES = {"keys", "rows", "entries", "master_keys", "added", "removed"}
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -14,7 +16,7 @@ def summarise(event: Any) -> dict[str, Any]:
     """The event's payload, fit for a report cell: lists of keys are counted, not copied."""
     name = type(event).__name__
     if name == "KeysObserved":
-        return {"system": event.system, "keys": len(event.keys)}
+        return {"system": event.system, "keys": text_length(event.keys)}
     if name == "RowsRejected":
         return {"system": event.system, "rows": len(event.rows)}
     payload: dict[str, Any] = {}

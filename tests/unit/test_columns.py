@@ -1,0 +1,25 @@
+"""The compact encodings of stored observation columns read back exactly, and old plain lists still read."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keysync.domain.columns import pack_lines, pack_text, text_length, unpack_lines, unpack_text
+
+
+@given(st.lists(st.text()))
+def test_text_columns_round_trip(values):
+    packed = pack_text(values)
+    assert unpack_text(packed) == values
+    assert text_length(packed) == len(values)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10_000)))
+def test_line_numbers_round_trip(lines):
+    assert unpack_lines(pack_lines(lines)) == lines
+
+
+def test_consecutive_lines_become_one_run_and_plain_lists_still_read():
+    assert pack_lines([2, 3, 4, 5, 9, 10]) == [[2, 4], [9, 2]]
+    assert unpack_lines([2, 3, 7]) == [2, 3, 7]
+    assert unpack_text(["a", "b"]) == ["a", "b"]
+    assert pack_text(["a\nb", "c"]) == ["a\nb", "c"]
