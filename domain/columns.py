@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 Column = str | list[str]
 
 
@@ -30,13 +32,12 @@ def text_length(column: Column) -> int:
 
 def pack_lines(lines: Sequence[int]) -> list[list[int]]:
     """[first, count] runs of consecutive line numbers."""
-    runs: list[list[int]] = []
-    for line in lines:
-        if runs and runs[-1][0] + runs[-1][1] == line:
-            runs[-1][1] += 1
-        else:
-            runs.append([line, 1])
-    return runs
+    if not lines:
+        return []
+    numbers = np.asarray(lines, dtype=np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(numbers) != 1) + 1))
+    counts = np.diff(np.append(starts, len(numbers)))
+    return np.column_stack((numbers[starts], counts)).tolist()
 
 
 def unpack_lines(column: Sequence[int] | Sequence[Sequence[int]]) -> list[int]:
