@@ -11,20 +11,20 @@ from keysync.infrastructure.config import load_config
 from keysync.infrastructure.mock_history import share_on_day
 
 
-def test_a_failure_history_drops_mid_way_and_replays_in_date_order(project):
-    out = project.invoke("generate", "--days", "6", "--scenario", "failure", "--keys", "400").stdout.split()
+def test_a_failure_history_drops_mid_way_and_replays_in_date_order(any_project):
+    out = any_project.invoke("generate", "--days", "6", "--scenario", "failure", "--keys", "400").stdout.split()
     dates = ["2025-12-27", "2025-12-28", "2025-12-29", "2025-12-30", "2025-12-31", "2026-01-01"]
     assert [p.rsplit("/", 1)[-1] for p in out] == dates
-    project.invoke("replay-history", str(project.input / "history"))
-    rows = build(load_config(project.config)).runs()
+    any_project.invoke("replay-history", str(any_project.input / "history"))
+    rows = build(load_config(any_project.config)).runs()
     assert [r["as_of"][:10] for r in reversed(rows)] == dates
     rates = [json.loads(r["kpis"])["systems"]["B"]["match_rate"] for r in reversed(rows)]
     assert all(abs(rate - 0.80) < 0.05 for rate in rates[:3]), rates
     assert all(abs(rate - 0.50) < 0.05 for rate in rates[3:]), rates
 
 
-def test_replaying_a_folder_without_snapshots_is_a_clear_error(project):
-    result = project.invoke("replay-history", str(project.input), expect=1)
+def test_replaying_a_folder_without_snapshots_is_a_clear_error(any_project):
+    result = any_project.invoke("replay-history", str(any_project.input), expect=1)
     assert "no snapshot folders named YYYY-MM-DD" in result.stderr
 
 

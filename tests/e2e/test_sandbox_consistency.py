@@ -63,13 +63,13 @@ def test_status_hints_equal_what_keysync_run_reports(tmp_path_factory, config, e
         assert {c: got[c] for c in SYSTEM_KPIS} == {c: kpis["systems"][system][k] for c, k in SYSTEM_KPIS.items()}
 
 
-def test_corrupt_variants_show_up_in_the_run_s_rejected_rows(project):
-    sandbox(project, "init", "--keys", "8")
-    present = keys(project, "A")
+def test_corrupt_variants_show_up_in_the_run_s_rejected_rows(any_project):
+    sandbox(any_project, "init", "--keys", "8")
+    present = keys(any_project, "A")
     for key, corruption in zip(present, ["control", "empty", "long", "bytes"], strict=False):
-        sandbox(project, "modify-key", key, "--systems", "C", "--variant", "corrupt", "--corruption", corruption)
-    project.invoke("run")
-    rejected = project.report("rejected_rows.csv")
+        sandbox(any_project, "modify-key", key, "--systems", "C", "--variant", "corrupt", "--corruption", corruption)
+    any_project.invoke("run")
+    rejected = any_project.report("rejected_rows.csv")
     assert [(r["system"], r["reason"]) for r in rejected] == [
         ("C", "control character \\x1b in key"),
         ("C", "empty key"),
@@ -79,60 +79,60 @@ def test_corrupt_variants_show_up_in_the_run_s_rejected_rows(project):
     assert rejected[3]["raw"].startswith(f"C,{present[3]}\\xff")
 
 
-def test_predict_then_compare_with_the_run(project):
-    sandbox(project, "init", "--keys", "10")
-    sandbox(project, "add-key", "UNAUTH-1", "UNAUTH-2", "--systems", "B,C")
-    sandbox(project, "remove-key", keys(project, "A")[0], "--systems", "E", "--yes")
-    prediction = as_json(sandbox(project, "predict", "--json"))
+def test_predict_then_compare_with_the_run(any_project):
+    sandbox(any_project, "init", "--keys", "10")
+    sandbox(any_project, "add-key", "UNAUTH-1", "UNAUTH-2", "--systems", "B,C")
+    sandbox(any_project, "remove-key", keys(any_project, "A")[0], "--systems", "E", "--yes")
+    prediction = as_json(sandbox(any_project, "predict", "--json"))
     assert prediction["new_master_keys"] == 2
     assert prediction["systems_affected"] == ["B", "C", "E"]
     assert prediction["hints"]["propagation_gaps"] == 1
-    assert "It would propose 2 new master key(s): UNAUTH-1, UNAUTH-2" in sandbox(project, "predict").stdout
-    sandbox(project, "predict", "--compare-last-run", expect=1)  # no run yet
-    project.invoke("run")
-    compared = sandbox(project, "predict", "--compare-last-run", "--json")
+    assert "It would propose 2 new master key(s): UNAUTH-1, UNAUTH-2" in sandbox(any_project, "predict").stdout
+    sandbox(any_project, "predict", "--compare-last-run", expect=1)  # no run yet
+    any_project.invoke("run")
+    compared = sandbox(any_project, "predict", "--compare-last-run", "--json")
     assert as_json(compared)["matches"] is True and "matches the run" in compared.stderr
-    assert as_json(sandbox(project, "predict", "--json"))["new_master_keys"] == 0  # proposed by that run now
-    sandbox(project, "add-key", "UNAUTH-3", "--systems", "D")
-    changed = sandbox(project, "predict", "--compare-last-run", expect=1)
+    assert as_json(sandbox(any_project, "predict", "--json"))["new_master_keys"] == 0  # proposed by that run now
+    sandbox(any_project, "add-key", "UNAUTH-3", "--systems", "D")
+    changed = sandbox(any_project, "predict", "--compare-last-run", expect=1)
     assert "DIFFERS" in changed.stdout and "changed after run" in changed.stderr
 
 
 @pytest.mark.parametrize("name", library_names())
-def test_every_scenario_in_the_library_passes(project, name):
-    result = sandbox(project, "scenario", "run", name, "--json")
+def test_every_scenario_in_the_library_passes(any_project, name):
+    result = sandbox(any_project, "scenario", "run", name, "--json")
     outcome = as_json(result)
     assert outcome["passed"], [c for c in outcome["checks"] if not c["ok"]]
     assert f"Scenario {name}: passed." in result.stderr
 
 
-def test_the_library_has_the_five_scenarios_with_descriptions(project):
-    listed = as_json(sandbox(project, "scenario", "list", "--json"))
+def test_the_library_has_the_five_scenarios_with_descriptions(any_project):
+    listed = as_json(sandbox(any_project, "scenario", "list", "--json"))
     assert [s["name"] for s in listed] == [
         "data-corruption", "network-partition", "new-product-launch", "recovery-process", "unauthorized-keys",
     ]  # fmt: skip
     assert all(s["description"] and s["expected"]["systems"] for s in listed)
-    shown = sandbox(project, "scenario", "show", "network-partition").stdout
+    shown = sandbox(any_project, "scenario", "show", "network-partition").stdout
     assert "1. init --keys 200 --seed 7" in shown and "System D: master_keys 188" in shown
 
 
-def test_a_mismatch_fails_the_scenario_with_a_table(project):
+def test_a_mismatch_fails_the_scenario_with_a_table(any_project):
     custom = write(
-        project.root / "mine.yaml",
+        any_project.root / "mine.yaml",
         "name: mine\ndescription: one key too many\nsteps:\n  - init --keys 5\n  - add-key X --systems B\n"
         "expected:\n  out_of_authority: 0\n  systems:\n    B: {keys: 6}\n",
     )
-    result = sandbox(project, "scenario", "run", str(custom), expect=1)
+    result = sandbox(any_project, "scenario", "run", str(custom), expect=1)
     assert "out_of_authority" in result.stdout and "FAIL" in result.stdout
     assert "Scenario mine: 1 check(s) failed." in result.stderr
 
 
-def test_a_failing_step_stops_the_scenario_and_says_which(project):
+def test_a_failing_step_stops_the_scenario_and_says_which(any_project):
     custom = write(
-        project.root / "broken.yaml",
+        any_project.root / "broken.yaml",
         "name: broken\nsteps:\n  - init --keys 5\n  - remove-key NOPE --systems B --yes\n  - status\n",
     )
-    result = sandbox(project, "scenario", "run", str(custom), expect=1)
+    result = sandbox(any_project, "scenario", "run", str(custom), expect=1)
     assert "scenario broken: step 2 failed (exit 1): remove-key NOPE --systems B --yes" in result.stderr
     assert "Step 3/3" not in result.stderr
 
@@ -149,19 +149,19 @@ def test_a_failing_step_stops_the_scenario_and_says_which(project):
         ("name: [x\n", "invalid YAML"),
     ],
 )
-def test_a_broken_scenario_file_is_one_clear_error(project, content, said):
-    result = sandbox(project, "scenario", "run", str(write(project.root / "s.yaml", content)), expect=1)
+def test_a_broken_scenario_file_is_one_clear_error(any_project, content, said):
+    result = sandbox(any_project, "scenario", "run", str(write(any_project.root / "s.yaml", content)), expect=1)
     assert said in result.stderr
 
 
-def test_an_unknown_scenario_lists_the_library(project):
-    result = sandbox(project, "scenario", "show", "nope", expect=1)
+def test_an_unknown_scenario_lists_the_library(any_project):
+    result = sandbox(any_project, "scenario", "show", "nope", expect=1)
     assert "no scenario 'nope': name one of data-corruption, network-partition" in result.stderr
 
 
-def test_step_by_step_waits_for_enter_and_q_stops(project):
-    stopped = sandbox(project, "scenario", "run", "new-product-launch", "--step", input="\nq\n", expect=1)
+def test_step_by_step_waits_for_enter_and_q_stops(any_project):
+    stopped = sandbox(any_project, "scenario", "run", "new-product-launch", "--step", input="\nq\n", expect=1)
     assert "Stopped before step 2." in stopped.stderr
-    assert len(keys(project, "A")) == 200  # step 1 ran, step 2 did not
-    finished = sandbox(project, "scenario", "run", "new-product-launch", "--step", input="\n\n\n")
+    assert len(keys(any_project, "A")) == 200  # step 1 ran, step 2 did not
+    finished = sandbox(any_project, "scenario", "run", "new-product-launch", "--step", input="\n\n\n")
     assert finished.stderr.count("Press Enter to run it") == 3

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,8 @@ def keys(project: Any, system: str) -> list[str]:
 
 
 def stored_events(project: Any) -> list[str]:
-    """The topics of every stored event, in order."""
-    with sqlite3.connect(project.root / "data" / "keysync.sqlite") as db:
-        return [topic for (topic,) in db.execute("SELECT topic FROM stored_events ORDER BY rowid")]
+    """The type of every stored event, in order, read through the log's replay (works on either backend)."""
+    return [event["event_type"] for event in json.loads(project.invoke("audit", "--json").stdout)]
 
 
 def as_json(result: Result) -> Any:

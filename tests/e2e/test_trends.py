@@ -37,9 +37,9 @@ def three_runs(project, write_systems) -> list[str]:
     return [first, second, third]
 
 
-def test_trend_rows_follow_the_runs_oldest_first(project, write_systems):
-    runs = three_runs(project, write_systems)
-    points = json.loads(invoke(project, "trends", "--json").stdout)
+def test_trend_rows_follow_the_runs_oldest_first(any_project, write_systems):
+    runs = three_runs(any_project, write_systems)
+    points = json.loads(invoke(any_project, "trends", "--json").stdout)
     assert [p["run_id"] for p in points] == [r for r in runs for _ in "ABCDE"]
     assert [p["system"] for p in points] == list("ABCDE") * 3
     b, e = ([p for p in points if p["system"] == s] for s in "BE")
@@ -54,39 +54,39 @@ def test_trend_rows_follow_the_runs_oldest_first(project, write_systems):
     assert [p["status"] for p in d] == ["ok", "unavailable", "ok"] and d[1]["missing_in_A"] is None
 
     # The report rows the lead writes after each run: the same order, empty counts where D was unavailable.
-    rows = [dict(zip(TREND_COLUMNS, row, strict=True)) for row in trend_rows(build(load(project.config)).runs())]
+    rows = [dict(zip(TREND_COLUMNS, row, strict=True)) for row in trend_rows(build(load(any_project.config)).runs())]
     assert [(r["run_id"], r["system"]) for r in rows] == [(p["run_id"], p["system"]) for p in points]
     d_down = next(r for r in rows if r["run_id"] == runs[1] and r["system"] == "D")
     assert d_down["status"] == "unavailable" and d_down["unique_keys"] == "" and d_down["match_rate"] == ""
     assert next(r for r in rows if r["run_id"] == runs[0] and r["system"] == "B")["match_rate"] == "0.5000"
 
-    last = json.loads(invoke(project, "trends", "--last", "2", "--json").stdout)
+    last = json.loads(invoke(any_project, "trends", "--last", "2", "--json").stdout)
     assert [p["run_id"] for p in last[::5]] == runs[1:]
-    table = invoke(project, "trends").stdout
+    table = invoke(any_project, "trends").stdout
     assert "Trends (3 completed runs" in table and "unavailable" in table and "50.0% 1/1" in table
 
 
-def test_plot_writes_png_and_svg_and_refuses_other_suffixes(project, write_systems):
-    three_runs(project, write_systems)
-    png, svg = project.root / "trends.png", project.root / "trends.svg"
-    invoke(project, "trends", "--plot", str(png))
+def test_plot_writes_png_and_svg_and_refuses_other_suffixes(any_project, write_systems):
+    three_runs(any_project, write_systems)
+    png, svg = any_project.root / "trends.png", any_project.root / "trends.svg"
+    invoke(any_project, "trends", "--plot", str(png))
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
-    invoke(project, "trends", "--plot", str(svg), "--json")
+    invoke(any_project, "trends", "--plot", str(svg), "--json")
     text = svg.read_text(encoding="utf-8")
     assert text.lstrip().startswith("<?xml") and "<svg" in text and len(text) > 1000
-    refused = invoke(project, "trends", "--plot", str(project.root / "trends.txt"), expect=2)
+    refused = invoke(any_project, "trends", "--plot", str(any_project.root / "trends.txt"), expect=2)
     assert "must end in .png or .svg" in refused.stderr
-    assert not (project.root / "trends.txt").exists()
+    assert not (any_project.root / "trends.txt").exists()
 
 
-def test_plot_without_completed_runs_is_a_clear_error(project):
-    result = invoke(project, "trends", "--plot", str(project.root / "t.png"), expect=1)
+def test_plot_without_completed_runs_is_a_clear_error(any_project):
+    result = invoke(any_project, "trends", "--plot", str(any_project.root / "t.png"), expect=1)
     assert "no completed runs to plot" in result.stderr
 
 
-def test_compare_shows_opened_and_resolved_keys(project, write_systems):
-    first, second, third = three_runs(project, write_systems)
-    result = invoke(project, "compare", first, third, "--json")
+def test_compare_shows_opened_and_resolved_keys(any_project, write_systems):
+    first, second, third = three_runs(any_project, write_systems)
+    result = invoke(any_project, "compare", first, third, "--json")
     comparison = json.loads(result.stdout)
     changes = {(c["system"], c["kind"], c["change"], c["key"]) for c in comparison["changes"]}
     assert changes == {
@@ -100,18 +100,18 @@ def test_compare_shows_opened_and_resolved_keys(project, write_systems):
     assert f"{first} -> {third}: 2 opened, 2 resolved" in result.stderr
 
     # D was unavailable in the second run: it is not compared rather than shown as all resolved.
-    between = json.loads(invoke(project, "compare", first, second, "--json").stdout)
+    between = json.loads(invoke(any_project, "compare", first, second, "--json").stdout)
     assert between["not_compared"] == {"D": f"unavailable in {second}"}
     assert not [c for c in between["changes"] if c["system"] == "D"]
 
-    table = invoke(project, "compare", second, third)
+    table = invoke(any_project, "compare", second, third)
     assert "CUST-1" in table.stdout and "opened" in table.stdout and "missing_from_system" in table.stdout
     assert "1 opened, 0 resolved" in table.stderr
 
 
-def test_compare_an_unknown_run_is_a_clear_error(project, write_systems):
-    first, *_ = three_runs(project, write_systems)
-    result = invoke(project, "compare", first, "no-such-run", expect=1)
+def test_compare_an_unknown_run_is_a_clear_error(any_project, write_systems):
+    first, *_ = three_runs(any_project, write_systems)
+    result = invoke(any_project, "compare", first, "no-such-run", expect=1)
     assert "unknown run id 'no-such-run'" in result.stderr
     assert "Traceback" not in result.output
 
