@@ -256,8 +256,8 @@ def test_keys_are_never_sent_raw_to_the_terminal(any_project):
 
 def test_saved_states_round_trip_and_travel_as_one_file(any_project, tmp_path):
     sandbox(any_project, "init", "--keys", "6")
-    sandbox(any_project, "modify-key", keys(any_project, "A")[0], "--systems", "B", "--variant", "corrupt", "--corruption",
-            "bytes")  # fmt: skip
+    first = keys(any_project, "A")[0]
+    sandbox(any_project, "modify-key", first, "--systems", "B", "--variant", "corrupt", "--corruption", "bytes")
     saved = files(any_project)
     sandbox(any_project, "save-state", "demo", "--description", "six keys, one corrupt")
     sandbox(any_project, "save-state", "demo", expect=1)
