@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -14,6 +12,7 @@ from uuid import UUID
 import attrs
 from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 
+from keysync.application.bulk import collector_paused
 from keysync.application.history import AuditFilter, audit_events, key_timeline
 from keysync.application.ports import RunLock, SourceReader
 from keysync.application.reconcile import (
@@ -47,20 +46,6 @@ def _log_result(result: RunResult) -> None:
         log.info("proposed %d master key(s)", len(result.proposed),
                  extra={"fields": {"run_id": result.run_id, "sample": result.proposed[:10]}})  # fmt: skip
     log.info("run %s completed", result.run_id, extra={"fields": {"run_id": result.run_id, "kpis": kpis}})
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector during a run. A run holds millions of live objects and makes no
-    reference cycles; left on, the collector rescans them all every few thousand allocations (measured: a third
-    of a million-key run)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -111,9 +96,9 @@ class KeySync:
         computes and writes the reports but stores nothing.
         """
         if settings.dry_run:
-            with _collector_paused():
+            with collector_paused():
                 return self._dry_run(settings, progress)
-        with self.lock() as claim, _collector_paused():
+        with self.lock() as claim, collector_paused():
             observation = self._unfinished(resume)
             if observation is not None:
                 settings = settings.resuming(observation.run)

@@ -16,12 +16,10 @@ already in canonical UTC form are recognised by one regex, and only the others a
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # SourceUnavailable is the domain's, where the application catches it; raised here, its message names the file.
+from keysync.application.bulk import collector_paused
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot, SourceUnavailable
 
 __all__ = ["SourceUnavailable", "read_source"]
@@ -85,7 +84,7 @@ def read_source(system: str, path: Path, kind: str = "csv", *, max_key_length: i
     source = SourceFile(system, str(path))
     data, fingerprint = _read_file(Path(path))
     data = data.removeprefix(_BOM)
-    with _gc_paused():
+    with collector_paused():
         rows = parse_csv(data, source) if kind == "csv" else parse_json(data, source)
         return _snapshot(rows, source, max_key_length, fingerprint)
 
@@ -252,19 +251,6 @@ def row_indexes(indexes: Sequence[int] | np.ndarray) -> pa.Array:
 
 # ------------------------------------------------------------------------------------------------------------
 # The file
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while millions of acyclic objects are made: it would rescan the
-    growing heap again and again, which costs up to a third of the time of a large read."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _read_file(path: Path) -> tuple[bytes, Fingerprint]:
