@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from keysync.infrastructure.mockdata import DEFAULT_AS_OF, generate
 
@@ -25,19 +26,11 @@ def share_on_day(scenario: str, day: int, days: int) -> float:
 
 
 def generate_history(
-    root: Path,
-    *,
-    days: int,
-    scenario: str = "normal",
-    keys: int = 1000,
-    seed: int = 42,
-    corruption_rate: float = 0.01,
-    days_of_history: int = 30,
-    as_of: datetime | None = None,
-    kind: str = "csv",
+    root: Path, *, days: int, scenario: str = "normal", as_of: datetime | None = None, **options: Any
 ) -> dict[str, dict[str, Path]]:
     """Write ``root/YYYY-MM-DD/{A..E}.csv`` for the ``days`` days ending on ``as_of``'s date; return
-    date -> (system -> file). The same seed keeps the same keys across days, so snapshots change gradually."""
+    date -> (system -> file). ``options`` go to ``mockdata.generate`` (keys, seed, corruption_rate, kind...).
+    The same seed keeps the same keys across days, so snapshots change gradually."""
     if days < 1:
         raise ValueError(f"days must be an integer >= 1; got {days!r}")
     end = as_of or DEFAULT_AS_OF
@@ -46,14 +39,6 @@ def generate_history(
         moment = end - timedelta(days=days - 1 - day)
         folder = Path(root) / moment.date().isoformat()
         written[folder.name] = generate(
-            folder,
-            scenario=scenario,
-            keys=keys,
-            seed=seed,
-            corruption_rate=corruption_rate,
-            days_of_history=days_of_history,
-            as_of=moment,
-            kind=kind,
-            match_share=share_on_day(scenario, day, days),
+            folder, scenario=scenario, as_of=moment, match_share=share_on_day(scenario, day, days), **options
         )
     return written
