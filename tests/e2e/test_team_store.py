@@ -113,3 +113,18 @@ def test_a_log_of_more_than_40000_events_migrates_in_bounded_batches(project, wr
         schema = schema_dsn.rsplit("schema=", 1)[1]
         copied = conn.execute(f'SELECT COUNT(*) FROM "{schema}".keysync_events').fetchone()[0]
     assert copied == total > 40_000
+
+
+def test_a_run_killed_mid_way_resumes_on_postgres(tmp_path, schema_dsn):
+    project = Project(tmp_path, store=f'{{backend: postgres, dsn: "{schema_dsn}"}}')
+    project.invoke("store", "init")
+    for system in "ABCDE":
+        project.write_system(system, [*A, *(f"{system}-{i}" for i in range(5) if system != "A")])
+    command = [sys.executable, "-c", "from keysync.cli.main import main; main()", "run", "-c", str(project.config)]
+    crashed = subprocess.run(command, env={**os.environ, "KEYSYNC_CRASH_AFTER_EVENTS": "5"}, capture_output=True)
+    assert crashed.returncode == -9
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resumed run" in resumed.stderr
+    [run] = json.loads(project.invoke("history", "--json").stdout)
+    assert run["status"] == "completed" and run["missing_in_A_count"] == 20
