@@ -5,6 +5,7 @@ Nothing is opened at import time; ``build`` opens the store when a command needs
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from pathlib import Path
@@ -82,7 +83,7 @@ def build(
         output_dir or config.output_dir,
         config.normalize,
         config.provisioning.strategy,
-        write_csv_atomic,
+        functools.partial(write_csv_atomic, escape_formulas=config.reports.escape_formulas),
     )
     return KeySync(
         store,

@@ -18,8 +18,9 @@ from typing import Any
 import attrs
 
 from keysync.application.ports import SourceReader
+from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.domain.normalization import NormalizationRules, normalize_keys
-from keysync.domain.observations import AUTHORITY, SYSTEMS, SourceSnapshot, SourceUnavailable
+from keysync.domain.observations import AUTHORITY, SYSTEMS, SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
@@ -47,6 +48,7 @@ class RunSettings:
     parallel: bool = True
     actor: str = "keysync"
     as_of: str = ""  # the moment the data describes, when it is not now (a replayed snapshot's date)
+    retry: RetryPolicy = attrs.Factory(RetryPolicy)  # each system's read: time limit, retries, backoff
 
     def resuming(self, run: ReconciliationRun) -> RunSettings:
         """These settings with the decisions an interrupted run had already made (rules, strategy...)."""
@@ -215,11 +217,19 @@ def settle(
 
 
 def _read_all(settings: RunSettings, read_source: SourceReader, systems: list[str]) -> dict[str, SourceSnapshot | str]:
+    """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
+    limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed
+    is unavailable, with a reason naming the attempts ("timed out after 300 s, 3 attempts")."""
+
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
         try:
-            return read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length)
-        except SourceUnavailable as error:
+            return call_with_retries(
+                lambda: read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length),
+                settings.retry,
+                what=f"reading System {system}",
+            )
+        except GaveUp as error:
             return str(error)
 
     if settings.parallel and len(systems) > 1:

@@ -8,6 +8,8 @@ from importlib.metadata import version
 
 import click
 
+from keysync.cli.as_of import show_as_of_command
+from keysync.cli.doctor import doctor_command
 from keysync.cli.history import audit_command, history_command, key_command
 from keysync.cli.maintenance import (
     config_group,
@@ -42,12 +44,14 @@ COMMANDS = (
     key_command,
     trends_command,
     compare_command,
+    show_as_of_command,
     replay_history_command,
     schedule_command,
     sandbox_group,
     reports_command,
     rebuild_command,
     store_group,
+    doctor_command,
     config_group,
 )
 for command in COMMANDS:

@@ -35,8 +35,10 @@ __all__ = [
     "Config",
     "ConfigError",
     "Failures",
+    "Notify",
     "Processing",
     "Provisioning",
+    "Reports",
     "SandboxConfig",
     "Simulation",
     "Source",
@@ -126,6 +128,8 @@ class Processing:
     checkpoint_interval: int = 5000  # >= 1
     max_key_length: int = 256  # >= 1
     lock_timeout_s: float = 30.0  # > 0
+    timeout_s: float = 300.0  # > 0; the time limit of one attempt at reading one system's export
+    retries: int = 2  # >= 0; attempts after a failed or timed-out read, with a growing pause in between
 
 
 @attrs.frozen
@@ -133,6 +137,20 @@ class Store:
     backend: str = "sqlite"  # sqlite | postgres
     path: Path = attrs.Factory(lambda: _cwd_path(DEFAULT_STORE_PATH))  # absolute
     dsn: str = ""  # postgres connection string, never with a password in the file
+
+
+@attrs.frozen
+class Reports:
+    """How report files are written."""
+
+    escape_formulas: bool = True  # quote cells a spreadsheet would run as formulas (OWASP CSV injection)
+
+
+@attrs.frozen
+class Notify:
+    """Who to tell after each run: a shell command that gets the run's summary as JSON on its standard input."""
+
+    command: str = ""  # "" = nobody
 
 
 @attrs.frozen
@@ -162,9 +180,11 @@ class Config:
     simulation: Simulation = attrs.Factory(Simulation)
     processing: Processing = attrs.Factory(Processing)
     output_dir: Path = attrs.Factory(lambda: _cwd_path(DEFAULT_OUTPUT_DIR))
+    reports: Reports = attrs.Factory(Reports)
     store: Store = attrs.Factory(Store)
     logs_dir: Path = attrs.Factory(lambda: _cwd_path(DEFAULT_LOGS_DIR))
     sandbox: SandboxConfig = attrs.Factory(SandboxConfig)
+    notify: Notify = attrs.Factory(Notify)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -456,9 +476,13 @@ _PROCESSING_CHECKS: dict[str, _Check] = {
     "checkpoint_interval": _int(1),
     "max_key_length": _int(1),
     "lock_timeout_s": _float(0.0, low_open=True),
+    "timeout_s": _float(0.0, low_open=True),
+    "retries": _int(0),
 }
 _STORE_CHECKS: dict[str, _Check] = {"backend": _choice(*BACKENDS), "path": _check_path, "dsn": _check_dsn}
 _SOURCE_CHECKS: dict[str, _Check] = {"type": _choice(*SOURCE_TYPES), "path": _check_path}
+_REPORTS_CHECKS: dict[str, _Check] = {"escape_formulas": _check_bool}
+_NOTIFY_CHECKS: dict[str, _Check] = {"command": _check_str}
 _SANDBOX_CHECKS: dict[str, _Check] = {
     "states_dir": _check_path,
     "max_bulk_keys": _int(1),
@@ -512,6 +536,21 @@ def _check_distinct_sources(sources: Mapping[str, Source], where: _Where) -> Non
         seen[identity] = system
 
 
+def _check_output_dir_apart(config: Config, where: _Where) -> None:
+    """Reports need a folder of their own: output_dir may be neither the folder of an input file nor inside one,
+    so that a report can never replace an export, nor be read as one. Symbolic links are followed."""
+    output = Path(os.path.normcase(os.path.realpath(config.output_dir)))
+    for system, source in config.sources.items():
+        folder = Path(os.path.normcase(os.path.realpath(source.path.parent)))
+        if output == folder or folder in output.parents:
+            where_it_is = "the folder" if output == folder else "inside the folder"
+            where.fail(
+                "output_dir",
+                f"{_show(config.output_dir)} is {where_it_is} of sources.{system} ({_show(source.path)}); "
+                "reports need a folder of their own, apart from the input files",
+            )
+
+
 _TOP_LEVEL = (
     "schedule",
     "normalize",
@@ -520,10 +559,12 @@ _TOP_LEVEL = (
     "simulation",
     "processing",
     "output_dir",
+    "reports",
     "store",
     "logs_dir",
     "input_dir",
     "sandbox",
+    "notify",
 )
 
 
@@ -550,7 +591,7 @@ def _build(document: Any, where: _Where, path: Path | None) -> Config:
     if env_dsn:
         store_values["dsn"] = env_dsn
 
-    return Config(
+    config = Config(
         path=path,
         schedule=_check_schedule(document["schedule"], "schedule", where)
         if "schedule" in document
@@ -564,10 +605,14 @@ def _build(document: Any, where: _Where, path: Path | None) -> Config:
         simulation=Simulation(**_fields(document.get("simulation"), "simulation", _SIMULATION_CHECKS, where)),
         processing=Processing(**_fields(document.get("processing"), "processing", _PROCESSING_CHECKS, where)),
         output_dir=path_or("output_dir", DEFAULT_OUTPUT_DIR),
+        reports=Reports(**_fields(document.get("reports"), "reports", _REPORTS_CHECKS, where)),
         store=Store(**store_values),
         logs_dir=path_or("logs_dir", DEFAULT_LOGS_DIR),
         sandbox=SandboxConfig(**sandbox_values),
+        notify=Notify(**_fields(document.get("notify"), "notify", _NOTIFY_CHECKS, where)),
     )
+    _check_output_dir_apart(config, where)
+    return config
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -662,7 +707,7 @@ def load_config(path: Path | str | None = None) -> Config:
 
 
 # Override names (CLI options) -> (section path, field, check). Store's path is "store_path", the sandbox's
-# input_dir "sandbox_input_dir".
+# input_dir "sandbox_input_dir", notify's command "notify_command".
 _OVERRIDES: dict[str, tuple[tuple[str, ...], str, _Check]] = {
     "schedule": ((), "schedule", _check_schedule),
     "output_dir": ((), "output_dir", _check_path),
@@ -684,6 +729,8 @@ _OVERRIDES: dict[str, tuple[tuple[str, ...], str, _Check]] = {
     "states_dir": (("sandbox",), "states_dir", _check_path),
     "max_bulk_keys": (("sandbox",), "max_bulk_keys", _SANDBOX_CHECKS["max_bulk_keys"]),
     "sandbox_input_dir": (("sandbox",), "input_dir", _check_optional_path),
+    "notify_command": (("notify",), "command", _NOTIFY_CHECKS["command"]),
+    "escape_formulas": (("reports",), "escape_formulas", _REPORTS_CHECKS["escape_formulas"]),
 }
 
 
@@ -698,7 +745,8 @@ def override(config: Config, **changes: Any) -> Config:
     """A copy of config with command-line values applied; a value of None means "not given".
 
     Names are the settings' own names (``mode``, ``keys``, ``auto_approve``, ``output_dir``...), with
-    ``store_path`` for ``store.path`` and ``sandbox_input_dir`` for ``sandbox.input_dir``. Relative paths
+    ``store_path`` for ``store.path``, ``sandbox_input_dir`` for ``sandbox.input_dir`` and ``notify_command``
+    for ``notify.command``. Relative paths
     resolve against the current directory. Values are checked like the file's (ConfigError); an unknown name
     is a TypeError. Changing ``input_dir`` does not move the sources.
     """
@@ -719,6 +767,8 @@ def override(config: Config, **changes: Any) -> Config:
     if normalize_changes:
         values = attrs.asdict(config.normalize) | normalize_changes
         config = attrs.evolve(config, normalize=_normalization_rules(values, where))
+    if changes.get("output_dir") is not None:
+        _check_output_dir_apart(config, where)
     return config
 
 
@@ -738,6 +788,7 @@ def config_as_dict(config: Config) -> dict[str, Any]:
         "simulation": attrs.asdict(config.simulation),
         "processing": attrs.asdict(config.processing),
         "output_dir": str(config.output_dir),
+        "reports": attrs.asdict(config.reports),
         "store": {
             "backend": config.store.backend,
             "path": str(config.store.path),
@@ -750,4 +801,5 @@ def config_as_dict(config: Config) -> dict[str, Any]:
             "max_bulk_keys": config.sandbox.max_bulk_keys,
             "input_dir": "" if config.sandbox.input_dir is None else str(config.sandbox.input_dir),
         },
+        "notify": attrs.asdict(config.notify),
     }

@@ -7,7 +7,16 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+from keysync.infrastructure.terminal_safety import escape_controls
+
 LOGGER = "keysync"
+
+
+class ConsoleLines(logging.Formatter):
+    """Human lines for the console, with control and bidi characters from data escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().format(record))
 
 
 class JsonLines(logging.Formatter):
@@ -33,7 +42,7 @@ def setup_logging(logs_dir: Path, verbose: bool = False) -> None:
         handler.close()
     if verbose:
         console = logging.StreamHandler()
-        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        console.setFormatter(ConsoleLines("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(console)
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)

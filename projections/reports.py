@@ -1,4 +1,5 @@
-"""The seven CSV reports, rendered from the read models and the latest run's reconciliation."""
+"""The reports: the seven CSV files of the contract, the trend report and the changes since the last run, rendered
+from the read models and the latest run's reconciliation."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import attrs
 
 from keysync.domain.observations import AUTHORITY, SYSTEMS
 from keysync.domain.reconciliation import Reconciliation, SystemResult, master_key_for
+from keysync.projections.changes import CHANGE_COLUMNS, CHANGES_REPORT
 from keysync.projections.trends import TREND_COLUMNS, TREND_REPORT, trend_rows
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS
 
@@ -21,7 +23,8 @@ AUDIT = "audit_log.csv"
 DUPLICATES = "duplicate_keys.csv"
 REJECTED = "rejected_rows.csv"
 TREND = TREND_REPORT
-REPORTS = (SUMMARY, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, AUDIT, DUPLICATES, REJECTED, TREND)
+CHANGES = CHANGES_REPORT
+REPORTS = (SUMMARY, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, AUDIT, DUPLICATES, REJECTED, TREND, CHANGES)
 
 SUMMARY_COLUMNS = (
     "run_id", "generated_at", "mode", "system", "status", "rows_read", "rows_rejected", "unique_keys",
@@ -59,9 +62,11 @@ def render_reports(
     registry_rows: Sequence[Mapping[str, str]],
     audit_rows: Sequence[Mapping[str, Any]],
     runs: Sequence[Mapping[str, Any]] = (),
+    changes: Columns | None = None,
 ) -> list[Path]:
     """Write every report. Without a completed run the run-level reports hold only their header.
-    ``runs`` are the run-history rows, newest first, for the trend report.
+    ``runs`` are the run-history rows, newest first, for the trend report; ``changes`` the columns of
+    changes_since_last_run.csv (keysync.projections.changes.change_columns), None for none.
 
     Reports are built column by column: at a million keys per system that is several times faster than
     building rows, and the writer hands whole columns to pyarrow."""
@@ -83,6 +88,7 @@ def render_reports(
     reports[AUDIT] = {c: [row[c] for row in audit_rows] for c in AUDIT_COLUMNS}
     trend = trend_rows(runs)
     reports[TREND] = {c: [row[i] for row in trend] for i, c in enumerate(TREND_COLUMNS)}
+    reports[CHANGES] = changes if changes is not None else _empty(CHANGE_COLUMNS)
     return [write(output_dir / name, reports[name]) for name in REPORTS]
 
 

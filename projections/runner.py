@@ -2,7 +2,11 @@
 
 Two projections, each with its own tracked position:
 - "views": the registry, run-history and audit tables, folded event by event;
-- "reports": the seven CSV files, re-rendered whenever the log has moved past what they show.
+- "reports": the CSV files, re-rendered whenever the log has moved past what they show.
+
+changes_since_last_run.csv compares the latest completed run with the one before: each run's keys are kept here
+(``RunKeys``, compact) for the last two runs rendered, so a process that runs again (keysync schedule,
+replay-history) never recomputes the previous run from the log; a new process does, once.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from typing import Any
 from uuid import UUID
 
 from keysync.application.store import KeySyncStore
-from keysync.domain.normalization import NormalizationRules
+from keysync.domain.columns import unpack_text
+from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
 from keysync.projections.audit import audit_row
+from keysync.projections.changes import RunKeys, change_columns
 from keysync.projections.registry_view import apply_registry_event
 from keysync.projections.reports import REPORTS, RunInfo, Writer, render_reports
 from keysync.projections.run_history import apply_run_event
@@ -24,6 +30,7 @@ from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUM
 
 VIEWS, REPORTS_POSITION = "views", "reports"
 PAGE = 20  # notifications per read: observation batches are large, so pages stay small
+KEPT_RUN_KEYS = 2  # runs whose keys stay in memory: the latest and the previous
 
 
 class Projections:
@@ -46,6 +53,8 @@ class Projections:
         self._recorded: dict[int, Any] = {}
         # The whole registry table, when the last update of the views had to load it anyway.
         self._registry: dict[str, dict[str, str]] | None = None
+        # The keys of the last runs rendered, by run_id, oldest first (for changes_since_last_run.csv).
+        self._run_keys: dict[str, RunKeys] = {}
 
     def remember(self, recordings: list[Any]) -> None:
         """Note events just saved in this process (eventsourcing Recordings), so catching up need not read
@@ -161,41 +170,80 @@ class Projections:
             if isinstance(event, Registry.Event):
                 apply_registry_event(rows, event)
             audit.append(audit_row(0, run.run_id, event) | {"event_id": "", "run_id": f"{run.run_id} (dry-run)"})
-        info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True)
-        return render_reports(
-            self.output_dir,
-            self.write,
-            info,
-            recon,
-            sorted(rows.values(), key=lambda r: r["master_key"]),
-            audit,
-            self.recorder.runs(),
+        registry_rows = sorted(rows.values(), key=lambda r: r["master_key"])
+        runs = self.recorder.runs()
+        completed = [r for r in runs if r["status"] == "completed"]
+        previous = self.run_keys(completed[0]) if completed else None
+        changes = change_columns(
+            RunKeys.of(run.run_id, recon), previous, registry_rows, audit, audit_run_id=f"{run.run_id} (dry-run)"
         )
+        info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True)
+        return render_reports(self.output_dir, self.write, info, recon, registry_rows, audit, runs, changes)
 
     def _render(self, fresh: Reconciliation | None, fresh_run_id: str) -> list[Path]:
-        latest = self.recorder.latest_completed_run()
-        recon = None
-        info = None
-        if latest is not None:
+        return self.render(
+            self.output_dir, self.registry_rows(), self.recorder.audit_rows(), self.recorder.runs(), fresh, fresh_run_id
+        )
+
+    def render(
+        self,
+        output_dir: Path,
+        registry_rows: list[dict[str, str]],
+        audit_rows: list[dict[str, Any]],
+        runs: list[dict[str, Any]],
+        fresh: Reconciliation | None = None,
+        fresh_run_id: str = "",
+    ) -> list[Path]:
+        """Write every report into ``output_dir`` from these read models (registry rows by master key, audit rows
+        in log order, runs newest first): the live ones, or a replay's (keysync show-as-of)."""
+        completed = [r for r in runs if r["status"] == "completed"]
+        recon = info = changes = None
+        if completed:
+            latest = completed[0]
             info = RunInfo(latest["run_id"], latest["finished_at"], latest["mode"])
             if fresh is not None and fresh_run_id == latest["run_id"]:
                 recon = fresh
             else:
                 recon = self.reconciliation_of(latest["originator_id"])
-        return render_reports(
-            self.output_dir,
-            self.write,
-            info,
-            recon,
-            self.registry_rows(),
-            self.recorder.audit_rows(),
-            self.recorder.runs(),
-        )
+            previous = self.run_keys(completed[1]) if len(completed) > 1 else None
+            keys = self.run_keys(latest, recon)
+            changes = change_columns(keys, previous, registry_rows, audit_rows)
+        return render_reports(output_dir, self.write, info, recon, registry_rows, audit_rows, runs, changes)
 
     def reconciliation_of(self, originator_id: str) -> Reconciliation:
         """Recompute a stored run's reconciliation from its raw observations, with the current rules."""
         snapshots, reasons = snapshots_from_events(self.store.run_events(UUID(originator_id)))
         return reconcile(snapshots, self.rules, self.strategy, unavailable_reasons=reasons)
+
+    def run_keys(self, run: dict[str, Any], recon: Reconciliation | None = None) -> RunKeys:
+        """A stored run's normalized keys (``run`` is its run-history row): from ``recon`` (its reconciliation)
+        when given, else from memory when this process has them, else from the log, with the current rules. The
+        last two runs' keys are kept in memory, without their downstream systems' whole key sets."""
+        run_id = run["run_id"]
+        keys = self._run_keys.pop(run_id, None)
+        if recon is not None:
+            keys = RunKeys.of(run_id, recon)  # costs nothing, and knows the export order a first run shows
+        elif keys is None:
+            keys = self._run_keys_from_log(run)
+        self._run_keys[run_id] = keys.compact()  # newest last
+        while len(self._run_keys) > KEPT_RUN_KEYS:
+            del self._run_keys[next(iter(self._run_keys))]
+        return keys
+
+    def _run_keys_from_log(self, run: dict[str, Any]) -> RunKeys:
+        """Only the key column of each observation batch is used, one event at a time, and only the sets of
+        normalized keys are kept: less than half the cost of recomputing the reconciliation, and a fraction of
+        its memory."""
+        keys: dict[str, set[str]] = {}
+        for event in self.store.events.get(UUID(run["originator_id"])):
+            name = type(event).__name__
+            if name == "SourceRead":
+                keys[event.system] = set()
+            elif name == "KeysObserved":
+                keys[event.system].update(normalize_keys(unpack_text(event.keys), self.rules))
+        for found in keys.values():
+            found.discard("")  # a key that normalizes to nothing is a rejected row, not a key
+        return RunKeys.from_keys(run["run_id"], keys)
 
     def _reports_present(self) -> bool:
         return all((self.output_dir / name).exists() for name in REPORTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from keysync.infrastructure import config as config_module
 from keysync.infrastructure.config import (
     Config,
     ConfigError,
+    Reports,
     SandboxConfig,
     Source,
     config_as_dict,
@@ -555,3 +557,141 @@ def test_sandbox_overrides_and_round_trip(tmp_path: Path, monkeypatch: pytest.Mo
         override(Config(), max_bulk_keys=0)
     (tmp_path / "copy").mkdir()
     assert load_config(write(tmp_path / "copy", yaml.safe_dump(config_as_dict(changed)))) == changed
+
+
+# ---- reports
+
+
+def test_reports_escape_formulas_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config().reports == Reports(escape_formulas=True)
+    assert load_config(write(tmp_path, "reports:\n")).reports.escape_formulas is True
+    config = load_config(write(tmp_path, "reports: {escape_formulas: false}\n"))
+    assert config.reports == Reports(escape_formulas=False)
+    assert config_as_dict(config)["reports"] == {"escape_formulas": False}
+    assert override(config, escape_formulas=True).reports.escape_formulas is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("reports: {escape_formulas: 'no'}", "reports.escape_formulas: 'no' is not a boolean (true or false)"),
+        ("reports: {quote: true}", "reports.quote: unknown key (allowed: escape_formulas)"),
+        ("reports: 3", "reports: 3 is not a mapping"),
+    ],
+)
+def test_reports_errors(tmp_path: Path, text: str, expected: str) -> None:
+    file = write(tmp_path, text)
+    assert error_of(file) == f"{file}: {expected}"
+
+
+# ---- output_dir apart from the inputs
+
+
+def _sources_in(folder: str) -> str:
+    return "sources:\n" + "".join(f"  {s}: {{type: csv, path: {folder}/{s}.csv}}\n" for s in "ABCDE")
+
+
+@pytest.mark.parametrize(
+    ("output_dir", "where"),
+    [
+        ("./in", "the folder"),
+        ("in/", "the folder"),
+        ("./in/reports", "inside the folder"),
+        ("in/x/../y", "inside the folder"),
+    ],
+)
+def test_output_dir_among_the_inputs_is_refused(tmp_path: Path, output_dir: str, where: str) -> None:
+    file = write(tmp_path, _sources_in("./in") + f"output_dir: {output_dir}\n")
+    message = error_of(file)
+    assert message.startswith(
+        f"{file}: output_dir: '{os.path.normpath(tmp_path / output_dir)}' is {where} of sources.A"
+    )
+    assert f"({str(tmp_path / 'in' / 'A.csv')!r})" in message
+    assert message.endswith("reports need a folder of their own, apart from the input files")
+
+
+def test_output_dir_beside_or_above_the_inputs_is_fine(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, _sources_in("./in") + "output_dir: ./in-reports\n")).output_dir == (
+        tmp_path / "in-reports"
+    )
+    assert (
+        load_config(write(tmp_path, _sources_in("./data/in") + "output_dir: ./data\n")).output_dir == tmp_path / "data"
+    )
+    assert load_config(write(tmp_path, "output_dir: ./output\n")).output_dir == tmp_path / "output"  # the defaults
+
+
+def test_only_one_systems_folder_among_the_outputs_is_enough_to_refuse(tmp_path: Path) -> None:
+    text = _sources_in("./in").replace("./in/E.csv", "./out/E.csv") + "output_dir: ./out\n"
+    assert "is the folder of sources.E" in error_of(write(tmp_path, text))
+
+
+def test_output_dir_through_a_symlink_to_an_input_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "reports").symlink_to(tmp_path / "in", target_is_directory=True)
+    message = error_of(write(tmp_path, _sources_in("./in") + "output_dir: ./reports\n"))
+    assert "output_dir: " in message and "is the folder of sources.A" in message
+
+
+def test_an_output_dir_override_among_the_inputs_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config(write(tmp_path, _sources_in("./in")))
+    with pytest.raises(ConfigError, match=r"^command line: output_dir: '.*/in/sub' is inside the folder of sources\.A"):
+        override(config, output_dir="in/sub")
+    assert override(config, output_dir="elsewhere").output_dir == tmp_path / "elsewhere"
+
+
+# ---- processing.timeout_s and processing.retries; notify
+
+
+def test_source_reads_have_a_time_limit_and_retries_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    processing = load_config().processing
+    assert processing.timeout_s == 300.0 and processing.retries == 2
+    config = load_config(write(tmp_path, "processing: {timeout_s: 2.5, retries: 0}\n"))
+    assert config.processing.timeout_s == 2.5 and config.processing.retries == 0
+    assert config_as_dict(config)["processing"]["timeout_s"] == 2.5
+    changed = override(config, timeout_s=10, retries=4)
+    assert changed.processing.timeout_s == 10.0 and changed.processing.retries == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("processing: {timeout_s: 0}", "processing.timeout_s: 0 is out of range (must be > 0)"),
+        ("processing: {timeout_s: -1}", "processing.timeout_s: -1 is out of range (must be > 0)"),
+        ("processing: {timeout_s: .inf}", "processing.timeout_s: inf is out of range (must be > 0)"),
+        ("processing: {timeout_s: soon}", "processing.timeout_s: 'soon' is not a number"),
+        ("processing: {retries: -1}", "processing.retries: -1 is out of range (must be >= 0)"),
+        ("processing: {retries: 1.5}", "processing.retries: 1.5 is not an integer"),
+        ("processing: {retries: true}", "processing.retries: true is not an integer"),
+    ],
+)
+def test_timeout_and_retries_errors(tmp_path: Path, text: str, expected: str) -> None:
+    file = write(tmp_path, text)
+    assert error_of(file) == f"{file}: {expected}"
+
+
+def test_notify_command_defaults_to_none_and_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config().notify.command == ""
+    assert load_config(write(tmp_path, "notify:\n")).notify.command == ""
+    config = load_config(write(tmp_path, "notify: {command: 'cat > last-run.json'}\n"))
+    assert config.notify.command == "cat > last-run.json"
+    assert config_as_dict(config)["notify"] == {"command": "cat > last-run.json"}
+    assert override(config, notify_command="true").notify.command == "true"
+    (tmp_path / "copy").mkdir()
+    assert load_config(write(tmp_path / "copy", yaml.safe_dump(config_as_dict(config)))) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("notify: {command: [mail]}", "notify.command: ['mail'] is not a string"),
+        ("notify: {cmd: mail}", "notify.cmd: unknown key (allowed: command)"),
+        ("notify: mail", "notify: 'mail' is not a mapping"),
+    ],
+)
+def test_notify_errors(tmp_path: Path, text: str, expected: str) -> None:
+    file = write(tmp_path, text)
+    assert error_of(file) == f"{file}: {expected}"

@@ -1,0 +1,217 @@
+"""changes_since_last_run.csv: what changed from the previous completed run to the latest one.
+
+One row per change, under run_id (the latest run), system, change, key, detail:
+
+- ``key_added`` / ``key_removed``: a normalized key a system has now and did not have before, or had and has no
+  more; every system, A included; detail empty.
+- ``discrepancy_opened`` / ``discrepancy_resolved``: an out-of-authority key or a propagation gap of a downstream
+  system (B-E) that appeared or went away; detail says which kind: ``missing_in_A`` or ``missing_from_system``.
+- ``master_key_proposed`` / ``master_key_deprecated``: the latest run's own registry decisions (not approvals or
+  deprecations made by hand between runs); system holds the master key's source systems (``B|D``), detail the
+  raw source key it was proposed for, or the reason it was deprecated.
+
+Rows come system by system (A-E), then the registry's, each group's keys sorted, with one exception: with no
+previous completed run, the previous state is empty, so every key of the first run is ``key_added`` (and every
+discrepancy it found ``discrepancy_opened``), and those ``key_added`` rows follow each system's export instead.
+At a million keys per system, sorting them would double the cost of the whole report.
+
+A system unavailable in either run has no key or discrepancy rows. Its empty key list says nothing about its
+keys: "every key removed" (or added, when it comes back) would be false. The contract's change values have no
+"unavailable"; reconciliation_summary.csv says which systems were.
+
+Cost. A run's keys are kept as ``RunKeys``: System A's normalized keys, and for each downstream system only its
+two discrepancy lists, since a downstream system's keys are A's minus its propagation gaps plus its
+out-of-authority keys. Comparing two runs of a million keys per system then walks System A's keys twice and
+otherwise only the discrepancies and A's changes; a ``RunKeys`` taken from a reconciliation copies none of its
+keys. Only the first run is expensive, because every key is a row (5 million at a million keys per system).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, KeysView, Mapping, Sequence, Set
+from itertools import chain
+from typing import Any, NamedTuple
+
+import attrs
+
+from keysync.domain.observations import AUTHORITY, DOWNSTREAM
+from keysync.domain.reconciliation import Reconciliation
+from keysync.domain.registry import DEPRECATED
+
+CHANGES_REPORT = "changes_since_last_run.csv"
+CHANGE_COLUMNS = ("run_id", "system", "change", "key", "detail")
+KEY_ADDED, KEY_REMOVED = "key_added", "key_removed"
+OPENED, RESOLVED = "discrepancy_opened", "discrepancy_resolved"
+PROPOSED, DEPRECATED_CHANGE = "master_key_proposed", "master_key_deprecated"
+CHANGES = (KEY_ADDED, KEY_REMOVED, OPENED, RESOLVED, PROPOSED, DEPRECATED_CHANGE)
+MISSING_IN_A, MISSING_FROM_SYSTEM = "missing_in_A", "missing_from_system"
+
+Columns = dict[str, list[Any]]
+
+
+@attrs.frozen
+class RunKeys:
+    """One run's normalized keys, compactly: System A's keys, and each available downstream system's
+    discrepancies. A downstream system missing from the mappings was unavailable in that run."""
+
+    run_id: str
+    authority: Set[str]
+    missing_in_a: Mapping[str, Collection[str]]
+    missing_from_system: Mapping[str, Collection[str]]
+    # Every available system's keys in export order, while the reconciliation is at hand (for a first run).
+    exported: Mapping[str, KeysView[str]] = attrs.field(factory=dict, eq=False, repr=False)
+
+    @classmethod
+    def of(cls, run_id: str, recon: Reconciliation) -> RunKeys:
+        """Taken from a reconciliation without copying its keys (the sets are views of its own)."""
+        available = [r for r in recon.downstream if r.available]
+        return cls(
+            run_id,
+            recon.authority.first_row.keys(),
+            {r.system: r.missing_in_a for r in available},
+            {r.system: r.missing_from_system for r in available},
+            {s: r.first_row.keys() for s, r in recon.systems.items() if r.available},
+        )
+
+    def compact(self) -> RunKeys:
+        """Without the downstream systems' whole key sets: what is worth keeping in memory for the next run."""
+        return attrs.evolve(self, exported={})
+
+    @classmethod
+    def from_keys(cls, run_id: str, keys: Mapping[str, Set[str]]) -> RunKeys:
+        """From each available system's set of normalized keys (System A's is required)."""
+        authority = keys[AUTHORITY]
+        downstream = [s for s in DOWNSTREAM if s in keys]
+        return cls(
+            run_id,
+            authority,
+            {s: keys[s] - authority for s in downstream},
+            {s: authority - keys[s] for s in downstream},
+        )
+
+    def available(self, system: str) -> bool:
+        return system == AUTHORITY or system in self.missing_in_a
+
+
+def change_columns(
+    latest: RunKeys,
+    previous: RunKeys | None,
+    registry_rows: Sequence[Mapping[str, str]],
+    audit_rows: Sequence[Mapping[str, Any]],
+    *,
+    audit_run_id: str | None = None,
+) -> Columns:
+    """The report's columns for ``latest`` against ``previous`` (None: there was no previous completed run).
+
+    ``registry_rows`` (ordered by master key) and ``audit_rows`` are the read models as they stand after the
+    latest run; its registry decisions are found there. ``audit_run_id`` is the run's id as the audit shows it,
+    when that differs (a dry run's).
+    """
+    out: Columns = {c: [] for c in CHANGE_COLUMNS}
+    groups = chain(
+        _first_run(latest) if previous is None else _between(previous, latest),
+        _registry(latest.run_id, registry_rows, audit_rows, audit_run_id or latest.run_id),
+    )
+    for system, change, keys, detail in groups:
+        if not keys:
+            continue
+        n = len(keys)
+        out["run_id"] += [latest.run_id] * n
+        out["system"] += [system] * n if isinstance(system, str) else system
+        out["change"] += [change] * n
+        out["key"] += keys
+        out["detail"] += [detail] * n if isinstance(detail, str) else detail
+    return out
+
+
+# A group of rows: system (one for all, or one per key), change, sorted keys, detail (one for all, or per key).
+_Group = tuple[str | list[str], str, list[str], str | list[str]]
+
+
+def _first_run(latest: RunKeys) -> Iterator[_Group]:
+    for system in (AUTHORITY, *DOWNSTREAM):
+        if not latest.available(system):
+            continue
+        yield system, KEY_ADDED, _export_order(latest, system), ""
+        if system != AUTHORITY:
+            yield system, OPENED, sorted(latest.missing_in_a[system]), MISSING_IN_A
+            yield system, OPENED, sorted(latest.missing_from_system[system]), MISSING_FROM_SYSTEM
+
+
+def _export_order(run: RunKeys, system: str) -> list[str]:
+    """A system's keys in the order of its export (of each key's last row), when the reconciliation's index is at
+    hand, else sorted."""
+    exported = run.exported.get(system)
+    if exported is not None:
+        # first_row was filled from the last row backwards: reversed, its keys come in export order.
+        return list(reversed(exported))  # type: ignore[call-overload]
+    if system == AUTHORITY:
+        return sorted(run.authority)
+    gaps = _as_set(run.missing_from_system[system])
+    return sorted(chain((k for k in run.authority if k not in gaps), run.missing_in_a[system]))
+
+
+def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
+    new_a, old_a = set(latest.authority), previous.authority
+    a_added, a_removed = new_a - old_a, old_a - new_a
+    yield AUTHORITY, KEY_ADDED, sorted(a_added), ""
+    yield AUTHORITY, KEY_REMOVED, sorted(a_removed), ""
+    for system in DOWNSTREAM:
+        if not (latest.available(system) and previous.available(system)):
+            continue
+        new_out, new_gaps = _as_set(latest.missing_in_a[system]), _as_set(latest.missing_from_system[system])
+        old_out, old_gaps = _as_set(previous.missing_in_a[system]), _as_set(previous.missing_from_system[system])
+        opened_out, resolved_out = new_out - old_out, old_out - new_out
+        opened_gaps, resolved_gaps = new_gaps - old_gaps, old_gaps - new_gaps
+        was, now = _Side(old_a, old_out, old_gaps), _Side(new_a, new_out, new_gaps)
+        yield system, KEY_ADDED, sorted(_gained(was, now, opened_out, resolved_gaps, a_added)), ""
+        yield system, KEY_REMOVED, sorted(_gained(now, was, resolved_out, opened_gaps, a_removed)), ""
+        yield system, OPENED, sorted(opened_out), MISSING_IN_A
+        yield system, OPENED, sorted(opened_gaps), MISSING_FROM_SYSTEM
+        yield system, RESOLVED, sorted(resolved_out), MISSING_IN_A
+        yield system, RESOLVED, sorted(resolved_gaps), MISSING_FROM_SYSTEM
+
+
+class _Side(NamedTuple):
+    """One run, seen from one downstream system: A's keys, the system's out-of-authority keys and its gaps."""
+
+    authority: Set[str]
+    out: Set[str]
+    gaps: Set[str]
+
+
+def _gained(before: _Side, after: _Side, newly_out: Set[str], closed_gaps: Set[str], joined_a: Set[str]) -> set[str]:
+    """The keys the system has ``after`` and had not ``before`` (called the other way round: the keys it lost).
+    ``newly_out``, ``closed_gaps`` and ``joined_a`` are what changed between the two.
+
+    A system has a key that is out of authority, or in A and not a gap. So a key it gained is newly out of authority
+    (and was not in A, or a gap, before); or a gap that closed with the key still in A; or a key that joined A, is
+    no gap, and was not out of authority before. Each candidate set is a difference between the runs, small when
+    they are alike: no pass over all of A's keys per system.
+    """
+    return (
+        {k for k in newly_out if not (k in before.authority and k not in before.gaps)}
+        | {k for k in closed_gaps if k in after.authority}
+        | ((joined_a - after.gaps) - before.out)
+    )
+
+
+def _registry(
+    run_id: str, registry_rows: Sequence[Mapping[str, str]], audit_rows: Sequence[Mapping[str, Any]], audit_id: str
+) -> Iterator[_Group]:
+    """The run's proposals (registry rows it created) and deprecations (rows whose last change is one of the
+    run's MasterKeysDeprecated events: a Deprecated row never changes status again). Rows come by master key."""
+    rows = registry_rows
+    proposed = [row for row in rows if row["created_run_id"] == run_id]
+    yield ([r["source_systems"] for r in proposed], PROPOSED, [r["master_key"] for r in proposed],
+           [r["source_key"] for r in proposed])  # fmt: skip
+    moments = {
+        a["created_at"] for a in audit_rows if a["run_id"] == audit_id and a["event_type"] == "MasterKeysDeprecated"
+    }
+    deprecated = [row for row in rows if row["status"] == DEPRECATED and row["updated_at"] in moments]
+    yield ([r["source_systems"] for r in deprecated], DEPRECATED_CHANGE, [r["master_key"] for r in deprecated],
+           [r["status_reason"] for r in deprecated])  # fmt: skip
+
+
+def _as_set(keys: Collection[str]) -> Set[str]:
+    return keys if isinstance(keys, Set) else set(keys)

@@ -1,0 +1,56 @@
+"""notify.command: a real shell command gets the run summary as JSON; a failing one is reported, never raised."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from keysync.application.notify import failed_run_summary, notify_after_run
+
+
+def test_the_command_gets_the_summary_as_json_on_its_standard_input(tmp_path: Path) -> None:
+    received = tmp_path / "summary.json"
+    summary = {"run_id": "abc123def456", "status": "completed", "kpis": {"missing_in_A_count": 3}}
+    assert notify_after_run(f"cat > '{received}'", summary) is None
+    assert json.loads(received.read_text(encoding="utf-8")) == summary
+
+
+def test_a_failing_command_is_logged_and_reported_never_raised(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="keysync"):
+        problem = notify_after_run("echo no route to host >&2; exit 3", {"run_id": "r1"})
+    assert (
+        problem
+        == "Notifier failed (ignored): 'echo no route to host >&2; exit 3' exited with status 3: no route to host"
+    )
+    assert "notifier failed for run r1" in caplog.text
+
+
+def test_a_notifier_that_breaks_unexpectedly_is_reported_too() -> None:
+    def broken(_command: str):  # type: ignore[no-untyped-def]
+        def call(_summary: dict) -> None:
+            raise RuntimeError("boom")
+
+        return call
+
+    assert notify_after_run("anything", {"run_id": "r1"}, notifier=broken) == (
+        "Notifier failed (ignored): 'anything': RuntimeError: boom"
+    )
+
+
+def test_no_command_runs_nothing() -> None:
+    def never(_command: str):  # type: ignore[no-untyped-def]
+        raise AssertionError("no notifier should be made")
+
+    assert notify_after_run("", {"run_id": "r1"}, notifier=never) is None
+    assert notify_after_run("   ", {"run_id": "r1"}, notifier=never) is None
+
+
+def test_a_failed_run_has_the_schedulers_summary_shape() -> None:
+    assert failed_run_summary("r1", "System A is the authority and could not be read") == {
+        "run_id": "r1",
+        "status": "failed",
+        "error": "System A is the authority and could not be read",
+    }

@@ -1,0 +1,95 @@
+"""The report writer: RFC 4180 CSV, atomic, and formula-safe (OWASP) whichever of its two paths writes a report."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keysync.infrastructure.cell_safety import FORMULA_TRIGGERS, neutralised, neutralised_array
+from keysync.infrastructure.report_files import write_csv_atomic
+
+HOSTILE = ['=HYPERLINK("http://x","y")', "@SUM(1+1)", "+CUST-9", "-1", "\t=1+1", "\r=1+1", "=cmd|' /C calc'!A0"]
+
+
+def rows(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+@pytest.mark.parametrize("quoting", [False, True], ids=["arrow writer", "quoting writer"])
+def test_text_that_starts_a_formula_gets_a_quote_and_numbers_stay(tmp_path: Path, quoting: bool) -> None:
+    keys = [*HOSTILE, "CUST-1", "", "a,b" if quoting else "plain"]
+    n = len(keys)
+    path = write_csv_atomic(
+        tmp_path / "r.csv",
+        {"key": keys, "count": [-1, *range(n - 1)], "mixed": [-5, "", "-x", *[None] * (n - 3)], "none": [None] * n},
+    )
+    [header, *body] = rows(path)
+    assert header == ["key", "count", "mixed", "none"]
+    assert [r[0] for r in body] == [neutralised(k) for k in keys]
+    assert [r[0] for r in body][:4] == ['\'=HYPERLINK("http://x","y")', "'@SUM(1+1)", "'+CUST-9", "'-1"]
+    assert body[0][1] == "-1"  # an integer column: a number, not text
+    assert [r[2] for r in body][:3] == ["-5", "", "'-x"]  # mixed: the number stays, the text is quoted
+    for row in body:
+        assert not any(cell.startswith(FORMULA_TRIGGERS) for cell in row if cell not in ("-1", "-5"))
+
+
+def test_escaping_can_be_turned_off(tmp_path: Path) -> None:
+    path = write_csv_atomic(tmp_path / "r.csv", {"key": HOSTILE}, escape_formulas=False)
+    assert [r[0] for r in rows(path)[1:]] == HOSTILE
+
+
+def test_a_carriage_return_is_quoted_so_the_row_stays_one_row(tmp_path: Path) -> None:
+    path = write_csv_atomic(tmp_path / "r.csv", {"reason": ["a\rb", "c\nd", 'say "hi"'], "n": [1, 2, 3]})
+    assert path.read_bytes() == b'reason,n\n"a\rb",1\n"c\nd",2\n"say ""hi""",3\n'
+    assert rows(path)[1:] == [["a\rb", "1"], ["c\nd", "2"], ['say "hi"', "3"]]
+
+
+def test_both_writers_write_the_same_bytes_for_the_same_cells(tmp_path: Path) -> None:
+    """A report looks the same whichever writer made it: a value that needs quoting in another column only
+    changes the path taken, not the other cells."""
+    columns = {"key": [*HOSTILE[:4], "x"], "n": [1, -2, 3, 4, 5]}
+    arrow = write_csv_atomic(tmp_path / "a.csv", columns).read_bytes()
+    quoting = write_csv_atomic(tmp_path / "b.csv", {**columns, "q": ["", "", "", "", "a,b"]}).read_bytes()
+    assert [line.rsplit(b",", 1)[0] for line in quoting.splitlines()[:-1]] == arrow.splitlines()[:-1]
+
+
+def test_a_symlink_in_place_of_a_report_is_replaced_not_written_through(tmp_path: Path) -> None:
+    outside = tmp_path / "precious.csv"
+    outside.write_text("do not touch\n", encoding="utf-8")
+    reports = tmp_path / "output"
+    reports.mkdir()
+    (reports / "r.csv").symlink_to(outside)
+    write_csv_atomic(reports / "r.csv", {"key": ["=1"]})
+    assert outside.read_text(encoding="utf-8") == "do not touch\n"
+    assert not (reports / "r.csv").is_symlink() and rows(reports / "r.csv") == [["key"], ["'=1"]]
+
+
+def test_the_arrow_path_quotes_a_sliced_or_chunked_column_too() -> None:
+    import pyarrow as pa
+
+    array = pa.array(["x", "=1", "y", "@2"])
+    assert neutralised_array(array.slice(1, 2)).to_pylist() == ["'=1", "y"]
+    chunked = pa.chunked_array([["a", "-1"], ["b"], ["+c"]])
+    assert neutralised_array(chunked).to_pylist() == ["a", "'-1", "b", "'+c"]
+    assert neutralised_array(pa.array(["a", None, "=b", ""])).to_pylist() == ["a", None, "'=b", ""]
+
+
+_text = st.text(alphabet=st.sampled_from([*'=+-@\t\r\n",', "a", "1", " ", "'", "é", "\u202e"]), max_size=8)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_text, st.integers(-(2**40), 2**40), _text), min_size=1, max_size=20))
+def test_any_text_reads_back_as_written_with_formulas_quoted(tmp_path: Path, table: list) -> None:
+    first, numbers, last = (list(column) for column in zip(*table, strict=True))
+    path = write_csv_atomic(tmp_path / "fuzz.csv", {"first": first, "n": numbers, "last": last})
+    body = rows(path)[1:]
+    assert body == [[neutralised(a), str(n), neutralised(b)] for a, n, b in table]
+    unescaped = write_csv_atomic(
+        tmp_path / "raw.csv", {"first": first, "n": numbers, "last": last}, escape_formulas=False
+    )
+    assert rows(unescaped)[1:] == [[a, str(n), b] for a, n, b in table]
