@@ -17,9 +17,11 @@ Column = str | list[str]
 
 
 def pack_text(values: Sequence[str]) -> Column:
-    if not values or any("\n" in value for value in values):
-        return list(values)
-    return "\n".join(values)
+    if not values:
+        return []
+    joined = "\n".join(values)
+    # As many separators as gaps means no value holds a line break of its own (counted at C speed).
+    return joined if joined.count("\n") == len(values) - 1 else list(values)
 
 
 def unpack_text(column: Column) -> list[str]:
