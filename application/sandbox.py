@@ -18,7 +18,6 @@ from typing import Any
 
 import attrs
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, OperationalError
 
 from keysync.application.sandbox_ports import SandboxLock, SourceFilesWriter, Staged, StateFileError, StateFiles
 from keysync.application.sandbox_states import SavedState, StateExistsError, parse_state
@@ -30,7 +29,7 @@ from keysync.application.sandbox_views import (
     predict,
     sandbox_status,
 )
-from keysync.application.service import ConflictError, KeySync
+from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
 from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS, SourceSnapshot
@@ -256,14 +255,10 @@ class SandboxService:
         return {s: snapshot(s, sandbox.rows[s], settings.max_key_length, str(settings.files[s])) for s in SYSTEMS}
 
     def _save(self, sandbox: Sandbox) -> None:
-        try:
-            self.store.save(sandbox)
-        except IntegrityError as error:
-            raise ConflictError(
-                "another sandbox command changed the sandbox at the same moment; nothing was changed, try again"
-            ) from error
-        except OperationalError as error:
-            raise ConflictError(f"the event store is busy or unusable ({error}); nothing was changed") from error
+        self.store.save_or_conflict(
+            sandbox,
+            conflict="another sandbox command changed the sandbox at the same moment; nothing was changed, try again",
+        )
 
     def _snapshot_now_and_then(self, sandbox: Sandbox, operations: list[dict[str, Any]]) -> None:
         rows = sum(o["rows_added"] + o["rows_removed"] for o in operations)

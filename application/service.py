@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 
 from keysync.application.bulk import collector_paused
 from keysync.application.history import AuditFilter, audit_events, key_timeline
@@ -28,7 +28,7 @@ from keysync.application.reconcile import (
     settle,
     timed,
 )
-from keysync.application.store import KeySyncStore
+from keysync.application.store import ConflictError, KeySyncStore
 from keysync.domain.observations import SYSTEMS
 
 if TYPE_CHECKING:
@@ -61,10 +61,6 @@ MIGRATION_BATCH = 5_000
 
 class MigrationError(Exception):
     """A store migration that cannot go ahead; nothing was copied."""
-
-
-class ConflictError(Exception):
-    """Another process changed the store at the same moment; nothing of this command was saved."""
 
 
 @attrs.frozen
@@ -255,11 +251,5 @@ class KeySync:
         return self.history_generator(root, **options)
 
     def _save(self, *aggregates: Any) -> None:
-        try:
-            self.projections.remember(self.store.save(*aggregates))
-        except IntegrityError as error:
-            raise ConflictError(
-                "another KeySync process changed the registry at the same moment; nothing was saved, run again"
-            ) from error
-        except OperationalError as error:
-            raise ConflictError(f"the event store is busy or unusable ({error}); nothing was saved") from error
+        conflict = "another KeySync process changed the registry at the same moment; nothing was saved, run again"
+        self.projections.remember(self.store.save_or_conflict(*aggregates, conflict=conflict))

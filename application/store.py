@@ -6,9 +6,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from keysync.domain.registry import REGISTRY_ID, Registry
 from keysync.domain.run import ReconciliationRun
+
+
+class ConflictError(Exception):
+    """Another process changed the store at the same moment; nothing of this command was saved."""
 
 
 class KeySyncStore(Application):
@@ -26,6 +31,16 @@ class KeySyncStore(Application):
         if self.after_save is not None:
             self.after_save(len(recordings))
         return recordings
+
+    def save_or_conflict(self, *aggregates: Any, conflict: str) -> Any:
+        """Save, turning a concurrent writer's win into ConflictError(``conflict``) and a busy store into another
+        clear ConflictError: either way nothing was saved."""
+        try:
+            return self.save(*aggregates)
+        except IntegrityError as error:
+            raise ConflictError(conflict) from error
+        except OperationalError as error:
+            raise ConflictError(f"the event store is busy or unusable ({error}); nothing was saved") from error
 
     def registry(self) -> Registry:
         try:
