@@ -11,6 +11,8 @@ import click
 from rich.console import Console
 
 from keysync.application.bootstrap import build, run_settings
+from keysync.application.notify import failed_run_summary, notify_after_run
+from keysync.application.reconcile import RunFailed
 from keysync.application.service import RunOutcome
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
@@ -91,8 +93,16 @@ def run_command(
         message("Incremental mode is not available yet: running a full reconciliation.")
         settings = attrs.evolve(settings, mode="full")
     console = Console(stderr=True)
-    with console.status("Reconciling...") as status:
-        outcome = keysync.run(settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."), resume=resume)
+    try:
+        with console.status("Reconciling...") as status:
+            outcome = keysync.run(
+                settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."), resume=resume
+            )
+    except RunFailed as failure:
+        _notify(config.notify.command, failed_run_summary(failure.run.run_id, failure.reason))
+        raise
+    if not outcome.dry_run:
+        _notify(config.notify.command, {**outcome_json(outcome), "status": "completed"})
     if outcome.result.resumed:
         message(f"Resumed run {outcome.run_id}, which had been interrupted.")
     if as_json:
@@ -105,6 +115,12 @@ def run_command(
     ):
         message("Discrepancies found (--fail-on-discrepancy).")
         sys.exit(EXIT_DISCREPANCY)
+
+
+def _notify(command: str, summary: dict) -> None:
+    problem = notify_after_run(command, summary)
+    if problem:
+        message(problem)
 
 
 def outcome_json(outcome: RunOutcome) -> dict:

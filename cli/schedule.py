@@ -80,7 +80,7 @@ def schedule_command(
             else:
                 click.echo("\n".join(times))
             return
-        _serve(config, 1 if once else max_runs, notify_command, as_json)
+        _serve(config, 1 if once else max_runs, notify_command or config.notify.command or None, as_json)
     except ScheduleError as error:
         raise click.ClickException(str(error)) from error
 

@@ -54,3 +54,12 @@ def test_a_failed_run_has_the_schedulers_summary_shape() -> None:
         "status": "failed",
         "error": "System A is the authority and could not be read",
     }
+
+
+def test_keysync_run_tells_the_configured_notifier(project, write_systems):
+    out = project.root / "summary.json"
+    project.write_config(f"notify: {{command: 'cat > {out}'}}\n")
+    write_systems(A=["K-1"], B=["K-1", "X-1"], C=["K-1"], D=["K-1"], E=["K-1"])
+    run_id = json.loads(project.invoke("run", "--json").stdout)["run_id"]
+    summary = json.loads(out.read_text(encoding="utf-8"))
+    assert summary["run_id"] == run_id and summary["status"] == "completed" and summary["proposed"] == 1
