@@ -15,6 +15,7 @@ from eventsourcing.utils import get_topic
 
 from keysync.application.ports import RunLock
 from keysync.application.reconcile import RunSettings, SourceSpec
+from keysync.application.retry import RetryPolicy
 from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
 from keysync.infrastructure import faults
@@ -123,5 +124,6 @@ def run_settings(config: Config, *, dry_run: bool = False, actor: str | None = N
         batch_size=config.processing.batch_size,
         max_key_length=config.processing.max_key_length,
         parallel=config.processing.parallel,
+        retry=RetryPolicy(timeout_s=config.processing.timeout_s, retries=config.processing.retries),
         actor=actor or current_user(),
     )
