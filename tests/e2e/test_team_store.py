@@ -66,7 +66,7 @@ def test_processes_sharing_one_postgres_log_lose_nothing(tmp_path, schema_dsn):
         "for i in range(3):\n"
         "    for args in (['run', '--json'], ['registry', 'approve', '--all']):\n"
         "        p = subprocess.run([sys.executable, '-c', 'from keysync.cli.main import main; main()', *args,"
-        " '-c', config], capture_output=True, text=True, timeout=60)\n"
+        " '-c', config], capture_output=True, text=True, timeout=180)\n"
         "        if p.returncode == 0:\n"
         "            done.append(json.loads(p.stdout)['run_id'] if args[0] == 'run' else 'approve')\n"
         "        elif 'another run is in progress' not in p.stderr and 'at the same moment' not in p.stderr:\n"
