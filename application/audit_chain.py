@@ -9,12 +9,13 @@ a completed run waiting for a seal it will never get); the events that save stor
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
+from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification, PersistenceError
 from eventsourcing.utils import get_topic
 
 from keysync.application.store import KeySyncStore
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 # Notifications per read of the log: observation batches are large (MBs each), so pages stay small.
 PAGE = 50
 SEALED = get_topic(AuditChain.Sealed)
+
+log = logging.getLogger("keysync")
 
 
 def logged_event(notification: Notification) -> LoggedEvent:
@@ -81,8 +84,13 @@ def pending_sealing(store: KeySyncStore) -> Sealing | None:
 
 
 def sealed_chain(store: KeySyncStore) -> list[AuditChain]:
-    """The aggregates to save for a seal over every event not sealed yet: the chain, or none."""
-    sealing = pending_sealing(store)
+    """The aggregates to save for a seal over every event not sealed yet: the chain, or none. A log that cannot
+    be read to the end is not sealed (nor does it stop the caller's save): keysync audit verify says where."""
+    try:
+        sealing = pending_sealing(store)
+    except (PersistenceError, ValueError) as error:
+        log.warning("the event log was not sealed: it cannot be read (%s); keysync audit verify says where", error)
+        return []
     return [] if sealing is None else [sealing.chain]
 
 
@@ -123,17 +131,34 @@ class ChainReader:
 def verify_chain(store: KeySyncStore, expected: str | None = None) -> ChainReport:
     """Recompute every seal's digest from the log, in order, up to the first broken link."""
     reader = ChainReader(store.mapper)
-    for notification in stored_events(store.recorder, 0, store.recorder.max_notification_id() or 0):
-        reader.add(notification)
-        if reader.walk.broken is not None:
-            break  # nothing after a broken link can be vouched for
+    recorder, position = store.recorder, 0
+    last = recorder.max_notification_id() or 0
+    while position < last and reader.walk.broken is None:  # nothing after a broken link can be vouched for
+        try:
+            page = _page(recorder, position, last)
+        except (PersistenceError, ValueError) as error:  # e.g. a SQLite state that is no longer a BLOB
+            reader.walk.unreadable_log(f"{type(error).__name__}: {' '.join(str(error).split())[:200]}")
+            break
+        if not page:
+            break
+        for notification in page:
+            reader.add(notification)
+        position = page[-1].id
     return reader.report(expected)
+
+
+def _page(recorder: ApplicationRecorder, position: int, last: int) -> Sequence[Notification]:
+    """The next page of the log; if it cannot be read, the next event alone, so a failure names the event."""
+    try:
+        return recorder.select_notifications(start=position, limit=PAGE, stop=last, inclusive_of_start=False)
+    except (PersistenceError, ValueError):
+        return recorder.select_notifications(start=position, limit=1, stop=last, inclusive_of_start=False)
 
 
 def verdict(report: ChainReport) -> str:
     """The chain's state in one line: sound (and how far), or the first broken link."""
     if report.broken is not None:
-        return f"tampered: {report.broken.kind} at {report.broken.describe()}"
+        return f"tampered with: {report.broken.kind} at {report.broken.describe()}"
     if report.expected_found is False:
         return (f"the digest {report.expected} is not in the chain: the log was cut short or rewritten since it "
                 "was recorded (or the digest is mistyped)")  # fmt: skip

@@ -9,7 +9,10 @@ Nothing is changed. The doctor holds the run lock (so that no run moves the log 
 2. compares each projection's tracked position with the log's last notification id;
 3. rebuilds the read models and the reports from the log alone into a scratch store and folder (the same code
    the live projections run), and compares the live tables row by row and the live report files line by line,
-   ignoring nothing.
+   ignoring nothing;
+4. verifies the audit chain (keysync audit verify) in the same pass over the log as step 1: every seal's digest
+   recomputed from the events it covers. The chain's own aggregate is checked there, seal by seal, rather than
+   replayed in step 1.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from eventsourcing.application import project_aggregate
 
+from keysync.application.audit_chain import ChainReader, verdict
 from keysync.application.service import KeySync
+from keysync.domain.audit_chain import AUDIT_CHAIN_ID
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -83,8 +88,11 @@ class Doctor:
             claim("(keysync doctor)")
             last = self.keysync.store.recorder.max_notification_id() or 0
             say("replaying every aggregate")
-            checks = list(self._aggregates(last))
+            chain = ChainReader(self.keysync.store.mapper)
+            checks = list(self._aggregates(last, chain))
             checks += self._positions(last)
+            report = chain.report()
+            checks.append(Check("audit chain", report.ok, verdict(report)))
             say("rebuilding the read models and the reports from the log")
             with tempfile.TemporaryDirectory(prefix="keysync-doctor-") as folder:
                 twin = self.scratch(self.keysync.projections, Path(folder))
@@ -100,10 +108,13 @@ class Doctor:
 
     # 1. The log and its aggregates -------------------------------------------------------------------------
 
-    def _aggregates(self, last: int) -> Iterator[Check]:
+    def _aggregates(self, last: int, chain: ChainReader) -> Iterator[Check]:
         versions: dict[Any, list[int]] = {}
         for notification in self._notifications(last):
             versions.setdefault(notification.originator_id, []).append(notification.originator_version)
+            chain.add(notification)
+        events = sum(len(v) for v in versions.values())
+        versions.pop(AUDIT_CHAIN_ID, None)  # checked seal by seal by the chain
         kinds: Counter[str] = Counter()
         problems: list[str] = []
         for originator_id, seen in versions.items():
@@ -113,7 +124,6 @@ class Doctor:
                 kinds[kind] += 1
             if problem is not None:
                 problems.append(f"aggregate {originator_id}: {problem}")
-        events = sum(len(v) for v in versions.values())
         summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         if not problems:
             aggregates = f"{len(versions)} aggregates ({summary or 'none'})"

@@ -12,6 +12,7 @@ from uuid import UUID
 import attrs
 from eventsourcing.persistence import StoredEvent
 
+from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.history import AuditFilter, audit_events, key_timeline
 from keysync.application.ports import RunLock, SourceReader
@@ -134,7 +135,8 @@ class KeySync:
         for attempt in range(3):
             try:
                 with timed(result.timings, "store"):
-                    self._save(result.registry, result.run)
+                    # Sealed together with the conclusion: see keysync.application.audit_chain.
+                    self._save(result.registry, result.run, *sealed_chain(self.store))
                 return result
             except ConflictError:
                 if attempt == 2:

@@ -11,6 +11,7 @@ import click
 
 from keysync.application.bootstrap import build
 from keysync.application.history import AuditFilter
+from keysync.cli.audit_chain import seal_command, verify_command
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, print_json, user_errors
 
@@ -62,22 +63,26 @@ def _since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@click.command("audit")
+@click.group("audit", invoke_without_command=True)
 @config_option
 @click.option("--run", "run_id", help="Only this run's events.")
 @click.option("--key", help="Only events about this key (compared after normalization).")
 @click.option("--since", help="Only events at or after this ISO 8601 time.")
 @click.option("--type", "event_type", help="Only this event type, e.g. MasterKeysActivated.")
 @json_option
+@click.pass_context
 @user_errors
 def audit_command(
-    config_path: Path | None, run_id: str | None, key: str | None, since: str | None, event_type: str | None,
-    as_json: bool,
+    ctx: click.Context, config_path: Path | None, run_id: str | None, key: str | None, since: str | None,
+    event_type: str | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Replay the event log and print the matching events in order.
+    """Replay the event log and print the matching events in order; `keysync audit verify` checks that the
+    log still holds what it held when it was sealed.
 
     Example: keysync audit --type MasterKeysActivated --since 2026-01-01
     """
+    if ctx.invoked_subcommand is not None:
+        return
     chosen = AuditFilter(run_id=run_id, key=key, since=_since(since), event_type=event_type)
     rows = build(load(config_path)).audit(chosen)
     if as_json:
@@ -85,6 +90,10 @@ def audit_command(
     else:
         stdout().print(table(f"Events ({len(rows)})", ("event_id", "run_id", "event_type", "created_at",
                                                          "payload"), rows))  # fmt: skip
+
+
+audit_command.add_command(verify_command)
+audit_command.add_command(seal_command)
 
 
 @click.command("key")

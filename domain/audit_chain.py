@@ -144,13 +144,15 @@ class BrokenLink:
     """The first seal that the log no longer matches, and how."""
 
     seal: int
-    position: int  # where the seal is in the log
+    position: int  # where the seal is in the log (0: the log could not be read that far)
     span: str  # the events it covers, e.g. "events 12-40"
-    kind: str  # changed | deleted | inserted | reordered | seal missing | seal altered | seal unreadable
+    kind: str  # changed | deleted | inserted | reordered | seal missing | seal altered | seal unreadable | unreadable
     detail: str
     ids: tuple[int, ...] = ()  # the events concerned
 
     def describe(self) -> str:
+        if not self.position:  # the log could not be read as far as the seal
+            return f"{self.span}: {self.detail}"
         return f"seal {self.seal} (at event {self.position}, covering {self.span}): {self.detail}"
 
 
@@ -222,6 +224,13 @@ class ChainWalk:
             span = f"events after {self.sealed_through}"
             detail = f"the seal's stored event cannot be read ({error}): it was altered"
             self.broken = BrokenLink(version - 1, position, span, "seal unreadable", detail, (position,))
+
+    def unreadable_log(self, error: str) -> None:
+        """The log cannot be read past the events seen so far (a row altered so that it no longer loads)."""
+        if self.broken is None:
+            after = max((e.id for e in self.pending), default=self.sealed_through)
+            detail = f"cannot be read ({error}): it was altered"
+            self.broken = BrokenLink(self.number + 1, 0, f"the event after event {after}", "unreadable", detail)
 
     def report(self, expected: str | None = None) -> ChainReport:
         found = None if expected is None else expected.strip().lower() in self.digests

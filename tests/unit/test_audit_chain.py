@@ -155,6 +155,16 @@ def test_an_unreadable_seal_breaks_the_chain():
     assert not report.ok and report.broken is not None and report.broken.kind == "seal unreadable"
 
 
+def test_a_log_that_cannot_be_read_to_the_end_is_broken(log):
+    walk = ChainWalk()
+    for logged, _ in log.rows[:3]:
+        walk.logged(logged)
+    walk.unreadable_log("OperationalError: not a BLOB")
+    broken = walk.report().broken
+    assert broken is not None and broken.kind == "unreadable"
+    assert broken.describe() == "the event after event 3: cannot be read (OperationalError: not a BLOB): it was altered"
+
+
 def test_ids_with_gaps_verify(log):
     log.store(3, gap=5)  # PostgreSQL: a failed insert leaves a hole in the ids
     log.seal()
