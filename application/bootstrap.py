@@ -21,6 +21,7 @@ from keysync.application.store import KeySyncStore
 from keysync.infrastructure import faults
 from keysync.infrastructure.compression import ZstdCompressor
 from keysync.infrastructure.config import Config, ConfigError
+from keysync.infrastructure.fingerprints import file_fingerprint
 from keysync.infrastructure.mock_history import generate_history
 from keysync.infrastructure.mockdata import generate
 from keysync.infrastructure.report_files import write_csv_atomic
@@ -92,6 +93,7 @@ def build(
         read_source,
         lock=_run_lock(config, recorder),
         actor=actor or current_user(),
+        fingerprint=file_fingerprint,
         generator=generate,
         history_generator=generate_history,
     )

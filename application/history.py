@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 import attrs
 
@@ -13,7 +12,6 @@ from keysync.domain.columns import unpack_text
 from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.registry import Registry
-from keysync.domain.run import snapshots_from_events
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -54,7 +52,7 @@ def audit_events(projections: Projections, rules: NormalizationRules, chosen: Au
 
 def _mentions(event: Any, key: str, rules: NormalizationRules) -> bool:
     name = type(event).__name__
-    if name == "KeysObserved":
+    if name in ("KeysObserved", "RowsAdded"):
         return key in normalize_keys(unpack_text(event.keys), rules)
     if name == "MasterKeysProposed":
         return any(key in (entry[0], entry[1]) for entry in event.entries)
@@ -83,7 +81,7 @@ def key_timeline(projections: Projections, rules: NormalizationRules, key: str) 
     present: dict[str, bool] = dict.fromkeys(SYSTEMS, False)
     sightings: list[Sighting] = []
     for run in runs:
-        snapshots, _unavailable = snapshots_from_events(projections.store.run_events(UUID(run["originator_id"])))
+        snapshots, _unavailable = projections.store.run_snapshots(run["originator_id"])
         for system in SYSTEMS:
             snapshot = snapshots.get(system)
             if snapshot is None:

@@ -3,6 +3,10 @@
 1. observe: read every system and record what was seen on the run aggregate, one checkpoint (save) per system,
    so that a run killed half-way resumes with the systems it had already recorded;
 2. conclude: classify the keys, update the registry and complete the run, in one final save.
+
+An incremental run (keysync.application.incremental) fingerprints each export first: an unchanged one is not
+read, and a changed one records only the rows removed and added since the run that last held its rows. When no
+export changed and the rules are the same, the run carries the last reconciliation over instead of redoing it.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from typing import Any
 
 import attrs
 
+from keysync.application.incremental import MAX_DELTA_SHARE, MAX_DELTAS, BaseSnapshot, Incremental, SourceState
 from keysync.application.ports import SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.domain.normalization import NormalizationRules, normalize_keys
-from keysync.domain.observations import AUTHORITY, SYSTEMS, SourceSnapshot
+from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
+from keysync.domain.row_delta import row_delta, rows_of
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
 
 
@@ -81,22 +87,39 @@ class Observation:
     timings: dict[str, float] = attrs.Factory(dict)
     resumed: bool = False
     began: float = attrs.Factory(time.perf_counter)
+    states: dict[str, SourceState] = attrs.Factory(dict)  # where each observed system's rows now are
+    unchanged: set[str] = attrs.Factory(set)  # systems whose export had not changed (incremental runs)
 
     @classmethod
-    def resume(cls, run: ReconciliationRun, events: list[Any]) -> Observation:
-        snapshots, reasons = snapshots_from_events(events)
-        return cls(run, snapshots, reasons, resumed=True)
+    def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
+        snapshots, reasons = snapshots_from_events(events, base_snapshot)
+        observation = cls(run, snapshots, reasons, resumed=True)
+        holder = str(run.id)
+        for e in events:
+            name = type(e).__name__
+            if name not in ("SourceRead", "SourceChanged", "SourceUnchanged") or not e.fingerprint:
+                continue
+            if name == "SourceRead":
+                at, depth = holder, 0
+            elif name == "SourceChanged":
+                at, depth = holder, e.depth
+            else:
+                at, depth = e.base, e.depth
+                observation.unchanged.add(e.system)
+            fingerprint = Fingerprint(*e.fingerprint)
+            observation.states[e.system] = SourceState(e.file, fingerprint, at, depth, len(snapshots[e.system]))
+        return observation
 
     @property
     def pending(self) -> list[str]:
-        return [s for s in SYSTEMS if s not in self.snapshots and s not in self.reasons]
+        return [s for s in SYSTEMS if s not in self.snapshots and s not in self.reasons and s not in self.unchanged]
 
 
 @attrs.frozen
 class RunResult:
     run: ReconciliationRun
     registry: Registry
-    reconciliation: Reconciliation
+    reconciliation: Reconciliation | None  # None when the run carried the last reconciliation over
     proposed: list[str]
     timings: dict[str, float]
     resumed: bool = False
@@ -131,12 +154,18 @@ def observe(
     read_source: SourceReader,
     checkpoint: Checkpoint,
     progress: Progress | None = None,
+    incremental: Incremental | None = None,
 ) -> Observation:
-    """Read the systems not yet observed and record each one, with a checkpoint after each."""
+    """Read the systems not yet observed and record each one, with a checkpoint after each. An incremental run
+    skips the unchanged exports and records only what changed in the others."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if not observation.resumed:
         checkpoint(run)
+    if incremental is not None:
+        say("checking sources for changes")
+        with timed(timings, "read"):
+            _skip_unchanged(settings, observation, incremental, checkpoint)
     pending = observation.pending
     if pending:
         say("reading sources")
@@ -146,8 +175,7 @@ def observe(
         with timed(timings, "store"):
             outcome = outcomes[system]
             if isinstance(outcome, SourceSnapshot):
-                run.observe(outcome, settings.batch_size)
-                observation.snapshots[system] = outcome
+                _record(settings, observation, outcome, incremental)
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
                 observation.reasons[system] = outcome
@@ -155,8 +183,54 @@ def observe(
     return observation
 
 
+def _skip_unchanged(
+    settings: RunSettings, observation: Observation, incremental: Incremental, checkpoint: Checkpoint
+) -> None:
+    for system in observation.pending:
+        state = incremental.baseline.sources.get(system)
+        path = settings.sources[system].path
+        if state is None or str(path) != state.file:
+            continue
+        now = incremental.fingerprint(path)
+        if now is None or not state.unchanged(str(path), now):
+            continue
+        observation.run.observe_unchanged(system, state.file, now, state.holder, state.depth, state.rows)
+        observation.unchanged.add(system)
+        observation.states[system] = attrs.evolve(state, fingerprint=now)
+        checkpoint(observation.run)
+
+
+def _record(
+    settings: RunSettings, observation: Observation, snapshot: SourceSnapshot, incremental: Incremental | None
+) -> None:
+    """Record a system's export: as the change since the run holding its rows when that is small enough, else
+    whole."""
+    run, system = observation.run, snapshot.system
+    observation.snapshots[system] = snapshot
+    state = incremental.baseline.sources.get(system) if incremental is not None else None
+    if incremental is not None and state is not None and state.depth < MAX_DELTAS and state.file == snapshot.file:
+        delta = row_delta(rows_of(incremental.base_snapshot(state.holder, system)), rows_of(snapshot))
+        if len(delta) <= MAX_DELTA_SHARE * max(len(snapshot), 1):
+            run.observe_changes(snapshot, state.holder, state.depth + 1, delta, settings.batch_size)
+            _note_state(observation, snapshot, state.depth + 1)
+            return
+    run.observe(snapshot, settings.batch_size)
+    _note_state(observation, snapshot, 0)
+
+
+def _note_state(observation: Observation, snapshot: SourceSnapshot, depth: int) -> None:
+    if snapshot.fingerprint is not None:
+        observation.states[snapshot.system] = SourceState(
+            snapshot.file, snapshot.fingerprint, str(observation.run.id), depth, len(snapshot)
+        )
+
+
 def conclude(
-    settings: RunSettings, observation: Observation, registry: Registry, progress: Progress | None = None
+    settings: RunSettings,
+    observation: Observation,
+    registry: Registry,
+    progress: Progress | None = None,
+    incremental: Incremental | None = None,
 ) -> RunResult:
     """Classify, update the registry and complete the run. The caller saves the run and the registry together."""
     say = progress or (lambda _phase: None)
@@ -165,6 +239,17 @@ def conclude(
         reason = f"System A is the authority and could not be read: {observation.reasons[AUTHORITY]}"
         run.fail(reason)
         raise RunFailed(run, reason)
+    if incremental is not None and not settings.dry_run:
+        baseline = incremental.baseline
+        if observation.unchanged == set(SYSTEMS) and baseline.decides_like(run.options):
+            # Same rows, same rules: the same reconciliation and no registry decision to make.
+            kpis = {**baseline.kpis, "proposed_count": 0, "auto_approval_rate": 0.0, "carried_from": baseline.basis}
+            kpis.update(duration_s=round(time.perf_counter() - observation.began, 3), sources=_sources(observation))
+            run.complete(kpis)
+            return RunResult(run, registry, None, [], timings, observation.resumed)
+        for system in observation.unchanged - set(observation.snapshots):
+            state = observation.states[system]
+            observation.snapshots[system] = incremental.base_snapshot(state.holder, system)
 
     def timed_normalize(keys: Any, rules: NormalizationRules) -> list[str]:
         with timed(timings, "normalize"):
@@ -212,7 +297,8 @@ def settle(
         auto_approve=settings.auto_approve,
         actor=settings.actor,
     )
-    run.complete(_kpis(recon, proposed, settings.auto_approve, time.perf_counter() - observation.began))
+    kpis = _kpis(recon, proposed, settings.auto_approve, time.perf_counter() - observation.began)
+    run.complete({**kpis, "sources": _sources(observation)})
     return RunResult(run, registry, recon, proposed, observation.timings, observation.resumed)
 
 
@@ -261,6 +347,10 @@ def _kpis(recon: Reconciliation, proposed: list[str], auto_approve: bool, durati
         "duration_s": round(duration, 3),
         "systems": per_system,
     }
+
+
+def _sources(observation: Observation) -> dict[str, Any]:
+    return {system: state.as_json() for system, state in sorted(observation.states.items())}
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from eventsourcing.persistence import StoredEvent
 from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.history import AuditFilter, audit_events, key_timeline
+from keysync.application.incremental import Baseline, Fingerprinter, Incremental
 from keysync.application.ports import RunLock, SourceReader
 from keysync.application.reconcile import (
     Observation,
@@ -41,7 +42,9 @@ log = logging.getLogger("keysync")
 
 def _log_result(result: RunResult) -> None:
     kpis = result.run.kpis
-    for system in kpis["systems_unavailable"]:
+    if "carried_from" in kpis:
+        log.info("no export changed since run %s: its reconciliation carries over", kpis["carried_from"])
+    for system in kpis["systems_unavailable"] if result.reconciliation is not None else ():
         log.warning("System %s unavailable: %s", system, result.reconciliation.systems[system].unavailable_reason)
     if result.proposed:
         log.info("proposed %d master key(s)", len(result.proposed),
@@ -82,6 +85,7 @@ class KeySync:
     read_source: SourceReader
     lock: RunLock
     actor: str = "keysync"
+    fingerprint: Fingerprinter | None = None  # for incremental runs
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
 
@@ -106,9 +110,10 @@ class KeySync:
                 observation = Observation(new_run(settings))
             claim(observation.run.run_id)
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
+            incremental = self._incremental(settings)
             try:
-                observe(settings, observation, self.read_source, self._save, progress)
-                result = self._conclude(settings, observation, progress)
+                observe(settings, observation, self.read_source, self._save, progress, incremental)
+                result = self._conclude(settings, observation, progress, incremental)
             except RunFailed as failure:
                 log.error("run %s failed: %s", failure.run.run_id, failure.reason,
                           extra={"fields": {"run_id": failure.run.run_id}})  # fmt: skip
@@ -122,21 +127,46 @@ class KeySync:
         return RunOutcome(result, reports, dry_run=False)
 
     def _dry_run(self, settings: RunSettings, progress: Progress | None) -> RunOutcome:
-        observation = observe(settings, Observation(new_run(settings)), self.read_source, lambda _run: None, progress)
-        result = conclude(settings, observation, self.store.registry(), progress)
+        self.projections.update_views()
+        incremental = self._incremental(settings)
+        observation = Observation(new_run(settings))
+        observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
+        result = conclude(settings, observation, self.store.registry(), progress, incremental)
         (progress or (lambda _phase: None))("writing reports (dry run)")
         reports = self.projections.preview(result.run, result.registry, result.reconciliation)
         return RunOutcome(result, reports, dry_run=True)
 
-    def _conclude(self, settings: RunSettings, observation: Observation, progress: Progress | None) -> RunResult:
+    def _incremental(self, settings: RunSettings) -> Incremental | None:
+        """What an incremental run needs of the latest completed run; None for a full run, or when there is no
+        completed run to build on (the run then reads every export whole)."""
+        if settings.mode != "incremental" or self.fingerprint is None:
+            return None
+        latest = self.projections.recorder.latest_completed_run()
+        if latest is None:
+            return None
+        started = next(iter(self.store.events.get(UUID(latest["originator_id"]), lte=1)))
+        return Incremental(Baseline.of(latest, started.options), self.fingerprint, self.store.base_snapshots())
+
+    def _conclude(
+        self,
+        settings: RunSettings,
+        observation: Observation,
+        progress: Progress | None,
+        incremental: Incremental | None = None,
+    ) -> RunResult:
         """Conclude and save. If someone changed the registry meanwhile (an approval), reload it and retry:
         the run's observations are already safe, only the registry decisions are redone."""
-        result = conclude(settings, observation, self.store.registry(), progress)
+        result = conclude(settings, observation, self.store.registry(), progress, incremental)
+        if result.reconciliation is None:  # carried over: the registry is untouched
+            with timed(result.timings, "store"):
+                self._save(result.run, *sealed_chain(self.store))
+            return result
         for attempt in range(3):
             try:
                 with timed(result.timings, "store"):
-                    # Sealed together with the conclusion: see keysync.application.audit_chain.
-                    self._save(result.registry, result.run, *sealed_chain(self.store))
+                    # Sealed in the same save, before the conclusion, so that the run's end (keysync show-as-of)
+                    # includes its seal: see keysync.application.audit_chain.
+                    self._save(*sealed_chain(self.store), result.registry, result.run)
                 return result
             except ConflictError:
                 if attempt == 2:
@@ -154,7 +184,7 @@ class KeySync:
                 continue
             run = self.store.run(UUID(row["originator_id"]))
             if resume:
-                return Observation.resume(run, self.store.run_events(run.id))
+                return Observation.resume(run, self.store.run_events(run.id), self.store.base_snapshots())
             run.fail("interrupted, and not resumed (--no-resume)")
             self._save(run)
         return None

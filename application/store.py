@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, ClassVar
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, OperationalError
 
+from keysync.domain.observations import SourceSnapshot
 from keysync.domain.registry import REGISTRY_ID, Registry
-from keysync.domain.run import ReconciliationRun
+from keysync.domain.run import ReconciliationRun, snapshots_from_events
 
 
 class ConflictError(Exception):
@@ -50,6 +52,23 @@ class KeySyncStore(Application):
 
     def run(self, originator_id: Any) -> ReconciliationRun:
         return self.repository.get(originator_id)
+
+    def run_snapshots(self, originator_id: Any) -> tuple[dict[str, SourceSnapshot], dict[str, str]]:
+        """A run's rows per system, and its unavailable systems' reasons."""
+        return snapshots_from_events(self.events.get(UUID(str(originator_id))), self.base_snapshots())
+
+    def base_snapshots(self) -> Callable[[str, str], SourceSnapshot]:
+        """What snapshots_from_events needs to follow an incremental run's systems back to the runs whose
+        events hold their rows. Each (run, system) is read once per resolver."""
+        found: dict[tuple[str, str], SourceSnapshot] = {}
+
+        def base_snapshot(base: str, system: str) -> SourceSnapshot:
+            if (base, system) not in found:
+                snapshots, _ = snapshots_from_events(self.events.get(UUID(base)), base_snapshot, only=system)
+                found[base, system] = snapshots[system]
+            return found[base, system]
+
+        return base_snapshot
 
     def run_events(self, originator_id: Any) -> list[Any]:
         """Every event of one run, in order: the raw observations with them."""

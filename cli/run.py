@@ -6,7 +6,6 @@ import logging
 import sys
 from pathlib import Path
 
-import attrs
 import click
 from rich.console import Console
 
@@ -89,9 +88,6 @@ def run_command(
             f"{', '.join(str(p) for p in written.values())}"
         )
     settings = run_settings(config, dry_run=dry_run)
-    if settings.mode == "incremental":
-        message("Incremental mode is not available yet: running a full reconciliation.")
-        settings = attrs.evolve(settings, mode="full")
     console = Console(stderr=True)
     try:
         with console.status("Reconciling...") as status:
@@ -109,7 +105,7 @@ def run_command(
         print_json(outcome_json(outcome))
     else:
         show(outcome)
-    totals = outcome.result.reconciliation.totals()
+    totals = outcome.result.run.kpis  # holds the totals, also for a run that carried them over
     if fail_on_discrepancy and (
         totals["missing_in_A_count"] or totals["missing_from_system_count"] or totals["duplicate_keys_count"]
     ):
@@ -162,8 +158,10 @@ def show(outcome: RunOutcome) -> None:
         f"{kpis['missing_from_system_count']} propagation gaps, {kpis['duplicate_keys_count']} duplicates, "
         f"{kpis['rows_rejected_count']} rejected rows."
     )
+    if "carried_from" in kpis:
+        message(f"No export changed since run {kpis['carried_from']}: its reconciliation carries over.")
     for system in kpis["systems_unavailable"]:
-        message(f"System {system} was unavailable: {result.reconciliation.systems[system].unavailable_reason}")
+        message(f"System {system} was unavailable: {result.run.unavailable.get(system, '')}")
     message("Reports:")
     for path in outcome.reports:
         message(f"  {path}")

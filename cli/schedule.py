@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import attrs
 import click
 
 from keysync.application.bootstrap import build, run_settings
@@ -88,9 +87,6 @@ def schedule_command(
 def _serve(config: Any, max_runs: int | None, notify_command: str | None, as_json: bool) -> None:
     keysync = build(config)
     settings = run_settings(config)
-    if settings.mode == "incremental":
-        message("Incremental mode is not available yet: every scheduled run is a full reconciliation.")
-        settings = attrs.evolve(settings, mode="full")
 
     def on_wait(fire: datetime) -> None:
         message(f"Next run at {fire.isoformat()} (schedule {config.schedule!r}, UTC); waiting. Ctrl-C stops.")

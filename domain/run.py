@@ -3,17 +3,24 @@
 The raw rows live in the run's ``KeysObserved`` events, a batch of up to ``batch_size`` keys each, column-wise.
 The aggregate itself keeps only counts: the keys are read back from the event log by the projections, so that a
 change of normalization rules is a rebuild, not a re-import.
+
+An incremental run records less. A system whose export is unchanged since an earlier run gets one
+``SourceUnchanged`` naming the run that holds its rows (its ``base``); a changed one gets ``SourceChanged`` and
+only the rows removed and added since its base (``RowsRemoved``, ``RowsAdded``; keysync.domain.row_delta). Its
+rows are then its base's rows with the delta applied: ``snapshots_from_events`` asks for the base's snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 from eventsourcing.domain import Aggregate, event
 
 from keysync.domain.columns import Column, pack_lines, pack_text, text_length, unpack_lines, unpack_text
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot
+from keysync.domain.row_delta import RowDelta, apply_delta, rows_of
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -35,13 +42,7 @@ class ReconciliationRun(Aggregate):
 
     def observe(self, snapshot: SourceSnapshot, batch_size: int) -> None:
         """Record one system's export: its file, its accepted rows in batches, its rejected rows."""
-        fingerprint = snapshot.fingerprint
-        self._read_source(
-            snapshot.system,
-            snapshot.file,
-            snapshot.rows_read,
-            None if fingerprint is None else [fingerprint.size, fingerprint.mtime_ns, fingerprint.sha256],
-        )
+        self._read_source(snapshot.system, snapshot.file, snapshot.rows_read, _listed(snapshot.fingerprint))
         for start in range(0, len(snapshot), batch_size):
             stop = start + batch_size
             self._observe_keys(
@@ -52,6 +53,39 @@ class ReconciliationRun(Aggregate):
                 pack_text(snapshot.last_seen_at[start:stop]),
                 pack_lines(snapshot.lines[start:stop]),
             )
+        self._record_rejected(snapshot, batch_size)
+
+    def observe_unchanged(
+        self, system: str, file: str, fingerprint: Fingerprint, base: str, depth: int, rows: int
+    ) -> None:
+        """Record that a system's export is the one whose rows run ``base`` (an originator id) holds."""
+        self._source_unchanged(system, file, _listed(fingerprint), base, depth, rows)
+
+    def observe_changes(
+        self, snapshot: SourceSnapshot, base: str, depth: int, delta: RowDelta, batch_size: int
+    ) -> None:
+        """Record a system's export as the rows of run ``base`` with ``delta`` applied (``depth``: how many deltas
+        lie between it and a whole observation). The line numbers of every row are kept, as runs."""
+        system = snapshot.system
+        self._source_changed(
+            system, snapshot.file, snapshot.rows_read, _listed(snapshot.fingerprint), base, depth, len(snapshot),
+            pack_lines(snapshot.lines),
+        )  # fmt: skip
+        for start in range(0, len(delta.removed), batch_size):
+            self._remove_rows(system, pack_lines(delta.removed[start : start + batch_size]))
+        for start in range(0, len(delta.added), batch_size):
+            at = delta.added[start : start + batch_size]
+            self._add_rows(
+                system,
+                pack_lines(at),
+                pack_text([snapshot.keys[i] for i in at]),
+                pack_text([snapshot.entity_types[i] for i in at]),
+                pack_text([snapshot.location_refs[i] for i in at]),
+                pack_text([snapshot.last_seen_at[i] for i in at]),
+            )
+        self._record_rejected(snapshot, batch_size)
+
+    def _record_rejected(self, snapshot: SourceSnapshot, batch_size: int) -> None:
         for start in range(0, len(snapshot.rejected), batch_size):
             rows = snapshot.rejected[start : start + batch_size]
             self._reject_rows(snapshot.system, [[r.line, r.severity, r.reason, r.raw] for r in rows])
@@ -84,6 +118,42 @@ class ReconciliationRun(Aggregate):
     ) -> None:
         self.observed[system] += text_length(keys)
 
+    @event("SourceUnchanged")
+    def _source_unchanged(
+        self, system: str, file: str, fingerprint: list[Any], base: str, depth: int, rows: int
+    ) -> None:
+        self.observed[system] = rows
+
+    @event("SourceChanged")
+    def _source_changed(
+        self,
+        system: str,
+        file: str,
+        rows_read: int,
+        fingerprint: list[Any] | None,
+        base: str,
+        depth: int,
+        rows: int,
+        lines: list[Any],
+    ) -> None:
+        self.observed[system] = rows
+
+    @event("RowsRemoved")
+    def _remove_rows(self, system: str, rows: list[Any]) -> None:
+        pass
+
+    @event("RowsAdded")
+    def _add_rows(
+        self,
+        system: str,
+        at: list[Any],
+        keys: Column,
+        entity_types: Column,
+        location_refs: Column,
+        last_seen_at: Column,
+    ) -> None:
+        pass
+
     @event("RowsRejected")
     def _reject_rows(self, system: str, rows: list[list[Any]]) -> None:
         pass
@@ -103,12 +173,22 @@ class ReconciliationRun(Aggregate):
         self.error = reason
 
 
-def snapshots_from_events(events: Iterable[Any]) -> tuple[dict[str, SourceSnapshot], dict[str, str]]:
-    """Rebuild each system's SourceSnapshot, and the unavailable systems' reasons, from a run's events."""
+BaseSnapshot = Callable[[str, str], SourceSnapshot]  # (run originator id, system) -> that run's rows of the system
+
+
+def snapshots_from_events(
+    events: Iterable[Any], base_snapshot: BaseSnapshot | None = None, only: str = ""
+) -> tuple[dict[str, SourceSnapshot], dict[str, str]]:
+    """Rebuild each system's SourceSnapshot (or ``only`` that system's), and the unavailable systems' reasons,
+    from a run's events. An incremental run's unchanged or changed systems need their base run's rows:
+    ``base_snapshot`` gives them."""
     snapshots: dict[str, SourceSnapshot] = {}
     unavailable: dict[str, str] = {}
+    deltas: dict[str, tuple[Any, list[int], list[int], list[Any]]] = {}  # system -> (event, removed, at, rows)
     for e in events:
         name = type(e).__name__
+        if only and getattr(e, "system", only) != only:
+            continue
         if name == "SourceRead":
             fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
             snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, [], [], [], [], [], [], fp)
@@ -124,4 +204,40 @@ def snapshots_from_events(events: Iterable[Any]) -> tuple[dict[str, SourceSnapsh
             s.rejected.extend(RejectedRow(e.system, s.file, *row) for row in e.rows)
         elif name == "SourceUnavailable":
             unavailable[e.system] = e.reason
+        elif name == "SourceUnchanged":
+            snapshots[e.system] = _based_on(e.system, e.base, base_snapshot, e.fingerprint)
+        elif name == "SourceChanged":
+            fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
+            snapshots[e.system] = SourceSnapshot(
+                e.system, e.file, e.rows_read, [], [], [], [], unpack_lines(e.lines), [], fp
+            )
+            deltas[e.system] = (e, [], [], [])
+        elif name == "RowsRemoved":
+            deltas[e.system][1].extend(unpack_lines(e.rows))
+        elif name == "RowsAdded":
+            delta = deltas[e.system]
+            delta[2].extend(unpack_lines(e.at))
+            columns = (unpack_text(c) for c in (e.keys, e.entity_types, e.location_refs, e.last_seen_at))
+            delta[3].extend(zip(*columns, strict=True))
+    for system, (changed, removed, at, added) in deltas.items():
+        base = _based_on(system, changed.base, base_snapshot)
+        s = snapshots[system]
+        rows = apply_delta(rows_of(base), removed, at, added)
+        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], []]
+        snapshots[system] = attrs.evolve(
+            s, keys=columns[0], entity_types=columns[1], location_refs=columns[2], last_seen_at=columns[3]
+        )
     return snapshots, unavailable
+
+
+def _based_on(system: str, base: str, base_snapshot: BaseSnapshot | None, fingerprint: Any = None) -> SourceSnapshot:
+    if base_snapshot is None:
+        raise ValueError(f"System {system}'s rows are those of run {base}, and no base was given")
+    snapshot = base_snapshot(base, system)
+    if fingerprint is not None:
+        snapshot = attrs.evolve(snapshot, fingerprint=Fingerprint(*fingerprint))
+    return snapshot
+
+
+def _listed(fingerprint: Fingerprint | None) -> list[Any] | None:
+    return None if fingerprint is None else [fingerprint.size, fingerprint.mtime_ns, fingerprint.sha256]

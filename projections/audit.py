@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keysync.domain.columns import text_length
+from keysync.domain.columns import text_length, unpack_lines
 
 # Fields that carry batches of keys or rows: the audit shows how many, never the keys themselves.
 KEY_BATCHES = {"keys", "rows", "entries", "master_keys", "added", "removed"}
@@ -15,13 +15,17 @@ _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_top
 def summarise(event: Any) -> dict[str, Any]:
     """The event's payload, fit for a report cell: lists of keys are counted, not copied."""
     name = type(event).__name__
-    if name == "KeysObserved":
+    if name in ("KeysObserved", "RowsAdded"):
         return {"system": event.system, "keys": text_length(event.keys)}
     if name == "RowsRejected":
         return {"system": event.system, "rows": len(event.rows)}
+    if name == "RowsRemoved":
+        return {"system": event.system, "rows": len(unpack_lines(event.rows))}
     payload: dict[str, Any] = {}
     for field, value in vars(event).items():
         if field in _ENVELOPE or field.startswith("_"):
+            continue
+        if field == "lines":  # a changed source's line numbers, as runs: nothing to read there
             continue
         if isinstance(value, list) and field in KEY_BATCHES:  # `keysync audit --key` finds a key's events
             payload[f"{field}_count"] = len(value)

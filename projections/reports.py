@@ -63,10 +63,13 @@ def render_reports(
     audit_rows: Sequence[Mapping[str, Any]],
     runs: Sequence[Mapping[str, Any]] = (),
     changes: Columns | None = None,
+    detected: RunInfo | None = None,
 ) -> list[Path]:
     """Write every report. Without a completed run the run-level reports hold only their header.
     ``runs`` are the run-history rows, newest first, for the trend report; ``changes`` the columns of
-    changes_since_last_run.csv (keysync.projections.changes.change_columns), None for none.
+    changes_since_last_run.csv (keysync.projections.changes.change_columns), None for none. ``detected`` is the
+    run that computed ``recon``, when ``run`` carried it over unchanged: the rows of the discrepancy, duplicate
+    and rejected-row reports name it.
 
     Reports are built column by column: at a million keys per system that is several times faster than
     building rows, and the writer hands whole columns to pyarrow."""
@@ -79,37 +82,66 @@ def render_reports(
         REJECTED: _empty(REJECTED_COLUMNS),
     }
     if run is not None and recon is not None:
-        _summary(reports[SUMMARY], run, recon)
-        _missing_in_a(reports[MISSING_IN_A], run, recon, statuses)
-        _missing_from_system(reports[MISSING_FROM_SYSTEM], run, recon)
-        _duplicates(reports[DUPLICATES], run, recon)
-        _rejected(reports[REJECTED], run, recon)
+        found = detected or run
+        reports[SUMMARY] = summary_columns(run, {s: system_counts(r) for s, r in recon.systems.items()})
+        _missing_in_a(reports[MISSING_IN_A], found, recon, statuses)
+        _missing_from_system(reports[MISSING_FROM_SYSTEM], found, recon)
+        _duplicates(reports[DUPLICATES], found, recon)
+        _rejected(reports[REJECTED], found, recon)
     reports[REGISTRY] = {c: [row[c] for row in registry_rows] for c in REGISTRY_COLUMNS}
-    reports[AUDIT] = {c: [row[c] for row in audit_rows] for c in AUDIT_COLUMNS}
-    trend = trend_rows(runs)
-    reports[TREND] = {c: [row[i] for row in trend] for i, c in enumerate(TREND_COLUMNS)}
-    reports[CHANGES] = changes if changes is not None else _empty(CHANGE_COLUMNS)
+    reports.update(run_level_reports(audit_rows, runs, changes))
     return [write(output_dir / name, reports[name]) for name in REPORTS]
+
+
+def run_level_reports(
+    audit_rows: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str, Any]], changes: Columns | None
+) -> dict[str, Columns]:
+    """The audit log, the trend report and the changes since the last run."""
+    trend = trend_rows(runs)
+    return {
+        AUDIT: {c: [row[c] for row in audit_rows] for c in AUDIT_COLUMNS},
+        TREND: {c: [row[i] for row in trend] for i, c in enumerate(TREND_COLUMNS)},
+        CHANGES: changes if changes is not None else _empty(CHANGE_COLUMNS),
+    }
+
+
+COUNTS = (
+    "rows_read", "rows_rejected", "unique_keys", "matched_in_A", "missing_in_A", "missing_from_system",
+    "duplicate_keys",
+)  # fmt: skip
+
+
+def system_counts(r: SystemResult) -> dict[str, Any]:
+    """One system's line of the summary, as the run's KPIs also record it (None: unavailable)."""
+    if r.snapshot is None:
+        return {"status": "unavailable"}
+    values = [
+        r.snapshot.rows_read, r.rows_rejected, r.unique_keys, r.matched, len(r.missing_in_a),
+        len(r.missing_from_system), len(r.duplicates),
+    ]  # fmt: skip
+    return {"status": "ok", **dict(zip(COUNTS, values, strict=True))}
 
 
 def _empty(columns: Sequence[str]) -> Columns:
     return {c: [] for c in columns}
 
 
-def _summary(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
+def summary_columns(run: RunInfo, systems: Mapping[str, Mapping[str, Any]]) -> Columns:
+    """reconciliation_summary.csv from each system's counts (``system_counts``, or a run's KPIs, which hold the
+    same): the match rate is computed from the counts, so both give the same text."""
+    out = _empty(SUMMARY_COLUMNS)
     mode = f"{run.mode} (dry-run)" if run.dry_run else run.mode
     for system in SYSTEMS:
-        r = recon.systems[system]
-        if r.snapshot is None:
+        counts = systems[system]
+        if counts["status"] != "ok":
             values = [run.run_id, run.finished_at, mode, system, "unavailable", *[""] * 8]
         else:
-            values = [
-                run.run_id, run.finished_at, mode, system, "ok", r.snapshot.rows_read, r.rows_rejected,
-                r.unique_keys, r.matched, len(r.missing_in_a), len(r.missing_from_system), len(r.duplicates),
-                f"{r.match_rate:.4f}",
-            ]  # fmt: skip
+            union = counts["unique_keys"] + counts["missing_from_system"]
+            rate = counts["matched_in_A"] / union if union else 1.0
+            values = [run.run_id, run.finished_at, mode, system, "ok", *(counts[c] for c in COUNTS), f"{rate:.4f}"]
         for column, value in zip(SUMMARY_COLUMNS, values, strict=True):
             out[column].append(value)
+    return out
 
 
 def _missing_in_a(out: Columns, run: RunInfo, recon: Reconciliation, statuses: Mapping[str, str]) -> None:

@@ -11,6 +11,7 @@ replay-history) never recomputes the previous run from the log; a new process do
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,15 +21,26 @@ from keysync.domain.columns import unpack_text
 from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
-from keysync.domain.run import ReconciliationRun, snapshots_from_events
+from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
-from keysync.projections.changes import RunKeys, change_columns
+from keysync.projections.changes import CHANGE_COLUMNS, RunKeys, change_columns
 from keysync.projections.registry_view import apply_registry_event
-from keysync.projections.reports import REPORTS, RunInfo, Writer, render_reports
+from keysync.projections.reports import (
+    CHANGES,
+    REPORTS,
+    SUMMARY,
+    RunInfo,
+    Writer,
+    render_reports,
+    run_level_reports,
+    summary_columns,
+)
 from keysync.projections.run_history import apply_run_event
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
 
 VIEWS, REPORTS_POSITION = "views", "reports"
+# The position of the Completed event of the run whose reconciliation the report files show (its basis).
+REPORTS_BASIS = "reports-basis"
 PAGE = 20  # notifications per read: observation batches are large, so pages stay small
 KEPT_RUN_KEYS = 2  # runs whose keys stay in memory: the latest and the previous
 
@@ -140,9 +152,10 @@ class Projections:
         """Bring views and reports up to date. ``fresh`` is the reconciliation the caller just computed for
         run ``fresh_run_id``; passing it saves recomputing it from the log."""
         position = self.update_views()
-        if position <= self.recorder.position(REPORTS_POSITION) and self._reports_present():
+        rendered = self.recorder.position(REPORTS_POSITION)
+        if position <= rendered and self._reports_present():
             return [self.output_dir / name for name in REPORTS]
-        written = self._render(fresh, fresh_run_id)
+        written = self._render(fresh, fresh_run_id, rendered)
         self.recorder.save_views(REPORTS_POSITION, position, [], [], [])
         return written
 
@@ -158,7 +171,7 @@ class Projections:
 
     def rebuild(self) -> list[Path]:
         """Forget every read model and rebuild it, and the reports, from the event log alone."""
-        self.recorder.reset(VIEWS, REPORTS_POSITION)
+        self.recorder.reset(VIEWS, REPORTS_POSITION, REPORTS_BASIS)
         return self.catch_up()
 
     def preview(self, run: ReconciliationRun, registry: Registry, recon: Reconciliation) -> list[Path]:
@@ -180,10 +193,42 @@ class Projections:
         info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True)
         return render_reports(self.output_dir, self.write, info, recon, registry_rows, audit, runs, changes)
 
-    def _render(self, fresh: Reconciliation | None, fresh_run_id: str) -> list[Path]:
-        return self.render(
-            self.output_dir, self.registry_rows(), self.recorder.audit_rows(), self.recorder.runs(), fresh, fresh_run_id
-        )
+    def _render(self, fresh: Reconciliation | None, fresh_run_id: str, rendered: int) -> list[Path]:
+        """Render the reports. When the files already show the latest reconciliation (a run that found no
+        export changed carries it over) and the registry has not moved since they were written, only the
+        run-level reports are written again."""
+        audit, runs = self.recorder.audit_rows(), self.recorder.runs()
+        completed = [r for r in runs if r["status"] == "completed"]
+        basis_event = _basis_event(_basis(completed), audit) if completed else 0
+        shown = self.recorder.position(REPORTS_BASIS)
+        if (
+            basis_event
+            and basis_event == shown
+            and self._reports_present()
+            and not any(a["event_id"] > rendered and a["event_type"].startswith("MasterKeys") for a in audit)
+        ):
+            written = self._render_run_level(completed[0], audit, runs)
+        else:
+            written = self.render(self.output_dir, self.registry_rows(), audit, runs, fresh, fresh_run_id)
+        if basis_event > shown:
+            self.recorder.save_views(REPORTS_BASIS, basis_event, [], [], [])
+        return written
+
+    def _render_run_level(
+        self, latest: dict[str, Any], audit: list[dict[str, Any]], runs: list[dict[str, Any]]
+    ) -> list[Path]:
+        """Write the summary, the audit log and the trend report (and, after a carried-over run, its empty
+        changes), leaving the other files, which already say what they would say."""
+        kpis = json.loads(latest["kpis"])
+        info = RunInfo(latest["run_id"], latest["finished_at"], latest["mode"])
+        carried = "carried_from" in kpis
+        reports = {SUMMARY: summary_columns(info, kpis["systems"])}
+        reports |= run_level_reports(audit, runs, {c: [] for c in CHANGE_COLUMNS} if carried else None)
+        if not carried:
+            del reports[CHANGES]  # the same latest run as the files show: its changes are written already
+        for name, columns in reports.items():
+            self.write(self.output_dir / name, columns)
+        return [self.output_dir / name for name in REPORTS]
 
     def render(
         self,
@@ -197,22 +242,26 @@ class Projections:
         """Write every report into ``output_dir`` from these read models (registry rows by master key, audit rows
         in log order, runs newest first): the live ones, or a replay's (keysync show-as-of)."""
         completed = [r for r in runs if r["status"] == "completed"]
-        recon = info = changes = None
+        recon = info = changes = detected = None
         if completed:
-            latest = completed[0]
+            latest, basis = completed[0], _basis(completed)
             info = RunInfo(latest["run_id"], latest["finished_at"], latest["mode"])
+            if basis is not latest:
+                detected = RunInfo(basis["run_id"], basis["finished_at"], basis["mode"])
             if fresh is not None and fresh_run_id == latest["run_id"]:
                 recon = fresh
             else:
-                recon = self.reconciliation_of(latest["originator_id"])
+                recon = self.reconciliation_of(basis["originator_id"])
             previous = self.run_keys(completed[1]) if len(completed) > 1 else None
             keys = self.run_keys(latest, recon)
             changes = change_columns(keys, previous, registry_rows, audit_rows)
-        return render_reports(output_dir, self.write, info, recon, registry_rows, audit_rows, runs, changes)
+        return render_reports(
+            output_dir, self.write, info, recon, registry_rows, audit_rows, runs, changes, detected=detected
+        )
 
     def reconciliation_of(self, originator_id: str) -> Reconciliation:
         """Recompute a stored run's reconciliation from its raw observations, with the current rules."""
-        snapshots, reasons = snapshots_from_events(self.store.run_events(UUID(originator_id)))
+        snapshots, reasons = self.store.run_snapshots(originator_id)
         return reconcile(snapshots, self.rules, self.strategy, unavailable_reasons=reasons)
 
     def run_keys(self, run: dict[str, Any], recon: Reconciliation | None = None) -> RunKeys:
@@ -234,6 +283,15 @@ class Projections:
         """Only the key column of each observation batch is used, one event at a time, and only the sets of
         normalized keys are kept: less than half the cost of recomputing the reconciliation, and a fraction of
         its memory."""
+        kpis = json.loads(run["kpis"]) if run["kpis"] else {}
+        sources = kpis.get("sources", {}).values()
+        if any(s["holder"] != run["originator_id"] or s["depth"] for s in sources):
+            # An incremental run: its systems' rows are partly other runs'.
+            snapshots, _ = self.store.run_snapshots(run["originator_id"])
+            found = {s: set(normalize_keys(snapshot.keys, self.rules)) for s, snapshot in snapshots.items()}
+            for found_keys in found.values():
+                found_keys.discard("")
+            return RunKeys.from_keys(run["run_id"], found)
         keys: dict[str, set[str]] = {}
         for event in self.store.events.get(UUID(run["originator_id"])):
             name = type(event).__name__
@@ -247,3 +305,23 @@ class Projections:
 
     def _reports_present(self) -> bool:
         return all((self.output_dir / name).exists() for name in REPORTS)
+
+
+def _basis(completed: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose reconciliation the latest completed run's results are: itself, or the run it carried over
+    (``completed`` is the completed runs' history rows, newest first)."""
+    latest = completed[0]
+    carried = json.loads(latest["kpis"]).get("carried_from") if latest["kpis"] else None
+    return next((r for r in completed if r["run_id"] == carried), latest) if carried else latest
+
+
+def _basis_event(basis: dict[str, Any], audit: list[dict[str, Any]]) -> int:
+    """The notification id of the basis run's Completed event (0 if the audit view does not hold it)."""
+    return next(
+        (
+            int(a["event_id"])
+            for a in reversed(audit)
+            if a["run_id"] == basis["run_id"] and a["event_type"] == "Completed"
+        ),
+        0,
+    )

@@ -1,0 +1,95 @@
+"""What an incremental run needs to know of the run before it: each system's export fingerprint and which run's
+events hold its rows.
+
+Every completed run lists this in its KPIs (``sources``), full runs included, so that the next incremental run
+finds it in the run history without reading any observation back. An export is unchanged when its size and
+content hash (sha256) are the ones recorded, whatever its modification time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from keysync.domain.observations import Fingerprint, SourceSnapshot
+
+# A system's rows are its last whole observation plus at most this many deltas; the next change reads it whole,
+# so that rebuilding it from the log never walks a long chain of runs.
+MAX_DELTAS = 10
+# A change to more than this share of a system's rows is recorded as a whole observation: it is no smaller.
+MAX_DELTA_SHARE = 0.5
+
+Fingerprinter = Callable[[Path], Fingerprint | None]
+BaseSnapshot = Callable[[str, str], SourceSnapshot]
+
+
+@attrs.frozen
+class SourceState:
+    """Where a system stood after a run: its export's fingerprint, and the run whose events hold its rows
+    (``holder``, an originator id) after ``depth`` deltas on a whole observation."""
+
+    file: str
+    fingerprint: Fingerprint
+    holder: str
+    depth: int
+    rows: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "fingerprint": attrs.astuple(self.fingerprint),
+            "holder": self.holder,
+            "depth": self.depth,
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SourceState:
+        return cls(data["file"], Fingerprint(*data["fingerprint"]), data["holder"], data["depth"], data["rows"])
+
+    def unchanged(self, file: str, now: Fingerprint | None) -> bool:
+        return (
+            now is not None
+            and file == self.file
+            and (now.size, now.sha256) == (self.fingerprint.size, self.fingerprint.sha256)
+        )
+
+
+@attrs.frozen
+class Baseline:
+    """The latest completed run, as an incremental run sees it."""
+
+    run_id: str
+    options: Mapping[str, Any]  # the run's decisions: rules, strategy, auto_approve
+    kpis: Mapping[str, Any]
+    sources: Mapping[str, SourceState]
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any], options: Mapping[str, Any]) -> Baseline:
+        """From a run-history row and the options of the run's Started event."""
+        kpis = json.loads(run["kpis"]) if run["kpis"] else {}
+        sources = {s: SourceState.from_json(v) for s, v in kpis.get("sources", {}).items()}
+        return cls(run["run_id"], options, kpis, sources)
+
+    @property
+    def basis(self) -> str:
+        """The run whose reconciliation this run's results are: itself, or the one it carried over."""
+        return str(self.kpis.get("carried_from") or self.run_id)
+
+    def decides_like(self, options: Mapping[str, Any]) -> bool:
+        """Whether a run with ``options`` would reach the same results on the same rows."""
+        return all(self.options.get(k) == options.get(k) for k in ("rules", "strategy", "auto_approve"))
+
+
+@attrs.frozen
+class Incremental:
+    """An incremental run's view of the past: the baseline, how to fingerprint an export, and how to get a
+    system's rows back from the run that holds them."""
+
+    baseline: Baseline
+    fingerprint: Fingerprinter
+    base_snapshot: BaseSnapshot
