@@ -3,7 +3,8 @@ events hold its rows.
 
 Every completed run lists this in its KPIs (``sources``), full runs included, so that the next incremental run
 finds it in the run history without reading any observation back. An export is unchanged when its size and
-content hash (sha256) are the ones recorded, whatever its modification time.
+content hash (sha256) are the ones recorded, whatever its modification time. As in git's index, a file whose
+size and modification time (to the nanosecond) are the ones recorded is taken to be unchanged without hashing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ MAX_DELTAS = 10
 # A change to more than this share of a system's rows is recorded as a whole observation: it is no smaller.
 MAX_DELTA_SHARE = 0.5
 
-Fingerprinter = Callable[[Path], Fingerprint | None]
+# (path, the fingerprint recorded) -> the file's fingerprint now; hashing only when size or time differ
+Fingerprinter = Callable[[Path, Fingerprint | None], Fingerprint | None]
 BaseSnapshot = Callable[[str, str], SourceSnapshot]
 
 

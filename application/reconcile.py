@@ -118,8 +118,8 @@ class Observation:
 @attrs.frozen
 class RunResult:
     run: ReconciliationRun
-    registry: Registry
-    reconciliation: Reconciliation | None  # None when the run carried the last reconciliation over
+    registry: Registry | None  # None, as the reconciliation, when the run carried the last one over
+    reconciliation: Reconciliation | None
     proposed: list[str]
     timings: dict[str, float]
     resumed: bool = False
@@ -186,17 +186,19 @@ def observe(
 def _skip_unchanged(
     settings: RunSettings, observation: Observation, incremental: Incremental, checkpoint: Checkpoint
 ) -> None:
+    """Record every export that has not changed since the baseline, with one checkpoint for them all."""
     for system in observation.pending:
         state = incremental.baseline.sources.get(system)
         path = settings.sources[system].path
         if state is None or str(path) != state.file:
             continue
-        now = incremental.fingerprint(path)
+        now = incremental.fingerprint(path, state.fingerprint)
         if now is None or not state.unchanged(str(path), now):
             continue
         observation.run.observe_unchanged(system, state.file, now, state.holder, state.depth, state.rows)
         observation.unchanged.add(system)
         observation.states[system] = attrs.evolve(state, fingerprint=now)
+    if observation.unchanged:
         checkpoint(observation.run)
 
 
@@ -225,6 +227,20 @@ def _note_state(observation: Observation, snapshot: SourceSnapshot, depth: int) 
         )
 
 
+def carry_over(settings: RunSettings, observation: Observation, incremental: Incremental | None) -> RunResult | None:
+    """Complete an incremental run that found no export changed, with the same rules as its baseline: the
+    reconciliation is the baseline's and there is no registry decision to make. None if the run must reconcile."""
+    if incremental is None or settings.dry_run or observation.unchanged != set(SYSTEMS):
+        return None
+    baseline, run = incremental.baseline, observation.run
+    if not baseline.decides_like(run.options):
+        return None
+    kpis = {**baseline.kpis, "proposed_count": 0, "auto_approval_rate": 0.0, "carried_from": baseline.basis}
+    kpis.update(duration_s=round(time.perf_counter() - observation.began, 3), sources=_sources(observation))
+    run.complete(kpis)
+    return RunResult(run, None, None, [], observation.timings, observation.resumed)
+
+
 def conclude(
     settings: RunSettings,
     observation: Observation,
@@ -239,14 +255,7 @@ def conclude(
         reason = f"System A is the authority and could not be read: {observation.reasons[AUTHORITY]}"
         run.fail(reason)
         raise RunFailed(run, reason)
-    if incremental is not None and not settings.dry_run:
-        baseline = incremental.baseline
-        if observation.unchanged == set(SYSTEMS) and baseline.decides_like(run.options):
-            # Same rows, same rules: the same reconciliation and no registry decision to make.
-            kpis = {**baseline.kpis, "proposed_count": 0, "auto_approval_rate": 0.0, "carried_from": baseline.basis}
-            kpis.update(duration_s=round(time.perf_counter() - observation.began, 3), sources=_sources(observation))
-            run.complete(kpis)
-            return RunResult(run, registry, None, [], timings, observation.resumed)
+    if incremental is not None:
         for system in observation.unchanged - set(observation.snapshots):
             state = observation.states[system]
             observation.snapshots[system] = incremental.base_snapshot(state.holder, system)

@@ -24,6 +24,7 @@ from keysync.application.reconcile import (
     RunResult,
     RunSettings,
     SourceSpec,
+    carry_over,
     conclude,
     new_run,
     observe,
@@ -121,6 +122,10 @@ class KeySync:
                 self.projections.catch_up()
                 raise
             _log_result(result)
+            states = observation.states
+            self.store.remember_rows(
+                {(states[s].holder, s): snap for s, snap in observation.snapshots.items() if s in states}
+            )
             (progress or (lambda _phase: None))("writing reports")
             with timed(result.timings, "reports"):
                 reports = self.projections.catch_up(result.reconciliation, result.run_id)
@@ -156,11 +161,12 @@ class KeySync:
     ) -> RunResult:
         """Conclude and save. If someone changed the registry meanwhile (an approval), reload it and retry:
         the run's observations are already safe, only the registry decisions are redone."""
+        carried = carry_over(settings, observation, incremental)
+        if carried is not None:  # the registry is untouched
+            with timed(carried.timings, "store"):
+                self._save(carried.run, *sealed_chain(self.store))
+            return carried
         result = conclude(settings, observation, self.store.registry(), progress, incremental)
-        if result.reconciliation is None:  # carried over: the registry is untouched
-            with timed(result.timings, "store"):
-                self._save(result.run, *sealed_chain(self.store))
-            return result
         for attempt in range(3):
             try:
                 with timed(result.timings, "store"):

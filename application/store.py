@@ -27,6 +27,7 @@ class KeySyncStore(Application):
 
     # Called with the number of events each save stored (the composition root hooks fault injection here).
     after_save: Callable[[int], None] | None = None
+    _latest_rows: ClassVar[dict[tuple[str, str], SourceSnapshot]] = {}
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         recordings = super().save(*objs, **kwargs)
@@ -60,7 +61,7 @@ class KeySyncStore(Application):
     def base_snapshots(self) -> Callable[[str, str], SourceSnapshot]:
         """What snapshots_from_events needs to follow an incremental run's systems back to the runs whose
         events hold their rows. Each (run, system) is read once per resolver."""
-        found: dict[tuple[str, str], SourceSnapshot] = {}
+        found: dict[tuple[str, str], SourceSnapshot] = dict(self._latest_rows)
 
         def base_snapshot(base: str, system: str) -> SourceSnapshot:
             if (base, system) not in found:
@@ -69,6 +70,11 @@ class KeySyncStore(Application):
             return found[base, system]
 
         return base_snapshot
+
+    def remember_rows(self, rows: dict[tuple[str, str], SourceSnapshot]) -> None:
+        """Keep the rows a run just observed, by (holding run, system), so that the next run in this process
+        (keysync schedule) need not read them back from the log. Only the latest run's are kept."""
+        self._latest_rows = rows
 
     def run_events(self, originator_id: Any) -> list[Any]:
         """Every event of one run, in order: the raw observations with them."""

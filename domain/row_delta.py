@@ -40,6 +40,9 @@ def row_delta(old: Sequence[Row], new: Sequence[Row]) -> RowDelta:
     """The rows removed from ``old`` and added in ``new``; every other row is kept, in the same order."""
     if len(old) == len(new) and old == new:
         return RowDelta([], [])
+    quick = _without_repeats(old, new)
+    if quick is not None:
+        return quick
     unused: dict[Row, list[int]] = {}
     for i in range(len(old) - 1, -1, -1):  # reversed, so that pop() hands out the earliest occurrence
         unused.setdefault(old[i], []).append(i)
@@ -55,6 +58,20 @@ def row_delta(old: Sequence[Row], new: Sequence[Row]) -> RowDelta:
     return RowDelta(
         [i for i in range(len(old)) if i not in kept_old],
         [j for j in range(len(new)) if j not in kept_new],
+    )
+
+
+def _without_repeats(old: Sequence[Row], new: Sequence[Row]) -> RowDelta | None:
+    """The usual case at set speed: no row occurs twice in either export, and the rows in both are in the same
+    order. None when that is not so."""
+    old_rows, new_rows = set(old), set(new)
+    if len(old_rows) != len(old) or len(new_rows) != len(new):
+        return None
+    if [r for r in old if r in new_rows] != [r for r in new if r in old_rows]:
+        return None
+    return RowDelta(
+        [i for i, r in enumerate(old) if r not in new_rows],
+        [j for j, r in enumerate(new) if r not in old_rows],
     )
 
 

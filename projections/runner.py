@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import attrs
+
 from keysync.application.store import KeySyncStore
 from keysync.domain.columns import unpack_text
 from keysync.domain.normalization import NormalizationRules, normalize_keys
@@ -270,6 +272,9 @@ class Projections:
         last two runs' keys are kept in memory, without their downstream systems' whole key sets."""
         run_id = run["run_id"]
         keys = self._run_keys.pop(run_id, None)
+        carried = json.loads(run["kpis"]).get("carried_from") if run["kpis"] else None
+        if keys is None and recon is None and carried in self._run_keys:
+            keys = attrs.evolve(self._run_keys[carried], run_id=run_id)  # the same keys as the run it carried
         if recon is not None:
             keys = RunKeys.of(run_id, recon)  # costs nothing, and knows the export order a first run shows
         elif keys is None:
