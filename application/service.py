@@ -12,6 +12,7 @@ from uuid import UUID
 import attrs
 from eventsourcing.persistence import StoredEvent
 
+from keysync.application.as_of import registry_as_of
 from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.history import AuditFilter, audit_events, key_timeline
@@ -231,8 +232,11 @@ class KeySync:
         self.projections.catch_up()
         return deprecated
 
-    def registry_rows(self, status: str | None = None) -> list[dict[str, str]]:
+    def registry_rows(self, status: str | None = None, as_of: str = "") -> list[dict[str, str]]:
+        """The registry now, or as it stood at the moment ``as_of`` names (a run id or an ISO 8601 time)."""
         self.projections.update_views()
+        if as_of:
+            return registry_as_of(self.projections, as_of, status)
         return self.projections.recorder.registry_rows(status)
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from eventsourcing.domain import EventSourcingError
 from eventsourcing.persistence import PersistenceError
 from eventsourcing.utils import TopicError
 
+from keysync.application.as_of import AsOfError
 from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
 from keysync.application.service import ConflictError, HistoryError, MigrationError
@@ -21,6 +23,7 @@ from keysync.cli.display import safe
 from keysync.domain.registry import RegistryError
 from keysync.infrastructure.config import Config, ConfigError, load_config
 from keysync.infrastructure.logs import setup_logging
+from keysync.infrastructure.report_files import ReportWriteError
 
 
 def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -63,16 +66,20 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return command(*args, **kwargs)
-    except (ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError) as error:
+    except (ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError, AsOfError) as error:
         raise click.ClickException(str(error)) from error
     except RunFailed as error:
         raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
     except PersistenceError as error:
         raise click.ClickException(_store_problem(error)) from error
+    except sqlite3.Error as error:  # eventsourcing lets some through unwrapped, e.g. opening a store on a full disk
+        raise click.ClickException(_store_problem(error)) from error
     except (EventSourcingError, TopicError) as error:  # e.g. an event whose class this version does not know
         raise click.ClickException(f"the event store holds something this version cannot read: {error}") from error
     except BrokenPipeError:
         raise  # the reader of our output went away (| head): not an error to report
+    except ReportWriteError as error:  # says which report, why, and that nothing stored is lost
+        raise click.ClickException(str(error)) from error
     except OSError as error:
         raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
 

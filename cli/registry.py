@@ -21,15 +21,16 @@ def registry_group() -> None:
 @registry_group.command("list")
 @config_option
 @click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only keys in this status.")
+@click.option("--as-of", "as_of", metavar="RUN_ID|TIME", default="", help="The registry as it stood then.")
 @json_option
 @user_errors
-def list_command(config_path: Path | None, status: str | None, as_json: bool) -> None:
-    """List master keys.
+def list_command(config_path: Path | None, status: str | None, as_of: str, as_json: bool) -> None:
+    """List master keys, now or as they stood at a run or a time.
 
-    Example: keysync registry list --status Proposed
+    Example: keysync registry list --status Proposed --as-of 2026-11-01
     """
     status = next((s for s in STATUSES if status and s.lower() == status.lower()), None)
-    rows = build(load(config_path)).registry_rows(status)
+    rows = build(load(config_path)).registry_rows(status, as_of=as_of)
     if as_json:
         print_json(rows)
     else:

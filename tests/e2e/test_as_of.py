@@ -117,3 +117,17 @@ def test_the_registry_as_of_a_run_reads_only_the_registry(any_project, write_sys
     assert later == {"X-1": "Deprecated", "Y-1": "Proposed"}
     assert [r["master_key"] for r in registry_as_of(projections, second, "Proposed")] == ["Y-1"]
     assert registry_as_of(projections, "1999-12-31T23:59:59+00:00") == []
+
+
+def test_registry_list_as_of_a_run_shows_the_keys_and_statuses_of_then(any_project, write_systems):
+    write_systems(A=A, B=["CUST-1", "X-1"], C=A, D=A, E=A)
+    first = json.loads(any_project.invoke("run", "--json").stdout)["run_id"]
+    any_project.invoke("registry", "approve", "--all")
+    write_systems(B=["CUST-1", "X-1", "Y-1"])
+    any_project.invoke("run")
+    then = json.loads(any_project.invoke("registry", "list", "--as-of", first, "--json").stdout)
+    now = json.loads(any_project.invoke("registry", "list", "--json").stdout)
+    assert [(r["master_key"], r["status"]) for r in then] == [("X-1", "Proposed")]
+    assert [(r["master_key"], r["status"]) for r in now] == [("X-1", "Active"), ("Y-1", "Proposed")]
+    unknown = any_project.invoke("registry", "list", "--as-of", "not-a-run", expect=1)
+    assert "not-a-run" in unknown.stderr and "Traceback" not in unknown.stderr
