@@ -22,14 +22,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from keysync.domain.keys import CONTROL, key_problem
 from keysync.domain.observations import SYSTEMS, RejectedRow, SourceSnapshot
 
 Row = list[str]
 Entry = list  # [system, index, *row]: a row and its position in its system
 
-# The reader's rules for a key (see keysync.infrastructure.sources._row_problem); every file the sandbox writes is
-# read back with the real reader and compared, so a divergence here fails the operation instead of going unseen.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# What makes a key unusable is keysync.domain.keys' to say, for the reader and the sandbox alike; every file the
+# sandbox writes is read back with the real reader and compared, so a divergence between what the sandbox predicts
+# and what the reader does fails the operation instead of going unseen.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, as surrogateescape decodes them
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -143,15 +144,7 @@ def row_problem(row: Sequence[str], max_key_length: int) -> str:
     """Why the reader rejects this row ("" if it accepts it), in the reader's words."""
     if len(row) > 4:
         return "key is not valid UTF-8"
-    key = row[0]
-    control = _CONTROL.search(key)
-    if control:
-        return f"control character \\x{ord(control.group()):02x} in key"
-    if not key.strip():
-        return "empty key"
-    if len(key) > max_key_length:
-        return f"key longer than {max_key_length} characters ({len(key)})"
-    return ""
+    return key_problem(row[0], max_key_length) or ""
 
 
 def snapshot(system: str, rows: Sequence[Sequence[str]], max_key_length: int, file: str = "") -> SourceSnapshot:
@@ -178,8 +171,8 @@ def _problems(rows: Sequence[Sequence[str]], keys: list[str], max_key_length: in
     suspects: set[int] = set()
     if rows and max(map(len, rows)) > 4:
         suspects.update(i for i, row in enumerate(rows) if len(row) > 4)
-    if _CONTROL.search("".join(keys)):
-        suspects.update(i for i, key in enumerate(keys) if _CONTROL.search(key))
+    if CONTROL.search("".join(keys)):
+        suspects.update(i for i, key in enumerate(keys) if CONTROL.search(key))
     if not all(map(str.strip, keys)):
         suspects.update(i for i, key in enumerate(keys) if not key.strip())
     if keys and max(map(len, keys)) > max_key_length:
