@@ -25,7 +25,7 @@ from keysync.infrastructure.sources import (
     BLANKS,
     FIELDS,
     KEY,
-    UNDECODABLE,
+    RAW_KEEP,
     ParsedRows,
     PhysicalLines,
     SourceFile,
@@ -33,10 +33,14 @@ from keysync.infrastructure.sources import (
     is_blank,
     is_utf8,
     printable,
-    row_indexes,
+    take_sorted,
 )
 
+_BOM = b"\xef\xbb\xbf"
+_MAX_HEADER_BYTES = 1 << 16  # a header is a few column names: a longer line 1 is not one
 _MAX_RECORD_LINES = 100  # a quoted field may run over this many line ends before we call the quote left open
+# pyarrow parses in blocks of this many bytes (its default) and refuses a line longer than a block.
+_BLOCK_SIZE = 1 << 20
 # A line whose fields are each wholly quoted or free of quotes, with no comma, quote or line end inside the
 # quotes (e.g. a QUOTE_ALL export): dropping its quotes leaves exactly its fields, so pyarrow can take it.
 _SIMPLY_QUOTED = r'^(?:"[^",\r\n]*"|[^",\r\n]*)(?:,(?:"[^",\r\n]*"|[^",\r\n]*))*(?:\r\n|\r|\n)?$'
@@ -51,7 +55,7 @@ def parse_csv(data: bytes, source: SourceFile) -> ParsedRows:
     table = _read_clean_body(data, start, len(names))
     if table is not None:
         return _csv_rows(names, table, np.arange(2, table.num_rows + 2), _SlowRecords(), table.num_rows)
-    return _parse_line_by_line(data[start:], names, source)
+    return _parse_line_by_line(data, start, names, source)
 
 
 def _split_header(data: bytes) -> tuple[bytes, int]:
@@ -65,6 +69,8 @@ def _split_header(data: bytes) -> tuple[bytes, int]:
 
 def _header_names(header: bytes, source: SourceFile) -> list[str]:
     """Column names by position. Unknown columns are allowed and ignored; known ones must not repeat."""
+    if len(header) > _MAX_HEADER_BYTES:
+        raise source.unavailable(f"line 1 is not a usable CSV header (longer than {_MAX_HEADER_BYTES} bytes)")
     try:
         names = [name.strip().lower() for name in _csv_fields(header.decode("utf-8"))]
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -112,39 +118,47 @@ def _count_lines(data: bytes, start: int) -> int:
     return line_ends + (data[-1:] not in (b"\n", b"\r"))
 
 
-def _arrow_csv(data: bytes | memoryview, n_cols: int) -> pa.Table | None:
-    """Parse quote-free, valid UTF-8 CSV lines, all columns as strings; None if a line has the wrong width."""
+def _arrow_csv(data: bytes | memoryview, n_cols: int, block_size: int = _BLOCK_SIZE) -> pa.Table | None:
+    """Parse quote-free, valid UTF-8 CSV lines, all columns as strings; None if a line has the wrong width, or
+    is longer than ``block_size`` bytes."""
     names = [f"c{i}" for i in range(n_cols)]
     if not len(data):
         return pa.table({name: pa.array([], pa.string()) for name in names})
+    # pyarrow drops a byte order mark at the start of what it parses; here that is a row's first field, where a
+    # BOM is data (the file's own BOM is gone already). A row in front keeps it, and is dropped after parsing.
+    lead = bytes(data[: len(_BOM)]) == _BOM
+    if lead:
+        data = b",".join([b"x"] * n_cols) + b"\n" + bytes(data)
     try:
-        return pacsv.read_csv(
+        table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=names),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=block_size),
             parse_options=pacsv.ParseOptions(quote_char=False, newlines_in_values=False),
             # UTF-8 was checked already; strings are never null ("" stays "").
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), check_utf8=False),
         )
     except pa.ArrowInvalid:
         return None
+    return table.slice(1) if lead else table
 
 
 # ------------------------------------------------------------------------------------------------------------
 # The careful path
 
 
-def _parse_line_by_line(body: bytes, names: list[str], source: SourceFile) -> ParsedRows:
-    """Triage the lines at C speed, parse the suspicious ones one by one and the rest with pyarrow."""
-    lines = PhysicalLines(body)
+def _parse_line_by_line(data: bytes, start: int, names: list[str], source: SourceFile) -> ParsedRows:
+    """Triage the lines from ``start`` at C speed, parse the suspicious ones one by one and the rest with pyarrow."""
+    lines = PhysicalLines(data, start)
     suspicious, odd_quotes = _triage(lines, len(names))
     slow = _parse_suspicious(lines, np.flatnonzero(suspicious), odd_quotes, names, source)
     clean = ~suspicious
     clean[slow.consumed] = False  # continuation lines of records with a quoted field running over a line end
     clean_lines = np.flatnonzero(clean)
     buffer = lines.join(clean_lines)
-    if buffer.find(b'"') >= 0:  # only simply quoted lines hold quotes now: dropping them leaves the fields
-        buffer = buffer.translate(None, b'"')
-    table = _arrow_csv(buffer, len(names))
+    if lines.find(b'"') >= 0:  # only simply quoted lines hold quotes now: dropping them leaves the fields
+        buffer = bytes(buffer).translate(None, b'"')
+    longest = int((lines.ends[clean_lines] - lines.starts[clean_lines]).max(initial=0))
+    table = _arrow_csv(buffer, len(names), block_size=max(_BLOCK_SIZE, longest + 1))
     if table is None or table.num_rows != len(clean_lines):
         raise RuntimeError(f"{source.file}: pyarrow disagrees with the line triage")  # a bug, not bad data
     return _csv_rows(names, table, clean_lines + 2, slow, len(clean_lines) + slow.rows_read, lines)
@@ -158,7 +172,7 @@ def _triage(lines: PhysicalLines, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
     """
     suspicious = lines.count_per_line(b",") != n_cols - 1  # catches blank lines, unless there is one column
     odd_quotes = np.empty(0, dtype=np.int64)
-    if lines.data.find(b'"') >= 0:
+    if lines.find(b'"') >= 0:
         counts = lines.count_per_line(b'"')
         quoted = np.flatnonzero(counts)
         odd_quotes = np.flatnonzero(counts % 2)
@@ -168,6 +182,8 @@ def _triage(lines: PhysicalLines, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
     if n_cols == 1:  # a blank line starts with a blank (or is empty): check those few candidates
         candidates = np.flatnonzero(np.isin(lines.first_bytes(), list(BLANKS)))
         suspicious[[i for i in candidates.tolist() if is_blank(lines[i])]] = True
+        # '""' alone: without its quotes an empty line, which pyarrow would skip rather than read as a row.
+        suspicious[(lines.content_ends() - lines.starts == 2) & (lines.first_bytes() == ord('"'))] = True
     return suspicious, odd_quotes
 
 
@@ -194,27 +210,29 @@ def _parse_suspicious(
             continue  # already part of a multi-line record
         line_no = i + 2  # the header is line 1
         if is_blank(lines[i]):
-            out.rejected.append(source.reject(line_no, "blank line", lines.text(i), "warning"))
+            out.rejected.append(source.reject(line_no, "blank line", lines.text(i, limit=RAW_KEEP), "warning"))
             continue
         out.rows_read += 1
         last, fields, problem = _parse_record(lines, i, odd_quotes, len(names))
         out.consumed.extend(range(i + 1, last + 1))
         next_free = last + 1
-        raw = lines.text(i, last)
+        raw = lines.text(i, last, limit=RAW_KEEP)
         problem = problem or _undecodable_field(fields, names, used)
         if problem:
             out.rejected.append(source.reject(line_no, problem, raw))
         else:
             out.lines.append(line_no)
-            out.fields.append(fields)
+            out.fields.append(_decoded(fields, used))
             out.raws.append(raw)
     return out
 
 
 def _parse_record(lines: PhysicalLines, i: int, odd_quotes: np.ndarray, n_cols: int) -> tuple[int, list[str], str]:
-    """Parse the record starting at line i: (its last line, its fields, the problem or "")."""
-    text = lines.text(i)
+    """Parse the record starting at line i: (its last line, its fields as Latin-1 text, the problem or "")."""
+    text = lines.latin1(i)
     if '"' not in text:
+        if text.count(",") != n_cols - 1:  # not split: a line of a million commas would be a million fields
+            return i, [], f"wrong number of fields: {text.count(',') + 1}, expected {n_cols}"
         fields = text.split(",")
     else:
         try:
@@ -237,7 +255,7 @@ def _multiline_record(
         return None
     last = int(odd_quotes[k])
     try:
-        fields = _csv_fields(lines.text(i, last))
+        fields = _csv_fields(lines.latin1(i, last))
     except csv.Error:
         return None
     return (last, fields, "") if len(fields) == n_cols else None
@@ -247,14 +265,26 @@ def _quoting_problem(exc: csv.Error) -> str:
     message = str(exc)
     if "expected after" in message:
         return "unexpected text after a closing quote"
+    if "field larger than field limit" in message:
+        return f"a quoted field longer than {csv.field_size_limit()} bytes"
     return f"malformed quoting ({message})"
 
 
 def _undecodable_field(fields: list[str], names: list[str], used: list[int]) -> str:
+    """Which used field (Latin-1 text, see ``PhysicalLines.latin1``) is not UTF-8, if any: "" if none."""
     for pos in used:
-        if UNDECODABLE.search(fields[pos]):
+        if not fields[pos].isascii() and not is_utf8(fields[pos].encode("latin-1")):
             return f"{field_label(names[pos])} is not valid UTF-8"
     return ""
+
+
+def _decoded(fields: list[str], used: list[int]) -> list[str]:
+    """The used fields decoded from Latin-1 text to what they are, UTF-8 ("" for the fields not used)."""
+    decoded = [""] * len(fields)
+    for pos in used:
+        text = fields[pos]
+        decoded[pos] = text if text.isascii() else text.encode("latin-1").decode("utf-8")
+    return decoded
 
 
 def _csv_rows(
@@ -281,11 +311,13 @@ def _csv_rows(
 
     def raw_lines(indexes: Sequence[int]) -> list[str]:
         fast = [i for i in indexes if i < n_fast]
-        if physical is None:
-            fast_columns = table.take(row_indexes(fast)).to_pydict().values()
+        if physical is None:  # each field cut to RAW_KEEP characters: the line's first RAW_KEEP stay the same
+            fast_columns = [
+                pc.utf8_slice_codeunits(take_sorted(column, fast), 0, RAW_KEEP).to_pylist() for column in table.columns
+            ]
             fast_raws = iter([",".join(values) for values in zip(*fast_columns, strict=True)])
-        else:
-            fast_raws = iter(physical.texts([int(lines[i]) - 2 for i in fast]))  # they went to pyarrow: UTF-8
+        else:  # they went to pyarrow: UTF-8
+            fast_raws = iter(physical.texts([int(lines[i]) - 2 for i in fast], limit=RAW_KEEP))
         return [next(fast_raws) if i < n_fast else slow.raws[i - n_fast] for i in indexes]
 
     return ParsedRows(pa.table(columns), raw_lines, rows_read, slow.rejected)

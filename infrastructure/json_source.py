@@ -6,6 +6,7 @@ source_key. Unknown fields are ignored. For an array, a row's "line" is its elem
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from keysync.domain.observations import RejectedRow
 from keysync.infrastructure.sources import (
     FIELDS,
     KEY,
+    RAW_KEEP,
     UNDECODABLE,
     ParsedRows,
     PhysicalLines,
@@ -30,11 +32,13 @@ from keysync.infrastructure.sources import (
 
 _JSON_SPACE = " \t\r\n"
 _NOT_SPACE = re.compile(rb"[^ \t\r\n]")
+_NOT_SPACE_TEXT = re.compile(r"[^ \t\r\n]")
 _RECORD = pa.struct([(name, pa.string()) for name in FIELDS])
 _SCHEMA = pa.schema(list(_RECORD))
 _ARROW_OPTIONS = pajson.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
 # The C scanner behind json.loads, without json.loads' per-call overhead (it matters over 1M lines).
 _scan_json = json.JSONDecoder().scan_once
+_BLOCK_SIZE = 1 << 20  # pyarrow's default: bytes parsed in one go
 
 
 def parse_json(data: bytes, source: SourceFile) -> ParsedRows:
@@ -57,7 +61,11 @@ def _parse_array(data: bytes, source: SourceFile) -> ParsedRows:
         raise source.unavailable("not usable JSON: nested too deeply") from exc
 
     def raw_of(i: int) -> str:
-        return f"[element {i + 1}] {json.dumps(elements[i], ensure_ascii=False)}"
+        try:
+            shown = json.dumps(_shortened(elements[i]), ensure_ascii=False)
+        except RecursionError:
+            shown = "(nested too deeply to show)"
+        return f"[element {i + 1}] {shown}"
 
     rejected: list[RejectedRow] = []
     records = _records(list(range(1, len(elements) + 1)), elements, raw_of, rejected, source)
@@ -74,7 +82,8 @@ def _parse_lines(data: bytes, source: SourceFile) -> ParsedRows:
     lines = PhysicalLines(data)
     careful = ~_framed_objects(lines)
     framed = np.flatnonzero(~careful)
-    table = _arrow_json(lines.join(framed), len(framed))
+    longest = int((lines.ends[framed] - lines.starts[framed]).max(initial=0))
+    table = _arrow_json(lines.join(framed), len(framed), max(_BLOCK_SIZE, longest + 1))
     if table is None:  # some framed line is not a plain record: find which, one by one
         careful[:] = True
         framed = framed[:0]
@@ -85,17 +94,17 @@ def _parse_lines(data: bytes, source: SourceFile) -> ParsedRows:
     texts: list[str] = []
     for i in np.flatnonzero(careful).tolist():
         text = lines.text(i)
-        value, problem = _json_value(text.strip(_JSON_SPACE))
+        value, problem = _json_value(text)
         if problem:
             rejected.append(source.reject(i + 1, problem, text, "warning" if problem == "blank line" else "error"))
         else:
             numbers.append(i + 1)
             values.append(value)
-            texts.append(text)
+            texts.append(text[:RAW_KEEP])
     rows_read = len(framed) + len(numbers) + sum(row.severity == "error" for row in rejected)
 
     def framed_raw(i: int) -> str:
-        return lines.text(int(framed[i]))
+        return lines.text(int(framed[i]), limit=RAW_KEEP)
 
     from_arrow = _Records(table, framed + 1, framed_raw)
     from_python = _records(numbers, values, texts.__getitem__, rejected, source)
@@ -111,29 +120,48 @@ def _framed_objects(lines: PhysicalLines) -> np.ndarray:
     return framed
 
 
-def _arrow_json(data: bytes, n_lines: int) -> pa.Table | None:
+def _arrow_json(data: bytes | memoryview, n_lines: int, block_size: int) -> pa.Table | None:
     """Parse framed JSON Lines at C speed; None unless each line is one object with string/null fields.
 
-    Given valid UTF-8, pyarrow is as strict as json.loads (stricter on huge numbers).
+    Given valid UTF-8, pyarrow is as strict as json.loads (stricter on huge numbers). ``block_size`` must be
+    more than the longest line: pyarrow refuses a line longer than a block.
     """
     if not n_lines:
         return _SCHEMA.empty_table()
     try:
-        table = pajson.read_json(pa.py_buffer(data), parse_options=_ARROW_OPTIONS)
+        options = pajson.ReadOptions(block_size=block_size)
+        table = pajson.read_json(pa.py_buffer(data), read_options=options, parse_options=_ARROW_OPTIONS)
     except (pa.ArrowException, ValueError):
         return None
     return table if table.num_rows == n_lines else None
 
 
-def _json_value(text: str) -> tuple[object, str]:
-    """The one JSON value a stripped line holds, or why it does not hold exactly one."""
-    if not text:
+def _shortened(value: object) -> object:
+    """A JSON value cut down to what shows its first RAW_KEEP characters (strings and containers cut to RAW_KEEP):
+    dumped, it starts as the whole value's dump does, and a huge value is never dumped whole."""
+    if isinstance(value, str):
+        return value[:RAW_KEEP]
+    if isinstance(value, list):
+        return [_shortened(item) for item in value[:RAW_KEEP]]
+    if isinstance(value, dict):
+        items = list(itertools.islice(value.items(), RAW_KEEP))
+        return {_shortened(key): _shortened(item) for key, item in items}
+    return value
+
+
+def _json_value(line: str) -> tuple[object, str]:
+    """The one JSON value a line holds (with JSON whitespace around it), or why it does not hold exactly one.
+
+    The line is not stripped first: stripping a huge line would copy it."""
+    first = _NOT_SPACE_TEXT.search(line)
+    if first is None:
         return None, "blank line"
+    start, stop = first.start(), len(line.rstrip(_JSON_SPACE))
     try:
-        value, end = _scan_json(text, 0)
+        value, end = _scan_json(line, start)
     except (StopIteration, ValueError, RecursionError):
         end = -1
-    return (value, "") if end == len(text) else (None, _json_error(text))
+    return (value, "") if end == stop else (None, _json_error(line[start:stop]))
 
 
 def _json_error(text: str) -> str:
@@ -224,7 +252,7 @@ def _rows(records: _Records, rows_read: int, rejected: list[RejectedRow], source
     for i in np.flatnonzero(missing_key).tolist():
         rejected.append(source.reject(int(records.lines[i]), f"missing {KEY}", records.raw_of(i)))
     kept = np.flatnonzero(~missing_key)
-    table = records.table.filter(pa.array(~missing_key))
+    table = records.table.filter(pa.array(~missing_key)) if len(kept) < len(missing_key) else records.table
     columns = {name: pc.fill_null(table[name], "") for name in FIELDS}
     table = pa.table({**columns, "line": pa.array(records.lines[kept], pa.int64())})
 

@@ -10,8 +10,9 @@ rules to all rows at once and builds the snapshot.
 Speed matters (a full run reads five files of ~1M rows), so no per-row Python runs for clean rows: the
 format modules hand clean lines to pyarrow's parsers and parse only suspicious lines one by one; the field
 rules (control characters, empty or long keys, foreign source_system) run vectorized with pyarrow.compute
-as a pre-filter whose hits ``_row_problem``, the plain Python definition, confirms; last_seen_at values
-already in canonical UTC form are recognised by one regex, and only the others are parsed, once per value.
+as a pre-filter whose hits ``_row_problem`` confirms with the plain Python definition (the domain's
+``key_problem``, then the system); last_seen_at values already in canonical UTC form are recognised by one
+regex, and only the others are parsed, once per value.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,7 @@ import pyarrow.compute as pc
 
 # SourceUnavailable is the domain's, where the application catches it; raised here, its message names the file.
 from keysync.application.bulk import collector_paused
+from keysync.domain.keys import CONTROL_CLASS, key_problem
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot, SourceUnavailable
 
 __all__ = ["SourceUnavailable", "read_source"]
@@ -41,12 +44,12 @@ KINDS = ("csv", "json")
 BLANKS = b" \t\r\n"  # what a blank line may hold
 
 _BOM = b"\xef\xbb\xbf"
+_MB = 1 << 20
 _RAW_LIMIT = 200  # characters of a rejected line kept in the report
+RAW_KEEP = _RAW_LIMIT + 1  # characters of a row's text that show it as ``printable`` does: the rest is never copied
 _SAMPLE_ROWS = 20_000  # rows sampled to judge whether a column is repetitive
+_CHUNK = 1 << 22  # bytes looked at in one go when counting per line
 
-# Control characters: any Unicode Cc (C0, DEL, C1) but tab. The same class serves Python re and RE2 (pyarrow).
-_CONTROL_CLASS = r"[\x00-\x08\x0a-\x1f\x7f-\x9f]"
-_CONTROL = re.compile(_CONTROL_CLASS)
 # Characters escaped in reports: control characters (tab too) and lone surrogates (undecodable bytes).
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Lone surrogates: bytes that were not UTF-8 (kept by surrogateescape), or a JSON \udXXX escape.
@@ -67,13 +70,16 @@ _FIRST_STAMP = np.datetime64("0001-01-01T00:00:00", "us")
 _LAST_STAMP = np.datetime64("9999-12-31T23:59:59.999999", "us")
 
 
-def read_source(system: str, path: Path, kind: str = "csv", *, max_key_length: int = 256) -> SourceSnapshot:
+def read_source(
+    system: str, path: Path, kind: str = "csv", *, max_key_length: int = 256, max_file_mb: int = 2048
+) -> SourceSnapshot:
     """Read one system's export: a CSV file, or JSON (an array of objects, or JSON Lines).
 
     Rows that break a rule are left out and listed in ``rejected`` (severity "error"); rows used with a caveat
     (unparseable last_seen_at) and skipped blank lines are listed with severity "warning".
-    Raises SourceUnavailable when the file cannot be used at all, including an empty file: an export that
-    lost its header is more likely a failed export than a system without keys.
+    Raises SourceUnavailable when the file cannot be used at all, including an empty file (an export that
+    lost its header is more likely a failed export than a system without keys) and a file larger than
+    ``max_file_mb`` megabytes (MiB), which is not read at all.
     """
     # The format modules build on the shared pieces below, so they are imported here, not at the top.
     from keysync.infrastructure.csv_source import parse_csv
@@ -82,8 +88,7 @@ def read_source(system: str, path: Path, kind: str = "csv", *, max_key_length: i
     if kind not in KINDS:
         raise ValueError(f"unknown source kind {kind!r}, expected one of {KINDS}")
     source = SourceFile(system, str(path))
-    data, fingerprint = _read_file(Path(path))
-    data = data.removeprefix(_BOM)
+    data, fingerprint = _read_file(Path(path), max_file_mb)
     with collector_paused():
         rows = parse_csv(data, source) if kind == "csv" else parse_json(data, source)
         return _snapshot(rows, source, max_key_length, fingerprint)
@@ -115,51 +120,84 @@ class ParsedRows:
     """
 
     table: pa.Table
-    raw_lines: Callable[[Sequence[int]], list[str]]  # the text of rows (by table index), for reports
+    # The text of rows (by table index), for reports: at least the first RAW_KEEP characters of each.
+    raw_lines: Callable[[Sequence[int]], list[str]]
     rows_read: int
     rejected: list[RejectedRow] = field(default_factory=list)
 
 
 class PhysicalLines:
-    """The physical lines of a buffer (ended by \\r\\n, \\r or \\n), located with numpy rather than split."""
+    """The physical lines of a buffer from ``offset`` on (ended by \\r\\n, \\r or \\n), located with numpy rather
+    than split. Positions (``starts``, ``ends``) count from ``offset``; the buffer itself is never copied whole.
 
-    def __init__(self, data: bytes) -> None:
+    Memory stays within a small multiple of the buffer whatever it holds (one line of 50 MB, or 50 MB of commas):
+    per-byte work runs chunk by chunk, and only per-line arrays are kept.
+    """
+
+    def __init__(self, data: bytes, offset: int = 0) -> None:
         self.data = data
-        self.bytes = np.frombuffer(data, np.uint8)
+        self.offset = offset
+        self.view = memoryview(data)[offset:]
+        self.bytes = np.frombuffer(data, np.uint8, offset=offset) if offset < len(data) else np.empty(0, np.uint8)
         self.ends = self._ends()  # exclusive; each line's bytes include its line end
         self.starts = self.ends - np.diff(self.ends, prepend=0)
 
     def _ends(self) -> np.ndarray:
         buf = self.bytes
-        ends = np.flatnonzero(buf == ord("\n"))
-        if self.data.find(b"\r") >= 0:
-            cr = np.flatnonzero(buf == ord("\r"))
+        ends = self._positions(ord("\n"))
+        if self.find(b"\r") >= 0:
+            cr = self._positions(ord("\r"))
             after = np.minimum(cr + 1, len(buf) - 1)
             lone_cr = cr[(cr + 1 == len(buf)) | (buf[after] != ord("\n"))]
             if len(lone_cr):
                 ends = np.union1d(ends, lone_cr)
         ends = ends + 1
-        if self.data and self.data[-1:] not in (b"\n", b"\r"):
-            ends = np.r_[ends, len(self.data)]
+        if len(buf) and buf[-1] not in (ord("\n"), ord("\r")):
+            ends = np.r_[ends, len(buf)]
         return ends
 
     def __len__(self) -> int:
         return len(self.ends)
 
     def __getitem__(self, i: int) -> bytes:
-        return self.data[self.starts[i] : self.ends[i]]
+        return bytes(self.view[self.starts[i] : self.ends[i]])
+
+    def find(self, sub: bytes) -> int:
+        """Where ``sub`` first occurs (counted from offset), or -1."""
+        found = self.data.find(sub, self.offset)
+        return found - self.offset if found >= 0 else -1
 
     def span(self, first: int, last: int) -> bytes:
         """Lines first..last (inclusive) as they are in the file."""
-        return self.data[self.starts[first] : self.ends[last]]
+        return bytes(self.view[self.starts[first] : self.ends[last]])
 
-    def text(self, first: int, last: int | None = None) -> str:
-        """Lines first..last (just first by default) decoded as ``decode_line`` does, without the last line end."""
-        return strip_eol(decode_line(self.span(first, first if last is None else last)))
+    def text(self, first: int, last: int | None = None, *, limit: int | None = None) -> str:
+        """Lines first..last (just first by default) decoded as ``decode_line`` does, without the last line end.
 
-    def texts(self, chosen: Sequence[int]) -> list[str]:
-        """Lines as ``text`` gives them, many at once; they must be valid UTF-8."""
-        utf8 = self.as_arrow(np.asarray(chosen, dtype=np.int64)).cast(pa.large_string())
+        With a limit, only the first ``limit`` characters or more (never the whole of a longer line) are decoded.
+        """
+        start, end = int(self.starts[first]), int(self.ends[first if last is None else last])
+        if limit is not None and end - start > 4 * limit + 4:  # a character is at most 4 bytes
+            return str(self.view[start : start + 4 * limit + 4], "utf-8", "surrogateescape")[:limit]
+        return strip_eol(str(self.view[start:end], "utf-8", "surrogateescape"))
+
+    def latin1(self, first: int, last: int | None = None) -> str:
+        """Lines first..last (just first by default), one character per byte (Latin-1), without the last line
+        end. The CSV structure without decoding: commas, quotes and line ends are ASCII, and UTF-8 never uses
+        an ASCII byte inside a character; bytes that are not UTF-8 would decode to a string twice as large."""
+        start, end = int(self.starts[first]), int(self.ends[first if last is None else last])
+        return strip_eol(str(self.view[start:end], "latin-1"))
+
+    def texts(self, chosen: Sequence[int], limit: int) -> list[str]:
+        """Lines as ``text(i, limit=limit)`` gives them, many at once; they must be valid UTF-8."""
+        chosen = np.asarray(chosen, dtype=np.int64)
+        long = np.flatnonzero(self.ends[chosen] - self.starts[chosen] > 4 * limit + 4)
+        if len(long):  # not through arrow, which would copy such lines whole
+            out = self.texts(np.delete(chosen, long), limit)
+            for at in long.tolist():
+                out.insert(at, self.text(int(chosen[at]), limit=limit))
+            return out
+        utf8 = self.as_arrow(chosen).cast(pa.large_string())
         return pc.utf8_rtrim(utf8, characters="\r\n").to_pylist()
 
     def content_ends(self) -> np.ndarray:
@@ -173,33 +211,52 @@ class PhysicalLines:
         return self.bytes[np.minimum(self.starts, len(self.bytes) - 1)]
 
     def count_per_line(self, byte: bytes) -> np.ndarray:
-        return self._count_per_line(np.flatnonzero(self.bytes == ord(byte)))
+        code = ord(byte)
+        return self._count_per_line(lambda chunk: chunk == code)
 
     def undecodable(self) -> np.ndarray:
         """Indexes of the lines that are not valid UTF-8 (only lines with non-ASCII bytes are decoded)."""
-        if is_utf8(self.data):
+        if is_utf8(self.view):
             return np.empty(0, dtype=np.int64)
-        non_ascii = np.flatnonzero(self._count_per_line(np.flatnonzero(self.bytes >= 0x80)))
-        return np.array([i for i in non_ascii.tolist() if not is_utf8(self[i])], dtype=np.int64)
+        non_ascii = np.flatnonzero(self._count_per_line(lambda chunk: chunk >= 0x80))
+        return np.array([i for i in non_ascii.tolist() if not is_utf8(self.view[self.starts[i] : self.ends[i]])],
+                        dtype=np.int64)  # fmt: skip
 
-    def _count_per_line(self, positions: np.ndarray) -> np.ndarray:
-        return np.diff(np.searchsorted(positions, self.ends), prepend=0)
+    def _positions(self, code: int) -> np.ndarray:
+        """Where the byte ``code`` occurs, found chunk by chunk (a mask of the whole buffer would be as large)."""
+        found = [np.flatnonzero(self.bytes[at : at + _CHUNK] == code) + at for at in range(0, len(self.bytes), _CHUNK)]
+        return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+    def _count_per_line(self, hits: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Per line, how many bytes ``hits`` marks. Chunk by chunk, so that the positions held stay few even when
+        every byte is a hit; each line is counted in the chunk where it ends."""
+        below_ends = np.empty(len(self.ends), dtype=np.int64)  # per line: hits before its end
+        done, before = 0, 0
+        for start in range(0, len(self.bytes), _CHUNK):
+            stop = min(start + _CHUNK, len(self.bytes))
+            positions = np.flatnonzero(hits(self.bytes[start:stop])) + start
+            upto = int(np.searchsorted(self.ends, stop, side="right"))
+            below_ends[done:upto] = before + np.searchsorted(positions, self.ends[done:upto])
+            done, before = upto, before + len(positions)
+        return np.diff(below_ends, prepend=0)
 
     def as_arrow(self, chosen: np.ndarray) -> pa.Array:
         """The chosen lines as an arrow binary array, for vectorized checks (a zero-copy view, a take)."""
         offsets = pa.py_buffer(np.r_[0, self.ends].astype(np.int64))
-        view = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(self), [None, offsets, pa.py_buffer(self.data)])
+        view = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(self), [None, offsets, pa.py_buffer(self.view)])
         return view.take(row_indexes(chosen))
 
-    def join(self, chosen: np.ndarray) -> bytes:
-        """The chosen lines (sorted indexes) as one buffer, copied run by run rather than line by line."""
+    def join(self, chosen: np.ndarray) -> bytes | memoryview:
+        """The chosen lines (sorted indexes) as one buffer, copied run by run rather than line by line (a view,
+        not a copy, when they are one run)."""
         if not len(chosen):
             return b""
         breaks = np.flatnonzero(np.diff(chosen) != 1)
         firsts = self.starts[chosen[np.r_[0, breaks + 1]]].tolist()
         lasts = self.ends[chosen[np.r_[breaks, len(chosen) - 1]]].tolist()
-        view = memoryview(self.data)
-        return b"".join(view[s:e] for s, e in zip(firsts, lasts, strict=True))
+        if len(firsts) == 1:
+            return self.view[firsts[0] : lasts[0]]
+        return b"".join(self.view[s:e] for s, e in zip(firsts, lasts, strict=True))
 
 
 def printable(text: str, limit: int = _RAW_LIMIT) -> str:
@@ -218,12 +275,22 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def is_utf8(data: bytes) -> bool:
-    if data.isascii():  # much cheaper than decoding
+def is_utf8(data: bytes | memoryview) -> bool:
+    """Whether data is valid UTF-8. A large buffer is checked by arrow in place: decoding it would build a string
+    up to four times as large."""
+    if isinstance(data, bytes) and data.isascii():  # much cheaper than decoding
         return True
+    if len(data) <= _CHUNK:
+        try:
+            str(data, "utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    whole = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+        whole.cast(pa.large_string())
+    except pa.ArrowInvalid:
         return False
     return True
 
@@ -249,20 +316,72 @@ def row_indexes(indexes: Sequence[int] | np.ndarray) -> pa.Array:
     return pa.array(indexes, pa.int64())  # typed, so that taking no rows works too
 
 
+def take_sorted(column: pa.ChunkedArray | pa.Array, indexes: Sequence[int] | np.ndarray) -> pa.ChunkedArray | pa.Array:
+    """The rows at ``indexes`` (ascending) of a column, chunk by chunk: a take on a chunked column would first
+    copy the whole column into one chunk."""
+    if isinstance(column, pa.Array):
+        return column.take(row_indexes(indexes))
+    indexes = np.asarray(indexes, dtype=np.int64)
+    firsts = np.cumsum([0, *(len(chunk) for chunk in column.chunks)])
+    splits = np.searchsorted(indexes, firsts)
+    parts = [
+        chunk.take(row_indexes(indexes[splits[k] : splits[k + 1]] - firsts[k]))
+        for k, chunk in enumerate(column.chunks)
+        if splits[k + 1] > splits[k]
+    ]
+    return pa.chunked_array(parts, column.type)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # The file
 
 
-def _read_file(path: Path) -> tuple[bytes, Fingerprint]:
+def _read_file(path: Path, max_file_mb: int) -> tuple[bytes, Fingerprint]:
+    """The file's bytes after any UTF-8 byte order mark (skipped, not copied away), and its fingerprint."""
+    limit = max_file_mb * _MB
     try:
         with path.open("rb") as f:
-            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
-            data = f.read()
+            stat = os.fstat(f.fileno())
+            if stat.st_size > limit:
+                raise _too_large(path, stat.st_size, max_file_mb)
+            head = f.read(len(_BOM))
+            if head != _BOM and f.seekable():
+                f.seek(0)
+                head = b""
+            data = _read_rest(f, stat.st_size - len(head), limit - len(head))
+            if head and head != _BOM:  # not seekable (a pipe): the rare case that costs a copy
+                data, head = head + data, b""
     except FileNotFoundError:
         raise SourceUnavailable(f"{path}: file not found") from None
     except OSError as exc:
         raise SourceUnavailable(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-    return data, Fingerprint(size=len(data), mtime_ns=mtime_ns, sha256=hashlib.sha256(data).hexdigest())
+    size = len(head) + len(data)
+    if size > limit:  # it grew while being read
+        raise _too_large(path, size, max_file_mb)
+    digest = hashlib.sha256(head)
+    digest.update(data)
+    return data, Fingerprint(size=size, mtime_ns=stat.st_mtime_ns, sha256=digest.hexdigest())
+
+
+def _read_rest(f: BinaryIO, expected: int, limit: int) -> bytes:
+    """The rest of the file, or limit + 1 bytes of it when it is longer. Read in one piece of the size the file
+    had when opened, which is all there is unless it grew meanwhile (or is a pipe or a device)."""
+    data = f.read(max(0, min(expected, limit)) + 1)
+    if len(data) <= expected:
+        return data
+    more = bytearray(data)
+    while len(more) <= limit:
+        chunk = f.read(min(_CHUNK, limit + 1 - len(more)))
+        if not chunk:
+            break
+        more += chunk
+    return bytes(more)
+
+
+def _too_large(path: Path, size: int, max_file_mb: int) -> SourceUnavailable:
+    return SourceUnavailable(
+        f"{path}: file too large ({size / _MB:,.1f} MB, over processing.max_file_mb = {max_file_mb:,} MB)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -345,12 +464,14 @@ def _field_problems(table: pa.Table, system: str, max_key_length: int) -> dict[i
     if has_system:
         foreign = pc.invert(pc.is_in(table["source_system"], value_set=pa.array(["", system])))
         flagged = pc.or_(flagged, foreign)
-    hits = np.flatnonzero(flagged.to_numpy(zero_copy_only=False)).tolist()
-    keys = key.take(row_indexes(hits)).to_pylist()
-    systems = table["source_system"].take(row_indexes(hits)).to_pylist() if has_system else [""] * len(hits)
+    hits = np.flatnonzero(flagged.to_numpy(zero_copy_only=False))
+    systems = take_sorted(table["source_system"], hits).to_pylist() if has_system else [""] * len(hits)
+    # Keys fetched all at once, but a huge one alone: a take would copy it in arrow before Python copies it again.
+    huge = pc.binary_length(key).to_numpy(zero_copy_only=False)[hits] > _CHUNK
+    fetched = iter(take_sorted(key, hits[~huge]).to_pylist())
     problems = {}
-    for i, k, s in zip(hits, keys, systems, strict=True):
-        problem = _row_problem(k, s, system, max_key_length)
+    for i, alone, s in zip(hits.tolist(), huge.tolist(), systems, strict=True):
+        problem = _row_problem(key[i].as_py() if alone else next(fetched), s, system, max_key_length)
         if problem:
             problems[i] = problem
     return problems
@@ -364,20 +485,21 @@ def _control_in_keys(keys: pa.ChunkedArray) -> pa.ChunkedArray:
 def _control_in_chunk(keys: pa.Array) -> pa.Array:
     data = keys.buffers()[2]
     raw = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
-    if not (((raw < 0x20) & (raw != ord("\t"))) | (raw >= 0x7F)).any():
+    if not any(_maybe_control(raw[at : at + _CHUNK]) for at in range(0, len(raw), _CHUNK)):
         return pa.array(np.zeros(len(keys), dtype=bool))
-    return pc.match_substring_regex(keys, _CONTROL_CLASS)  # RE2 reads the class as code points, like re
+    return pc.match_substring_regex(keys, CONTROL_CLASS)  # RE2 reads the class as code points, like re
+
+
+def _maybe_control(raw: np.ndarray) -> bool:
+    """Whether bytes may hold a control character: one below 0x20 but tab, or any from 0x7F (DEL, C1, non-ASCII)."""
+    return bool((((raw < 0x20) & (raw != ord("\t"))) | (raw >= 0x7F)).any())
 
 
 def _row_problem(key: str, source_system: str, system: str, max_key_length: int) -> str:
     """Why a row's fields make it unusable ("" if not): the reference rule behind the vectorized filter."""
-    control = _CONTROL.search(key)
-    if control:
-        return f"control character {_escape_char(control)} in key"
-    if not key.strip():
-        return "empty key"
-    if len(key) > max_key_length:
-        return f"key longer than {max_key_length} characters ({len(key)})"
+    problem = key_problem(key, max_key_length)
+    if problem:
+        return problem
     if source_system not in ("", system):
         return _foreign_system(source_system, system)
     return ""
@@ -392,7 +514,7 @@ def _normalize_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[list[str]
     """last_seen_at in canonical UTC ISO 8601 ("" stays ""), and the unparseable values by row index."""
     todo = np.flatnonzero(~_is_canonical_utc(values))
     if len(todo):  # rewrite the common UTC spellings at C speed, so that few values are left to parse
-        written = values.take(row_indexes(todo))
+        written = take_sorted(values, todo)
         rewritten = pc.replace_substring_regex(written, _UTC_SPELLING, r"\1T\2+00:00")
         mask = np.zeros(len(values), dtype=bool)
         mask[todo] = True
