@@ -1,14 +1,21 @@
 """Writing report files: UTF-8 CSV with a header, replaced atomically so a crash never leaves half a report.
 
+A write that fails (a full disk, a folder that cannot be written) raises ``ReportWriteError``, one clear sentence,
+and leaves the file that was there as it was. A process killed while writing leaves its temporary file behind; the
+temporary file's name holds the host and the process id, so the next write of that report, on that host, removes
+the ones whose writer is dead (see ``temporary_beside``).
+
 Every text cell that a spreadsheet would read as a formula is neutralised on the way out (see
 ``keysync.infrastructure.cell_safety``), unless the caller turns that off (``reports.escape_formulas: false``).
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +36,50 @@ _QUOTED_BYTE = np.zeros(256, dtype=bool)
 _QUOTED_BYTE[[ord(c) for c in '",\r\n']] = True  # ASCII: in UTF-8 such a byte is always that character
 
 
+# In temporary files' names: a process id means something only on its own host.
+_HOST = socket.gethostname().replace("/", "_").replace(".", "_") or "localhost"
+
+
+class ReportWriteError(OSError):
+    """A report that could not be written. The file at its path (the previous report, if any) is left as it was and
+    no temporary file is left behind; everything the command stored in the event store stays stored."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(error.errno, error.strerror or str(error), str(path))
+        self.path = path
+
+    def __str__(self) -> str:
+        return (
+            f"cannot write report {self.path}: {self.strerror}; the previous {self.path.name} is left as it was, and "
+            "what was stored stays stored: `keysync reports` writes the reports once the folder can be written"
+        )
+
+
+def temporary_beside(target: Path) -> tuple[int, Path]:
+    """Create a temporary file in ``target``'s folder, for writing and then renaming onto ``target``: an open file
+    descriptor and its path, ``.<target name>.<host>.<pid>.<random>.tmp``.
+
+    Temporary files of ``target`` that a process on this host left behind when it died (SIGKILL, power loss) are
+    removed first; another host's, or a live process's (a concurrent writer), are left alone."""
+    prefix = f".{target.name}.{_HOST}."
+    for left in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = left.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            left.unlink(missing_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    return fd, Path(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def write_csv_atomic(path: Path, columns: Mapping[str, Sequence[Any]], *, escape_formulas: bool = True) -> Path:
     """Write ``columns`` (name -> values, all the same length) as CSV to a temporary file beside ``path``,
     then rename it into place. With ``escape_formulas`` (the default), a text cell starting with ``=``, ``+``,
@@ -39,9 +90,13 @@ def write_csv_atomic(path: Path, columns: Mapping[str, Sequence[Any]], *, escape
     need it, so a report looks the same whichever writer made it.
 
     The rename replaces whatever is at ``path``: a symbolic link there is replaced, never written through.
+    A write that fails raises ``ReportWriteError`` and leaves ``path`` as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = temporary_beside(path)
+    except OSError as error:
+        raise ReportWriteError(path, error) from error
     try:
         with os.fdopen(fd, "wb") as handle:
             table = _table(columns, escape_formulas)
@@ -53,8 +108,10 @@ def write_csv_atomic(path: Path, columns: Mapping[str, Sequence[Any]], *, escape
             faults.while_writing(path.name)
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+    except BaseException as error:
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise ReportWriteError(path, error) from error
         raise
     return path
 

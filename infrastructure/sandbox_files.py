@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import attrs
 from keysync.application.sandbox_ports import SandboxFilesError
 from keysync.domain.observations import SourceSnapshot, SourceUnavailable
 from keysync.domain.sandbox_rows import Row, file_key
+from keysync.infrastructure.report_files import temporary_beside
 from keysync.infrastructure.sources import FIELDS, read_source
 
 _COMPARED = {  # SourceSnapshot column -> how a message names it
@@ -79,10 +79,10 @@ def stage_sources(
 
 def _temporary_beside(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, temporary = temporary_beside(target)  # removes the ones a killed command left
     os.fchmod(fd, 0o644)  # mkstemp makes it private; an export is for others to read
     os.close(fd)
-    return Path(name)
+    return temporary
 
 
 def write_rows(path: Path, system: str, rows: Sequence[Row]) -> None:

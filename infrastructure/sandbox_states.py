@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from keysync.application.sandbox_ports import StateFileError
+from keysync.infrastructure.report_files import temporary_beside
 from keysync.infrastructure.sandbox_files import StagedFiles
 
 SUFFIX = ".json"
@@ -46,8 +47,7 @@ class StateFolder:
         temporary: Path | None = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, name_of_temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            temporary = Path(name_of_temporary)
+            fd, temporary = temporary_beside(target)  # removes the ones a killed command left
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(document, handle, ensure_ascii=False, separators=(",", ":"))
                 handle.write("\n")
