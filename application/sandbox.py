@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import PersistenceError
 
 from keysync.application.sandbox_ports import SandboxLock, SourceFilesWriter, Staged, StateFileError, StateFiles
 from keysync.application.sandbox_states import SavedState, StateExistsError, parse_state
@@ -61,10 +62,12 @@ class NoRunYetError(Exception):
 
 @attrs.frozen
 class Change:
-    """What one command did (its history entries, the last one last) and the sandbox's state after it."""
+    """What one command did (its history entries, the last one last) and the sandbox's state after it;
+    ``reports_behind`` says why the reports could not be brought up to date after it ("" when they were)."""
 
     operations: list[dict[str, Any]]
     status: SandboxStatus
+    reports_behind: str = ""
 
     @property
     def operation(self) -> dict[str, Any]:
@@ -227,10 +230,12 @@ class SandboxService:
             return [self.write_files(self.settings.files, sandbox.rows, expected,
                                      max_key_length=self.settings.max_key_length)]  # fmt: skip
 
-        sandbox, first = self._apply(change)
-        return Change(sandbox.operations[first:], sandbox_status(sandbox, self.settings, expected))
+        sandbox, first, behind = self._apply(change)
+        return Change(sandbox.operations[first:], sandbox_status(sandbox, self.settings, expected), behind)
 
-    def _apply(self, command: Callable[[Sandbox, Operation], list[Staged]]) -> tuple[Sandbox, int]:
+    def _apply(self, command: Callable[[Sandbox, Operation], list[Staged]]) -> tuple[Sandbox, int, str]:
+        """Run the command, save it, put its files in place, then bring the read models and the reports up to date:
+        the sandbox, the index of the command's first history entry, and why the reports are behind ("")."""
         with self.lock():
             sandbox = self.sandbox()
             first = len(sandbox.operations)
@@ -247,7 +252,21 @@ class SandboxService:
             self._snapshot_now_and_then(sandbox, sandbox.operations[first:])
         for done in sandbox.operations[first:]:
             log.info("sandbox %s by %s", done["operation"], done["actor"], extra={"fields": done})
-        return sandbox, first
+        return sandbox, first, self._catch_up()
+
+    def _catch_up(self) -> str:
+        """The edit's event is in the log: the audit trail and its report must show it, as after a run or an
+        approval (keysync doctor finds the read models behind the log otherwise). The edit is stored and its files
+        are in place whatever happens here, and any later command catches up, so a failure (a full disk, a busy
+        store) does not fail the edit: it is said, and logged."""
+        if self.keysync is None:
+            return ""
+        try:
+            self.keysync.projections.catch_up()
+        except (OSError, PersistenceError) as error:
+            log.warning("the reports could not be brought up to date after a sandbox edit: %s", error)
+            return f"the reports could not be brought up to date ({error}); `keysync reports` does it"
+        return ""
 
     def _snapshots(self, sandbox: Sandbox) -> dict[str, SourceSnapshot]:
         """What the reader should find in each file."""

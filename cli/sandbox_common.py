@@ -124,12 +124,15 @@ def hints_line(status: SandboxStatus) -> str:
 
 
 def report_change(change: Change, said: str, as_json: bool) -> None:
-    """After every change: what was done (stderr), then the per-system totals and the hints."""
+    """After every change: what was done (stderr), then the per-system totals and the hints; and, if the reports
+    could not be brought up to date after it, why (the change itself is done)."""
     if as_json:
         print_json({"operations": change.operations, "status": change.status.as_dict()})
-        return
-    message(f"{said} (operation {change.operation['operation_id']}).")
-    show_status(change.status)
+    else:
+        message(f"{said} (operation {change.operation['operation_id']}).")
+        show_status(change.status)
+    if change.reports_behind:
+        message(f"Warning: the change is saved, but {change.reports_behind}.")
 
 
 def show_status(status: SandboxStatus) -> None:
