@@ -138,7 +138,8 @@ class Projections:
                 break
             for notification in page:
                 if notification.id in self._recorded:
-                    break  # the rest is in memory
+                    position = notification.id - 1  # the rest is in memory (ids can have gaps: PostgreSQL's do)
+                    break
                 yield notification.id, self.store.mapper.to_domain_event(notification)
                 position = notification.id
 
