@@ -60,6 +60,17 @@ POSTGRES_DSN = os.environ.get("KEYSYNC_TEST_POSTGRES_DSN", "")
 BACKENDS = ["sqlite", *(["postgres"] if POSTGRES_DSN else [])]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (the long stress and crash-loop runs) are skipped unless asked for: ``-m slow`` runs
+    only them, ``KEYSYNC_SLOW_TESTS=1`` runs them with the rest."""
+    if os.environ.get("KEYSYNC_SLOW_TESTS") or "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow, or KEYSYNC_SLOW_TESTS=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """A project on SQLite (for tests that look inside the SQLite file or its lock)."""
