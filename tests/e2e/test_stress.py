@@ -54,6 +54,10 @@ KNOWN_BUGS = {
     "the event store cannot be used: database is locked": "SQLite: Views.save_views reads, then writes, and is "
     "refused at once when another process commits in between (test_saving_a_projection_position_waits_...)",
 }
+RENDER_RACE = (
+    "Projections.catch_up: an older rendering written after a newer one stays "
+    "(test_reports_written_by_a_slower_process_do_not_replace_newer_ones)"
+)
 SANDBOX_OPS = ("add-key", "remove-key", "modify-key")
 PRESEEDED = 3  # keys of each worker in System B (and so in the registry) before the workers start
 
@@ -137,8 +141,11 @@ def audit_store(project: Any, operations: list[dict[str, Any]]) -> dict[str, Any
         # reports` does it (a later command may not have).
         project.invoke("reports")
     doctor = project.invoke("doctor", "--json", expect=None)
+    problems = [c for c in json.loads(doctor.stdout)["checks"] if not c["ok"]]
+    if problems and all(c["name"].startswith("report ") for c in problems):
+        # Everything at the log's end, yet report files older than it: a slower catch-up's files landed last.
+        pytest.xfail(f"known bug: {RENDER_RACE} ({problems[0]['name']}: {problems[0]['detail']})")
     assert doctor.exit_code == 0, doctor.stdout
-    assert json.loads(doctor.stdout)["healthy"]
 
     events = logged_events(project.config)
     # Runs: every acknowledged run id started once and completed; no run in the log that nobody acknowledged.
