@@ -165,7 +165,7 @@ class KeySync:
         carried = carry_over(settings, observation, incremental)
         if carried is not None:  # the registry is untouched
             with timed(carried.timings, "store"):
-                self._save(carried.run, *sealed_chain(self.store))
+                self._save(*sealed_chain(self.store), carried.run)
             return carried
         result = conclude(settings, observation, self.store.registry(), progress, incremental)
         for attempt in range(3):
