@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -102,7 +103,7 @@ class Provisioning:
 @attrs.frozen
 class Temporal:
     simulate_history: bool = True
-    days_of_history: int = 30  # >= 1
+    days_of_history: int = 30  # 1..3660
 
 
 @attrs.frozen
@@ -115,7 +116,7 @@ class Failures:
 class Simulation:
     seed: int = 42  # >= 0
     scenario: str = "normal"  # normal | drift | failure | recovery
-    keys: int = 1000  # >= 1
+    keys: int = 1000  # 1..10,000,000
     temporal: Temporal = attrs.Factory(Temporal)
     failures: Failures = attrs.Factory(Failures)
 
@@ -127,9 +128,10 @@ class Processing:
     parallel: bool = True
     checkpoint_interval: int = 5000  # >= 1
     max_key_length: int = 256  # >= 1
-    lock_timeout_s: float = 30.0  # > 0
-    timeout_s: float = 300.0  # > 0; the time limit of one attempt at reading one system's export
-    retries: int = 2  # >= 0; attempts after a failed or timed-out read, with a growing pause in between
+    max_file_mb: int = 2048  # >= 1; a system whose export is larger (in MiB) is unavailable for the run
+    lock_timeout_s: float = 30.0  # > 0, <= 86400
+    timeout_s: float = 300.0  # > 0, <= 86400; the time limit of one attempt at reading one system's export
+    retries: int = 2  # 0..10; attempts after a failed or timed-out read, with a growing pause in between
 
 
 @attrs.frozen
@@ -202,6 +204,14 @@ class _Where:
         raise ConfigError(f"{self.origin}: {key}: {message}", file=self.origin, key=key)
 
 
+# repr, but bounded: YAML aliases can make a small file hold a list of billions of items (a "billion laughs"),
+# whose full repr would take minutes and gigabytes, only to be cut to 80 characters.
+_REPR = reprlib.Repr()  # Python 3.11's takes no arguments
+_REPR.maxlevel = 3
+_REPR.maxtuple = _REPR.maxlist = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 10
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = 100
+
+
 def _show(value: Any) -> str:
     """A value as it would read in YAML, on one line and not too long."""
     if value is None:
@@ -212,7 +222,7 @@ def _show(value: Any) -> str:
         text = repr(str(value))
     else:
         try:
-            text = repr(value)
+            text = _REPR.repr(value)
         except Exception:  # a pathological value must not hide the real error
             text = f"<{type(value).__name__}>"
     text = " ".join(text.split())
@@ -238,18 +248,28 @@ def _check_str(value: Any, key: str, where: _Where) -> str:
     return value
 
 
-def _int(minimum: int) -> _Check:
+# The largest integer anything downstream holds (SQLite, numpy, pyarrow): a larger one is a mistake, and it must be
+# one clear line here, not a traceback from deep inside a run.
+_INT_MAX = 2**63 - 1
+
+
+def _int(minimum: int, maximum: int = _INT_MAX) -> _Check:
     def check(value: Any, key: str, where: _Where) -> int:
         if not _is_int(value):
             where.fail(key, f"{_show(value)} is not an integer")
         if value < minimum:
             where.fail(key, f"{_show(value)} is out of range (must be >= {minimum})")
+        if value > maximum:
+            where.fail(key, f"{_show(value)} is out of range (must be <= {maximum})")
         return int(value)
 
     return check
 
 
-def _float(low: float, high: float | None = None, *, low_open: bool = False) -> _Check:
+def _float(low: float, high: float | None = None, *, low_open: bool = False, cap: float | None = None) -> _Check:
+    """A number from low to high (both included unless low_open), or above low and at most ``cap``: a cap is a
+    limit of the machinery (a timeout Python can wait for) rather than of the setting's meaning, so the message
+    names it only when it is what the value breaks."""
     if high is not None:
         allowed = f"must be between {low:g} and {high:g}"
     else:
@@ -265,6 +285,8 @@ def _float(low: float, high: float | None = None, *, low_open: bool = False) -> 
         too_low = number <= low if low_open else number < low
         if not math.isfinite(number) or too_low or (high is not None and number > high):
             where.fail(key, f"{_show(value)} is out of range ({allowed})")
+        if cap is not None and number > cap:
+            where.fail(key, f"{_show(value)} is out of range (must be <= {cap:g})")
         return number
 
     return check
@@ -449,15 +471,16 @@ def _fields(raw: Any, prefix: str, checks: Mapping[str, _Check], where: _Where) 
     return {name: checks[name](value, _dotted(prefix, name), where) for name, value in mapping.items()}
 
 
+_DAY_S = 86_400.0  # the longest a run waits for a lock or for one read: longer is a mistake, or infinite for Python
 _NORMALIZE_CHECKS: dict[str, _Check] = {
     "trim": _check_bool,
     "uppercase": _check_bool,
     "strip_non_alnum": _check_bool,
     "collapse_delims": _check_collapse_delims,
-    "pad_numbers": _int(0),
+    "pad_numbers": _int(0, 64),
 }
 _PROVISIONING_CHECKS: dict[str, _Check] = {"strategy": _choice(*STRATEGIES), "auto_approve": _check_bool}
-_TEMPORAL_CHECKS: dict[str, _Check] = {"simulate_history": _check_bool, "days_of_history": _int(1)}
+_TEMPORAL_CHECKS: dict[str, _Check] = {"simulate_history": _check_bool, "days_of_history": _int(1, 3660)}
 _FAILURES_CHECKS: dict[str, _Check] = {
     "inject_corruption": _float(0.0, 1.0),
     "simulate_timeout": _check_bool,
@@ -465,7 +488,7 @@ _FAILURES_CHECKS: dict[str, _Check] = {
 _SIMULATION_CHECKS: dict[str, _Check] = {
     "seed": _int(0),
     "scenario": _choice(*SCENARIOS),
-    "keys": _int(1),
+    "keys": _int(1, 10_000_000),
     "temporal": lambda v, k, w: Temporal(**_fields(v, k, _TEMPORAL_CHECKS, w)),
     "failures": lambda v, k, w: Failures(**_fields(v, k, _FAILURES_CHECKS, w)),
 }
@@ -475,9 +498,10 @@ _PROCESSING_CHECKS: dict[str, _Check] = {
     "parallel": _check_bool,
     "checkpoint_interval": _int(1),
     "max_key_length": _int(1),
-    "lock_timeout_s": _float(0.0, low_open=True),
-    "timeout_s": _float(0.0, low_open=True),
-    "retries": _int(0),
+    "max_file_mb": _int(1),
+    "lock_timeout_s": _float(0.0, low_open=True, cap=_DAY_S),
+    "timeout_s": _float(0.0, low_open=True, cap=_DAY_S),
+    "retries": _int(0, 10),
 }
 _STORE_CHECKS: dict[str, _Check] = {"backend": _choice(*BACKENDS), "path": _check_path, "dsn": _check_dsn}
 _SOURCE_CHECKS: dict[str, _Check] = {"type": _choice(*SOURCE_TYPES), "path": _check_path}
