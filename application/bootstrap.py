@@ -90,7 +90,7 @@ def build(
     return KeySync(
         store,
         projections,
-        read_source,
+        functools.partial(read_source, max_file_mb=config.processing.max_file_mb),
         lock=_run_lock(config, recorder),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,
