@@ -123,10 +123,7 @@ class KeySync:
                 self.projections.catch_up()
                 raise
             _log_result(result)
-            states = observation.states
-            self.store.remember_rows(
-                {(states[s].holder, s): snap for s, snap in observation.snapshots.items() if s in states}
-            )
+            self.store.remember_rows(observation.snapshots, observation.states)
             (progress or (lambda _phase: None))("writing reports")
             with timed(result.timings, "reports"):
                 reports = self.projections.catch_up(result.reconciliation, result.run_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -71,10 +71,19 @@ class KeySyncStore(Application):
 
         return base_snapshot
 
-    def remember_rows(self, rows: dict[tuple[str, str], SourceSnapshot]) -> None:
-        """Keep the rows a run just observed, by (holding run, system), so that the next run in this process
-        (keysync schedule) need not read them back from the log. Only the latest run's are kept."""
-        self._latest_rows = rows
+    def remember_rows(self, snapshots: Mapping[str, SourceSnapshot], states: Mapping[str, Any]) -> None:
+        """Keep the rows of each system a run ended with, by (holding run, system), so that the next run in this
+        process (keysync schedule) need not read them back from the log. ``states`` are the run's
+        keysync.application.incremental.SourceState by system; a system it did not need to load (unchanged) keeps
+        the rows remembered before, when they are the same run's."""
+        kept = {}
+        for system, state in states.items():
+            key = (state.holder, system)
+            if system in snapshots:
+                kept[key] = snapshots[system]
+            elif key in self._latest_rows:
+                kept[key] = self._latest_rows[key]
+        self._latest_rows = kept
 
     def run_events(self, originator_id: Any) -> list[Any]:
         """Every event of one run, in order: the raw observations with them."""
