@@ -25,6 +25,7 @@ from keysync.infrastructure.fingerprints import file_fingerprint
 from keysync.infrastructure.mock_history import generate_history
 from keysync.infrastructure.mockdata import generate
 from keysync.infrastructure.report_files import write_csv_atomic
+from keysync.infrastructure.report_lock import report_folder_lock
 from keysync.infrastructure.run_lock import file_lock
 from keysync.infrastructure.sources import read_source
 from keysync.projections.runner import Projections
@@ -86,6 +87,7 @@ def build(
         config.normalize,
         config.provisioning.strategy,
         functools.partial(write_csv_atomic, escape_formulas=config.reports.escape_formulas),
+        report_folder_lock,
     )
     return KeySync(
         store,

@@ -12,7 +12,9 @@ replay-history) never recomputes the previous run from the log; a new process do
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -48,6 +50,14 @@ PAGE = 20  # notifications per read: observation batches are large, so pages sta
 KEPT_RUN_KEYS = 2  # runs whose keys stay in memory: the latest and the previous
 
 
+FolderLock = Callable[[Path], AbstractContextManager[bool]]
+
+
+@contextmanager
+def _unlocked(_folder: Path) -> Iterator[bool]:
+    yield True
+
+
 class Projections:
     def __init__(
         self,
@@ -57,6 +67,7 @@ class Projections:
         rules: NormalizationRules,
         strategy: str,
         write: Writer,
+        lock: FolderLock = _unlocked,
     ):
         self.store = store
         self.recorder = recorder
@@ -64,10 +75,12 @@ class Projections:
         self.rules = rules
         self.strategy = strategy
         self.write = write
+        self.lock = lock  # one writer of a report folder at a time
         # Events this process has just saved, by notification id: folding them needs no decoding.
         self._recorded: dict[int, Any] = {}
         # The whole registry table, when the last update of the views had to load it anyway.
         self._registry: dict[str, dict[str, str]] | None = None
+        self._registry_at = 0  # the views' position the loaded registry is the one of
         # The keys of the last runs rendered, by run_id, oldest first (for changes_since_last_run.csv).
         self._run_keys: dict[str, RunKeys] = {}
 
@@ -84,6 +97,8 @@ class Projections:
         start = self.recorder.position(VIEWS)
         last = self.store.recorder.max_notification_id() or 0
         if last <= start:
+            if start != self._registry_at:
+                self._registry = None  # another process moved the views: the loaded registry is behind them
             return start
         self._registry = None
         registry: dict[str, dict[str, str]] | None = None
@@ -116,6 +131,7 @@ class Projections:
         )
         # Keep the loaded registry for the reports only if these rows are the ones stored.
         self._registry = registry if saved else None
+        self._registry_at = last
         return last
 
     def registry_rows(self) -> list[dict[str, str]]:
@@ -156,12 +172,22 @@ class Projections:
         """Bring views and reports up to date. ``fresh`` is the reconciliation the caller just computed for
         run ``fresh_run_id``; passing it saves recomputing it from the log."""
         position = self.update_views()
-        rendered = self.recorder.position(REPORTS_POSITION)
-        if position <= rendered and self._reports_present():
-            return [self.output_dir / name for name in REPORTS]
-        written = self._render(fresh, fresh_run_id, rendered)
-        self.recorder.save_views(REPORTS_POSITION, position, [], [], [])
-        return written
+        paths = [self.output_dir / name for name in REPORTS]
+        if position <= self.recorder.position(REPORTS_POSITION) and self._reports_present():
+            return paths
+        with self.lock(self.output_dir) as held:
+            # Not held: another process is writing the reports, and writes them again if the log moved meanwhile.
+            while held:
+                rendered = self.recorder.position(REPORTS_POSITION)
+                if position <= rendered and self._reports_present():
+                    break  # another process wrote them while this one waited
+                self._render(fresh, fresh_run_id, rendered)
+                self.recorder.save_views(REPORTS_POSITION, position, [], [], [])
+                latest = self.update_views()
+                if latest <= position:
+                    break
+                position, fresh = latest, None  # the log moved while writing: write what it says now
+        return paths
 
     def status(self) -> dict[str, Any]:
         last = self.store.recorder.max_notification_id() or 0

@@ -74,6 +74,7 @@ class Views:
         at least as new as these."""
         try:
             with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+                self.claim_write(c)
                 if position <= (self._max_tracking_id(name, c) or 0):  # type: ignore[attr-defined]
                     return False
                 for table, rows in zip(TABLES, (registry_rows, run_rows, audit_rows), strict=True):
@@ -84,6 +85,10 @@ class Views:
         except IntegrityError:
             return False
         return True
+
+    def claim_write(self, cursor: Any) -> None:
+        """Take the database's write lock before reading, where reading first would make a concurrent writer's
+        commit fail this transaction instead of waiting for it."""
 
     def position(self, name: str) -> int:
         return self.max_tracking_id(name) or 0  # type: ignore[attr-defined]
@@ -142,6 +147,11 @@ class ViewRecorder(Views, SQLiteTrackingRecorder):
 
     def upsert_sql(self, table: str) -> str:
         return f"INSERT OR REPLACE INTO {table} VALUES ({', '.join('?' * len(COLUMNS_OF[table]))})"
+
+    def claim_write(self, cursor: Any) -> None:
+        # SQLite: a transaction that has read and then writes after another connection committed is refused at
+        # once ("database is locked"); one that writes first waits for the lock (the busy timeout), then reads.
+        cursor.execute("UPDATE tracking SET notification_id = notification_id WHERE 0")
 
     def forget_position_sql(self) -> str:
         return "DELETE FROM tracking WHERE application_name = ?"

@@ -1,8 +1,4 @@
-"""What the stress, crash-loop and full-disk tests found, each pinned down by a small deterministic test.
-
-The one marked xfail is a bug in code that is not the reliability work's to change (the projections' tables): it
-says where and why, and turns into a failure (strict) once fixed, so that its marker goes.
-"""
+"""What the stress, crash-loop and full-disk tests found, each pinned down by a small deterministic test."""
 
 from __future__ import annotations
 
@@ -61,13 +57,6 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_pat
     assert target.read_text(encoding="utf-8") == "event_id\n1\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keysync.projections.views.Views.save_views reads the tracked position, then writes, in one deferred "
-    "SQLite transaction: when another process commits in between, SQLite (WAL) refuses the write at once with "
-    "'database is locked' (SQLITE_BUSY_SNAPSHOT; the busy timeout does not apply), and the command fails after "
-    "its events were saved. Taking the write lock first (e.g. a write before the read) would make it wait.",
-)
 def test_saving_a_projection_position_waits_for_a_concurrent_writer(project, write_systems):
     write_systems(A=A, B=["X-1"], C=A, D=A, E=A)
     project.invoke("run")
@@ -126,14 +115,6 @@ def test_a_gap_in_postgres_notification_ids_does_not_hang_the_next_command(postg
     assert json.loads(keysync(project.config, "registry", "list", "--json").stdout)[0]["status"] == "Active"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keysync.projections.runner.Projections.catch_up renders the reports from the read models as they were "
-    "when it started, without holding anything: when another process catches up meanwhile (a later position) and "
-    "finishes first, the slower one's older files land last and stay, while the reports' position says they are "
-    "up to date (keysync reports then does nothing; keysync doctor finds the files differ from a rebuild). Writing "
-    "the files only while holding a lock, or rendering again when the position moved, would keep the newest.",
-)
 def test_reports_written_by_a_slower_process_do_not_replace_newer_ones(project, write_systems):
     write_systems(A=A, B=["X-1", "Y-1"], C=A, D=A, E=A)
     project.invoke("run")

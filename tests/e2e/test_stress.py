@@ -19,9 +19,6 @@ audited from the outside:
 The short version runs in the normal suite; the long one (30 s) is marked slow (run it with ``-m slow``). It prints
 what it did: operations, outcomes, operations per second (each one a process of its own: on two cores, most of a
 command's time is starting Python and loading KeySync).
-
-Known bugs that are not the reliability work's to fix (see KNOWN_BUGS) make the test an expected failure when they
-show, naming the bug; any other failure fails it.
 """
 
 from __future__ import annotations
@@ -48,16 +45,6 @@ from tests.e2e.reliability_support import (
 )
 
 WORKER = Path(__file__).with_name("stress_worker.py")
-# Known bugs, each pinned down by an xfail test in test_reliability_regressions.py: when the stress shows one, the
-# test is an expected failure that says which; anything else fails it.
-KNOWN_BUGS = {
-    "the event store cannot be used: database is locked": "SQLite: Views.save_views reads, then writes, and is "
-    "refused at once when another process commits in between (test_saving_a_projection_position_waits_...)",
-}
-RENDER_RACE = (
-    "Projections.catch_up: an older rendering written after a newer one stays "
-    "(test_reports_written_by_a_slower_process_do_not_replace_newer_ones)"
-)
 SANDBOX_OPS = ("add-key", "remove-key", "modify-key")
 PRESEEDED = 3  # keys of each worker in System B (and so in the registry) before the workers start
 
@@ -119,18 +106,8 @@ def stress(project: Any, *, workers: int, seconds: float, seed: int) -> dict[str
     }
 
 
-def known_bugs(operations: list[dict[str, Any]]) -> list[str]:
-    return sorted({
-        bug for op in operations for sign, bug in KNOWN_BUGS.items()
-        if op["outcome"] in ("unclear", "hung") and (sign in op["stderr"] or sign == op["outcome"])
-    })  # fmt: skip
-
-
 def audit_store(project: Any, operations: list[dict[str, Any]]) -> dict[str, Any]:
     """Check the store after a stress run; return the counts of what is in its log."""
-    known = known_bugs(operations)
-    if known:
-        pytest.xfail("known bug(s): " + "; ".join(known))
     unclear = [op for op in operations if op["outcome"] in ("unclear", "hung")]
     assert not unclear, [(op["op"], op["exit"], op["stderr"]) for op in unclear[:3]]
     succeeded = [op for op in operations if op["outcome"] == "succeeded"]
@@ -141,10 +118,6 @@ def audit_store(project: Any, operations: list[dict[str, Any]]) -> dict[str, Any
         # reports` does it (a later command may not have).
         project.invoke("reports")
     doctor = project.invoke("doctor", "--json", expect=None)
-    problems = [c for c in json.loads(doctor.stdout)["checks"] if not c["ok"]]
-    if problems and all(c["name"].startswith("report ") for c in problems):
-        # Everything at the log's end, yet report files older than it: a slower catch-up's files landed last.
-        pytest.xfail(f"known bug: {RENDER_RACE} ({problems[0]['name']}: {problems[0]['detail']})")
     assert doctor.exit_code == 0, doctor.stdout
 
     events = logged_events(project.config)
