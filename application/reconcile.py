@@ -28,7 +28,7 @@ from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
-from keysync.domain.row_delta import row_delta, rows_of
+from keysync.domain.row_delta import snapshot_delta
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
 
 
@@ -211,7 +211,7 @@ def _record(
     observation.snapshots[system] = snapshot
     state = incremental.baseline.sources.get(system) if incremental is not None else None
     if incremental is not None and state is not None and state.depth < MAX_DELTAS and state.file == snapshot.file:
-        delta = row_delta(rows_of(incremental.base_snapshot(state.holder, system)), rows_of(snapshot))
+        delta = snapshot_delta(incremental.base_snapshot(state.holder, system), snapshot)
         if len(delta) <= MAX_DELTA_SHARE * max(len(snapshot), 1):
             run.observe_changes(snapshot, state.holder, state.depth + 1, delta, settings.batch_size)
             _note_state(observation, snapshot, state.depth + 1)

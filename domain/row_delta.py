@@ -36,6 +36,52 @@ def rows_of(snapshot: SourceSnapshot) -> list[Row]:
     return list(zip(snapshot.keys, snapshot.entity_types, snapshot.location_refs, snapshot.last_seen_at, strict=True))
 
 
+def snapshot_delta(old: SourceSnapshot, new: SourceSnapshot) -> RowDelta:
+    """The delta between two exports of a system. First by line number, column by column without building rows:
+    an export edited in place keeps its other rows on their lines, and rows on the same line in both, with the
+    same values, are kept (in order, since lines only increase). When lines moved (rows inserted or deleted above
+    others), by content: ``row_delta``. Either way, applying the delta gives the new rows exactly."""
+    by_line = _line_delta(old, new)
+    if len(by_line) <= len(new) // 10:
+        return by_line
+    by_content = row_delta(rows_of(old), rows_of(new))
+    return by_content if len(by_content) < len(by_line) else by_line
+
+
+def _line_delta(old: SourceSnapshot, new: SourceSnapshot) -> RowDelta:
+    if old.lines == new.lines:
+        pairs = list(range(len(old)))
+        old_at, new_at = pairs, pairs
+    else:
+        old_index = {line: i for i, line in enumerate(old.lines)}
+        new_index = {line: j for j, line in enumerate(new.lines)}
+        common = sorted(old_index.keys() & new_index.keys())
+        old_at = [old_index[line] for line in common]
+        new_at = [new_index[line] for line in common]
+    same = [True] * len(old_at)
+    for before, after in _columns(old, new):
+        if before == after and old_at is new_at:
+            continue
+        for k, (i, j) in enumerate(zip(old_at, new_at, strict=True)):
+            if before[i] != after[j]:
+                same[k] = False
+    kept_old = {i for i, keep in zip(old_at, same, strict=True) if keep}
+    kept_new = {j for j, keep in zip(new_at, same, strict=True) if keep}
+    return RowDelta(
+        [i for i in range(len(old)) if i not in kept_old],
+        [j for j in range(len(new)) if j not in kept_new],
+    )
+
+
+def _columns(old: SourceSnapshot, new: SourceSnapshot) -> list[tuple[list[str], list[str]]]:
+    return [
+        (old.keys, new.keys),
+        (old.entity_types, new.entity_types),
+        (old.location_refs, new.location_refs),
+        (old.last_seen_at, new.last_seen_at),
+    ]
+
+
 def row_delta(old: Sequence[Row], new: Sequence[Row]) -> RowDelta:
     """The rows removed from ``old`` and added in ``new``; every other row is kept, in the same order."""
     if len(old) == len(new) and old == new:

@@ -144,7 +144,7 @@ OPERATIONS = st.lists(
 )
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(OPERATIONS)
 def test_incremental_runs_report_what_full_runs_report_after_any_edits(operations):
     """Two stores see the same exports change step by step: one runs incrementally, the other in full."""

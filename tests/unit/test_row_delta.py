@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keysync.domain.row_delta import apply_delta, row_delta
+from keysync.domain.observations import SourceSnapshot
+from keysync.domain.row_delta import apply_delta, row_delta, rows_of, snapshot_delta
 
 ROWS = st.lists(st.tuples(st.sampled_from("abcde"), st.just("customer"), st.just(""), st.sampled_from(["", "t"])))
 
@@ -52,3 +53,27 @@ def test_duplicate_rows_are_matched_one_for_one():
     new = [row("a"), row("b")]
     result, delta = applied(old, new)
     assert result == new and len(delta) == 1
+
+
+def snapshot(rows):
+    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], []]
+    return SourceSnapshot("B", "B.csv", len(rows), *columns, list(range(2, len(rows) + 2)), [])
+
+
+@given(ROWS, ROWS)
+def test_a_snapshot_delta_applies_like_a_row_delta(old, new):
+    """Exports of the same length take the column-by-column path; every delta must give the new rows back."""
+    delta = snapshot_delta(snapshot(old), snapshot(new))
+    assert apply_delta(old, delta.removed, delta.added, [new[j] for j in delta.added]) == rows_of(snapshot(new))
+
+
+@given(ROWS, ROWS, st.data())
+def test_a_snapshot_delta_by_line_number_gives_the_new_rows(old, new, data):
+    """Rows on arbitrary (increasing) lines: the rows kept by line number must still give the new rows back."""
+    lines = st.lists(st.integers(2, 10_000), unique=True, min_size=len(old) + len(new))
+    old_lines = sorted(data.draw(lines)[: len(old)])
+    new_lines = sorted(data.draw(lines)[: len(new)])
+    before, after = snapshot(old), snapshot(new)
+    before.lines[:], after.lines[:] = old_lines, new_lines
+    delta = snapshot_delta(before, after)
+    assert apply_delta(old, delta.removed, delta.added, [new[j] for j in delta.added]) == new
