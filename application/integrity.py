@@ -29,15 +29,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from eventsourcing.application import project_aggregate
 
-from keysync.application.audit_chain import ChainReader, verdict
+from keysync.application.audit_chain import ChainReader, stored_events, verdict
 from keysync.application.service import KeySync
 from keysync.domain.audit_chain import AUDIT_CHAIN_ID
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
 
-# Notifications per read of the log: observation batches are large, so pages stay small.
-PAGE = 50
 # Problems listed one by one per kind (the rest are counted).
 SHOWN_PROBLEMS = 10
 # A twin of the live projections over an empty scratch store, writing its reports into the folder given.
@@ -135,14 +133,7 @@ class Doctor:
             yield Check("event log", False, f"... and {len(problems) - SHOWN_PROBLEMS} more aggregates like these")
 
     def _notifications(self, last: int) -> Iterator[Any]:
-        recorder = self.keysync.store.recorder
-        position = 0
-        while position < last:
-            page = recorder.select_notifications(start=position, limit=PAGE, stop=last, inclusive_of_start=False)
-            if not page:
-                break
-            yield from page
-            position = page[-1].id
+        return stored_events(self.keysync.store.recorder, 0, last)
 
     def _replay(self, originator_id: Any, version: int) -> tuple[str, str | None]:
         """The aggregate's kind, and what is wrong with it (None: nothing)."""

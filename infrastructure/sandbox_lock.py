@@ -9,38 +9,20 @@ The operating system drops the lock when its holder dies, even by SIGKILL.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from keysync.application.sandbox_ports import SandboxBusy
-
-_POLL_S = 0.01
+from keysync.infrastructure.file_lock import waited_lock
 
 
 @contextmanager
 def sandbox_lock(path: Path, timeout_s: float) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise SandboxBusy(
-                        f"another sandbox command has held the sandbox for {timeout_s:g} s "
-                        "(processing.lock_timeout_s); nothing was changed, try again"
-                    ) from None
-                time.sleep(_POLL_S)  # flock has no timeout of its own: poll until the deadline
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with waited_lock(path, timeout_s) as held:
+        if not held:
+            raise SandboxBusy(
+                f"another sandbox command has held the sandbox for {timeout_s:g} s "
+                "(processing.lock_timeout_s); nothing was changed, try again"
+            )
+        yield
