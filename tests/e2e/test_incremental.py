@@ -57,7 +57,8 @@ def write_all(project: Project, systems: dict[str, list[str]]) -> None:
         project.write_system(system, keys)
 
 
-def test_a_run_on_unchanged_exports_reads_nothing_and_carries_the_last_reconciliation_over(project):
+def test_a_run_on_unchanged_exports_reads_nothing_and_carries_the_last_reconciliation_over(any_project):
+    project = any_project
     write_all(project, START)
     project.invoke("run")
     first = last_run(project)
@@ -91,7 +92,8 @@ def _stripped(found, *leave_out):
     }
 
 
-def test_a_changed_export_records_only_its_changed_rows(project):
+def test_a_changed_export_records_only_its_changed_rows(any_project):
+    project = any_project
     many = [f"W-{i}" for i in range(20)]
     write_all(project, {**START, "B": [*START["B"], *many]})
     project.invoke("run")
