@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from keysync.infrastructure import faults
-from keysync.infrastructure.cell_safety import neutralised_array, neutralised_values, text_bytes
+from keysync.infrastructure.cell_safety import neutralised, neutralised_array, neutralised_values, text_bytes
 
 # A value that contains one of these must be quoted (RFC 4180); any other is written as it is.
 _NEEDS_QUOTES = r'[",\r\n]'
@@ -120,6 +120,13 @@ def _table(columns: Mapping[str, Sequence[Any]], escape_formulas: bool) -> pa.Ta
     """The columns as an Arrow table of strings and integers, or None when some value needs quoting."""
     arrays = {}
     for name, values in columns.items():
+        if _same_text(values):  # a run id, a time, a change kind on every row: one value, repeated in C
+            value = neutralised(values[0]) if escape_formulas else values[0]
+            array = pa.repeat(pa.scalar(value, pa.string()), len(values))
+            if _needs_quotes(array[:1]):
+                return None
+            arrays[name] = array
+            continue
         try:
             array = pa.array(values, from_pandas=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed types, e.g. counts and ""
@@ -137,6 +144,14 @@ def _table(columns: Mapping[str, Sequence[Any]], escape_formulas: bool) -> pa.Ta
             return None
         arrays[name] = array
     return pa.table(arrays) if arrays else None
+
+
+def _same_text(values: Sequence[Any]) -> bool:
+    """Whether every value is one and the same string (the ends and the middle first: most columns differ there)."""
+    if not values or not isinstance(values, list) or not isinstance(values[0], str):
+        return False
+    first = values[0]
+    return values[-1] == first and values[len(values) // 2] == first and values.count(first) == len(values)
 
 
 def _needs_quotes(array: pa.Array) -> bool:

@@ -93,3 +93,13 @@ def test_any_text_reads_back_as_written_with_formulas_quoted(tmp_path: Path, tab
         tmp_path / "raw.csv", {"first": first, "n": numbers, "last": last}, escape_formulas=False
     )
     assert rows(unescaped)[1:] == [[a, str(n), b] for a, n, b in table]
+
+
+@pytest.mark.parametrize("value", [*HOSTILE, "RUN-1", "", "a,b", 'say "hi"'])
+def test_a_column_of_one_repeated_value_is_written_like_any_other(tmp_path: Path, value: str) -> None:
+    """A column holding one value on every row (a run id, a time) is built in one go: it must still be escaped
+    and quoted as the value would be in a column of mixed values."""
+    same = write_csv_atomic(tmp_path / "same.csv", {"run": [value] * 3, "key": ["K1", "K2", "K3"]})
+    mixed = write_csv_atomic(tmp_path / "mixed.csv", {"run": [value, value, value + " "], "key": ["K1", "K2", "K3"]})
+    assert [r[0] for r in rows(same)[1:]] == [neutralised(value)] * 3
+    assert rows(same)[1:3] == rows(mixed)[1:3]
