@@ -9,6 +9,7 @@ Everything here works on plain dicts and sets, so that a million keys per system
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -192,10 +193,11 @@ def _index(
     first_row.pop("", None)
     duplicates: list[Duplicate] = []
     latest_seen: dict[str, str] = {}
-    if len(first_row) < n - len(emptied):  # some key occurs twice: those whose last row is not their first
-        last_row = dict(zip(normalized, range(n), strict=True))  # forwards, so the last occurrence wins
-        duplicated = {key for key, i in first_row.items() if last_row[key] != i}
-        duplicates, latest_seen = _duplicates(snapshot, normalized, duplicated)
+    if len(first_row) < n - len(emptied):  # some key occurs twice: find which
+        counts = Counter(normalized)
+        counts.pop("", None)
+        duplicated = {k for k, c in counts.items() if c > 1}
+        duplicates, latest_seen = _duplicates(snapshot, normalized, duplicated, counts)
     return SystemResult(
         system=system,
         snapshot=snapshot,
@@ -212,16 +214,14 @@ def _csv_line(fields: list[str]) -> str:
 
 
 def _duplicates(
-    snapshot: SourceSnapshot, normalized: list[str], duplicated: set[str]
+    snapshot: SourceSnapshot, normalized: list[str], duplicated: set[str], counts: Counter[str]
 ) -> tuple[list[Duplicate], dict[str, str]]:
     if not duplicated:
         return [], {}
     forms: dict[str, dict[str, None]] = {key: {} for key in duplicated}
     latest: dict[str, str] = dict.fromkeys(duplicated, "")
-    counts: dict[str, int] = dict.fromkeys(duplicated, 0)
     for i, key in enumerate(normalized):
         if key in duplicated:
-            counts[key] += 1
             forms[key][snapshot.keys[i]] = None
             seen = snapshot.last_seen_at[i]
             if seen > latest[key]:
