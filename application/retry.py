@@ -7,7 +7,8 @@ for ever therefore costs one idle thread per attempt, never the run.
 
 Only the failures a source can have are retried: ``OSError`` (a share that went away, a file being replaced) and
 ``SourceUnavailable`` (a file missing, unreadable or cut short, perhaps while its export is being written), and a
-timeout. Any other exception is a bug, and is raised at once.
+timeout; not ``SourceRefused`` (a file over the size limit), which no retry can change. Any other exception is a
+bug, and is raised at once.
 
 This lives in the application layer, not in infrastructure: when to give up on a system is part of the run's
 policy, and it needs nothing but the standard library.
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from keysync.domain.observations import SourceUnavailable
+from keysync.domain.observations import SourceRefused, SourceUnavailable
 
 log = logging.getLogger("keysync")
 
@@ -84,6 +85,8 @@ def call_with_retries(call: Callable[[], T], policy: RetryPolicy, what: str = "t
             return _within(call, policy.timeout_s, what)
         except _TimedOut:
             reason = f"timed out after {policy.timeout_s:g} s"
+        except SourceRefused as error:
+            raise GaveUp(_describe(error), attempt) from error  # trying again cannot help
         except RETRYABLE as error:
             reason = _describe(error)
         if attempt < policy.attempts:

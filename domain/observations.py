@@ -56,3 +56,7 @@ class SourceSnapshot:
 
 class SourceUnavailable(Exception):
     """A system's export could not be read at all (missing, unreadable, unusable); the message says why."""
+
+
+class SourceRefused(SourceUnavailable):
+    """An export that will not be read however often it is tried (larger than the configured limit)."""

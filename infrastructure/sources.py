@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 # SourceUnavailable is the domain's, where the application catches it; raised here, its message names the file.
 from keysync.application.bulk import collector_paused
 from keysync.domain.keys import CONTROL_CLASS, key_problem
-from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot, SourceUnavailable
+from keysync.domain.observations import Fingerprint, RejectedRow, SourceRefused, SourceSnapshot, SourceUnavailable
 
 __all__ = ["SourceUnavailable", "read_source"]
 
@@ -378,8 +378,8 @@ def _read_rest(f: BinaryIO, expected: int, limit: int) -> bytes:
     return bytes(more)
 
 
-def _too_large(path: Path, size: int, max_file_mb: int) -> SourceUnavailable:
-    return SourceUnavailable(
+def _too_large(path: Path, size: int, max_file_mb: int) -> SourceRefused:
+    return SourceRefused(
         f"{path}: file too large ({size / _MB:,.1f} MB, over processing.max_file_mb = {max_file_mb:,} MB)"
     )
 

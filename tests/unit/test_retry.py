@@ -15,7 +15,7 @@ import pytest
 from keysync.application.reconcile import Observation, RunSettings, SourceSpec, new_run, observe
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.domain.normalization import NormalizationRules
-from keysync.domain.observations import SYSTEMS, SourceUnavailable
+from keysync.domain.observations import SYSTEMS, SourceRefused, SourceUnavailable
 from keysync.infrastructure.sources import read_source
 
 
@@ -57,6 +57,14 @@ def test_a_read_that_keeps_failing_gives_up_naming_the_last_error_and_the_attemp
     assert str(raised.value) == "No such file or directory: /data/B.csv, 4 attempts"
     assert raised.value.attempts == 4 and flaky.calls == 4
     assert pauses == [2.0, 4.0, 8.0]
+
+
+def test_a_file_over_the_size_limit_is_not_tried_again() -> None:
+    pauses: list[float] = []
+    refused = Flaky(10, SourceRefused("B.csv: file too large (3.0 MB, over processing.max_file_mb = 2 MB)"))
+    with pytest.raises(GaveUp) as raised:
+        call_with_retries(refused, RetryPolicy(retries=3, sleep=pauses.append))
+    assert str(raised.value).startswith("B.csv: file too large") and refused.calls == 1 and pauses == []
 
 
 def test_no_retries_means_one_attempt_and_no_pause() -> None:
