@@ -26,6 +26,7 @@ from keysync.infrastructure.mock_history import generate_history
 from keysync.infrastructure.mockdata import generate
 from keysync.infrastructure.report_files import write_csv_atomic
 from keysync.infrastructure.report_lock import report_folder_lock
+from keysync.infrastructure.report_manifest import FolderManifest
 from keysync.infrastructure.run_lock import file_lock
 from keysync.infrastructure.sources import read_source
 from keysync.projections.runner import Projections
@@ -88,6 +89,7 @@ def build(
         config.provisioning.strategy,
         functools.partial(write_csv_atomic, escape_formulas=config.reports.escape_formulas),
         report_folder_lock,
+        FolderManifest(),
     )
     return KeySync(
         store,
@@ -127,6 +129,7 @@ def run_settings(config: Config, *, dry_run: bool = False, actor: str | None = N
         dry_run=dry_run,
         batch_size=config.processing.batch_size,
         max_key_length=config.processing.max_key_length,
+        max_file_mb=config.processing.max_file_mb,
         parallel=config.processing.parallel,
         retry=RetryPolicy(timeout_s=config.processing.timeout_s, retries=config.processing.retries),
         actor=actor or current_user(),

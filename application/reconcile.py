@@ -51,6 +51,7 @@ class RunSettings:
     dry_run: bool = False
     batch_size: int = 100_000
     max_key_length: int = 256
+    max_file_mb: int = 2048  # recorded with the run: rows read under other limits are not reused
     parallel: bool = True
     actor: str = "keysync"
     as_of: str = ""  # the moment the data describes, when it is not now (a replayed snapshot's date)
@@ -142,6 +143,7 @@ def new_run(settings: RunSettings) -> ReconciliationRun:
             "strategy": settings.strategy,
             "auto_approve": settings.auto_approve,
             "dry_run": settings.dry_run,
+            "reading": {"max_key_length": settings.max_key_length, "max_file_mb": settings.max_file_mb},
             **({"as_of": settings.as_of} if settings.as_of else {}),
         },
         actor=settings.actor,
@@ -186,7 +188,10 @@ def observe(
 def _skip_unchanged(
     settings: RunSettings, observation: Observation, incremental: Incremental, checkpoint: Checkpoint
 ) -> None:
-    """Record every export that has not changed since the baseline, with one checkpoint for them all."""
+    """Record every export that has not changed since the baseline, with one checkpoint for them all. Rows read
+    under other limits (max_key_length, max_file_mb) are not reused: every export is read again."""
+    if incremental.baseline.options.get("reading") != observation.run.options.get("reading"):
+        return
     for system in observation.pending:
         state = incremental.baseline.sources.get(system)
         path = settings.sources[system].path

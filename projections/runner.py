@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import attrs
@@ -44,8 +44,6 @@ from keysync.projections.run_history import apply_run_event
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
 
 VIEWS, REPORTS_POSITION = "views", "reports"
-# The position of the Completed event of the run whose reconciliation the report files show (its basis).
-REPORTS_BASIS = "reports-basis"
 PAGE = 20  # notifications per read: observation batches are large, so pages stay small
 KEPT_RUN_KEYS = 2  # runs whose keys stay in memory: the latest and the previous
 
@@ -58,6 +56,28 @@ def _unlocked(_folder: Path) -> Iterator[bool]:
     yield True
 
 
+class Manifest(Protocol):
+    """What a report folder shows (keysync.infrastructure.report_manifest keeps it in the folder)."""
+
+    def read(self, folder: Path) -> dict[str, Any] | None: ...
+    def write(self, folder: Path, shown: dict[str, Any]) -> None: ...
+    def forget(self, folder: Path) -> None: ...
+
+
+class _MemoryManifest:
+    def __init__(self) -> None:
+        self._shown: dict[Path, dict[str, Any]] = {}
+
+    def read(self, folder: Path) -> dict[str, Any] | None:
+        return self._shown.get(folder)
+
+    def write(self, folder: Path, shown: dict[str, Any]) -> None:
+        self._shown[folder] = shown
+
+    def forget(self, folder: Path) -> None:
+        self._shown.pop(folder, None)
+
+
 class Projections:
     def __init__(
         self,
@@ -68,6 +88,7 @@ class Projections:
         strategy: str,
         write: Writer,
         lock: FolderLock = _unlocked,
+        manifest: Manifest | None = None,
     ):
         self.store = store
         self.recorder = recorder
@@ -76,6 +97,7 @@ class Projections:
         self.strategy = strategy
         self.write = write
         self.lock = lock  # one writer of a report folder at a time
+        self.manifest = manifest or _MemoryManifest()  # what each report folder shows
         # Events this process has just saved, by notification id: folding them needs no decoding.
         self._recorded: dict[int, Any] = {}
         # The whole registry table, when the last update of the views had to load it anyway.
@@ -173,21 +195,33 @@ class Projections:
         run ``fresh_run_id``; passing it saves recomputing it from the log."""
         position = self.update_views()
         paths = [self.output_dir / name for name in REPORTS]
-        if position <= self.recorder.position(REPORTS_POSITION) and self._reports_present():
+        if self._current(position):
             return paths
         with self.lock(self.output_dir) as held:
             # Not held: another process is writing the reports, and writes them again if the log moved meanwhile.
             while held:
-                rendered = self.recorder.position(REPORTS_POSITION)
-                if position <= rendered and self._reports_present():
+                if self._current(position):
                     break  # another process wrote them while this one waited
-                self._render(fresh, fresh_run_id, rendered)
-                self.recorder.save_views(REPORTS_POSITION, position, [], [], [])
+                self._render(fresh, fresh_run_id, position)
+                self.recorder.save_views(REPORTS_POSITION, position, [], [], [])  # for store status
                 latest = self.update_views()
                 if latest <= position:
                     break
                 position, fresh = latest, None  # the log moved while writing: write what it says now
         return paths
+
+    def _current(self, position: int) -> bool:
+        """Whether the report folder already shows the log up to ``position``, rendered with these rules."""
+        shown = self.manifest.read(self.output_dir)
+        return (
+            shown is not None
+            and shown.get("rules") == self._rules_shown()
+            and shown.get("position", -1) >= position
+            and self._reports_present()
+        )
+
+    def _rules_shown(self) -> str:
+        return json.dumps([attrs.asdict(self.rules), self.strategy], sort_keys=True)
 
     def status(self) -> dict[str, Any]:
         last = self.store.recorder.max_notification_id() or 0
@@ -201,7 +235,8 @@ class Projections:
 
     def rebuild(self) -> list[Path]:
         """Forget every read model and rebuild it, and the reports, from the event log alone."""
-        self.recorder.reset(VIEWS, REPORTS_POSITION, REPORTS_BASIS)
+        self.recorder.reset(VIEWS, REPORTS_POSITION)
+        self.manifest.forget(self.output_dir)
         return self.catch_up()
 
     def preview(self, run: ReconciliationRun, registry: Registry, recon: Reconciliation) -> list[Path]:
@@ -221,27 +256,32 @@ class Projections:
             RunKeys.of(run.run_id, recon), previous, registry_rows, audit, audit_run_id=f"{run.run_id} (dry-run)"
         )
         info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True)
+        self.manifest.forget(self.output_dir)  # the folder will show what the log does not hold
         return render_reports(self.output_dir, self.write, info, recon, registry_rows, audit, runs, changes)
 
-    def _render(self, fresh: Reconciliation | None, fresh_run_id: str, rendered: int) -> list[Path]:
-        """Render the reports. When the files already show the latest reconciliation (a run that found no
-        export changed carries it over) and the registry has not moved since they were written, only the
-        run-level reports are written again."""
+    def _render(self, fresh: Reconciliation | None, fresh_run_id: str, position: int) -> list[Path]:
+        """Render the reports up to ``position``. When the folder already shows the latest reconciliation (a run
+        that found no export changed carries it over), with these rules, and the registry has not moved since,
+        only the run-level reports are written again."""
         audit, runs = self.recorder.audit_rows(), self.recorder.runs()
         completed = [r for r in runs if r["status"] == "completed"]
         basis_event = _basis_event(_basis(completed), audit) if completed else 0
-        shown = self.recorder.position(REPORTS_BASIS)
+        shown = self.manifest.read(self.output_dir) or {}
+        rendered = shown.get("position", 0)
         if (
             basis_event
-            and basis_event == shown
+            and shown.get("basis_event") == basis_event
+            and shown.get("rules") == self._rules_shown()
             and self._reports_present()
             and not any(a["event_id"] > rendered and a["event_type"].startswith("MasterKeys") for a in audit)
         ):
             written = self._render_run_level(completed[0], audit, runs)
         else:
+            self.manifest.forget(self.output_dir)  # until every file is written
             written = self.render(self.output_dir, self.registry_rows(), audit, runs, fresh, fresh_run_id)
-        if basis_event > shown:
-            self.recorder.save_views(REPORTS_BASIS, basis_event, [], [], [])
+        self.manifest.write(
+            self.output_dir, {"position": position, "basis_event": basis_event, "rules": self._rules_shown()}
+        )
         return written
 
     def _render_run_level(

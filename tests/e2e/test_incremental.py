@@ -190,3 +190,51 @@ def test_incremental_runs_report_what_full_runs_report_after_any_edits(operation
         live = reports(incremental, everything=True)
         incremental.invoke("rebuild")
         assert reports(incremental, everything=True) == live
+
+
+def twins(tmp_path):
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "full").mkdir()
+    incremental, full = Project(tmp_path / "inc"), Project(tmp_path / "full")
+    for project in (incremental, full):
+        write_all(project, START)
+        project.invoke("run")
+    return incremental, full
+
+
+def test_a_dry_run_in_between_leaves_nothing_behind_in_the_reports(tmp_path):
+    incremental, full = twins(tmp_path)
+    incremental.write_system("B", [*START["B"], "NEW-1"])
+    incremental.invoke("run", "--dry-run", "-m", "incremental")
+    assert "NEW-1" in {r["normalized_key"] for r in incremental.report("diff_missing_in_A.csv")}
+    incremental.write_system("B", START["B"])  # back as it was: the next run finds nothing changed
+    assert "carries over" in incremental.invoke("run", "-m", "incremental").stderr
+    full.invoke("run")
+    assert reports(incremental) == reports(full)
+
+
+def test_each_report_folder_shows_its_own_latest_run(tmp_path):
+    incremental, full = twins(tmp_path)
+    incremental.invoke("run", "-o", str(incremental.root / "other"))
+    for project in (incremental, full):
+        project.write_system("B", [*START["B"], "NEW-1"])
+    incremental.invoke("run", "-o", str(incremental.root / "other"))
+    incremental.write_system("B", [*START["B"], "NEW-1"])  # rewritten, the same bytes
+    incremental.invoke("run", "-m", "incremental")  # into ./output, which showed the first run
+    full.invoke("run")
+    history = ("trend_report.csv", "changes_since_last_run.csv")  # the stores ran different numbers of runs
+    assert _stripped(reports(incremental), *history) == _stripped(reports(full), *history)
+    assert "NEW-1" in {r["normalized_key"] for r in incremental.report("diff_missing_in_A.csv")}
+
+
+def test_rows_read_under_other_limits_are_read_again(tmp_path):
+    incremental, full = twins(tmp_path)
+    for project in (incremental, full):
+        project.write_system("B", [*START["B"], "LONGKEY-123456789"])
+        project.invoke("run")
+        project.write_config("processing: {max_key_length: 10}\n")
+    result = incremental.invoke("run", "-m", "incremental")
+    assert "carries over" not in result.stderr
+    full.invoke("run")
+    assert reports(incremental) == reports(full)
+    assert any("LONGKEY" in r["raw"] for r in incremental.report("rejected_rows.csv"))
