@@ -53,12 +53,8 @@ class SourceState:
     def from_json(cls, data: Mapping[str, Any]) -> SourceState:
         return cls(data["file"], Fingerprint(*data["fingerprint"]), data["holder"], data["depth"], data["rows"])
 
-    def unchanged(self, file: str, now: Fingerprint | None) -> bool:
-        return (
-            now is not None
-            and file == self.file
-            and (now.size, now.sha256) == (self.fingerprint.size, self.fingerprint.sha256)
-        )
+    def unchanged(self, now: Fingerprint) -> bool:
+        return (now.size, now.sha256) == (self.fingerprint.size, self.fingerprint.sha256)
 
 
 @attrs.frozen

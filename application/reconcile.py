@@ -198,7 +198,7 @@ def _skip_unchanged(
         if state is None or str(path) != state.file:
             continue
         now = incremental.fingerprint(path, state.fingerprint)
-        if now is None or not state.unchanged(str(path), now):
+        if now is None or not state.unchanged(now):
             continue
         observation.run.observe_unchanged(system, state.file, now, state.holder, state.depth, state.rows)
         observation.unchanged.add(system)

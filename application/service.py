@@ -46,8 +46,8 @@ def _log_result(result: RunResult) -> None:
     kpis = result.run.kpis
     if "carried_from" in kpis:
         log.info("no export changed since run %s: its reconciliation carries over", kpis["carried_from"])
-    for system in kpis["systems_unavailable"] if result.reconciliation is not None else ():
-        log.warning("System %s unavailable: %s", system, result.reconciliation.systems[system].unavailable_reason)
+    for system in kpis["systems_unavailable"]:
+        log.warning("System %s unavailable: %s", system, result.run.unavailable.get(system, ""))
     if result.proposed:
         log.info("proposed %d master key(s)", len(result.proposed),
                  extra={"fields": {"run_id": result.run_id, "sample": result.proposed[:10]}})  # fmt: skip
