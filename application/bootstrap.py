@@ -21,6 +21,7 @@ from keysync.application.store import KeySyncStore
 from keysync.infrastructure import faults
 from keysync.infrastructure.compression import ZstdCompressor
 from keysync.infrastructure.config import Config, ConfigError
+from keysync.infrastructure.export_reader import ExportReader
 from keysync.infrastructure.fingerprints import file_fingerprint
 from keysync.infrastructure.mock_history import generate_history
 from keysync.infrastructure.mockdata import generate
@@ -28,7 +29,6 @@ from keysync.infrastructure.report_files import write_csv_atomic
 from keysync.infrastructure.report_lock import report_folder_lock
 from keysync.infrastructure.report_manifest import FolderManifest
 from keysync.infrastructure.run_lock import file_lock
-from keysync.infrastructure.sources import read_source
 from keysync.projections.runner import Projections
 from keysync.projections.views import ViewRecorder, Views
 
@@ -91,10 +91,12 @@ def build(
         report_folder_lock,
         FolderManifest(),
     )
+    reader = ExportReader(config.processing.max_file_mb)
     return KeySync(
         store,
         projections,
-        functools.partial(read_source, max_file_mb=config.processing.max_file_mb),
+        reader.read,
+        read_changes=reader.read_changes,
         lock=_run_lock(config, recorder),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,

@@ -22,13 +22,14 @@ from typing import Any
 import attrs
 
 from keysync.application.incremental import MAX_DELTA_SHARE, MAX_DELTAS, BaseSnapshot, Incremental, SourceState
-from keysync.application.ports import SourceReader
+from keysync.application.ports import ChangeReader, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
+from keysync.domain.line_changes import LineChanges, apply_line_changes
 from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
-from keysync.domain.row_delta import snapshot_delta
+from keysync.domain.row_delta import RowDelta, snapshot_delta
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
 
 
@@ -157,9 +158,11 @@ def observe(
     checkpoint: Checkpoint,
     progress: Progress | None = None,
     incremental: Incremental | None = None,
+    read_changes: ChangeReader | None = None,
 ) -> Observation:
     """Read the systems not yet observed and record each one, with a checkpoint after each. An incremental run
-    skips the unchanged exports and records only what changed in the others."""
+    skips the unchanged exports and records only what changed in the others (read line by line by
+    ``read_changes``, where it can)."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if not observation.resumed:
@@ -171,13 +174,19 @@ def observe(
     pending = observation.pending
     if pending:
         say("reading sources")
+        since = _deltas_from(settings, observation, incremental) if read_changes is not None else {}
         with timed(timings, "read"):
-            outcomes = _read_all(settings, read_source, pending)
+            outcomes = _read_all(settings, read_source, pending, since, read_changes)
     for system in pending:
         with timed(timings, "store"):
             outcome = outcomes[system]
+            if isinstance(outcome, LineChanges):
+                assert incremental is not None
+                outcome = _apply(settings, observation, incremental, outcome, read_source)
             if isinstance(outcome, SourceSnapshot):
                 _record(settings, observation, outcome, incremental)
+            elif isinstance(outcome, tuple):
+                _record_delta(settings, observation, incremental, *outcome)
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
                 observation.reasons[system] = outcome
@@ -223,6 +232,56 @@ def _record(
             return
     run.observe(snapshot, settings.batch_size)
     _note_state(observation, snapshot, 0)
+
+
+def _deltas_from(
+    settings: RunSettings, observation: Observation, incremental: Incremental | None
+) -> dict[str, Fingerprint]:
+    """The systems whose export may be read as its changes, each with the fingerprint of the export its rows
+    came from (rows read under other limits are not reused)."""
+    if incremental is None or incremental.baseline.options.get("reading") != observation.run.options.get("reading"):
+        return {}
+    since = {}
+    for system in observation.pending:
+        state = incremental.baseline.sources.get(system)
+        if state is not None and state.depth < MAX_DELTAS and state.file == str(settings.sources[system].path):
+            since[system] = state.fingerprint
+    return since
+
+
+def _apply(
+    settings: RunSettings,
+    observation: Observation,
+    incremental: Incremental,
+    changes: LineChanges,
+    read_source: SourceReader,
+) -> tuple[SourceSnapshot, RowDelta] | SourceSnapshot | str:
+    """The new snapshot and its delta from the changed lines; the export read whole in the rare case that the
+    lines do not fit the rows this run builds on."""
+    state = incremental.baseline.sources[changes.system]
+    applied = apply_line_changes(incremental.base_snapshot(state.holder, changes.system), changes)
+    if applied is not None:
+        return applied
+    return _read_all(settings, read_source, [changes.system])[changes.system]
+
+
+def _record_delta(
+    settings: RunSettings,
+    observation: Observation,
+    incremental: Incremental | None,
+    snapshot: SourceSnapshot,
+    delta: RowDelta,
+) -> None:
+    """Record a system's export from its delta, as _record does (whole, when the delta is no smaller)."""
+    assert incremental is not None
+    state = incremental.baseline.sources[snapshot.system]
+    observation.snapshots[snapshot.system] = snapshot
+    if len(delta) <= MAX_DELTA_SHARE * max(len(snapshot), 1):
+        observation.run.observe_changes(snapshot, state.holder, state.depth + 1, delta, settings.batch_size)
+        _note_state(observation, snapshot, state.depth + 1)
+    else:
+        observation.run.observe(snapshot, settings.batch_size)
+        _note_state(observation, snapshot, 0)
 
 
 def _note_state(observation: Observation, snapshot: SourceSnapshot, depth: int) -> None:
@@ -316,19 +375,29 @@ def settle(
     return RunResult(run, registry, recon, proposed, observation.timings, observation.resumed)
 
 
-def _read_all(settings: RunSettings, read_source: SourceReader, systems: list[str]) -> dict[str, SourceSnapshot | str]:
-    """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
-    limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed
-    is unavailable, with a reason naming the attempts ("timed out after 300 s, 3 attempts")."""
+def _read_all(
+    settings: RunSettings,
+    read_source: SourceReader,
+    systems: list[str],
+    since: Mapping[str, Fingerprint] | None = None,
+    read_changes: ChangeReader | None = None,
+) -> dict[str, SourceSnapshot | LineChanges | str]:
+    """Each system's snapshot (or, for the systems in ``since``, its changes), or why it is unavailable for this
+    run. Each read gets ``settings.retry``: a time limit per attempt and retries with backoff
+    (keysync.application.retry); a system whose every attempt failed is unavailable, with a reason naming the
+    attempts ("timed out after 300 s, 3 attempts")."""
+    since = since or {}
 
-    def read(system: str) -> SourceSnapshot | str:
-        spec = settings.sources[system]
+    def read(system: str) -> SourceSnapshot | LineChanges | str:
+        spec, limit = settings.sources[system], settings.max_key_length
+
+        def attempt() -> SourceSnapshot | LineChanges:
+            if read_changes is not None and system in since:
+                return read_changes(system, spec.path, spec.kind, since[system], max_key_length=limit)
+            return read_source(system, spec.path, spec.kind, max_key_length=limit)
+
         try:
-            return call_with_retries(
-                lambda: read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length),
-                settings.retry,
-                what=f"reading System {system}",
-            )
+            return call_with_retries(attempt, settings.retry, what=f"reading System {system}")
         except GaveUp as error:
             return str(error)
 

@@ -17,7 +17,7 @@ from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.history import AuditFilter, audit_events, key_timeline
 from keysync.application.incremental import Baseline, Fingerprinter, Incremental
-from keysync.application.ports import RunLock, SourceReader
+from keysync.application.ports import ChangeReader, RunLock, SourceReader
 from keysync.application.reconcile import (
     Observation,
     Progress,
@@ -88,6 +88,7 @@ class KeySync:
     lock: RunLock
     actor: str = "keysync"
     fingerprint: Fingerprinter | None = None  # for incremental runs
+    read_changes: ChangeReader | None = None  # for incremental runs: a changed export, line by line
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
 
@@ -114,7 +115,7 @@ class KeySync:
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
             incremental = self._incremental(settings)
             try:
-                observe(settings, observation, self.read_source, self._save, progress, incremental)
+                observe(settings, observation, self.read_source, self._save, progress, incremental, self.read_changes)
                 result = self._conclude(settings, observation, progress, incremental)
             except RunFailed as failure:
                 log.error("run %s failed: %s", failure.run.run_id, failure.reason,
@@ -133,7 +134,7 @@ class KeySync:
         self.projections.update_views()
         incremental = self._incremental(settings)
         observation = Observation(new_run(settings))
-        observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
+        observe(settings, observation, self.read_source, lambda _run: None, progress, incremental, self.read_changes)
         result = conclude(settings, observation, self.store.registry(), progress, incremental)
         (progress or (lambda _phase: None))("writing reports (dry run)")
         reports = self.projections.preview(result.run, result.registry, result.reconciliation)

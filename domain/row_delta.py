@@ -10,14 +10,17 @@ system rebuilt from its first observation and its deltas is the same as the expo
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
-from itertools import pairwise
+from collections.abc import Hashable, Sequence
+from itertools import compress, pairwise
+from operator import not_
+from typing import TypeVar
 
 import attrs
 
 from keysync.domain.observations import SourceSnapshot
 
 Row = tuple[str, str, str, str]
+H = TypeVar("H", bound=Hashable)  # a row, or a line of an export
 
 
 @attrs.frozen
@@ -82,14 +85,14 @@ def _columns(old: SourceSnapshot, new: SourceSnapshot) -> list[tuple[list[str], 
     ]
 
 
-def row_delta(old: Sequence[Row], new: Sequence[Row]) -> RowDelta:
+def row_delta(old: Sequence[H], new: Sequence[H]) -> RowDelta:
     """The rows removed from ``old`` and added in ``new``; every other row is kept, in the same order."""
     if len(old) == len(new) and old == new:
         return RowDelta([], [])
-    quick = _without_repeats(old, new)
+    quick = _in_order(old, new)
     if quick is not None:
         return quick
-    unused: dict[Row, list[int]] = {}
+    unused: dict[H, list[int]] = {}
     for i in range(len(old) - 1, -1, -1):  # reversed, so that pop() hands out the earliest occurrence
         unused.setdefault(old[i], []).append(i)
     pairs: list[tuple[int, int]] = []  # (new index, old index) of rows found in both
@@ -107,17 +110,16 @@ def row_delta(old: Sequence[Row], new: Sequence[Row]) -> RowDelta:
     )
 
 
-def _without_repeats(old: Sequence[Row], new: Sequence[Row]) -> RowDelta | None:
-    """The usual case at set speed: no row occurs twice in either export, and the rows in both are in the same
-    order. None when that is not so."""
-    old_rows, new_rows = set(old), set(new)
-    if len(old_rows) != len(old) or len(new_rows) != len(new):
-        return None
-    if [r for r in old if r in new_rows] != [r for r in new if r in old_rows]:
+def _in_order(old: Sequence[H], new: Sequence[H]) -> RowDelta | None:
+    """The usual case at set speed: the rows found in both exports come in the same order, as often as each
+    other (a row may repeat). None when that is not so. (compress and map keep the loops in C.)"""
+    in_new = list(map(set(new).__contains__, old))
+    in_old = list(map(set(old).__contains__, new))
+    if list(compress(old, in_new)) != list(compress(new, in_old)):
         return None
     return RowDelta(
-        [i for i, r in enumerate(old) if r not in new_rows],
-        [j for j, r in enumerate(new) if r not in old_rows],
+        list(compress(range(len(old)), map(not_, in_new))),
+        list(compress(range(len(new)), map(not_, in_old))),
     )
 
 

@@ -80,14 +80,20 @@ def read_source(
     lost its header is more likely a failed export than a system without keys) and a file larger than
     ``max_file_mb`` megabytes (MiB), which is not read at all.
     """
+    if kind not in KINDS:
+        raise ValueError(f"unknown source kind {kind!r}, expected one of {KINDS}")
+    data, fingerprint = read_file(Path(path), max_file_mb)
+    return parse_export(SourceFile(system, str(path)), kind, data, fingerprint, max_key_length)
+
+
+def parse_export(
+    source: SourceFile, kind: str, data: bytes, fingerprint: Fingerprint, max_key_length: int
+) -> SourceSnapshot:
+    """The snapshot of an export's bytes (as ``read_file`` gives them)."""
     # The format modules build on the shared pieces below, so they are imported here, not at the top.
     from keysync.infrastructure.csv_source import parse_csv
     from keysync.infrastructure.json_source import parse_json
 
-    if kind not in KINDS:
-        raise ValueError(f"unknown source kind {kind!r}, expected one of {KINDS}")
-    source = SourceFile(system, str(path))
-    data, fingerprint = _read_file(Path(path), max_file_mb)
     with collector_paused():
         rows = parse_csv(data, source) if kind == "csv" else parse_json(data, source)
         return _snapshot(rows, source, max_key_length, fingerprint)
@@ -335,7 +341,7 @@ def take_sorted(column: pa.ChunkedArray | pa.Array, indexes: Sequence[int] | np.
 # The file
 
 
-def _read_file(path: Path, max_file_mb: int) -> tuple[bytes, Fingerprint]:
+def read_file(path: Path, max_file_mb: int) -> tuple[bytes, Fingerprint]:
     """The file's bytes after any UTF-8 byte order mark (skipped, not copied away), and its fingerprint."""
     limit = max_file_mb * _MB
     try:

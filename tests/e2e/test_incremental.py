@@ -7,11 +7,17 @@ import csv
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keysync.application.bootstrap import build, run_settings
+from keysync.application.reconcile import RunFailed
+from keysync.domain.line_changes import LineChanges
+from keysync.infrastructure.config import load_config
 from tests.conftest import Project
 from tests.e2e.test_crash_resume import keysync
 
@@ -149,47 +155,93 @@ OPERATIONS = st.lists(
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(OPERATIONS)
 def test_incremental_runs_report_what_full_runs_report_after_any_edits(operations):
-    """Two stores see the same exports change step by step: one runs incrementally, the other in full."""
+    """Two stores see the same exports change step by step: one runs incrementally, the other in full. Each
+    incremental run is a new keysync command (rows come back from the log)."""
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        (root / "inc").mkdir()
-        (root / "full").mkdir()
-        incremental, full = Project(root / "inc"), Project(root / "full")
-        systems = {s: list(keys) for s, keys in START.items()}
-        deleted: set[str] = set()
+        incremental, full = _pair(Path(folder))
 
-        def write(system: str) -> None:
-            for project in (incremental, full):
-                if system in deleted:
-                    (project.input / f"{system}.csv").unlink(missing_ok=True)
-                else:
-                    project.write_system(system, systems[system])
+        def run_incremental() -> int:
+            return incremental.invoke("run", "-m", "incremental", expect=None).exit_code
 
-        for system in SYSTEMS:
-            write(system)
-        incremental.invoke("run", "-m", "incremental")
-        full.invoke("run")
-        for operation, system, key in operations:
-            keys = systems[system]
-            if operation == "add":
-                keys.insert(len(keys) // 2, key)
-            elif operation == "remove" and keys:
-                keys.pop(0)
-            elif operation == "modify" and keys:
-                keys[-1] = key
-            elif operation == "delete":
-                deleted.add(system)
-            elif operation == "restore":
-                deleted.discard(system)
-            write(system)
-            a = incremental.invoke("run", "-m", "incremental", expect=None)
-            b = full.invoke("run", expect=None)
-            assert a.exit_code == b.exit_code, (a.stderr, b.stderr)
-            assert reports(incremental) == reports(full), (operation, system, key)
-        # And the live reports are the log's: a rebuild from the events alone writes the same files.
-        live = reports(incremental, everything=True)
-        incremental.invoke("rebuild")
-        assert reports(incremental, everything=True) == live
+        _check_after_each_edit(incremental, full, run_incremental, operations)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(OPERATIONS)
+def test_a_long_lived_process_reads_changed_exports_line_by_line_and_reports_what_full_runs_report(operations):
+    """As above, with every incremental run in one application, as keysync schedule runs them: a changed
+    export's changed lines are all that is parsed."""
+    with tempfile.TemporaryDirectory() as folder:
+        incremental, full = _pair(Path(folder))
+        config = load_config(incremental.config)
+        application = build(config, create_tables=True)
+        settings_ = attrs.evolve(run_settings(config), mode="incremental")
+        reads = []
+        reader = application.read_changes
+        application.read_changes = lambda *args, **kw: _noted(reads, reader(*args, **kw))
+
+        def run_incremental() -> int:
+            try:
+                application.run(settings_)
+            except RunFailed:
+                return 1
+            return 0
+
+        _check_after_each_edit(incremental, full, run_incremental, operations)
+        done = {operation for operation, _, _ in operations}
+        if "add" in done and not done & {"delete", "restore"}:  # an export changed and was there throughout
+            assert any(isinstance(r, LineChanges) for r in reads), reads
+
+
+def _noted(reads: list, outcome):  # type: ignore[no-untyped-def]
+    reads.append(outcome)
+    return outcome
+
+
+def _pair(root: Path) -> tuple[Project, Project]:
+    (root / "inc").mkdir()
+    (root / "full").mkdir()
+    return Project(root / "inc"), Project(root / "full")
+
+
+def _check_after_each_edit(
+    incremental: Project, full: Project, run_incremental: Callable[[], int], operations: list[tuple[str, str, str]]
+) -> None:
+    """Apply the edits to both projects one by one, running both after each; their reports must agree."""
+    systems = {s: list(keys) for s, keys in START.items()}
+    deleted: set[str] = set()
+
+    def write(system: str) -> None:
+        for project in (incremental, full):
+            if system in deleted:
+                (project.input / f"{system}.csv").unlink(missing_ok=True)
+            else:
+                project.write_system(system, systems[system])
+
+    for system in SYSTEMS:
+        write(system)
+    assert run_incremental() == 0
+    full.invoke("run")
+    for operation, system, key in operations:
+        keys = systems[system]
+        if operation == "add":
+            keys.insert(len(keys) // 2, key)
+        elif operation == "remove" and keys:
+            keys.pop(0)
+        elif operation == "modify" and keys:
+            keys[-1] = key
+        elif operation == "delete":
+            deleted.add(system)
+        elif operation == "restore":
+            deleted.discard(system)
+        write(system)
+        b = full.invoke("run", expect=None)
+        assert run_incremental() == b.exit_code, b.stderr
+        assert reports(incremental) == reports(full), (operation, system, key)
+    # And the live reports are the log's: a rebuild from the events alone writes the same files.
+    live = reports(incremental, everything=True)
+    incremental.invoke("rebuild")
+    assert reports(incremental, everything=True) == live
 
 
 def twins(tmp_path):

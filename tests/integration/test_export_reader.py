@@ -1,0 +1,159 @@
+"""Reading a changed export line by line gives exactly what reading it whole gives: the same snapshot (rows, line
+numbers, rejections, rows read) and a row delta that turns the earlier rows into the new ones."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import attrs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keysync.domain.line_changes import LineChanges, apply_line_changes, splice
+from keysync.domain.row_delta import apply_delta, rows_of
+from keysync.infrastructure.export_reader import ExportReader
+from keysync.infrastructure.sources import read_source
+
+HEADER = b"source_system,source_key,entity_type,location_ref,last_seen_at\n"
+# Lines of every kind a reader meets: good rows, repeats, rejections, blanks, quotes, bad bytes, odd line ends.
+LINES = [
+    b"B,K-1,customer,,2026-01-02T03:04:05+00:00\n",
+    b"B,K-2,customer,x,\n",
+    b"B,k-1,customer,,2026-01-02 03:04:05\n",
+    b"B,K-3,customer,,yesterday\n",
+    b"B,,customer,,\n",
+    b"B,K-4,customer\n",
+    b"C,K-5,customer,,\n",
+    b"\n",
+    b"   \n",
+    b'B,"K,6",customer,,\n',
+    b'B,"K-7",customer,,\n',
+    b"B,K-\xff8,customer,,\n",
+    b"B,K-9,customer,,\r\n",
+    b"B,K-10,customer,,\r",
+    b"B,bad\tkey,customer,,\n",
+]
+OPEN_QUOTE = b'B,"K-11\n'  # a quoted field running over the line end
+
+
+def export(lines: list[bytes], *, ended: bool = True) -> bytes:
+    data = HEADER + b"".join(lines)
+    return data if ended else data.rstrip(b"\r\n")
+
+
+EDITS = st.lists(
+    st.tuples(st.sampled_from(["replace", "insert", "delete"]), st.integers(0, 10_000), st.sampled_from(LINES)),
+    min_size=1,
+    max_size=6,
+)
+
+
+def edited(lines: list[bytes], edits: list[tuple[str, int, bytes]]) -> list[bytes]:
+    lines = list(lines)
+    for operation, where, line in edits:
+        i = where % (len(lines) + 1)
+        if operation == "insert" or not lines:
+            lines.insert(i, line)
+        elif operation == "replace":
+            lines[min(i, len(lines) - 1)] = line
+        else:
+            del lines[min(i, len(lines) - 1)]
+    return lines
+
+
+def whole(path: Path, system: str = "B"):  # type: ignore[no-untyped-def]
+    return attrs.evolve(read_source(system, path), fingerprint=None)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(LINES), max_size=30), EDITS, st.booleans(), st.booleans())
+def test_changed_lines_applied_to_the_earlier_rows_are_the_whole_read(before, edits, ended_before, ended_after):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "B.csv"
+        path.write_bytes(export(before, ended=ended_before))
+        reader = ExportReader()
+        base = reader.read("B", path)
+        path.write_bytes(export(edited(before, edits), ended=ended_after))
+        outcome = reader.read_changes("B", path, "csv", base.fingerprint)
+        expected = whole(path)
+        if isinstance(outcome, LineChanges):
+            applied = apply_line_changes(base, outcome)
+            assert applied is not None
+            snapshot, delta = applied
+            assert attrs.evolve(snapshot, fingerprint=None) == expected
+            added = [rows_of(snapshot)[j] for j in delta.added]
+            assert apply_delta(rows_of(base), delta.removed, delta.added, added) == rows_of(expected)
+        else:
+            assert attrs.evolve(outcome, fingerprint=None) == expected
+
+
+def test_an_export_edited_in_place_or_with_lines_inserted_is_read_line_by_line(tmp_path):
+    rows = [f"B,K-{i},customer,,\n".encode() for i in range(200)]
+    path = tmp_path / "B.csv"
+    path.write_bytes(export(rows))
+    reader = ExportReader()
+    base = reader.read("B", path)
+    rows[50] = b"B,NEW-1,customer,,\n"
+    rows.insert(10, b"B,NEW-2,customer,,\n")
+    path.write_bytes(export(rows))
+    changes = reader.read_changes("B", path, "csv", base.fingerprint)
+    assert isinstance(changes, LineChanges)
+    assert changes.removed_lines == [52] and changes.added_lines == [12, 53]
+    assert changes.added.keys == ["NEW-2", "NEW-1"]  # only the added lines were parsed
+    snapshot, delta = apply_line_changes(base, changes)
+    assert delta.removed == [50] and delta.added == [10, 51]
+    assert attrs.evolve(snapshot, fingerprint=None) == whole(path)
+
+
+def test_what_lines_cannot_say_is_read_whole(tmp_path):
+    """A quoted field over a line end, a new header, an export not read last by this reader, JSON."""
+    path = tmp_path / "B.csv"
+    rows = [f"B,K-{i},customer,,\n".encode() for i in range(20)]
+    cases = {
+        "open quote": export([*rows, OPEN_QUOTE, b'",customer,,\n']),
+        "new header": HEADER.replace(b"location_ref", b"location") + b"".join(rows),
+    }
+    for case, data in cases.items():
+        path.write_bytes(export(rows))
+        reader = ExportReader()
+        base = reader.read("B", path)
+        path.write_bytes(data)
+        outcome = reader.read_changes("B", path, "csv", base.fingerprint)
+        assert not isinstance(outcome, LineChanges), case
+        assert attrs.evolve(outcome, fingerprint=None) == whole(path), case
+    path.write_bytes(export(rows))
+    base = ExportReader().read("B", path)
+    path.write_bytes(export(rows[1:]))
+    assert not isinstance(ExportReader().read_changes("B", path, "csv", base.fingerprint), LineChanges)
+
+
+def test_changes_taken_against_other_rows_are_refused(tmp_path):
+    """apply_line_changes checks that the removed lines hold what the base has on them."""
+    path = tmp_path / "B.csv"
+    rows = [f"B,K-{i},customer,,\n".encode() for i in range(20)]
+    path.write_bytes(export(rows))
+    reader = ExportReader()
+    base = reader.read("B", path)
+    path.write_bytes(export([b"B,X,customer,,\n", *rows[1:]]))
+    changes = reader.read_changes("B", path, "csv", base.fingerprint)
+    assert isinstance(changes, LineChanges)
+    other = attrs.evolve(base, keys=["OTHER", *base.keys[1:]])
+    assert apply_line_changes(other, changes) is None
+
+
+@given(st.lists(st.integers(), max_size=40), st.data())
+def test_splice_removes_and_inserts_like_a_list_would(old, data):
+    removed = sorted(data.draw(st.sets(st.sampled_from(range(len(old))))) if old else [])
+    kept = [v for i, v in enumerate(old) if i not in set(removed)]
+    added = data.draw(st.lists(st.integers(), max_size=10))
+    size = len(kept) + len(added)
+    at = (
+        sorted(data.draw(st.sets(st.sampled_from(range(size)), min_size=len(added), max_size=len(added))))
+        if size
+        else []
+    )
+    slots = dict(zip(at, added, strict=True))
+    rest = iter(kept)
+    expected = [slots[i] if i in slots else next(rest) for i in range(size)]
+    assert splice(old, removed, at, added) == expected
