@@ -27,7 +27,7 @@ from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.domain.line_changes import LineChanges, apply_line_changes
 from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
-from keysync.domain.reconciliation import Reconciliation, reconcile
+from keysync.domain.reconciliation import Earlier, Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.row_delta import RowDelta, snapshot_delta
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
@@ -91,6 +91,7 @@ class Observation:
     began: float = attrs.Factory(time.perf_counter)
     states: dict[str, SourceState] = attrs.Factory(dict)  # where each observed system's rows now are
     unchanged: set[str] = attrs.Factory(set)  # systems whose export had not changed (incremental runs)
+    deltas: dict[str, tuple[SourceSnapshot, RowDelta]] = attrs.Factory(dict)  # changed system -> (base, delta)
 
     @classmethod
     def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
@@ -186,7 +187,7 @@ def observe(
             if isinstance(outcome, SourceSnapshot):
                 _record(settings, observation, outcome, incremental)
             elif isinstance(outcome, tuple):
-                _record_delta(settings, observation, incremental, *outcome)
+                _record_delta(settings, observation, *outcome)
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
                 observation.reasons[system] = outcome
@@ -225,11 +226,9 @@ def _record(
     observation.snapshots[system] = snapshot
     state = incremental.baseline.sources.get(system) if incremental is not None else None
     if incremental is not None and state is not None and state.depth < MAX_DELTAS and state.file == snapshot.file:
-        delta = snapshot_delta(incremental.base_snapshot(state.holder, system), snapshot)
-        if len(delta) <= MAX_DELTA_SHARE * max(len(snapshot), 1):
-            run.observe_changes(snapshot, state.holder, state.depth + 1, delta, settings.batch_size)
-            _note_state(observation, snapshot, state.depth + 1)
-            return
+        base = incremental.base_snapshot(state.holder, system)
+        _record_delta(settings, observation, state, base, snapshot, snapshot_delta(base, snapshot))
+        return
     run.observe(snapshot, settings.batch_size)
     _note_state(observation, snapshot, 0)
 
@@ -255,29 +254,31 @@ def _apply(
     incremental: Incremental,
     changes: LineChanges,
     read_source: SourceReader,
-) -> tuple[SourceSnapshot, RowDelta] | SourceSnapshot | str:
-    """The new snapshot and its delta from the changed lines; the export read whole in the rare case that the
-    lines do not fit the rows this run builds on."""
+) -> tuple[SourceState, SourceSnapshot, SourceSnapshot, RowDelta] | SourceSnapshot | str:
+    """The base state and rows, the new rows and their delta, from the changed lines; the export read whole in
+    the rare case that the lines do not fit the rows this run builds on."""
     state = incremental.baseline.sources[changes.system]
-    applied = apply_line_changes(incremental.base_snapshot(state.holder, changes.system), changes)
+    base = incremental.base_snapshot(state.holder, changes.system)
+    applied = apply_line_changes(base, changes)
     if applied is not None:
-        return applied
+        return state, base, *applied
     return _read_all(settings, read_source, [changes.system])[changes.system]
 
 
 def _record_delta(
     settings: RunSettings,
     observation: Observation,
-    incremental: Incremental | None,
+    state: SourceState,
+    base: SourceSnapshot,
     snapshot: SourceSnapshot,
     delta: RowDelta,
 ) -> None:
-    """Record a system's export from its delta, as _record does (whole, when the delta is no smaller)."""
-    assert incremental is not None
-    state = incremental.baseline.sources[snapshot.system]
+    """Record a system's export as its delta from the rows ``state`` points to (whole, when the delta is no
+    smaller than the rows)."""
     observation.snapshots[snapshot.system] = snapshot
     if len(delta) <= MAX_DELTA_SHARE * max(len(snapshot), 1):
         observation.run.observe_changes(snapshot, state.holder, state.depth + 1, delta, settings.batch_size)
+        observation.deltas[snapshot.system] = (base, delta)
         _note_state(observation, snapshot, state.depth + 1)
     else:
         observation.run.observe(snapshot, settings.batch_size)
@@ -311,8 +312,10 @@ def conclude(
     registry: Registry,
     progress: Progress | None = None,
     incremental: Incremental | None = None,
+    previous: Reconciliation | None = None,
 ) -> RunResult:
-    """Classify, update the registry and complete the run. The caller saves the run and the registry together."""
+    """Classify, update the registry and complete the run. The caller saves the run and the registry together.
+    ``previous``, the last reconciliation this process made, spares normalizing rows it normalized already."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if AUTHORITY in observation.reasons:
@@ -336,6 +339,7 @@ def conclude(
         settings.strategy,
         unavailable_reasons=observation.reasons,
         normalizer=timed_normalize,
+        earlier=_earlier(observation, settings.rules, previous),
     )
     timings["compare"] = time.perf_counter() - begun - (timings.get("normalize", 0.0) - normalizing)
     if not recon.authority.unique_keys:
@@ -350,6 +354,25 @@ def conclude(
         run.fail(reason)
         raise RunFailed(run, reason)
     return settle(settings, observation, recon, registry, progress=say)
+
+
+def _earlier(
+    observation: Observation, rules: NormalizationRules, previous: Reconciliation | None
+) -> dict[str, Earlier]:
+    """The previous reconciliation's results that this one can build on: those computed under the same rules
+    from the very rows (the same objects) that this run's rows are, or are a delta from."""
+    if previous is None or previous.rules != rules:
+        return {}
+    found = {}
+    for system, snapshot in observation.snapshots.items():
+        result = previous.systems[system]
+        if result.snapshot is None:
+            continue
+        if result.snapshot is snapshot:
+            found[system] = Earlier(result)
+        elif system in observation.deltas and observation.deltas[system][0] is result.snapshot:
+            found[system] = Earlier(result, observation.deltas[system][1])
+    return found
 
 
 def settle(

@@ -34,6 +34,7 @@ from keysync.application.reconcile import (
 )
 from keysync.application.store import ConflictError, KeySyncStore
 from keysync.domain.observations import SYSTEMS
+from keysync.domain.reconciliation import Reconciliation
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -89,6 +90,8 @@ class KeySync:
     actor: str = "keysync"
     fingerprint: Fingerprinter | None = None  # for incremental runs
     read_changes: ChangeReader | None = None  # for incremental runs: a changed export, line by line
+    # The last reconciliation this process made, to build the next one on (keysync schedule).
+    _reconciliation: Reconciliation | None = attrs.field(default=None, init=False)
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
 
@@ -125,6 +128,7 @@ class KeySync:
                 raise
             _log_result(result)
             self.store.remember_rows(observation.snapshots, observation.states)
+            self._reconciliation = result.reconciliation or self._reconciliation
             (progress or (lambda _phase: None))("writing reports")
             with timed(result.timings, "reports"):
                 reports = self.projections.catch_up(result.reconciliation, result.run_id)
@@ -165,7 +169,9 @@ class KeySync:
             with timed(carried.timings, "store"):
                 self._save(*sealed_chain(self.store), carried.run)
             return carried
-        result = conclude(settings, observation, self.store.registry(), progress, incremental)
+        result = conclude(
+            settings, observation, self.store.registry(), progress, incremental, previous=self._reconciliation
+        )
         for attempt in range(3):
             try:
                 with timed(result.timings, "store"):

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from itertools import compress
 from typing import NamedTuple
 
 import attrs
 
+from keysync.domain.line_changes import splice
 from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, RejectedRow, SourceSnapshot
+from keysync.domain.row_delta import RowDelta
 
 STRATEGIES = ("mirror", "namespaced")
 
@@ -140,6 +143,15 @@ class Reconciliation:
 Normalizer = Callable[[Sequence[str], NormalizationRules], list[str]]
 
 
+@attrs.frozen
+class Earlier:
+    """A system's result in an earlier reconciliation under the same rules, and the row delta from the rows it
+    was computed from to the rows now (None: the same rows). Only the rows added are normalized again."""
+
+    result: SystemResult
+    delta: RowDelta | None = None
+
+
 def reconcile(
     snapshots: Mapping[str, SourceSnapshot | None],
     rules: NormalizationRules,
@@ -147,13 +159,18 @@ def reconcile(
     *,
     unavailable_reasons: Mapping[str, str] | None = None,
     normalizer: Normalizer = normalize_keys,
+    earlier: Mapping[str, Earlier] | None = None,
 ) -> Reconciliation:
-    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system."""
+    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system.
+    ``earlier`` results (same rules) spare normalizing the rows they already normalized."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     reasons = unavailable_reasons or {}
+    before = earlier or {}
     results = {
-        system: _index(system, snapshots.get(system), rules, normalizer, reasons.get(system, "not read"))
+        system: _index(
+            system, snapshots.get(system), rules, normalizer, reasons.get(system, "not read"), before.get(system)
+        )
         for system in SYSTEMS
     }
     authority = results[AUTHORITY].first_row.keys()
@@ -172,10 +189,17 @@ def _index(
     rules: NormalizationRules,
     normalizer: Normalizer,
     unavailable_reason: str,
+    earlier: Earlier | None = None,
 ) -> SystemResult:
     if snapshot is None:
         return SystemResult(system=system, snapshot=None, unavailable_reason=unavailable_reason)
-    normalized = normalizer(snapshot.keys, rules)
+    if earlier is None:
+        normalized = normalizer(snapshot.keys, rules)
+    elif earlier.delta is None:  # the same rows: everything but the comparison with System A stands
+        return attrs.evolve(earlier.result, snapshot=snapshot, missing_in_a=[], missing_from_system=[])
+    else:
+        added = normalizer([snapshot.keys[j] for j in earlier.delta.added], rules)
+        normalized = splice(earlier.result.normalized, earlier.delta.removed, earlier.delta.added, added)
     # Iterating backwards lets the first occurrence of a key win the dict slot, at C speed.
     n = len(normalized)
     first_row = dict(zip(reversed(normalized), range(n - 1, -1, -1), strict=True))
@@ -220,11 +244,12 @@ def _duplicates(
         return [], {}
     forms: dict[str, dict[str, None]] = {key: {} for key in duplicated}
     latest: dict[str, str] = dict.fromkeys(duplicated, "")
-    for i, key in enumerate(normalized):
-        if key in duplicated:
-            forms[key][snapshot.keys[i]] = None
-            seen = snapshot.last_seen_at[i]
-            if seen > latest[key]:
-                latest[key] = seen
+    # Only the duplicated keys' rows are visited in Python; finding them runs in C.
+    for i in compress(range(len(normalized)), map(duplicated.__contains__, normalized)):
+        key = normalized[i]
+        forms[key][snapshot.keys[i]] = None
+        seen = snapshot.last_seen_at[i]
+        if seen > latest[key]:
+            latest[key] = seen
     found = [Duplicate(key, counts[key], list(forms[key])) for key in sorted(duplicated)]
     return found, latest

@@ -5,7 +5,8 @@ from hypothesis import strategies as st
 
 from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS, SourceSnapshot
-from keysync.domain.reconciliation import master_key_for, reconcile
+from keysync.domain.reconciliation import Earlier, master_key_for, reconcile
+from keysync.domain.row_delta import row_delta, rows_of
 
 RULES = NormalizationRules()
 
@@ -78,3 +79,19 @@ def test_set_semantics_hold_for_any_key_sets(data):
         assert r.matched == len(s & a)
         assert r.match_rate == (len(s & a) / len(s | a) if s | a else 1.0)
         assert {d.normalized_key for d in r.duplicates} == {k for k in s if data[system].count(k) > 1}
+
+
+KEY_POOL = st.sampled_from(["K-1", "k-1", " K-2", "K-3", "", "  ", "K-4", "x-9", "K-3"])
+
+
+@given(st.lists(KEY_POOL, max_size=12), st.lists(KEY_POOL, max_size=12), st.lists(KEY_POOL, max_size=12))
+def test_a_reconciliation_built_on_an_earlier_one_is_the_one_computed_afresh(before, after, authority):
+    """Earlier results (the same rows, or a row delta from them) only spare normalizing: the result is the same."""
+    rules = NormalizationRules()
+    a_before, b_before = snap("A", *authority), snap("B", *before)
+    b_after = snap("B", *after)
+    previous = reconcile({"A": a_before, "B": b_before}, rules)
+    delta = row_delta(rows_of(b_before), rows_of(b_after))
+    earlier = {"A": Earlier(previous.systems["A"]), "B": Earlier(previous.systems["B"], delta)}
+    built = reconcile({"A": a_before, "B": b_after}, rules, earlier=earlier)
+    assert built == reconcile({"A": a_before, "B": b_after}, rules)
