@@ -55,8 +55,7 @@ def apply_line_changes(base: SourceSnapshot, changes: LineChanges) -> tuple[Sour
     if renumber is not None:
         kept_lines = renumber(np.asarray(kept_lines, dtype=np.int64)).tolist()
     added = changes.added
-    at = np.searchsorted(np.asarray(kept_lines, dtype=np.int64), np.asarray(added.lines, dtype=np.int64))
-    added_at = (at + np.arange(len(added))).tolist()
+    added_at = [bisect_left(kept_lines, line) + k for k, line in enumerate(added.lines)]
     removed_lines = set(changes.removed_lines)
     kept_rejected = [r for r in base.rejected if r.line not in removed_lines]
     if renumber is not None and kept_rejected:
@@ -80,6 +79,11 @@ def apply_line_changes(base: SourceSnapshot, changes: LineChanges) -> tuple[Sour
 def splice(old: Sequence[T], removed: Sequence[int], added_at: Sequence[int], added: Sequence[T]) -> list[T]:
     """``old`` without the ``removed`` indexes (ascending), with ``added[k]`` at index ``added_at[k]`` (ascending)
     of the result. Copies whole runs between the changes, so that a few changes in a long column cost little."""
+    if removed == added_at:  # rows replaced in place (an export edited line by line): overwrite them
+        out = list(old)
+        for i, value in zip(added_at, added, strict=True):
+            out[i] = value
+        return out
     kept: list[T] = []
     start = 0
     for i in removed:

@@ -10,6 +10,7 @@ snapshots keep loading it cheap.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from functools import cache
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -67,11 +68,10 @@ class Registry(Aggregate):
     ) -> list[str]:
         """Register what a run found: propose new master keys, note the ones seen again, deprecate the ones
         that entered System A or vanished. Returns the newly proposed master keys."""
-        new = [m for m in out_of_authority if m not in self.status]
+        status, systems = self.status, self.systems
+        new = [m for m in out_of_authority if m not in status]
         # Deprecated keys that turn up again are noted too (last seen, source systems); they stay Deprecated.
-        seen = [
-            [m, _joined(self.systems[m], out_of_authority[m].systems)] for m in out_of_authority if m in self.status
-        ]
+        seen = [[m, _joined(systems[m], tuple(found.systems))] for m, found in out_of_authority.items() if m in status]
         if new:
             self._propose(run_id, [_entry(out_of_authority[m]) for m in new])
         if seen:
@@ -79,12 +79,13 @@ class Registry(Aggregate):
         if auto_approve and new:
             self._activate(run_id, new, REASON_AUTO_APPROVED, actor)
         in_authority, vanished = [], []
-        for master, status in self.status.items():
-            if status == DEPRECATED or master in out_of_authority:
+        available = frozenset(available_systems)
+        for master, state in self.status.items():
+            if state == DEPRECATED or master in out_of_authority:
                 continue
             if self.normalized[master] in authority_keys:
                 in_authority.append(master)
-            elif set(self.systems[master].split("|")) <= set(available_systems):
+            elif _split(systems[master]) <= available:
                 # Only a key whose every source system was read this run can be said to have vanished.
                 vanished.append(master)
         if in_authority:
@@ -152,5 +153,12 @@ def _entry(found: OutOfAuthorityKey) -> list[str]:
     return [master, normalized, "|".join(systems), source_key]
 
 
-def _joined(existing: str, systems: list[str]) -> str:
-    return "|".join(sorted(set(existing.split("|")) | set(systems)))
+# Source systems are few ("B|D"): the combinations are few, and a run meets each one thousands of times.
+@cache
+def _joined(existing: str, systems: tuple[str, ...]) -> str:
+    return "|".join(sorted(_split(existing) | set(systems)))
+
+
+@cache
+def _split(systems: str) -> frozenset[str]:
+    return frozenset(systems.split("|"))

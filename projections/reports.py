@@ -3,7 +3,8 @@ from the read models and the latest run's reconciliation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any
 
@@ -149,18 +150,18 @@ def _missing_in_a(out: Columns, run: RunInfo, recon: Reconciliation, statuses: M
         if r.snapshot is None or not r.missing_in_a:
             continue
         keys = r.missing_in_a
-        rows = [r.first_row[k] for k in keys]
-        masters = [master_key_for(r.system, k, recon.strategy) for k in keys]
+        rows = _gather(r.first_row, keys)
+        masters = keys if recon.strategy == "mirror" else [master_key_for(r.system, k, recon.strategy) for k in keys]
         n = len(keys)
         out["run_id"] += [run.run_id] * n
         out["detected_at"] += [run.finished_at] * n
         out["system"] += [r.system] * n
-        out["source_key"] += [r.snapshot.keys[i] for i in rows]
+        out["source_key"] += _gather(r.snapshot.keys, rows)
         out["normalized_key"] += keys
         out["proposed_master_key"] += masters
         out["strategy"] += [recon.strategy] * n
-        out["registry_status"] += [statuses.get(m, "") for m in masters]
-        out["entity_type"] += [r.snapshot.entity_types[i] for i in rows]
+        out["registry_status"] += map(statuses.get, masters, repeat(""))
+        out["entity_type"] += _gather(r.snapshot.entity_types, rows)
         out["last_seen_at"] += _last_seen(r, keys, rows)
 
 
@@ -171,21 +172,29 @@ def _missing_from_system(out: Columns, run: RunInfo, recon: Reconciliation) -> N
         if not r.missing_from_system:
             continue
         keys = r.missing_from_system
-        rows = [authority.first_row[k] for k in keys]
+        rows = _gather(authority.first_row, keys)
         n = len(keys)
         out["run_id"] += [run.run_id] * n
         out["detected_at"] += [run.finished_at] * n
         out["system"] += [r.system] * n
         out["master_key"] += keys
-        out["source_key_in_A"] += [authority.snapshot.keys[i] for i in rows]
-        out["entity_type"] += [authority.snapshot.entity_types[i] for i in rows]
+        out["source_key_in_A"] += _gather(authority.snapshot.keys, rows)
+        out["entity_type"] += _gather(authority.snapshot.entity_types, rows)
         out["last_seen_in_A"] += _last_seen(authority, keys, rows)
 
 
 def _last_seen(r: SystemResult, keys: list[str], rows: list[int]) -> list[str]:
-    seen = r.snapshot.last_seen_at  # type: ignore[union-attr]
-    latest = r.latest_seen  # only duplicated keys are here; the rest have one row
-    return [latest.get(k) or seen[i] for k, i in zip(keys, rows, strict=True)]
+    found = _gather(r.snapshot.last_seen_at, rows)  # type: ignore[union-attr]
+    latest = r.latest_seen  # only duplicated keys are here (their latest row); the rest have one row
+    if latest:
+        for k in compress(range(len(keys)), map(latest.__contains__, keys)):
+            found[k] = latest[keys[k]] or found[k]
+    return found
+
+
+def _gather(values: Sequence[Any] | Mapping[Any, Any], at: Iterable[Any]) -> list[Any]:
+    """values[i] for each i, looked up in C (a report has hundreds of thousands of rows)."""
+    return list(map(values.__getitem__, at))
 
 
 def _duplicates(out: Columns, run: RunInfo, recon: Reconciliation) -> None:

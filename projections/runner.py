@@ -122,6 +122,8 @@ class Projections:
             if start != self._registry_at:
                 self._registry = None  # another process moved the views: the loaded registry is behind them
             return start
+        # The registry this process loaded or kept up to date last time, if the views are still where it left them.
+        warm = self._registry if self._registry_at == start else None
         self._registry = None
         registry: dict[str, dict[str, str]] | None = None
         runs: dict[str, dict[str, Any]] = {}
@@ -131,7 +133,7 @@ class Projections:
         for event_id, event in self.events(start, last):
             if isinstance(event, Registry.Event):
                 if registry is None:
-                    registry = {row["master_key"]: row for row in self.recorder.registry_rows()}
+                    registry = warm if warm is not None else {r["master_key"]: r for r in self.recorder.registry_rows()}
                 registry_changed |= apply_registry_event(registry, event)
                 run_id = getattr(event, "run_id", "")
             else:
@@ -152,7 +154,7 @@ class Projections:
             [[a[col] for col in AUDIT_COLUMNS] for a in audit],
         )
         # Keep the loaded registry for the reports only if these rows are the ones stored.
-        self._registry = registry if saved else None
+        self._registry = (registry if registry is not None else warm) if saved else None
         self._registry_at = last
         return last
 
@@ -236,6 +238,7 @@ class Projections:
     def rebuild(self) -> list[Path]:
         """Forget every read model and rebuild it, and the reports, from the event log alone."""
         self.recorder.reset(VIEWS, REPORTS_POSITION)
+        self._registry = None
         self.manifest.forget(self.output_dir)
         return self.catch_up()
 
