@@ -10,8 +10,10 @@ Everything here works on plain dicts and sets, so that a million keys per system
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import suppress
 from itertools import compress
+from operator import not_
 from typing import NamedTuple
 
 import attrs
@@ -162,25 +164,47 @@ def reconcile(
     earlier: Mapping[str, Earlier] | None = None,
 ) -> Reconciliation:
     """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system.
-    ``earlier`` results (same rules) spare normalizing the rows they already normalized."""
+
+    ``earlier`` results (the same rules, all from one earlier reconciliation) make this one an update of that
+    one: only the rows added are normalized, and only the keys of the rows removed or added are compared again."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    reasons = unavailable_reasons or {}
-    before = earlier or {}
-    results = {
-        system: _index(
-            system, snapshots.get(system), rules, normalizer, reasons.get(system, "not read"), before.get(system)
-        )
-        for system in SYSTEMS
-    }
+    reasons, before = unavailable_reasons or {}, earlier or {}
+    results: dict[str, SystemResult] = {}
+    touched: dict[str, set[str]] = {}  # system -> the keys of its rows removed or added since its earlier result
+    for system in SYSTEMS:
+        snapshot, past = snapshots.get(system), before.get(system)
+        results[system] = _index(system, snapshot, rules, normalizer, reasons.get(system, "not read"), past)
+        if snapshot is not None and past is not None:
+            touched[system] = _touched(past, results[system].normalized)
     authority = results[AUTHORITY].first_row.keys()
     for system, result in results.items():
         if system == AUTHORITY or not result.available:
             continue
         keys = result.first_row.keys()
-        result.missing_in_a.extend(sorted(keys - authority))
-        result.missing_from_system.extend(sorted(authority - keys))
+        if system in touched and AUTHORITY in touched:
+            past = before[system].result
+            changed = touched[system] | touched[AUTHORITY]
+            result.missing_in_a.extend(_updated(past.missing_in_a, changed, keys, authority))
+            result.missing_from_system.extend(_updated(past.missing_from_system, changed, authority, keys))
+        else:
+            result.missing_in_a.extend(sorted(keys - authority))
+            result.missing_from_system.extend(sorted(authority - keys))
     return Reconciliation(rules=rules, strategy=strategy, systems=results)
+
+
+def _touched(past: Earlier, normalized: list[str]) -> set[str]:
+    if past.delta is None:
+        return set()
+    removed = map(past.result.normalized.__getitem__, past.delta.removed)
+    return {*removed, *map(normalized.__getitem__, past.delta.added)} - {""}
+
+
+def _updated(before: list[str], changed: set[str], inside: Collection[str], outside: Collection[str]) -> list[str]:
+    """The sorted keys in ``inside`` and not in ``outside``, from the same list ``before`` by re-deciding only the
+    ``changed`` keys."""
+    kept = compress(before, map(not_, map(changed.__contains__, before)))
+    return sorted([*kept, *(k for k in changed if k in inside and k not in outside)])
 
 
 def _index(
@@ -200,20 +224,11 @@ def _index(
     else:
         added = normalizer([snapshot.keys[j] for j in earlier.delta.added], rules)
         normalized = splice(earlier.result.normalized, earlier.delta.removed, earlier.delta.added, added)
+        return _patched(earlier.result, snapshot, normalized, earlier.delta)
     # Iterating backwards lets the first occurrence of a key win the dict slot, at C speed.
     n = len(normalized)
     first_row = dict(zip(reversed(normalized), range(n - 1, -1, -1), strict=True))
-    rejected = list(snapshot.rejected)
-    emptied = [i for i, key in enumerate(normalized) if not key] if "" in first_row else []
-    for i in emptied:
-        # The snapshot keeps fields, not lines: the row is shown as its fields in the contract's column order.
-        row = [system, snapshot.keys[i], snapshot.entity_types[i], snapshot.location_refs[i], snapshot.last_seen_at[i]]
-        rejected.append(
-            RejectedRow(
-                system, snapshot.file, snapshot.lines[i], "error", "key is empty after normalization", _csv_line(row)
-            )
-        )
-    rejected.sort(key=lambda r: (r.line, r.severity))
+    emptied = list(compress(range(n), map(not_, normalized))) if "" in first_row else []
     first_row.pop("", None)
     duplicates: list[Duplicate] = []
     latest_seen: dict[str, str] = {}
@@ -227,10 +242,84 @@ def _index(
         snapshot=snapshot,
         normalized=normalized,
         first_row=first_row,
-        rejected=rejected,
+        rejected=_rejected(system, snapshot, emptied),
         duplicates=duplicates,
         latest_seen=latest_seen,
     )
+
+
+def _patched(before: SystemResult, snapshot: SourceSnapshot, normalized: list[str], delta: RowDelta) -> SystemResult:
+    """``before`` after the rows of ``delta`` were removed and added (``normalized``: every row's key now). The
+    counts and duplicates of the keys involved are worked out again, the rest stands; first rows are patched when
+    rows were replaced in place, else rebuilt (rows moved: a dict built in C)."""
+    old = before.normalized
+    counts = {d.normalized_key: d.occurrences for d in before.duplicates}  # every other key known: once
+
+    def count(key: str) -> int:
+        return counts[key] if key in counts else int(key in before.first_row)
+
+    gone = {old[i] for i in delta.removed} - {""}
+    came = {normalized[j] for j in delta.added} - {""}
+    for key in map(old.__getitem__, delta.removed):
+        if key:
+            counts[key] = count(key) - 1
+    for key in map(normalized.__getitem__, delta.added):
+        if key:
+            counts[key] = count(key) + 1
+    if delta.removed == delta.added:
+        first = _first_rows_replaced(before.first_row, normalized, delta.added, gone, counts)
+    else:
+        first = dict(zip(reversed(normalized), range(len(normalized) - 1, -1, -1), strict=True))
+        first.pop("", None)
+    involved = gone | came
+    duplicated = {k for k in involved if counts[k] > 1}
+    found, latest = _duplicates(snapshot, normalized, duplicated, counts)
+    kept = (d for d in before.duplicates if d.normalized_key not in involved)
+    emptied = list(compress(range(len(normalized)), map(not_, normalized))) if "" in normalized else []
+    return SystemResult(
+        system=before.system,
+        snapshot=snapshot,
+        normalized=normalized,
+        first_row=first,
+        rejected=_rejected(before.system, snapshot, emptied),
+        duplicates=sorted([*kept, *found], key=lambda d: d.normalized_key),
+        latest_seen={k: v for k, v in before.latest_seen.items() if k not in involved} | latest,
+    )
+
+
+def _first_rows_replaced(
+    before: Mapping[str, int], normalized: list[str], rows: list[int], gone: set[str], counts: Mapping[str, int]
+) -> dict[str, int]:
+    """First rows after ``rows`` had their keys replaced, no row moving: only the keys involved change."""
+    first = dict(before)
+    replaced = set(rows)
+    for key in gone:
+        if counts[key] == 0:
+            first.pop(key, None)
+        elif first[key] in replaced:  # its first row is gone: the next one on, or an added one (below)
+            start = first.pop(key)
+            with suppress(ValueError):
+                first[key] = normalized.index(key, start)
+    for i in rows:
+        key = normalized[i]
+        if key and (key not in first or i < first[key]):
+            first[key] = i
+    return first
+
+
+def _rejected(system: str, snapshot: SourceSnapshot, emptied: list[int]) -> list[RejectedRow]:
+    """The reader's rejections and the rows whose key normalized away, in line order."""
+    rejected = list(snapshot.rejected)
+    for i in emptied:
+        # The snapshot keeps fields, not lines: the row is shown as its fields in the contract's column order.
+        row = [system, snapshot.keys[i], snapshot.entity_types[i], snapshot.location_refs[i], snapshot.last_seen_at[i]]
+        rejected.append(
+            RejectedRow(
+                system, snapshot.file, snapshot.lines[i], "error", "key is empty after normalization", _csv_line(row)
+            )
+        )
+    rejected.sort(key=lambda r: (r.line, r.severity))
+    return rejected
 
 
 def _csv_line(fields: list[str]) -> str:
@@ -238,7 +327,7 @@ def _csv_line(fields: list[str]) -> str:
 
 
 def _duplicates(
-    snapshot: SourceSnapshot, normalized: list[str], duplicated: set[str], counts: Counter[str]
+    snapshot: SourceSnapshot, normalized: list[str], duplicated: set[str], counts: Mapping[str, int]
 ) -> tuple[list[Duplicate], dict[str, str]]:
     if not duplicated:
         return [], {}
