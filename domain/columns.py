@@ -44,5 +44,8 @@ def pack_lines(lines: Sequence[int]) -> list[list[int]]:
 
 def unpack_lines(column: Sequence[int] | Sequence[Sequence[int]]) -> list[int]:
     if column and isinstance(column[0], list):
-        return [line for first, count in column for line in range(first, first + count)]  # type: ignore[misc]
+        runs = np.asarray(column, dtype=np.int64)
+        firsts, counts = runs[:, 0], runs[:, 1]
+        starts = np.cumsum(counts) - counts  # where each run begins in the result
+        return (np.arange(int(counts.sum())) + np.repeat(firsts - starts, counts)).tolist()
     return list(column)  # type: ignore[arg-type]

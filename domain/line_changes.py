@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 import attrs
 import numpy as np
 
 from keysync.domain.observations import Fingerprint, SourceSnapshot
-from keysync.domain.row_delta import RowDelta
-
-T = TypeVar("T")
+from keysync.domain.row_delta import RowDelta, splice
 
 
 @attrs.frozen
@@ -74,33 +71,6 @@ def apply_line_changes(base: SourceSnapshot, changes: LineChanges) -> tuple[Sour
         fingerprint=changes.fingerprint,
     )
     return snapshot, RowDelta(gone, added_at)
-
-
-def splice(old: Sequence[T], removed: Sequence[int], added_at: Sequence[int], added: Sequence[T]) -> list[T]:
-    """``old`` without the ``removed`` indexes (ascending), with ``added[k]`` at index ``added_at[k]`` (ascending)
-    of the result. Copies whole runs between the changes, so that a few changes in a long column cost little."""
-    if removed == added_at:  # rows replaced in place (an export edited line by line): overwrite them
-        out = list(old)
-        for i, value in zip(added_at, added, strict=True):
-            out[i] = value
-        return out
-    kept: list[T] = []
-    start = 0
-    for i in removed:
-        kept.extend(old[start:i])
-        start = i + 1
-    kept.extend(old[start:])
-    if not added:
-        return kept
-    out: list[T] = []
-    taken = 0
-    for at, value in zip(added_at, added, strict=True):
-        run = at - len(out)
-        out.extend(kept[taken : taken + run])
-        taken += run
-        out.append(value)
-    out.extend(kept[taken:])
-    return out
 
 
 def _rows_on(row_lines: Sequence[int], lines: Sequence[int]) -> list[int]:

@@ -18,10 +18,9 @@ from typing import NamedTuple
 
 import attrs
 
-from keysync.domain.line_changes import splice
 from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, RejectedRow, SourceSnapshot
-from keysync.domain.row_delta import RowDelta
+from keysync.domain.row_delta import RowDelta, splice
 
 STRATEGIES = ("mirror", "namespaced")
 

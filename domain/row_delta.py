@@ -21,6 +21,7 @@ from keysync.domain.observations import SourceSnapshot
 
 Row = tuple[str, str, str, str]
 H = TypeVar("H", bound=Hashable)  # a row, or a line of an export
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -145,10 +146,28 @@ def _longest_increasing(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return chosen[::-1]
 
 
-def apply_delta(old: Sequence[Row], removed: Sequence[int], added_at: Sequence[int], added: Sequence[Row]) -> list[Row]:
-    """The new rows: ``old`` without the ``removed`` indexes, with ``added[k]`` placed at index ``added_at[k]``."""
-    gone = set(removed)
-    kept = iter([row for i, row in enumerate(old) if i not in gone])
-    slots = dict(zip(added_at, added, strict=True))
-    size = len(old) - len(gone) + len(added)
-    return [slots[j] if j in slots else next(kept) for j in range(size)]
+def splice(old: Sequence[T], removed: Sequence[int], added_at: Sequence[int], added: Sequence[T]) -> list[T]:
+    """``old`` without the ``removed`` indexes (ascending), with ``added[k]`` at index ``added_at[k]`` (ascending)
+    of the result. Copies whole runs between the changes, so that a few changes in a long column cost little."""
+    if removed == added_at:  # rows replaced in place (an export edited line by line): overwrite them
+        out = list(old)
+        for i, value in zip(added_at, added, strict=True):
+            out[i] = value
+        return out
+    kept: list[T] = []
+    start = 0
+    for i in removed:
+        kept.extend(old[start:i])
+        start = i + 1
+    kept.extend(old[start:])
+    if not added:
+        return kept
+    out: list[T] = []
+    taken = 0
+    for at, value in zip(added_at, added, strict=True):
+        run = at - len(out)
+        out.extend(kept[taken : taken + run])
+        taken += run
+        out.append(value)
+    out.extend(kept[taken:])
+    return out

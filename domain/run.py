@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate, event
 
 from keysync.domain.columns import Column, pack_lines, pack_text, text_length, unpack_lines, unpack_text
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot
-from keysync.domain.row_delta import RowDelta, apply_delta, rows_of
+from keysync.domain.row_delta import RowDelta, splice
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -173,6 +173,7 @@ class ReconciliationRun(Aggregate):
         self.error = reason
 
 
+ROW_FIELDS = ("keys", "entity_types", "location_refs", "last_seen_at")  # a row's values, as SourceSnapshot names them
 BaseSnapshot = Callable[[str, str], SourceSnapshot]  # (run originator id, system) -> that run's rows of the system
 
 
@@ -184,7 +185,9 @@ def snapshots_from_events(
     ``base_snapshot`` gives them."""
     snapshots: dict[str, SourceSnapshot] = {}
     unavailable: dict[str, str] = {}
-    deltas: dict[str, tuple[Any, list[int], list[int], list[Any]]] = {}  # system -> (event, removed, at, rows)
+    deltas: dict[
+        str, tuple[Any, list[int], list[int], dict[str, list[str]]]
+    ] = {}  # system -> (event, removed, at, rows)
     for e in events:
         name = type(e).__name__
         if only and getattr(e, "system", only) != only:
@@ -211,22 +214,18 @@ def snapshots_from_events(
             snapshots[e.system] = SourceSnapshot(
                 e.system, e.file, e.rows_read, [], [], [], [], unpack_lines(e.lines), [], fp
             )
-            deltas[e.system] = (e, [], [], [])
+            deltas[e.system] = (e, [], [], {name: [] for name in ROW_FIELDS})
         elif name == "RowsRemoved":
             deltas[e.system][1].extend(unpack_lines(e.rows))
         elif name == "RowsAdded":
             delta = deltas[e.system]
             delta[2].extend(unpack_lines(e.at))
-            columns = (unpack_text(c) for c in (e.keys, e.entity_types, e.location_refs, e.last_seen_at))
-            delta[3].extend(zip(*columns, strict=True))
+            for field in ROW_FIELDS:
+                delta[3][field].extend(unpack_text(getattr(e, field)))
     for system, (changed, removed, at, added) in deltas.items():
         base = _based_on(system, changed.base, base_snapshot)
-        s = snapshots[system]
-        rows = apply_delta(rows_of(base), removed, at, added)
-        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[], [], [], []]
-        snapshots[system] = attrs.evolve(
-            s, keys=columns[0], entity_types=columns[1], location_refs=columns[2], last_seen_at=columns[3]
-        )
+        columns = {field: splice(getattr(base, field), removed, at, added[field]) for field in ROW_FIELDS}
+        snapshots[system] = attrs.evolve(snapshots[system], **columns)
     return snapshots, unavailable
 
 

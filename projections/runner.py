@@ -12,7 +12,7 @@ replay-history) never recomputes the previous run from the log; a new process do
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -24,6 +24,7 @@ import attrs
 from keysync.application.store import KeySyncStore
 from keysync.domain.columns import unpack_text
 from keysync.domain.normalization import NormalizationRules, normalize_keys
+from keysync.domain.observations import SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun
@@ -355,6 +356,16 @@ class Projections:
         while len(self._run_keys) > KEPT_RUN_KEYS:
             del self._run_keys[next(iter(self._run_keys))]
         return keys
+
+    def note_run_rows(self, run_id: str, snapshots: Mapping[str, SourceSnapshot]) -> None:
+        """Take a completed run's keys from its rows (every available system's), which a run building on it had
+        at hand anyway, so that the changes since that run need not be read back from the log."""
+        if run_id in self._run_keys:
+            return
+        found = {s: set(normalize_keys(snapshot.keys, self.rules)) - {""} for s, snapshot in snapshots.items()}
+        self._run_keys[run_id] = RunKeys.from_keys(run_id, found)  # the newest run on record: last
+        while len(self._run_keys) > KEPT_RUN_KEYS:
+            del self._run_keys[next(iter(self._run_keys))]
 
     def _run_keys_from_log(self, run: dict[str, Any]) -> RunKeys:
         """Only the key column of each observation batch is used, one event at a time, and only the sets of

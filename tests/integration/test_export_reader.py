@@ -10,8 +10,8 @@ import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keysync.domain.line_changes import LineChanges, apply_line_changes, splice
-from keysync.domain.row_delta import apply_delta, rows_of
+from keysync.domain.line_changes import LineChanges, apply_line_changes
+from keysync.domain.row_delta import rows_of, splice
 from keysync.infrastructure.export_reader import ExportReader
 from keysync.infrastructure.sources import read_source
 
@@ -83,7 +83,7 @@ def test_changed_lines_applied_to_the_earlier_rows_are_the_whole_read(before, ed
             snapshot, delta = applied
             assert attrs.evolve(snapshot, fingerprint=None) == expected
             added = [rows_of(snapshot)[j] for j in delta.added]
-            assert apply_delta(rows_of(base), delta.removed, delta.added, added) == rows_of(expected)
+            assert splice(rows_of(base), delta.removed, delta.added, added) == rows_of(expected)
         else:
             assert attrs.evolve(outcome, fingerprint=None) == expected
 

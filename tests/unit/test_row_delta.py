@@ -6,14 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keysync.domain.observations import SourceSnapshot
-from keysync.domain.row_delta import apply_delta, row_delta, rows_of, snapshot_delta
+from keysync.domain.row_delta import row_delta, rows_of, snapshot_delta, splice
 
 ROWS = st.lists(st.tuples(st.sampled_from("abcde"), st.just("customer"), st.just(""), st.sampled_from(["", "t"])))
 
 
 def applied(old, new):
     delta = row_delta(old, new)
-    return apply_delta(old, delta.removed, delta.added, [new[j] for j in delta.added]), delta
+    return splice(old, delta.removed, delta.added, [new[j] for j in delta.added]), delta
 
 
 @given(ROWS, ROWS)
@@ -64,7 +64,7 @@ def snapshot(rows):
 def test_a_snapshot_delta_applies_like_a_row_delta(old, new):
     """Exports of the same length take the column-by-column path; every delta must give the new rows back."""
     delta = snapshot_delta(snapshot(old), snapshot(new))
-    assert apply_delta(old, delta.removed, delta.added, [new[j] for j in delta.added]) == rows_of(snapshot(new))
+    assert splice(old, delta.removed, delta.added, [new[j] for j in delta.added]) == rows_of(snapshot(new))
 
 
 @given(ROWS, ROWS, st.data())
@@ -76,4 +76,4 @@ def test_a_snapshot_delta_by_line_number_gives_the_new_rows(old, new, data):
     before, after = snapshot(old), snapshot(new)
     before.lines[:], after.lines[:] = old_lines, new_lines
     delta = snapshot_delta(before, after)
-    assert apply_delta(old, delta.removed, delta.added, [new[j] for j in delta.added]) == new
+    assert splice(old, delta.removed, delta.added, [new[j] for j in delta.added]) == new
