@@ -12,10 +12,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Hashable, Sequence
 from itertools import compress, pairwise
-from operator import not_
+from operator import ne, not_
 from typing import TypeVar
 
 import attrs
+import numpy as np
 
 from keysync.domain.observations import SourceSnapshot
 
@@ -54,27 +55,25 @@ def snapshot_delta(old: SourceSnapshot, new: SourceSnapshot) -> RowDelta:
 
 def _line_delta(old: SourceSnapshot, new: SourceSnapshot) -> RowDelta:
     if old.lines == new.lines:
-        pairs = list(range(len(old)))
-        old_at, new_at = pairs, pairs
-    else:
-        old_index = {line: i for i, line in enumerate(old.lines)}
-        new_index = {line: j for j, line in enumerate(new.lines)}
-        common = sorted(old_index.keys() & new_index.keys())
-        old_at = [old_index[line] for line in common]
-        new_at = [new_index[line] for line in common]
-    same = [True] * len(old_at)
+        old_at = new_at = np.arange(len(old))
+    else:  # rows on the same line in both (lines ascend, one row per line)
+        _, old_at, new_at = np.intersect1d(old.lines, new.lines, assume_unique=True, return_indices=True)
+    same = np.ones(len(old_at), dtype=bool)
+    olds, news = old_at.tolist(), new_at.tolist()
     for before, after in _columns(old, new):
-        if before == after and old_at is new_at:
+        if old_at is new_at and before == after:
             continue
-        for k, (i, j) in enumerate(zip(old_at, new_at, strict=True)):
-            if before[i] != after[j]:
-                same[k] = False
-    kept_old = {i for i, keep in zip(old_at, same, strict=True) if keep}
-    kept_new = {j for j, keep in zip(new_at, same, strict=True) if keep}
-    return RowDelta(
-        [i for i in range(len(old)) if i not in kept_old],
-        [j for j in range(len(new)) if j not in kept_new],
-    )
+        # Compared in C: the values on each common line, column by column.
+        pairs = map(ne, map(before.__getitem__, olds), map(after.__getitem__, news))
+        same &= ~np.fromiter(pairs, dtype=bool, count=len(olds))
+    return RowDelta(_not_in(len(old), old_at[same]), _not_in(len(new), new_at[same]))
+
+
+def _not_in(n: int, kept: np.ndarray) -> list[int]:
+    """The indexes below n that are not in ``kept``, ascending."""
+    mask = np.ones(n, dtype=bool)
+    mask[kept] = False
+    return np.flatnonzero(mask).tolist()
 
 
 def _columns(old: SourceSnapshot, new: SourceSnapshot) -> list[tuple[list[str], list[str]]]:
