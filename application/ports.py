@@ -17,10 +17,11 @@ class SourceReader(Protocol):
 
 class ChangeReader(Protocol):
     """An export's changes since the one with fingerprint ``since``, line by line when the reader can (it read
-    that export last), else the whole export."""
+    that export last), else the whole export (always when ``since`` is None). The reader keeps what it read, to
+    compare the next export with."""
 
     def __call__(
-        self, system: str, path: Path, kind: str, since: Fingerprint, *, max_key_length: int
+        self, system: str, path: Path, kind: str, since: Fingerprint | None, *, max_key_length: int
     ) -> SourceSnapshot | LineChanges: ...
 
 

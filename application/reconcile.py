@@ -235,12 +235,15 @@ def _record(
 
 def _deltas_from(
     settings: RunSettings, observation: Observation, incremental: Incremental | None
-) -> dict[str, Fingerprint]:
-    """The systems whose export may be read as its changes, each with the fingerprint of the export its rows
-    came from (rows read under other limits are not reused)."""
-    if incremental is None or incremental.baseline.options.get("reading") != observation.run.options.get("reading"):
+) -> dict[str, Fingerprint | None]:
+    """For an incremental run, every system to read: each with the fingerprint of the export its rows came from
+    when its export may be read as its changes, else None (read whole, and kept for the next run to compare
+    with). Rows read under other limits are not reused."""
+    if settings.mode != "incremental":
         return {}
-    since = {}
+    since: dict[str, Fingerprint | None] = dict.fromkeys(observation.pending)
+    if incremental is None or incremental.baseline.options.get("reading") != observation.run.options.get("reading"):
+        return since
     for system in observation.pending:
         state = incremental.baseline.sources.get(system)
         if state is not None and state.depth < MAX_DELTAS and state.file == str(settings.sources[system].path):
@@ -402,7 +405,7 @@ def _read_all(
     settings: RunSettings,
     read_source: SourceReader,
     systems: list[str],
-    since: Mapping[str, Fingerprint] | None = None,
+    since: Mapping[str, Fingerprint | None] | None = None,
     read_changes: ChangeReader | None = None,
 ) -> dict[str, SourceSnapshot | LineChanges | str]:
     """Each system's snapshot (or, for the systems in ``since``, its changes), or why it is unavailable for this

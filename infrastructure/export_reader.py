@@ -27,47 +27,44 @@ _QUOTED_LINE = re.compile(rb'[^\r\n]*"[^\r\n]*')
 
 
 class ExportReader:
-    """``read`` and ``read_changes`` for the application, remembering each file's last content (its bytes, or
-    its lines once compared: one copy per file)."""
+    """``read`` and ``read_changes`` for the application. ``read_changes`` keeps the bytes of each export it read
+    (one copy per file) for the next call; ``read``, which full runs use, keeps nothing."""
 
     def __init__(self, max_file_mb: int = 2048) -> None:
         self.max_file_mb = max_file_mb
-        # path -> (sha256, bytes or lines, whether every line is a record of its own)
-        self._last: dict[str, tuple[str, bytes | list[bytes], bool]] = {}
+        self._last: dict[str, tuple[str, bytes]] = {}  # path -> (sha256, bytes), for exports of one record a line
         self._lock = threading.Lock()
 
     def read(self, system: str, path: Path, kind: str = "csv", *, max_key_length: int = 256) -> SourceSnapshot:
         """The whole export's snapshot (keysync.infrastructure.sources.read_source)."""
         source, data, fingerprint = self._load(system, path, kind)
-        self._remember(path, fingerprint, data, kind == "csv" and not _multi_line(data))
         return parse_export(source, kind, data, fingerprint, max_key_length)
 
     def read_changes(
-        self, system: str, path: Path, kind: str, since: Fingerprint, *, max_key_length: int = 256
+        self, system: str, path: Path, kind: str, since: Fingerprint | None, *, max_key_length: int = 256
     ) -> SourceSnapshot | LineChanges:
         """The lines changed since the export with fingerprint ``since`` was read, when this reader read that
-        export last and the changes can be taken line by line; else the whole export's snapshot."""
-        with self._lock:
-            sha256, before, single = self._last.get(str(path), ("", b"", False))
+        export last and the changes can be taken line by line; else (and when ``since`` is None) the whole
+        export's snapshot."""
         source, data, fingerprint = self._load(system, path, kind)
-        if kind != "csv" or sha256 != since.sha256 or not single or _multi_line(data):
-            return self.read(system, path, kind, max_key_length=max_key_length)
-        # bytes.splitlines ends lines at \r\n, \r and \n, as the CSV reader does.
-        old_lines = before if isinstance(before, list) else before.splitlines(keepends=True)
-        new_lines = data.splitlines(keepends=True)
-        self._remember(path, fingerprint, new_lines, True)
-        changes = _line_changes(source, old_lines, new_lines, fingerprint, max_key_length)
-        return changes or parse_export(source, kind, data, fingerprint, max_key_length)
+        single = kind == "csv" and not _multi_line(data)
+        with self._lock:
+            sha256, before = self._last.pop(str(path), ("", b""))
+            if single:
+                self._last[str(path)] = (fingerprint.sha256, data)
+        if single and since is not None and sha256 == since.sha256:
+            # bytes.splitlines ends lines at \r\n, \r and \n, as the CSV reader does.
+            old_lines, new_lines = before.splitlines(keepends=True), data.splitlines(keepends=True)
+            changes = _line_changes(source, old_lines, new_lines, fingerprint, max_key_length)
+            if changes is not None:
+                return changes
+        return parse_export(source, kind, data, fingerprint, max_key_length)
 
     def _load(self, system: str, path: Path, kind: str) -> tuple[SourceFile, bytes, Fingerprint]:
         if kind not in KINDS:
             raise ValueError(f"unknown source kind {kind!r}, expected one of {KINDS}")
         data, fingerprint = read_file(Path(path), self.max_file_mb)
         return SourceFile(system, str(path)), data, fingerprint
-
-    def _remember(self, path: Path, fingerprint: Fingerprint, content: bytes | list[bytes], single: bool) -> None:
-        with self._lock:
-            self._last[str(path)] = (fingerprint.sha256, content, single)
 
 
 def _line_changes(

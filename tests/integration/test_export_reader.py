@@ -62,6 +62,13 @@ def edited(lines: list[bytes], edits: list[tuple[str, int, bytes]]) -> list[byte
     return lines
 
 
+def first_read(reader: ExportReader, path: Path):  # type: ignore[no-untyped-def]
+    """A whole read that the reader remembers (no earlier export to compare with)."""
+    outcome = reader.read_changes("B", path, "csv", None)
+    assert not isinstance(outcome, LineChanges)
+    return outcome
+
+
 def whole(path: Path, system: str = "B"):  # type: ignore[no-untyped-def]
     return attrs.evolve(read_source(system, path), fingerprint=None)
 
@@ -73,7 +80,7 @@ def test_changed_lines_applied_to_the_earlier_rows_are_the_whole_read(before, ed
         path = Path(folder) / "B.csv"
         path.write_bytes(export(before, ended=ended_before))
         reader = ExportReader()
-        base = reader.read("B", path)
+        base = first_read(reader, path)
         path.write_bytes(export(edited(before, edits), ended=ended_after))
         outcome = reader.read_changes("B", path, "csv", base.fingerprint)
         expected = whole(path)
@@ -93,7 +100,7 @@ def test_an_export_edited_in_place_or_with_lines_inserted_is_read_line_by_line(t
     path = tmp_path / "B.csv"
     path.write_bytes(export(rows))
     reader = ExportReader()
-    base = reader.read("B", path)
+    base = first_read(reader, path)
     rows[50] = b"B,NEW-1,customer,,\n"
     rows.insert(10, b"B,NEW-2,customer,,\n")
     path.write_bytes(export(rows))
@@ -107,7 +114,7 @@ def test_an_export_edited_in_place_or_with_lines_inserted_is_read_line_by_line(t
 
 
 def test_what_lines_cannot_say_is_read_whole(tmp_path):
-    """A quoted field over a line end, a new header, an export not read last by this reader, JSON."""
+    """A quoted field over a line end, a new header, an export this reader did not keep."""
     path = tmp_path / "B.csv"
     rows = [f"B,K-{i},customer,,\n".encode() for i in range(20)]
     cases = {
@@ -117,15 +124,19 @@ def test_what_lines_cannot_say_is_read_whole(tmp_path):
     for case, data in cases.items():
         path.write_bytes(export(rows))
         reader = ExportReader()
-        base = reader.read("B", path)
+        base = first_read(reader, path)
         path.write_bytes(data)
         outcome = reader.read_changes("B", path, "csv", base.fingerprint)
         assert not isinstance(outcome, LineChanges), case
         assert attrs.evolve(outcome, fingerprint=None) == whole(path), case
     path.write_bytes(export(rows))
-    base = ExportReader().read("B", path)
+    base = first_read(ExportReader(), path)
     path.write_bytes(export(rows[1:]))
     assert not isinstance(ExportReader().read_changes("B", path, "csv", base.fingerprint), LineChanges)
+    reader = ExportReader()
+    base = reader.read("B", path)  # as a full run reads: nothing is kept
+    path.write_bytes(export(rows[2:]))
+    assert not isinstance(reader.read_changes("B", path, "csv", base.fingerprint), LineChanges)
 
 
 def test_changes_taken_against_other_rows_are_refused(tmp_path):
@@ -134,7 +145,7 @@ def test_changes_taken_against_other_rows_are_refused(tmp_path):
     rows = [f"B,K-{i},customer,,\n".encode() for i in range(20)]
     path.write_bytes(export(rows))
     reader = ExportReader()
-    base = reader.read("B", path)
+    base = first_read(reader, path)
     path.write_bytes(export([b"B,X,customer,,\n", *rows[1:]]))
     changes = reader.read_changes("B", path, "csv", base.fingerprint)
     assert isinstance(changes, LineChanges)
