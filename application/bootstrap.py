@@ -70,8 +70,16 @@ def postgres_target(config: Config) -> PostgresTarget:
 
 
 def build(
-    config: Config, *, actor: str | None = None, output_dir: Path | None = None, create_tables: bool = False
+    config: Config,
+    *,
+    actor: str | None = None,
+    output_dir: Path | None = None,
+    create_tables: bool = False,
+    runs_again: bool = False,
 ) -> KeySync:
+    """The application on ``config``'s store. ``runs_again``: a process that runs reconciliations one after
+    another (keysync schedule) keeps each export it read in an incremental run, to read the next one's changes
+    line by line; a command that runs once keeps nothing."""
     postgres = config.store.backend == "postgres"
     store = KeySyncStore(env=store_env(config, create_tables=create_tables))
     store.after_save = faults.after_saving
@@ -91,7 +99,7 @@ def build(
         report_folder_lock,
         FolderManifest(),
     )
-    reader = ExportReader(config.processing.max_file_mb)
+    reader = ExportReader(config.processing.max_file_mb, keep=runs_again)
     return KeySync(
         store,
         projections,

@@ -27,12 +27,15 @@ _QUOTED_LINE = re.compile(rb'[^\r\n]*"[^\r\n]*')
 
 
 class ExportReader:
-    """``read`` and ``read_changes`` for the application. ``read_changes`` keeps the bytes of each export it read
-    (one copy per file) for the next call; ``read``, which full runs use, keeps nothing."""
+    """``read`` and ``read_changes`` for the application. With ``keep`` (a process that runs again), the bytes of
+    the export ``read_changes`` read last for each system are kept (one copy per system) for the next call;
+    ``read``, which full runs use, keeps nothing."""
 
-    def __init__(self, max_file_mb: int = 2048) -> None:
+    def __init__(self, max_file_mb: int = 2048, *, keep: bool = True) -> None:
         self.max_file_mb = max_file_mb
-        self._last: dict[str, tuple[str, bytes]] = {}  # path -> (sha256, bytes), for exports of one record a line
+        self.keep = keep
+        # system -> (path, sha256, bytes) of its last export, if that had one record a line
+        self._last: dict[str, tuple[str, str, bytes]] = {}
         self._lock = threading.Lock()
 
     def read(self, system: str, path: Path, kind: str = "csv", *, max_key_length: int = 256) -> SourceSnapshot:
@@ -49,12 +52,12 @@ class ExportReader:
         source, data, fingerprint = self._load(system, path, kind)
         single = kind == "csv" and not _multi_line(data)
         with self._lock:
-            sha256, before = self._last.pop(str(path), ("", b""))
-            if single:
-                self._last[str(path)] = (fingerprint.sha256, data)
-        if single and since is not None and sha256 == since.sha256:
+            earlier = self._last.pop(system, ("", "", b""))
+            if single and self.keep:
+                self._last[system] = (str(path), fingerprint.sha256, data)
+        if single and since is not None and earlier[:2] == (str(path), since.sha256):
             # bytes.splitlines ends lines at \r\n, \r and \n, as the CSV reader does.
-            old_lines, new_lines = before.splitlines(keepends=True), data.splitlines(keepends=True)
+            old_lines, new_lines = earlier[2].splitlines(keepends=True), data.splitlines(keepends=True)
             changes = _line_changes(source, old_lines, new_lines, fingerprint, max_key_length)
             if changes is not None:
                 return changes
@@ -83,6 +86,8 @@ def _line_changes(
     added_text = [new_lines[line - 1] for line in added]
     header = old_lines[0]
     removed_text = [old_lines[line - 1] for line in removed]
+    if any(_ends_with_lone_cr(line) for line in (header, *removed_text, *added_text)):
+        return None  # joined to a line that starts with "\n", it would end as one "\r\n" line, not two
     return LineChanges(
         system=source.system,
         file=source.file,
@@ -94,6 +99,10 @@ def _line_changes(
         removed=_parse_lines(source, header, removed_text, removed, fingerprint, max_key_length),
         added=_parse_lines(source, header, added_text, added, fingerprint, max_key_length),
     )
+
+
+def _ends_with_lone_cr(line: bytes) -> bool:
+    return line.endswith(b"\r")  # a "\r\n" line ends with "\n"
 
 
 def _multi_line(data: bytes) -> bool:

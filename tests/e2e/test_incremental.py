@@ -174,7 +174,7 @@ def test_a_long_lived_process_reads_changed_exports_line_by_line_and_reports_wha
     with tempfile.TemporaryDirectory() as folder:
         incremental, full = _pair(Path(folder))
         config = load_config(incremental.config)
-        application = build(config, create_tables=True)
+        application = build(config, create_tables=True, runs_again=True)
         settings_ = attrs.evolve(run_settings(config), mode="incremental")
         reads = []
         reader = application.read_changes

@@ -168,3 +168,31 @@ def test_splice_removes_and_inserts_like_a_list_would(old, data):
     rest = iter(kept)
     expected = [slots[i] if i in slots else next(rest) for i in range(size)]
     assert splice(old, removed, at, added) == expected
+
+
+def test_a_line_ending_in_a_lone_carriage_return_is_not_joined_to_a_blank_line(tmp_path):
+    """Changed lines are parsed joined: "...\\r" then "\\n" would read as one "\\r\\n" line, losing a line."""
+    rows = [f"B,K-{i},customer,,\n".encode() for i in range(10)]
+    path = tmp_path / "B.csv"
+    path.write_bytes(export(rows))
+    reader = ExportReader()
+    base = first_read(reader, path)
+    rows[2], rows[4], rows[6] = b"B,X-2,customer,,\r", b"\n", b"B,X-6,customer,,\n"
+    path.write_bytes(export(rows))
+    outcome = reader.read_changes("B", path, "csv", base.fingerprint)
+    if isinstance(outcome, LineChanges):
+        outcome = apply_line_changes(base, outcome)[0]
+    assert attrs.evolve(outcome, fingerprint=None) == whole(path)
+
+
+def test_the_reader_keeps_one_export_per_system_and_none_unless_asked(tmp_path):
+    reader = ExportReader()
+    for day in range(5):  # keysync replay-history reads a new folder each day
+        path = tmp_path / f"day-{day}" / "B.csv"
+        path.parent.mkdir()
+        path.write_bytes(export([b"B,K-1,customer,,\n"]))
+        reader.read_changes("B", path, "csv", None)
+    assert list(reader._last) == ["B"] and reader._last["B"][0] == str(path)
+    once = ExportReader(keep=False)
+    once.read_changes("B", path, "csv", None)
+    assert not once._last
