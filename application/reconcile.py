@@ -351,7 +351,7 @@ def conclude(
         examples = "; ".join(f"line {r.line}: {r.reason}" for r in rejected)
         reason = (
             f"System A ({observation.snapshots[AUTHORITY].file}) has no valid keys: nothing to reconcile against "
-            f"({authority.snapshot.rows_read if authority.snapshot else 0} rows read, "
+            f"({authority.snapshot.rows_read if authority.snapshot is not None else 0} rows read, "
             f"{authority.rows_rejected} rejected{': ' + examples if examples else ''})"
         )
         run.fail(reason)
@@ -437,7 +437,7 @@ def _kpis(recon: Reconciliation, proposed: list[str], auto_approve: bool, durati
     per_system = {
         r.system: {
             "status": "ok" if r.available else "unavailable",
-            "rows_read": r.snapshot.rows_read if r.snapshot else 0,
+            "rows_read": r.snapshot.rows_read if r.snapshot is not None else 0,
             "rows_rejected": r.rows_rejected,
             "unique_keys": r.unique_keys,
             "matched_in_A": r.matched,

@@ -150,3 +150,14 @@ def test_data_in_error_messages_cannot_drive_the_terminal(any_project, write_sys
     any_project.invoke("run")
     result = any_project.invoke("registry", "approve", "\x1b[31mX", expect=1)
     assert "\x1b" not in result.stderr and "\\x1b[31mX" in result.stderr
+
+
+def test_a_system_whose_every_row_is_rejected_still_counts_its_rows_read(project):
+    """The summary's rows_read counts records read, accepted or not, also when carried over from the KPIs."""
+    for system in "ABCD":
+        project.write_system(system, ["K-1", "K-2"])
+    project.write_system("E", ["", " "])  # every row rejected: no key
+    project.invoke("run")
+    assert {r["system"]: r["rows_read"] for r in project.report("reconciliation_summary.csv")}["E"] == "2"
+    project.invoke("run", "-m", "incremental")  # nothing changed: the summary comes from the run's KPIs
+    assert {r["system"]: r["rows_read"] for r in project.report("reconciliation_summary.csv")}["E"] == "2"
