@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from contextlib import suppress
 from itertools import compress
 from operator import not_
 from typing import NamedTuple
@@ -224,11 +223,9 @@ def _index(
         added = normalizer([snapshot.keys[j] for j in earlier.delta.added], rules)
         normalized = splice(earlier.result.normalized, earlier.delta.removed, earlier.delta.added, added)
         return _patched(earlier.result, snapshot, normalized, earlier.delta)
-    # Iterating backwards lets the first occurrence of a key win the dict slot, at C speed.
     n = len(normalized)
-    first_row = dict(zip(reversed(normalized), range(n - 1, -1, -1), strict=True))
-    emptied = list(compress(range(n), map(not_, normalized))) if "" in first_row else []
-    first_row.pop("", None)
+    first_row = _first_rows(normalized)
+    emptied = list(compress(range(n), map(not_, normalized))) if "" in normalized else []
     duplicates: list[Duplicate] = []
     latest_seen: dict[str, str] = {}
     if len(first_row) < n - len(emptied):  # some key occurs twice: find which
@@ -249,8 +246,8 @@ def _index(
 
 def _patched(before: SystemResult, snapshot: SourceSnapshot, normalized: list[str], delta: RowDelta) -> SystemResult:
     """``before`` after the rows of ``delta`` were removed and added (``normalized``: every row's key now). The
-    counts and duplicates of the keys involved are worked out again, the rest stands; first rows are patched when
-    rows were replaced in place, else rebuilt (rows moved: a dict built in C)."""
+    counts and duplicates of the keys involved are worked out again, the rest stands; first rows are rebuilt (rows
+    may have moved, and a dict built in C costs little)."""
     old = before.normalized
     counts = {d.normalized_key: d.occurrences for d in before.duplicates}  # every other key known: once
 
@@ -265,11 +262,7 @@ def _patched(before: SystemResult, snapshot: SourceSnapshot, normalized: list[st
     for key in map(normalized.__getitem__, delta.added):
         if key:
             counts[key] = count(key) + 1
-    if delta.removed == delta.added:
-        first = _first_rows_replaced(before.first_row, normalized, delta.added, gone, counts)
-    else:
-        first = dict(zip(reversed(normalized), range(len(normalized) - 1, -1, -1), strict=True))
-        first.pop("", None)
+    first = _first_rows(normalized)
     involved = gone | came
     duplicated = {k for k in involved if counts[k] > 1}
     found, latest = _duplicates(snapshot, normalized, duplicated, counts)
@@ -286,23 +279,10 @@ def _patched(before: SystemResult, snapshot: SourceSnapshot, normalized: list[st
     )
 
 
-def _first_rows_replaced(
-    before: Mapping[str, int], normalized: list[str], rows: list[int], gone: set[str], counts: Mapping[str, int]
-) -> dict[str, int]:
-    """First rows after ``rows`` had their keys replaced, no row moving: only the keys involved change."""
-    first = dict(before)
-    replaced = set(rows)
-    for key in gone:
-        if counts[key] == 0:
-            first.pop(key, None)
-        elif first[key] in replaced:  # its first row is gone: the next one on, or an added one (below)
-            start = first.pop(key)
-            with suppress(ValueError):
-                first[key] = normalized.index(key, start)
-    for i in rows:
-        key = normalized[i]
-        if key and (key not in first or i < first[key]):
-            first[key] = i
+def _first_rows(normalized: list[str]) -> dict[str, int]:
+    """Each key's first row. Built backwards, so that the first occurrence wins the dict slot, at C speed."""
+    first = dict(zip(reversed(normalized), range(len(normalized) - 1, -1, -1), strict=True))
+    first.pop("", None)
     return first
 
 

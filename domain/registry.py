@@ -10,7 +10,7 @@ snapshots keep loading it cheap.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from functools import cache
+from functools import lru_cache
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -154,11 +154,11 @@ def _entry(found: OutOfAuthorityKey) -> list[str]:
 
 
 # Source systems are few ("B|D"): the combinations are few, and a run meets each one thousands of times.
-@cache
+@lru_cache(maxsize=4096)
 def _joined(existing: str, systems: tuple[str, ...]) -> str:
     return "|".join(sorted(_split(existing) | set(systems)))
 
 
-@cache
+@lru_cache(maxsize=4096)
 def _split(systems: str) -> frozenset[str]:
     return frozenset(systems.split("|"))

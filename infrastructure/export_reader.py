@@ -8,7 +8,6 @@ when the export is JSON, and when more than half of the lines changed (a whole r
 
 from __future__ import annotations
 
-import re
 import threading
 from itertools import compress
 from operator import ne
@@ -19,11 +18,10 @@ import attrs
 from keysync.domain.line_changes import LineChanges
 from keysync.domain.observations import Fingerprint, SourceSnapshot
 from keysync.domain.row_delta import row_delta
-from keysync.infrastructure.sources import KINDS, SourceFile, parse_export, read_file
+from keysync.infrastructure.sources import KINDS, PhysicalLines, SourceFile, parse_export, read_file
 
 # More changed lines than this share of the export: parse it whole.
 MAX_CHANGED_SHARE = 0.5
-_QUOTED_LINE = re.compile(rb'[^\r\n]*"[^\r\n]*')
 
 
 class ExportReader:
@@ -75,17 +73,19 @@ def _line_changes(
 ) -> LineChanges | None:
     if not old_lines or not new_lines or old_lines[0] != new_lines[0]:
         return None
-    if len(old_lines) == len(new_lines):  # edited in place: compare line by line, at C speed
+    limit = MAX_CHANGED_SHARE * (len(old_lines) + len(new_lines))
+    removed: list[int] = []
+    if len(old_lines) == len(new_lines):  # edited in place? Compare line by line, at C speed
         removed = list(compress(range(2, len(old_lines) + 1), map(ne, old_lines[1:], new_lines[1:])))
         added = removed
-    else:
+    if len(old_lines) != len(new_lines) or 2 * len(removed) > limit:  # lines inserted or deleted (a rolling export)
         delta = row_delta(old_lines[1:], new_lines[1:])
         removed, added = [i + 2 for i in delta.removed], [j + 2 for j in delta.added]
-    if len(removed) + len(added) > MAX_CHANGED_SHARE * (len(old_lines) + len(new_lines)):
+    if len(removed) + len(added) > limit:
         return None
-    added_text = [new_lines[line - 1] for line in added]
     header = old_lines[0]
     removed_text = [old_lines[line - 1] for line in removed]
+    added_text = [new_lines[line - 1] for line in added]
     if any(_ends_with_lone_cr(line) for line in (header, *removed_text, *added_text)):
         return None  # joined to a line that starts with "\n", it would end as one "\r\n" line, not two
     return LineChanges(
@@ -107,7 +107,7 @@ def _ends_with_lone_cr(line: bytes) -> bool:
 
 def _multi_line(data: bytes) -> bool:
     """Whether some line has an odd number of quotes: a quoted field may run over its end."""
-    return b'"' in data and any(line.count(b'"') % 2 for line in _QUOTED_LINE.findall(data))
+    return b'"' in data and bool((PhysicalLines(data).count_per_line(b'"') % 2).any())
 
 
 def _parse_lines(
@@ -117,15 +117,8 @@ def _parse_lines(
     export's last line can lack its line end, and it stays last here too."""
     parsed = parse_export(source, "csv", header + b"".join(text), fingerprint, limit)
     real = [0, 0, *lines]  # line k of the parsed text is export line real[k]
-    return SourceSnapshot(
-        system=parsed.system,
-        file=parsed.file,
-        rows_read=parsed.rows_read,
-        keys=parsed.keys,
-        entity_types=parsed.entity_types,
-        location_refs=parsed.location_refs,
-        last_seen_at=parsed.last_seen_at,
+    return attrs.evolve(
+        parsed,
         lines=[real[k] for k in parsed.lines],
         rejected=[attrs.evolve(r, line=real[r.line]) for r in parsed.rejected],
-        fingerprint=fingerprint,
     )

@@ -196,3 +196,17 @@ def test_the_reader_keeps_one_export_per_system_and_none_unless_asked(tmp_path):
     once = ExportReader(keep=False)
     once.read_changes("B", path, "csv", None)
     assert not once._last
+
+
+def test_a_rolling_export_is_read_line_by_line(tmp_path):
+    """The oldest row dropped and a new one appended: every line moved, yet only two changed."""
+    rows = [f"B,K-{i},customer,,\n".encode() for i in range(100)]
+    path = tmp_path / "B.csv"
+    path.write_bytes(export(rows))
+    reader = ExportReader()
+    base = first_read(reader, path)
+    path.write_bytes(export([*rows[1:], b"B,K-100,customer,,\n"]))
+    changes = reader.read_changes("B", path, "csv", base.fingerprint)
+    assert isinstance(changes, LineChanges)
+    assert (changes.removed_lines, changes.added_lines) == ([2], [101])
+    assert attrs.evolve(apply_line_changes(base, changes)[0], fingerprint=None) == whole(path)
