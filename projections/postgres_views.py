@@ -33,6 +33,9 @@ class PostgresViewRecorder(Views, PostgresTrackingRecorder):
             f"ON CONFLICT ({KEY_OF[table]}) DO UPDATE SET {updates}"
         )
 
+    def seen_sql(self) -> str:
+        return f"UPDATE {self.qualified('registry_view')} SET last_seen_run_id = %s WHERE master_key = ANY(%s)"
+
     def forget_position_sql(self) -> str:
         return f'DELETE FROM "{self.datastore.schema}".{self.tracking_table_name} WHERE application_name = %s'
 

@@ -7,8 +7,10 @@ from typing import Any
 from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED
 
 
-def apply_registry_event(rows: dict[str, dict[str, str]], event: Any) -> set[str]:
-    """Fold one registry event into ``rows``; return the master keys whose rows changed."""
+def apply_registry_event(rows: dict[str, dict[str, str]], event: Any, seen: dict[str, str] | None = None) -> set[str]:
+    """Fold one registry event into ``rows``; return the master keys whose rows changed. With ``seen``, a row
+    that a run only saw again (its last_seen_run_id is all that changed) is noted there (master key -> run id)
+    rather than returned: a run sees most keys again, and one bulk update stores that."""
     name = type(event).__name__
     at = event.timestamp.isoformat()
     changed: set[str] = set()
@@ -29,10 +31,13 @@ def apply_registry_event(rows: dict[str, dict[str, str]], event: Any) -> set[str
     elif name == "MasterKeysSeen":
         for master, systems in event.entries:
             row = rows[master]
+            row["last_seen_run_id"] = event.run_id
             if row["source_systems"] != systems:
                 row["source_systems"] = systems
                 row["updated_at"] = at
-            row["last_seen_run_id"] = event.run_id
+            elif seen is not None:
+                seen[master] = event.run_id
+                continue
             changed.add(master)
     elif name in ("MasterKeysActivated", "MasterKeysDeprecated"):
         status = ACTIVE if name == "MasterKeysActivated" else DEPRECATED

@@ -129,13 +129,17 @@ class Projections:
         registry: dict[str, dict[str, str]] | None = None
         runs: dict[str, dict[str, Any]] = {}
         registry_changed: set[str] = set()
+        seen: dict[str, str] = {}  # master key -> the run that last saw it, where that is all that changed
         runs_changed: set[str] = set()
         audit: list[dict[str, Any]] = []
         for event_id, event in self.events(start, last):
             if isinstance(event, Registry.Event):
                 if registry is None:
                     registry = warm if warm is not None else {r["master_key"]: r for r in self.recorder.registry_rows()}
-                registry_changed |= apply_registry_event(registry, event)
+                changed_now = apply_registry_event(registry, event, seen)
+                for master in changed_now:
+                    seen.pop(master, None)  # its whole row is written, with its latest last_seen_run_id
+                registry_changed |= changed_now
                 run_id = getattr(event, "run_id", "")
             else:
                 key = str(event.originator_id)
@@ -153,6 +157,7 @@ class Projections:
             [[registry[m][col] for col in REGISTRY_COLUMNS] for m in sorted(registry_changed)] if registry else [],
             [[runs[k][col] for col in RUN_COLUMNS] for k in runs_changed],
             [[a[col] for col in AUDIT_COLUMNS] for a in audit],
+            _by_run(seen),
         )
         # Keep the loaded registry for the reports only if these rows are the ones stored.
         self._registry = (registry if registry is not None else warm) if saved else None
@@ -393,6 +398,14 @@ class Projections:
 
     def _reports_present(self) -> bool:
         return all((self.output_dir / name).exists() for name in REPORTS)
+
+
+def _by_run(seen: dict[str, str]) -> dict[str, list[str]]:
+    """Master keys grouped by the run that saw them, in key order (B-tree updates in order are faster)."""
+    grouped: dict[str, list[str]] = {}
+    for master in sorted(seen):
+        grouped.setdefault(seen[master], []).append(master)
+    return grouped
 
 
 def _basis(completed: list[dict[str, Any]]) -> dict[str, Any]:

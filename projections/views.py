@@ -7,7 +7,8 @@ PostgreSQL; only the SQL dialect differs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -68,10 +69,12 @@ class Views:
         registry_rows: Sequence[Sequence[Any]],
         run_rows: Sequence[Sequence[Any]],
         audit_rows: Sequence[Sequence[Any]],
+        seen: Mapping[str, Sequence[str]] | None = None,
     ) -> bool:
-        """Write changed rows and move projection ``name`` to ``position``, in one transaction. Returns False,
-        having written nothing, when another process had already moved the projection that far: its rows are
-        at least as new as these."""
+        """Write changed rows and move projection ``name`` to ``position``, in one transaction. ``seen``: run id
+        -> the master keys whose only change is that the run saw them again (one statement per run). Returns
+        False, having written nothing, when another process had already moved the projection that far: its rows
+        are at least as new as these."""
         try:
             with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
                 self.claim_write(c)
@@ -80,11 +83,20 @@ class Views:
                 for table, rows in zip(TABLES, (registry_rows, run_rows, audit_rows), strict=True):
                     if rows:
                         c.executemany(self.upsert_sql(table), rows)
+                for run_id, masters in (seen or {}).items():
+                    c.execute(self.seen_sql(), (run_id, self.key_list(masters)))
                 # Refused (IntegrityError) if another process committed this position meanwhile.
                 self._insert_tracking(c, Tracking(name, position))  # type: ignore[attr-defined]
         except IntegrityError:
             return False
         return True
+
+    def seen_sql(self) -> str:
+        """Set last_seen_run_id on the registry rows whose master keys ``key_list`` gives (two parameters)."""
+        raise NotImplementedError
+
+    def key_list(self, keys: Sequence[str]) -> Any:
+        return list(keys)
 
     def claim_write(self, cursor: Any) -> None:
         """Take the database's write lock before reading, where reading first would make a concurrent writer's
@@ -147,6 +159,12 @@ class ViewRecorder(Views, SQLiteTrackingRecorder):
 
     def upsert_sql(self, table: str) -> str:
         return f"INSERT OR REPLACE INTO {table} VALUES ({', '.join('?' * len(COLUMNS_OF[table]))})"
+
+    def seen_sql(self) -> str:
+        return "UPDATE registry_view SET last_seen_run_id = ? WHERE master_key IN (SELECT value FROM json_each(?))"
+
+    def key_list(self, keys: Sequence[str]) -> Any:
+        return json.dumps(list(keys))  # one parameter, unpacked by SQLite's json_each
 
     def claim_write(self, cursor: Any) -> None:
         # SQLite: a transaction that has read and then writes after another connection committed is refused at
