@@ -69,6 +69,16 @@ def first_read(reader: ExportReader, path: Path):  # type: ignore[no-untyped-def
     return outcome
 
 
+def read_twice(folder: Path, before: list[bytes], after: list[bytes]):  # type: ignore[no-untyped-def]
+    """The export read whole, then what the same reader makes of it rewritten: (base snapshot, outcome, path)."""
+    path = folder / "B.csv"
+    path.write_bytes(export(before))
+    reader = ExportReader()
+    base = first_read(reader, path)
+    path.write_bytes(export(after))
+    return base, reader.read_changes("B", path, "csv", base.fingerprint), path
+
+
 def whole(path: Path, system: str = "B"):  # type: ignore[no-untyped-def]
     return attrs.evolve(read_source(system, path), fingerprint=None)
 
@@ -173,13 +183,9 @@ def test_splice_removes_and_inserts_like_a_list_would(old, data):
 def test_a_line_ending_in_a_lone_carriage_return_is_not_joined_to_a_blank_line(tmp_path):
     """Changed lines are parsed joined: "...\\r" then "\\n" would read as one "\\r\\n" line, losing a line."""
     rows = [f"B,K-{i},customer,,\n".encode() for i in range(10)]
-    path = tmp_path / "B.csv"
-    path.write_bytes(export(rows))
-    reader = ExportReader()
-    base = first_read(reader, path)
-    rows[2], rows[4], rows[6] = b"B,X-2,customer,,\r", b"\n", b"B,X-6,customer,,\n"
-    path.write_bytes(export(rows))
-    outcome = reader.read_changes("B", path, "csv", base.fingerprint)
+    edited = list(rows)
+    edited[2], edited[4], edited[6] = b"B,X-2,customer,,\r", b"\n", b"B,X-6,customer,,\n"
+    base, outcome, path = read_twice(tmp_path, rows, edited)
     if isinstance(outcome, LineChanges):
         outcome = apply_line_changes(base, outcome)[0]
     assert attrs.evolve(outcome, fingerprint=None) == whole(path)
@@ -201,12 +207,7 @@ def test_the_reader_keeps_one_export_per_system_and_none_unless_asked(tmp_path):
 def test_a_rolling_export_is_read_line_by_line(tmp_path):
     """The oldest row dropped and a new one appended: every line moved, yet only two changed."""
     rows = [f"B,K-{i},customer,,\n".encode() for i in range(100)]
-    path = tmp_path / "B.csv"
-    path.write_bytes(export(rows))
-    reader = ExportReader()
-    base = first_read(reader, path)
-    path.write_bytes(export([*rows[1:], b"B,K-100,customer,,\n"]))
-    changes = reader.read_changes("B", path, "csv", base.fingerprint)
+    base, changes, path = read_twice(tmp_path, rows, [*rows[1:], b"B,K-100,customer,,\n"])
     assert isinstance(changes, LineChanges)
     assert (changes.removed_lines, changes.added_lines) == ([2], [101])
     assert attrs.evolve(apply_line_changes(base, changes)[0], fingerprint=None) == whole(path)
