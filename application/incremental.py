@@ -78,6 +78,16 @@ class Baseline:
         """The run whose reconciliation this run's results are: itself, or the one it carried over."""
         return str(self.kpis.get("carried_from") or self.run_id)
 
+    def reads_like(self, options: Mapping[str, Any]) -> bool:
+        """Whether a run with ``options`` reads exports as this one did (rows read under other limits differ)."""
+        return self.options.get("reading") == options.get("reading")
+
+    def delta_base(self, system: str, file: str) -> SourceState | None:
+        """The state a delta of ``system``'s export ``file`` may build on: the same file, at most MAX_DELTAS - 1
+        deltas away from a whole observation."""
+        state = self.sources.get(system)
+        return state if state is not None and state.file == file and state.depth < MAX_DELTAS else None
+
     def decides_like(self, options: Mapping[str, Any]) -> bool:
         """Whether a run with ``options`` would reach the same results on the same rows."""
         return all(self.options.get(k) == options.get(k) for k in ("rules", "strategy", "auto_approve"))

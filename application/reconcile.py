@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from keysync.application.incremental import MAX_DELTA_SHARE, MAX_DELTAS, BaseSnapshot, Incremental, SourceState
+from keysync.application.incremental import MAX_DELTA_SHARE, BaseSnapshot, Incremental, SourceState
 from keysync.application.ports import ChangeReader, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.domain.line_changes import LineChanges, apply_line_changes
@@ -200,7 +200,7 @@ def _skip_unchanged(
 ) -> None:
     """Record every export that has not changed since the baseline, with one checkpoint for them all. Rows read
     under other limits (max_key_length, max_file_mb) are not reused: every export is read again."""
-    if incremental.baseline.options.get("reading") != observation.run.options.get("reading"):
+    if not incremental.baseline.reads_like(observation.run.options):
         return
     for system in observation.pending:
         state = incremental.baseline.sources.get(system)
@@ -224,8 +224,8 @@ def _record(
     whole."""
     run, system = observation.run, snapshot.system
     observation.snapshots[system] = snapshot
-    state = incremental.baseline.sources.get(system) if incremental is not None else None
-    if incremental is not None and state is not None and state.depth < MAX_DELTAS and state.file == snapshot.file:
+    state = incremental.baseline.delta_base(system, snapshot.file) if incremental is not None else None
+    if incremental is not None and state is not None:
         base = incremental.base_snapshot(state.holder, system)
         _record_delta(settings, observation, state, base, snapshot, snapshot_delta(base, snapshot))
         return
@@ -242,11 +242,11 @@ def _deltas_from(
     if settings.mode != "incremental":
         return {}
     since: dict[str, Fingerprint | None] = dict.fromkeys(observation.pending)
-    if incremental is None or incremental.baseline.options.get("reading") != observation.run.options.get("reading"):
+    if incremental is None or not incremental.baseline.reads_like(observation.run.options):
         return since
     for system in observation.pending:
-        state = incremental.baseline.sources.get(system)
-        if state is not None and state.depth < MAX_DELTAS and state.file == str(settings.sources[system].path):
+        state = incremental.baseline.delta_base(system, str(settings.sources[system].path))
+        if state is not None:
             since[system] = state.fingerprint
     return since
 
