@@ -183,7 +183,7 @@ def observe(
             outcome = outcomes[system]
             if isinstance(outcome, LineChanges):
                 assert incremental is not None
-                outcome = _apply(settings, observation, incremental, outcome, read_source)
+                outcome = _apply(settings, incremental, outcome, read_source)
             if isinstance(outcome, SourceSnapshot):
                 _record(settings, observation, outcome, incremental)
             elif isinstance(outcome, tuple):
@@ -252,11 +252,7 @@ def _deltas_from(
 
 
 def _apply(
-    settings: RunSettings,
-    observation: Observation,
-    incremental: Incremental,
-    changes: LineChanges,
-    read_source: SourceReader,
+    settings: RunSettings, incremental: Incremental, changes: LineChanges, read_source: SourceReader
 ) -> tuple[SourceState, SourceSnapshot, SourceSnapshot, RowDelta] | SourceSnapshot | str:
     """The base state and rows, the new rows and their delta, from the changed lines; the export read whole in
     the rare case that the lines do not fit the rows this run builds on."""
