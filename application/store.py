@@ -62,18 +62,17 @@ class KeySyncStore(Application):
         """What snapshots_from_events needs to follow an incremental run's systems back to the runs whose
         events hold their rows. Each (run, system) is read once per resolver."""
         found: dict[tuple[str, str], SourceSnapshot] = dict(self._latest_rows)
-        # The runs whose events were read, decoded once for all their systems.
+        # The runs whose events were read, decoded once for all their systems; a system's events are let go
+        # once its rows are built, so that only the systems still to come are held.
         decoded: dict[str, list[Any]] = {}
-
-        def events_of(base: str) -> list[Any]:
-            if base not in decoded:
-                decoded[base] = list(self.events.get(UUID(base)))
-            return decoded[base]
 
         def base_snapshot(base: str, system: str) -> SourceSnapshot:
             if (base, system) not in found:
-                snapshots, _ = snapshots_from_events(events_of(base), base_snapshot, only=system)
+                if base not in decoded:
+                    decoded[base] = list(self.events.get(UUID(base)))
+                snapshots, _ = snapshots_from_events(decoded[base], base_snapshot, only=system)
                 found[base, system] = snapshots[system]
+                decoded[base] = [e for e in decoded[base] if getattr(e, "system", None) != system]
             return found[base, system]
 
         return base_snapshot

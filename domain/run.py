@@ -214,7 +214,7 @@ def snapshots_from_events(
             snapshots[e.system] = SourceSnapshot(
                 e.system, e.file, e.rows_read, [], [], [], [], unpack_lines(e.lines), [], fp
             )
-            deltas[e.system] = (e, [], [], {name: [] for name in ROW_FIELDS})
+            deltas[e.system] = (e, [], [], {field: [] for field in ROW_FIELDS})
         elif name == "RowsRemoved":
             deltas[e.system][1].extend(unpack_lines(e.rows))
         elif name == "RowsAdded":
@@ -225,6 +225,8 @@ def snapshots_from_events(
     for system, (changed, removed, at, added) in deltas.items():
         base = _based_on(system, changed.base, base_snapshot)
         columns = {field: splice(getattr(base, field), removed, at, added[field]) for field in ROW_FIELDS}
+        if {len(column) for column in columns.values()} != {changed.rows}:
+            raise ValueError(f"System {system}'s rows in run {changed.base} and their delta do not fit together")
         snapshots[system] = attrs.evolve(snapshots[system], **columns)
     return snapshots, unavailable
 
