@@ -128,7 +128,7 @@ class KeySync:
                 raise
             _log_result(result)
             if incremental is not None and result.reconciliation is not None:
-                self._note_baseline_rows(incremental)
+                self._note_baseline_rows(incremental, observation)
             self.store.remember_rows(observation.snapshots, observation.states)
             self._reconciliation = result.reconciliation or self._reconciliation
             (progress or (lambda _phase: None))("writing reports")
@@ -136,12 +136,14 @@ class KeySync:
                 reports = self.projections.catch_up(result.reconciliation, result.run_id)
         return RunOutcome(result, reports, dry_run=False)
 
-    def _note_baseline_rows(self, incremental: Incremental) -> None:
-        """Hand the projections the rows of the run this one built on (they are at hand), for the changes since
-        it; unless some available system's rows are not on record (a store written before fingerprints)."""
+    def _note_baseline_rows(self, incremental: Incremental, observation: Observation) -> None:
+        """Hand the projections the rows of the run this one built on, for the changes since it, when this run
+        had them all at hand (each system unchanged or recorded as a delta on them) and they cover every system
+        that run had (not so in a store written before fingerprints)."""
         baseline = incremental.baseline
         available = {s for s, found in baseline.kpis.get("systems", {}).items() if found.get("status") == "ok"}
-        if available and available == set(baseline.sources):
+        at_hand = observation.unchanged | set(observation.deltas)
+        if available and available == set(baseline.sources) <= at_hand:
             rows = {s: incremental.base_snapshot(state.holder, s) for s, state in baseline.sources.items()}
             self.projections.note_run_rows(baseline.run_id, rows)
 
