@@ -3,8 +3,9 @@
 A row is its four values (key, entity type, location, last seen); line numbers are not part of it, since a row
 inserted near the top moves every line after it. The delta keeps the longest sequence of rows common to both
 exports in the same order; everything else is a removed row (an index into the old rows) or an added row (an
-index into the new rows). Applying the delta to the old rows gives the new rows exactly, in file order, so a
-system rebuilt from its first observation and its deltas is the same as the export read whole.
+index into the new rows). Applying the delta to the old rows (``splice``, column by column) gives the new rows
+exactly, in file order, so a system rebuilt from its first observation and its deltas is the same as the export
+read whole.
 """
 
 from __future__ import annotations
