@@ -28,6 +28,7 @@ from keysync.infrastructure.mockdata import generate
 from keysync.infrastructure.report_files import write_csv_atomic
 from keysync.infrastructure.report_lock import report_folder_lock
 from keysync.infrastructure.report_manifest import FolderManifest
+from keysync.infrastructure.row_cache import RowFiles
 from keysync.infrastructure.run_lock import file_lock
 from keysync.projections.runner import Projections
 from keysync.projections.views import ViewRecorder, Views
@@ -83,6 +84,7 @@ def build(
     postgres = config.store.backend == "postgres"
     store = KeySyncStore(env=store_env(config, create_tables=create_tables))
     store.after_save = faults.after_saving
+    store.row_keeper = RowFiles(config.store.path.parent / "rows")
     if postgres:
         from keysync.projections.postgres_views import PostgresViewRecorder
 
@@ -110,6 +112,7 @@ def build(
         fingerprint=file_fingerprint,
         generator=generate,
         history_generator=generate_history,
+        rows_for_next_process=not runs_again,
     )
 
 

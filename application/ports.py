@@ -32,3 +32,12 @@ RunLock = Callable[[], AbstractContextManager[Callable[[str], None]]]
 
 class RunInProgress(Exception):
     """Another run holds the store's run lock; the message says which."""
+
+
+class RowKeeper(Protocol):
+    """Rows kept outside the log for a later process: ``load`` gives the rows of a system that a run (its
+    originator id) holds, when kept, else None; ``save`` keeps them. Only a faster way to what the log says."""
+
+    def load(self, holder: str, system: str) -> SourceSnapshot | None: ...
+
+    def save(self, holder: str, snapshot: SourceSnapshot) -> None: ...

@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, OperationalError
 
+from keysync.application.ports import RowKeeper
 from keysync.domain.observations import SourceSnapshot
 from keysync.domain.registry import REGISTRY_ID, Registry
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
@@ -28,6 +29,8 @@ class KeySyncStore(Application):
     # Called with the number of events each save stored (the composition root hooks fault injection here).
     after_save: Callable[[int], None] | None = None
     _latest_rows: ClassVar[dict[tuple[str, str], SourceSnapshot]] = {}
+    # Rows kept beside the store for the next process's incremental run (None: only the log).
+    row_keeper: RowKeeper | None = None
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         recordings = super().save(*objs, **kwargs)
@@ -67,6 +70,10 @@ class KeySyncStore(Application):
         decoded: dict[str, list[Any]] = {}
 
         def base_snapshot(base: str, system: str) -> SourceSnapshot:
+            if (base, system) not in found and self.row_keeper is not None:
+                kept = self.row_keeper.load(base, system)
+                if kept is not None:
+                    found[base, system] = kept
             if (base, system) not in found:
                 if base not in decoded:
                     decoded[base] = list(self.events.get(UUID(base)))
@@ -77,11 +84,14 @@ class KeySyncStore(Application):
 
         return base_snapshot
 
-    def remember_rows(self, snapshots: Mapping[str, SourceSnapshot], states: Mapping[str, Any]) -> None:
+    def remember_rows(
+        self, snapshots: Mapping[str, SourceSnapshot], states: Mapping[str, Any], *, for_next_process: bool = False
+    ) -> None:
         """Keep the rows of each system a run ended with, by (holding run, system), so that the next run in this
-        process (keysync schedule) need not read them back from the log. ``states`` are the run's
-        keysync.application.incremental.SourceState by system; a system it did not need to load (unchanged) keeps
-        the rows remembered before, when they are the same run's."""
+        process (keysync schedule) need not read them back from the log; ``for_next_process``: also with the
+        row keeper, for the next command's. ``states`` are the run's keysync.application.incremental.SourceState
+        by system; a system it did not need to load (unchanged) keeps the rows remembered before, when they are
+        the same run's."""
         kept = {}
         for system, state in states.items():
             key = (state.holder, system)
@@ -89,6 +99,8 @@ class KeySyncStore(Application):
                 kept[key] = snapshots[system]
             elif key in self._latest_rows:
                 kept[key] = self._latest_rows[key]
+            if for_next_process and self.row_keeper is not None and key in kept:
+                self.row_keeper.save(state.holder, kept[key])
         self._latest_rows = kept
 
     def run_events(self, originator_id: Any) -> list[Any]:
