@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from keysync.application.ports import RowKeeper
@@ -32,8 +33,14 @@ class KeySyncStore(Application):
     # Rows kept beside the store for the next process's incremental run (None: only the log).
     row_keeper: RowKeeper | None = None
 
+    # The registry as this process last saved or loaded it: the next use applies only the events stored since.
+    _registry: Registry | None = None
+
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         recordings = super().save(*objs, **kwargs)
+        for saved in objs:
+            if isinstance(saved, Registry):
+                self._registry = copy.deepcopy(saved)
         if self.after_save is not None:
             self.after_save(len(recordings))
         return recordings
@@ -49,10 +56,19 @@ class KeySyncStore(Application):
             raise ConflictError(f"the event store is busy or unusable ({error}); nothing was saved") from error
 
     def registry(self) -> Registry:
-        try:
-            return self.repository.get(REGISTRY_ID)
-        except AggregateNotFoundError:
-            return Registry()
+        """The registry as stored now, for a command to change: a copy of the one this process last saved or
+        loaded, with whatever was stored since (another process's approvals) applied; else loaded from the store.
+        A run then costs a query, not a reload of every master key."""
+        kept = self._registry
+        if kept is None:
+            try:
+                kept = self.repository.get(REGISTRY_ID)
+            except AggregateNotFoundError:
+                return Registry()
+        else:
+            kept = project_aggregate(kept, self.events.get(REGISTRY_ID, gt=kept.version))
+        self._registry = kept
+        return copy.deepcopy(kept)
 
     def run(self, originator_id: Any) -> ReconciliationRun:
         return self.repository.get(originator_id)

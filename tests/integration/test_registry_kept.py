@@ -1,0 +1,56 @@
+"""A process keeps the registry it last saved or loaded, and brings it up to date with what other processes stored
+since: never a stale decision, never a change that was not saved."""
+
+from __future__ import annotations
+
+import attrs
+
+from keysync.application.bootstrap import build, run_settings
+from keysync.domain.registry import ACTIVE, PROPOSED, Registry
+from keysync.infrastructure.config import load_config
+from tests.conftest import Project
+from tests.e2e.test_incremental import START, write_all
+
+
+def state(registry: Registry) -> tuple[dict, dict, dict, int]:
+    return registry.status, registry.normalized, registry.systems, registry.version
+
+
+def loaded(project: Project) -> Registry:
+    application = build(load_config(project.config))
+    return application.store.registry()
+
+
+def test_the_kept_registry_takes_in_another_processs_approvals_and_runs_on_without_a_conflict(tmp_path):
+    project = Project(tmp_path)
+    write_all(project, START)
+    config = load_config(project.config)
+    scheduler = build(config, create_tables=True, runs_again=True)
+    settings = attrs.evolve(run_settings(config), mode="incremental")
+    scheduler.run(settings)
+    assert state(scheduler.store.registry()) == state(loaded(project))
+    proposed = [m for m, s in scheduler.store.registry().status.items() if s == PROPOSED]
+    assert proposed
+
+    other = build(config)
+    other.approve(proposed[:1])
+    assert scheduler.store.registry().status[proposed[0]] == ACTIVE
+
+    project.write_system("C", [*START["C"], "NEW-1"])
+    scheduler.run(settings)  # saves the registry on top of the other process's events
+    assert state(scheduler.store.registry()) == state(loaded(project))
+    assert scheduler.store.registry().status[proposed[0]] == ACTIVE
+    assert scheduler.store.registry().status["NEW-1"] == PROPOSED
+
+
+def test_a_change_that_was_not_saved_leaves_the_kept_registry_as_stored(tmp_path):
+    project = Project(tmp_path)
+    write_all(project, START)
+    config = load_config(project.config)
+    application = build(config, create_tables=True, runs_again=True)
+    application.run(run_settings(config))
+    before = state(application.store.registry())
+    unsaved = application.store.registry()
+    unsaved.approve_all("someone")  # never saved
+    assert unsaved.status != before[0]
+    assert state(application.store.registry()) == before == state(loaded(project))
