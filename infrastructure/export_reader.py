@@ -32,8 +32,8 @@ class ExportReader:
     def __init__(self, max_file_mb: int = 2048, *, keep: bool = True) -> None:
         self.max_file_mb = max_file_mb
         self.keep = keep
-        # system -> (path, sha256, bytes) of its last export, if that had one record a line
-        self._last: dict[str, tuple[str, str, bytes]] = {}
+        # system -> (path, sha256, bytes or lines) of its last export, if that had one record a line
+        self._last: dict[str, tuple[str, str, bytes | list[bytes]]] = {}
         self._lock = threading.Lock()
 
     def read(self, system: str, path: Path, kind: str = "csv", *, max_key_length: int = 256) -> SourceSnapshot:
@@ -49,16 +49,19 @@ class ExportReader:
         export's snapshot."""
         source, data, fingerprint = self._load(system, path, kind)
         single = kind == "csv" and not _multi_line(data)
+        kept: bytes | list[bytes] = data  # split into lines once compared, and kept so for the next comparison
         with self._lock:
             earlier = self._last.pop(system, ("", "", b""))
-            if single and self.keep:
-                self._last[system] = (str(path), fingerprint.sha256, data)
         if single and since is not None and earlier[:2] == (str(path), since.sha256):
-            # bytes.splitlines ends lines at \r\n, \r and \n, as the CSV reader does.
-            old_lines, new_lines = earlier[2].splitlines(keepends=True), data.splitlines(keepends=True)
-            changes = _line_changes(source, old_lines, new_lines, fingerprint, max_key_length)
-            if changes is not None:
-                return changes
+            kept = _lines(data)
+            changes = _line_changes(source, _lines(earlier[2]), kept, fingerprint, max_key_length)
+        else:
+            changes = None
+        if single and self.keep:
+            with self._lock:
+                self._last[system] = (str(path), fingerprint.sha256, kept)
+        if changes is not None:
+            return changes
         return parse_export(source, kind, data, fingerprint, max_key_length)
 
     def _load(self, system: str, path: Path, kind: str) -> tuple[SourceFile, bytes, Fingerprint]:
@@ -99,6 +102,11 @@ def _line_changes(
         removed=_parse_lines(source, header, removed_text, removed, fingerprint, max_key_length),
         added=_parse_lines(source, header, added_text, added, fingerprint, max_key_length),
     )
+
+
+def _lines(data: bytes | list[bytes]) -> list[bytes]:
+    # bytes.splitlines ends lines at \r\n, \r and \n, as the CSV reader does.
+    return data if isinstance(data, list) else data.splitlines(keepends=True)
 
 
 def _ends_with_lone_cr(line: bytes) -> bool:
