@@ -77,6 +77,11 @@ class KeySyncStore(Application):
         """A run's rows per system, and its unavailable systems' reasons."""
         return snapshots_from_events(self.events.get(UUID(str(originator_id))), self.base_snapshots())
 
+    def rows_held(self, holders: Mapping[str, str]) -> dict[str, SourceSnapshot]:
+        """The rows of each system (a key of ``holders``) that the run ``holders[system]`` holds."""
+        resolve = self.base_snapshots()
+        return {system: resolve(holder, system) for system, holder in holders.items()}
+
     def base_snapshots(self) -> Callable[[str, str], SourceSnapshot]:
         """What snapshots_from_events needs to follow an incremental run's systems back to the runs whose
         events hold their rows. Each (run, system) is read once per resolver."""

@@ -377,10 +377,15 @@ class Projections:
         normalized keys are kept: less than half the cost of recomputing the reconciliation, and a fraction of
         its memory."""
         kpis = json.loads(run["kpis"]) if run["kpis"] else {}
-        sources = kpis.get("sources", {}).values()
-        if any(s["holder"] != run["originator_id"] or s["depth"] for s in sources):
-            # An incremental run: its systems' rows are partly other runs'.
-            snapshots, _ = self.store.run_snapshots(run["originator_id"])
+        sources = kpis.get("sources", {})
+        if any(s["holder"] != run["originator_id"] or s["depth"] for s in sources.values()):
+            # An incremental run: its systems' rows are partly other runs'. Each system's rows are asked for by
+            # the run holding them, which a process may have at hand (or kept beside the store).
+            available = {s for s, found in kpis.get("systems", {}).items() if found.get("status") == "ok"}
+            if available and available == set(sources):
+                snapshots = self.store.rows_held({s: state["holder"] for s, state in sources.items()})
+            else:  # a store written before every run listed its sources
+                snapshots, _ = self.store.run_snapshots(run["originator_id"])
             found = {s: set(normalize_keys(snapshot.keys, self.rules)) for s, snapshot in snapshots.items()}
             for found_keys in found.values():
                 found_keys.discard("")

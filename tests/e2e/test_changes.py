@@ -133,3 +133,26 @@ def test_a_process_that_runs_again_keeps_the_previous_runs_keys_in_memory(projec
     fresh.rebuild()
     assert len(read_back) == 1
     assert [(r["system"], r["change"], r["key"]) for r in project.report(CHANGES)] == expected
+
+
+def test_a_full_run_after_incremental_ones_compares_with_the_rows_the_last_one_held(project, write_systems):
+    """The previous run was incremental: its systems' rows are asked for by the runs holding them (a new process
+    loads them from the files the last incremental command kept), and the changes are the ones a full run sees."""
+    write_systems(A=A, B=A, C=A, D=A, E=A)
+    project.invoke("run")
+    write_systems(B=["CUST-1", "N-1"])
+    project.invoke("run", "-m", "incremental")
+    write_systems(C=["CUST-1", "CUST-2", "N-2"])
+    project.invoke("run", "-m", "incremental")
+    config = load_config(project.config)
+    fresh = build(config)
+    asked = []
+    resolve = fresh.store.rows_held
+    fresh.store.rows_held = lambda holders: asked.append(holders) or resolve(holders)
+    write_systems(D=["CUST-1"])
+    fresh.run(run_settings(config))
+    assert len(asked) == 1 and set(asked[0]) == set("ABCDE")
+    assert rows(project) == [
+        ("D", "key_removed", "CUST-2", ""),
+        ("D", "discrepancy_opened", "CUST-2", "missing_from_system"),
+    ]
