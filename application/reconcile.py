@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +29,7 @@ from keysync.domain.normalization import NormalizationRules, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.reconciliation import Earlier, Reconciliation, reconcile
 from keysync.domain.registry import Registry
-from keysync.domain.row_delta import RowDelta, snapshot_delta
+from keysync.domain.row_delta import RowDelta, snapshot_delta, splice
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
 
 
@@ -371,6 +371,28 @@ def _earlier(
             found[system] = Earlier(result)
         elif system in observation.deltas and observation.deltas[system][0] is result.snapshot:
             found[system] = Earlier(result, observation.deltas[system][1])
+    return found
+
+
+def keys_built_on(
+    observation: Observation, recon: Reconciliation, systems: Iterable[str]
+) -> dict[str, Set[str]] | None:
+    """Each of ``systems``' normalized keys in the rows this run built on, worked out from this run's
+    reconciliation ``recon``: the same keys for an unchanged system, this run's rows with their delta undone for a
+    changed one (only the rows removed are normalized). None when some system was neither."""
+    found: dict[str, Set[str]] = {}
+    for system in systems:
+        result = recon.systems.get(system)
+        if result is None or not result.available:
+            return None
+        if system in observation.unchanged:
+            found[system] = result.first_row.keys()
+        elif system in observation.deltas:
+            base, delta = observation.deltas[system]
+            removed = normalize_keys([base.keys[i] for i in delta.removed], recon.rules)
+            found[system] = set(splice(result.normalized, delta.added, delta.removed, removed)) - {""}
+        else:
+            return None
     return found
 
 

@@ -27,6 +27,7 @@ from keysync.application.reconcile import (
     SourceSpec,
     carry_over,
     conclude,
+    keys_built_on,
     new_run,
     observe,
     settle,
@@ -130,7 +131,7 @@ class KeySync:
                 raise
             _log_result(result)
             if incremental is not None and result.reconciliation is not None:
-                self._note_baseline_rows(incremental, observation)
+                self._note_baseline_keys(incremental, observation, result.reconciliation)
             self.store.remember_rows(
                 observation.snapshots,
                 observation.states,
@@ -142,14 +143,19 @@ class KeySync:
                 reports = self.projections.catch_up(result.reconciliation, result.run_id)
         return RunOutcome(result, reports, dry_run=False)
 
-    def _note_baseline_rows(self, incremental: Incremental, observation: Observation) -> None:
-        """Hand the projections the rows of the run this one built on, for the changes since it, when this run
-        had them all at hand (each system unchanged or recorded as a delta on them) and they cover every system
+    def _note_baseline_keys(self, incremental: Incremental, observation: Observation, recon: Reconciliation) -> None:
+        """Hand the projections the keys of the run this one built on, for the changes since it, when this run
+        had its rows all at hand (each system unchanged or recorded as a delta on them) and they cover every system
         that run had (not so in a store written before fingerprints)."""
         baseline = incremental.baseline
         available = {s for s, found in baseline.kpis.get("systems", {}).items() if found.get("status") == "ok"}
         at_hand = observation.unchanged | set(observation.deltas)
-        if available and available == set(baseline.sources) <= at_hand:
+        if not available or not available == set(baseline.sources) <= at_hand:
+            return
+        keys = keys_built_on(observation, recon, available) if recon.rules == self.projections.rules else None
+        if keys is not None:
+            self.projections.note_run_keys(baseline.run_id, keys)
+        else:  # normalized under other rules than the reports': from the rows
             rows = {s: incremental.base_snapshot(state.holder, s) for s, state in baseline.sources.items()}
             self.projections.note_run_rows(baseline.run_id, rows)
 

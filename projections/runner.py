@@ -12,7 +12,7 @@ replay-history) never recomputes the previous run from the log; a new process do
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -365,10 +365,15 @@ class Projections:
     def note_run_rows(self, run_id: str, snapshots: Mapping[str, SourceSnapshot]) -> None:
         """Take a completed run's keys from its rows (every available system's), which a run building on it had
         at hand anyway, so that the changes since that run need not be read back from the log."""
+        if run_id not in self._run_keys:
+            found = {s: set(normalize_keys(snapshot.keys, self.rules)) - {""} for s, snapshot in snapshots.items()}
+            self.note_run_keys(run_id, found)
+
+    def note_run_keys(self, run_id: str, keys: Mapping[str, Set[str]]) -> None:
+        """Take a completed run's keys as given: each available system's normalized keys, under these rules."""
         if run_id in self._run_keys:
             return
-        found = {s: set(normalize_keys(snapshot.keys, self.rules)) - {""} for s, snapshot in snapshots.items()}
-        self._run_keys[run_id] = RunKeys.from_keys(run_id, found)  # the newest run on record: last
+        self._run_keys[run_id] = RunKeys.from_keys(run_id, keys)  # the newest run on record: last
         while len(self._run_keys) > KEPT_RUN_KEYS:
             del self._run_keys[next(iter(self._run_keys))]
 
