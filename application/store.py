@@ -33,14 +33,16 @@ class KeySyncStore(Application):
     # Rows kept beside the store for the next process's incremental run (None: only the log).
     row_keeper: RowKeeper | None = None
 
-    # The registry as this process last saved or loaded it: the next use applies only the events stored since.
-    _registry: Registry | None = None
+    # The registry as this process last saved or loaded it, and its last event as stored: the next use applies
+    # only the events stored since, once that event is found where it was (not so in a store restored or remade).
+    _registry: tuple[Registry, bytes] | None = None
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         recordings = super().save(*objs, **kwargs)
+        stored = [r.notification.state for r in recordings if r.domain_event.originator_id == REGISTRY_ID]
         for saved in objs:
-            if isinstance(saved, Registry):
-                self._registry = copy.deepcopy(saved)
+            if isinstance(saved, Registry) and stored:
+                self._registry = (copy.deepcopy(saved), bytes(stored[-1]))
         if self.after_save is not None:
             self.after_save(len(recordings))
         return recordings
@@ -59,15 +61,23 @@ class KeySyncStore(Application):
         """The registry as stored now, for a command to change: a copy of the one this process last saved or
         loaded, with whatever was stored since (another process's approvals) applied; else loaded from the store.
         A run then costs a query, not a reload of every master key."""
-        kept = self._registry
+        kept: Registry | None = None
+        if self._registry is not None:
+            kept, last = self._registry
+            stored = self.recorder.select_events(REGISTRY_ID, gt=kept.version - 1)
+            if stored and stored[0].originator_version == kept.version and bytes(stored[0].state) == last:
+                kept = project_aggregate(kept, map(self.mapper.to_domain_event, stored[1:]))
+                self._registry = (kept, bytes(stored[-1].state))
+            else:
+                kept = self._registry = None
         if kept is None:
             try:
                 kept = self.repository.get(REGISTRY_ID)
             except AggregateNotFoundError:
                 return Registry()
-        else:
-            kept = project_aggregate(kept, self.events.get(REGISTRY_ID, gt=kept.version))
-        self._registry = kept
+            last_stored = self.recorder.select_events(REGISTRY_ID, gt=kept.version - 1)
+            if last_stored and last_stored[0].originator_version == kept.version:
+                self._registry = (kept, bytes(last_stored[0].state))
         return copy.deepcopy(kept)
 
     def run(self, originator_id: Any) -> ReconciliationRun:

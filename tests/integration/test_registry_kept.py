@@ -3,6 +3,8 @@ since: never a stale decision, never a change that was not saved."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import attrs
 
 from keysync.application.bootstrap import build, run_settings
@@ -54,3 +56,27 @@ def test_a_change_that_was_not_saved_leaves_the_kept_registry_as_stored(tmp_path
     unsaved.approve_all("someone")  # never saved
     assert unsaved.status != before[0]
     assert state(application.store.registry()) == before == state(loaded(project))
+
+
+def test_a_store_restored_under_a_running_process_is_read_again_not_written_over(tmp_path):
+    """The store is put back to a backup while a process that runs again holds a later registry: the process
+    notices that its registry's last event is not the stored one, and its next run builds on the store's."""
+    project = Project(tmp_path)
+    write_all(project, START)
+    config = load_config(project.config)
+    scheduler = build(config, create_tables=True, runs_again=True)
+    scheduler.run(run_settings(config))
+    backup = tmp_path / "backup.sqlite"
+    with sqlite3.connect(config.store.path) as live, sqlite3.connect(backup) as copy:
+        live.backup(copy)
+    project.write_system("B", [*START["B"], "LATER-1"])
+    scheduler.run(run_settings(config))
+    assert "LATER-1" in scheduler.store.registry().status
+    with sqlite3.connect(backup) as copy, sqlite3.connect(config.store.path) as live:
+        copy.backup(live)  # restored: the store has never seen LATER-1
+    assert state(scheduler.store.registry()) == state(loaded(project))
+    assert "LATER-1" not in scheduler.store.registry().status
+    project.write_system("B", START["B"])
+    scheduler.run(run_settings(config))
+    assert state(scheduler.store.registry()) == state(loaded(project))
+    assert "LATER-1" not in loaded(project).status
