@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,16 @@ def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
     }
 
 
+def rows_folder(config: Config) -> Path:
+    """Where incremental commands keep each system's rows for the next one: a folder of the store's own, as the
+    runs they name are that store's."""
+    if config.store.backend == "postgres":
+        target = postgres_target(config)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{target.host}-{target.port}-{target.dbname}-{target.schema}")
+        return config.store.path.parent / f"postgres-{name}.rows"
+    return config.store.path.with_name(config.store.path.name + ".rows")
+
+
 def current_user() -> str:
     try:
         return getpass.getuser()
@@ -84,7 +95,7 @@ def build(
     postgres = config.store.backend == "postgres"
     store = KeySyncStore(env=store_env(config, create_tables=create_tables))
     store.after_save = faults.after_saving
-    store.row_keeper = RowFiles(config.store.path.parent / "rows")
+    store.row_keeper = RowFiles(rows_folder(config))
     if postgres:
         from keysync.projections.postgres_views import PostgresViewRecorder
 

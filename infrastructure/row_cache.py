@@ -25,6 +25,7 @@ from keysync.infrastructure.report_files import temporary_beside
 log = logging.getLogger("keysync")
 
 _TEXT = ("keys", "entity_types", "location_refs", "last_seen_at")
+_HOLDER = b"keysync.holder"  # "<run>/<system>": checked before anything else is read
 _META = b"keysync.rows"
 _COMPRESSED = ipc.IpcWriteOptions(compression="zstd")  # a third of the size, for a few milliseconds
 
@@ -42,11 +43,11 @@ class RowFiles:
         try:
             with pa.memory_map(str(path)) as source:
                 reader = ipc.open_file(source)
-                meta = json.loads((reader.schema.metadata or {})[_META])
-                if meta["holder"] != holder or meta["system"] != system:
+                found = reader.schema.metadata or {}
+                if found.get(_HOLDER) != f"{holder}/{system}".encode():
                     return None
                 table = reader.read_all()
-            snapshot = _snapshot(meta, table)
+            snapshot = _snapshot(json.loads(found[_META]), table)
         except FileNotFoundError:
             return None
         except (OSError, KeyError, ValueError, TypeError, pa.ArrowException) as error:
@@ -71,7 +72,7 @@ class RowFiles:
         }
         columns = {name: pa.array(getattr(snapshot, name), pa.string()) for name in _TEXT}
         table = pa.table({**columns, "lines": pa.array(snapshot.lines, pa.int64())})
-        table = table.replace_schema_metadata({_META: json.dumps(meta)})
+        table = table.replace_schema_metadata({_HOLDER: f"{holder}/{system}", _META: json.dumps(meta)})
         path = self._path(system)
         temporary: Path | None = None
         try:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keysync.application.bootstrap import build
+from keysync.application.bootstrap import build, rows_folder
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot
 from keysync.infrastructure.config import load_config
 from keysync.infrastructure.row_cache import RowFiles
@@ -88,14 +88,14 @@ def test_an_incremental_command_keeps_the_rows_the_log_holds_for_the_next_one(tm
     project = Project(tmp_path)
     write_all(project, START)
     project.invoke("run")
-    assert not (tmp_path / "data" / "rows").exists()  # a full run keeps nothing beside the log
+    assert not (tmp_path / "data" / "keysync.sqlite.rows").exists()  # a full run keeps nothing beside the log
     for step in range(3):
         project.write_system("B", [*START["B"], f"NEW-{step}"])
         project.invoke("run", "-m", "incremental")
         application = build(load_config(project.config))
         resolve = application.store.base_snapshots()
         sources = _latest(project)[1]
-        kept = {s: RowFiles(tmp_path / "data" / "rows").load(holder, s) for s, holder in sources.items()}
+        kept = {s: RowFiles(tmp_path / "data" / "keysync.sqlite.rows").load(holder, s) for s, holder in sources.items()}
         assert kept["B"] is not None and kept["B"].keys[-1] == f"NEW-{step}"
         logged = _log_rows(project)
         for system, holder in sources.items():
@@ -109,7 +109,7 @@ def test_rows_kept_wrongly_or_lost_change_nothing_in_what_the_next_run_reports(t
     for project in (incremental, full):
         write_all(project, START)
         project.invoke("run")
-    kept = tmp_path / "inc" / "data" / "rows"
+    kept = tmp_path / "inc" / "data" / "keysync.sqlite.rows"
     for step, spoil in enumerate(["stale", "damaged", "deleted"]):
         for project in (incremental, full):
             project.write_system("C", [*START["C"], f"NEW-{step}"])
@@ -136,4 +136,20 @@ def test_the_rows_folder_is_beside_the_store(tmp_path: Path):
     project.invoke("run")
     project.write_system("B", [*START["B"], "NEW"])
     project.invoke("run", "-m", "incremental")
-    assert sorted(p.name for p in (tmp_path / "elsewhere" / "rows").glob("*.arrow")) == [f"{s}.arrow" for s in "ABCDE"]
+    kept = sorted(p.name for p in (tmp_path / "elsewhere" / "ks.sqlite.rows").glob("*.arrow"))
+    assert kept == [f"{s}.arrow" for s in "ABCDE"]
+
+
+def test_each_store_keeps_its_rows_in_a_folder_of_its_own(tmp_path):
+    """Two stores configured side by side (a SQLite file and PostgreSQL schemas) never read each other's rows."""
+    folders = set()
+    for store in (
+        "{backend: sqlite, path: ./data/keysync.sqlite}",
+        "{backend: sqlite, path: ./data/other.sqlite}",
+        "{backend: postgres, dsn: 'postgresql://keysync@db.example:5432/keysync'}",
+        "{backend: postgres, dsn: 'postgresql://keysync@db.example:5432/keysync?schema=team_b'}",
+    ):
+        (tmp_path / "keysync-config.yaml").write_text(f"store: {store}\n", encoding="utf-8")
+        folders.add(rows_folder(load_config(tmp_path / "keysync-config.yaml")))
+    assert len(folders) == 4
+    assert all(folder.parent == tmp_path / "data" for folder in folders)
