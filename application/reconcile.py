@@ -301,6 +301,7 @@ def carry_over(settings: RunSettings, observation: Observation, incremental: Inc
         return None
     kpis = {**baseline.kpis, "proposed_count": 0, "auto_approval_rate": 0.0, "carried_from": baseline.basis}
     kpis.update(duration_s=round(time.perf_counter() - observation.began, 3), sources=_sources(observation))
+    kpis["recorded"] = _recorded(observation)
     run.complete(kpis)
     return RunResult(run, None, None, [], observation.timings, observation.resumed)
 
@@ -415,6 +416,8 @@ def settle(
         actor=settings.actor,
     )
     kpis = _kpis(recon, proposed, settings.auto_approve, time.perf_counter() - observation.began)
+    if settings.mode == "incremental":
+        kpis["recorded"] = _recorded(observation)
     run.complete({**kpis, "sources": _sources(observation)})
     return RunResult(run, registry, recon, proposed, observation.timings, observation.resumed)
 
@@ -474,6 +477,23 @@ def _kpis(recon: Reconciliation, proposed: list[str], auto_approve: bool, durati
         "duration_s": round(duration, 3),
         "systems": per_system,
     }
+
+
+def _recorded(observation: Observation) -> dict[str, Any]:
+    """How an incremental run recorded each system's export: "unchanged", as its changes (the rows removed and
+    added, or "changes" after a resume), or "whole"."""
+    run_id, found = str(observation.run.id), {}
+    for system, state in sorted(observation.states.items()):
+        if state.holder != run_id:
+            found[system] = "unchanged"
+        elif state.depth == 0:
+            found[system] = "whole"
+        elif system in observation.deltas:
+            delta = observation.deltas[system][1]
+            found[system] = {"removed": len(delta.removed), "added": len(delta.added)}
+        else:
+            found[system] = "changes"
+    return found
 
 
 def _sources(observation: Observation) -> dict[str, Any]:

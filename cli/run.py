@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -160,8 +161,21 @@ def show(outcome: RunOutcome) -> None:
     )
     if "carried_from" in kpis:
         message(f"No export changed since run {kpis['carried_from']}: its reconciliation carries over.")
+    elif "recorded" in kpis:
+        message(_recorded(kpis["recorded"]))
     for system in kpis["systems_unavailable"]:
         message(f"System {system} was unavailable: {result.run.unavailable.get(system, '')}")
     message("Reports:")
     for path in outcome.reports:
         message(f"  {path}")
+
+
+def _recorded(recorded: dict[str, Any]) -> str:
+    """One line on what an incremental run read: "B (-1,038 +1,038 rows), C recorded as changes; A unchanged"."""
+    said: dict[str, list[str]] = {"recorded as changes": [], "read whole": [], "unchanged": []}
+    for system, how in recorded.items():
+        if isinstance(how, dict):
+            said.setdefault("recorded as changes", []).append(f"{system} (-{how['removed']:,} +{how['added']:,} rows)")
+        else:
+            said.setdefault({"changes": "recorded as changes", "whole": "read whole"}.get(how, how), []).append(system)
+    return "Incremental: " + "; ".join(f"{', '.join(systems)} {how}" for how, systems in said.items() if systems) + "."

@@ -290,3 +290,16 @@ def test_rows_read_under_other_limits_are_read_again(tmp_path):
     full.invoke("run")
     assert reports(incremental) == reports(full)
     assert any("LONGKEY" in r["raw"] for r in incremental.report("rejected_rows.csv"))
+
+
+def test_an_incremental_run_says_how_it_recorded_each_export(project):
+    write_all(project, START)
+    project.invoke("run")
+    project.write_system("B", [*START["B"], "NEW-1"])
+    project.write_system("C", [*START["C"], "Y-2"])
+    result = project.invoke("run", "-m", "incremental")
+    assert "Incremental: B (-0 +1 rows), C (-0 +1 rows) recorded as changes; A, D, E unchanged." in result.stderr
+    project.write_system("D", [f"D-{i}" for i in range(10)])  # more than half the rows: recorded whole
+    result = project.invoke("run", "-m", "incremental")
+    assert "Incremental: D read whole; A, B, C, E unchanged." in result.stderr
+    assert "Incremental:" not in project.invoke("run").stderr
