@@ -9,7 +9,9 @@ Both readers also accept plain lists, the encoding of the first stores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 
@@ -49,3 +51,50 @@ def unpack_lines(column: Sequence[int] | Sequence[Sequence[int]]) -> list[int]:
         starts = np.cumsum(counts) - counts  # where each run begins in the result
         return (np.arange(int(counts.sum())) + np.repeat(firsts - starts, counts)).tolist()
     return list(column)  # type: ignore[arg-type]
+
+
+class Runs:
+    """A column built in runs, each a list of values or one value repeated: a report column that holds long runs
+    of one value (a system, a kind of change) without an entry per row, which a writer can hand over run by run.
+    Reads like the list it stands for."""
+
+    __slots__ = ("_length", "parts")
+
+    def __init__(self) -> None:
+        self.parts: list[list[Any] | tuple[Any, int]] = []  # a list of values, or (value, how many times)
+        self._length = 0
+
+    def repeat(self, value: Any, count: int) -> None:
+        if count:
+            self.parts.append((value, count))
+            self._length += count
+
+    def extend(self, values: Sequence[Any]) -> None:
+        if values:
+            self.parts.append(values if isinstance(values, list) else list(values))
+            self._length += len(values)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[Any]:
+        for part in self.parts:
+            yield from repeat(*part) if isinstance(part, tuple) else part
+
+    def __getitem__(self, index: int) -> Any:
+        if index < 0:
+            index += self._length
+        for part in self.parts:
+            size = part[1] if isinstance(part, tuple) else len(part)
+            if 0 <= index < size:
+                return part[0] if isinstance(part, tuple) else part[index]
+            index -= size
+        raise IndexError("column index out of range")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Runs | list | tuple) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Runs({list(self)!r})"

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from keysync.domain.columns import Runs
 from keysync.infrastructure import faults
 from keysync.infrastructure.cell_safety import neutralised, neutralised_array, neutralised_values, text_bytes
 
@@ -120,30 +121,50 @@ def _table(columns: Mapping[str, Sequence[Any]], escape_formulas: bool) -> pa.Ta
     """The columns as an Arrow table of strings and integers, or None when some value needs quoting."""
     arrays = {}
     for name, values in columns.items():
-        if _same_text(values):  # a run id, a time, a change kind on every row: one value, repeated in C
-            value = neutralised(values[0]) if escape_formulas else values[0]
-            array = pa.repeat(pa.scalar(value, pa.string()), len(values))
-            if _needs_quotes(array[:1]):
+        if isinstance(values, Runs):  # one Arrow chunk per run: a repeated value is never a list entry per row
+            chunks = [_run(part, escape_formulas) for part in values.parts]
+            if any(chunk is None for chunk in chunks):
                 return None
-            arrays[name] = array
-            continue
-        try:
-            array = pa.array(values, from_pandas=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed types, e.g. counts and ""
-            # Only the text among them is escaped: a count stays a number, even once it is a string here.
-            texts = neutralised_values(values) if escape_formulas else values
-            array = pa.array(["" if v is None else str(v) for v in texts], pa.string())
+            array = pa.chunked_array([c.cast(pa.string()) for c in chunks], pa.string())  # type: ignore[union-attr]
+        elif _same_text(values):  # a run id, a time, a change kind on every row: one value, repeated in C
+            array = _repeated(values[0], len(values), escape_formulas)
         else:
-            if escape_formulas and pa.types.is_string(array.type):
-                array = neutralised_array(array)
-        if pa.types.is_null(array.type):
-            array = array.cast(pa.string())
-        if not (pa.types.is_integer(array.type) or pa.types.is_string(array.type)):
-            array = array.cast(pa.string())
-        if pa.types.is_string(array.type) and _needs_quotes(array):
+            array = _array(values, escape_formulas)
+        if array is None:
             return None
         arrays[name] = array
     return pa.table(arrays) if arrays else None
+
+
+def _run(part: list[Any] | tuple[Any, int], escape_formulas: bool) -> pa.Array | None:
+    return _repeated(*part, escape_formulas) if isinstance(part, tuple) else _array(part, escape_formulas)
+
+
+def _repeated(value: Any, count: int, escape_formulas: bool) -> pa.Array | None:
+    if not isinstance(value, str):
+        return _array([value] * count, escape_formulas)
+    array = pa.repeat(pa.scalar(neutralised(value) if escape_formulas else value, pa.string()), count)
+    return None if _needs_quotes(array[:1]) else array
+
+
+def _array(values: Sequence[Any], escape_formulas: bool) -> pa.Array | None:
+    """One column of strings or integers; None when some value needs quoting."""
+    try:
+        array = pa.array(values, from_pandas=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed types, e.g. counts and ""
+        # Only the text among them is escaped: a count stays a number, even once it is a string here.
+        texts = neutralised_values(values) if escape_formulas else values
+        array = pa.array(["" if v is None else str(v) for v in texts], pa.string())
+    else:
+        if escape_formulas and pa.types.is_string(array.type):
+            array = neutralised_array(array)
+    if pa.types.is_null(array.type):
+        array = array.cast(pa.string())
+    if not (pa.types.is_integer(array.type) or pa.types.is_string(array.type)):
+        array = array.cast(pa.string())
+    if pa.types.is_string(array.type) and _needs_quotes(array):
+        return None
+    return array
 
 
 def _same_text(values: Sequence[Any]) -> bool:

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from keysync.domain.columns import Runs
 from keysync.domain.observations import AUTHORITY, DOWNSTREAM
 from keysync.domain.reconciliation import Reconciliation
 from keysync.domain.registry import DEPRECATED
@@ -107,7 +108,7 @@ def change_columns(
     latest run; its registry decisions are found there. ``audit_run_id`` is the run's id as the audit shows it,
     when that differs (a dry run's).
     """
-    out: Columns = {c: [] for c in CHANGE_COLUMNS}
+    out = {c: Runs() for c in CHANGE_COLUMNS}  # a first run lists millions of rows: its repeats stay runs
     groups = chain(
         _first_run(latest) if previous is None else _between(previous, latest),
         _registry(latest.run_id, registry_rows, audit_rows, audit_run_id or latest.run_id),
@@ -116,12 +117,12 @@ def change_columns(
         if not keys:
             continue
         n = len(keys)
-        out["run_id"] += [latest.run_id] * n
-        out["system"] += [system] * n if isinstance(system, str) else system
-        out["change"] += [change] * n
-        out["key"] += keys
-        out["detail"] += [detail] * n if isinstance(detail, str) else detail
-    return out
+        out["run_id"].repeat(latest.run_id, n)
+        out["system"].repeat(system, n) if isinstance(system, str) else out["system"].extend(system)
+        out["change"].repeat(change, n)
+        out["key"].extend(keys)
+        out["detail"].repeat(detail, n) if isinstance(detail, str) else out["detail"].extend(detail)
+    return out  # type: ignore[return-value]
 
 
 # A group of rows: system (one for all, or one per key), change, sorted keys, detail (one for all, or per key).

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keysync.domain.columns import Runs
 from keysync.infrastructure.cell_safety import FORMULA_TRIGGERS, neutralised, neutralised_array
 from keysync.infrastructure.report_files import write_csv_atomic
 
@@ -103,3 +104,25 @@ def test_a_column_of_one_repeated_value_is_written_like_any_other(tmp_path: Path
     mixed = write_csv_atomic(tmp_path / "mixed.csv", {"run": [value, value, value + " "], "key": ["K1", "K2", "K3"]})
     assert [r[0] for r in rows(same)[1:]] == [neutralised(value)] * 3
     assert rows(same)[1:3] == rows(mixed)[1:3]
+
+
+_PART = st.one_of(
+    st.tuples(st.sampled_from([*HOSTILE, "A", "", "a,b", "x\ny"]), st.integers(0, 3)),
+    st.lists(st.sampled_from([*HOSTILE, "K-1", "", "k,2", 'q"3']), max_size=3),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_PART, max_size=6), st.booleans())
+def test_a_column_built_in_runs_is_written_as_the_list_it_stands_for(tmp_path: Path, parts: list, escape: bool) -> None:
+    """Runs of one repeated value go to the writer whole (no list entry per row): the file must be byte for byte
+    the one the plain list gives, whichever writer (Arrow, or quoting as needed) the values call for."""
+    runs = Runs()
+    for part in parts:
+        runs.repeat(*part) if isinstance(part, tuple) else runs.extend(part)
+    plain = list(runs)
+    assert len(runs) == len(plain) and runs == plain
+    keys = [f"K{i}" for i in range(len(plain))]
+    built = write_csv_atomic(tmp_path / "runs.csv", {"key": keys, "v": runs}, escape_formulas=escape)
+    listed = write_csv_atomic(tmp_path / "list.csv", {"key": keys, "v": plain}, escape_formulas=escape)
+    assert built.read_bytes() == listed.read_bytes()

@@ -1,9 +1,11 @@
-"""The compact encodings of stored observation columns read back exactly, and old plain lists still read."""
+"""The compact encodings of stored observation columns read back exactly, and old plain lists still read; a column
+built in runs reads like its list."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keysync.domain.columns import pack_lines, pack_text, text_length, unpack_lines, unpack_text
+from keysync.domain.columns import Runs, pack_lines, pack_text, text_length, unpack_lines, unpack_text
 
 
 @given(st.lists(st.text()))
@@ -23,3 +25,17 @@ def test_consecutive_lines_become_one_run_and_plain_lists_still_read():
     assert unpack_lines([2, 3, 7]) == [2, 3, 7]
     assert unpack_text(["a", "b"]) == ["a", "b"]
     assert pack_text(["a\nb", "c"]) == ["a\nb", "c"]
+
+
+def test_a_column_in_runs_reads_like_its_list():
+    runs = Runs()
+    runs.repeat("A", 3)
+    runs.extend(["x", "y"])
+    runs.repeat("B", 0)
+    runs.extend([])
+    runs.repeat("C", 2)
+    plain = ["A", "A", "A", "x", "y", "C", "C"]
+    assert list(runs) == plain and len(runs) == 7 and runs == plain and runs != plain[:-1]
+    assert [runs[i] for i in range(-7, 7)] == plain + plain
+    with pytest.raises(IndexError):
+        runs[7]
