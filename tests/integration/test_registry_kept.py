@@ -23,11 +23,11 @@ def loaded(project: Project) -> Registry:
     return application.store.registry()
 
 
-def test_the_kept_registry_takes_in_another_processs_approvals_and_runs_on_without_a_conflict(tmp_path):
-    project = Project(tmp_path)
+def test_the_kept_registry_takes_in_another_processs_approvals_and_runs_on_without_a_conflict(any_project):
+    project = any_project
     write_all(project, START)
     config = load_config(project.config)
-    scheduler = build(config, create_tables=True, runs_again=True)
+    scheduler = build(config, runs_again=True)
     settings = attrs.evolve(run_settings(config), mode="incremental")
     scheduler.run(settings)
     assert state(scheduler.store.registry()) == state(loaded(project))
