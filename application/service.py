@@ -150,7 +150,7 @@ class KeySync:
         baseline = incremental.baseline
         available = {s for s, found in baseline.kpis.get("systems", {}).items() if found.get("status") == "ok"}
         at_hand = observation.unchanged | set(observation.deltas)
-        if not available or not available == set(baseline.sources) <= at_hand:
+        if not (available and available == set(baseline.sources) and available <= at_hand):
             return
         keys = keys_built_on(observation, recon, available) if recon.rules == self.projections.rules else None
         if keys is not None:
