@@ -22,6 +22,9 @@ from keysync.infrastructure.sources import KINDS, PhysicalLines, SourceFile, par
 
 # More changed lines than this share of the export: parse it whole.
 MAX_CHANGED_SHARE = 0.5
+# An export kept for the next comparison is kept split into lines up to this size (a line costs some 40 bytes
+# more as an object of its own); a larger one is kept as bytes and split again when compared.
+KEEP_LINES_UP_TO = 16 * 1024 * 1024
 
 
 class ExportReader:
@@ -49,12 +52,14 @@ class ExportReader:
         export's snapshot."""
         source, data, fingerprint = self._load(system, path, kind)
         single = kind == "csv" and not _multi_line(data)
-        kept: bytes | list[bytes] = data  # split into lines once compared, and kept so for the next comparison
+        kept: bytes | list[bytes] = data
         with self._lock:
             earlier = self._last.pop(system, ("", "", b""))
         if single and since is not None and earlier[:2] == (str(path), since.sha256):
-            kept = _lines(data)
-            changes = _line_changes(source, _lines(earlier[2]), kept, fingerprint, max_key_length)
+            lines = _lines(data)
+            changes = _line_changes(source, _lines(earlier[2]), lines, fingerprint, max_key_length)
+            if len(data) <= KEEP_LINES_UP_TO:
+                kept = lines  # the next comparison need not split it again
         else:
             changes = None
         if single and self.keep:

@@ -7,11 +7,13 @@ import tempfile
 from pathlib import Path
 
 import attrs
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keysync.domain.line_changes import LineChanges, apply_line_changes
 from keysync.domain.row_delta import rows_of, splice
+from keysync.infrastructure import export_reader
 from keysync.infrastructure.export_reader import ExportReader
 from keysync.infrastructure.sources import read_source
 
@@ -211,3 +213,22 @@ def test_a_rolling_export_is_read_line_by_line(tmp_path):
     assert isinstance(changes, LineChanges)
     assert (changes.removed_lines, changes.added_lines) == ([2], [101])
     assert attrs.evolve(apply_line_changes(base, changes)[0], fingerprint=None) == whole(path)
+
+
+@pytest.mark.parametrize("keep_lines_up_to", [0, 16 * 1024 * 1024], ids=["kept as bytes", "kept as lines"])
+def test_a_kept_export_compares_the_same_kept_as_lines_or_as_bytes(tmp_path, monkeypatch, keep_lines_up_to):
+    """Three exports in a row, each compared with the one before, whichever way the reader kept it."""
+    monkeypatch.setattr(export_reader, "KEEP_LINES_UP_TO", keep_lines_up_to)
+    rows = [f"B,K-{i},customer,,\n".encode() for i in range(50)]
+    path = tmp_path / "B.csv"
+    path.write_bytes(export(rows))
+    reader = ExportReader()
+    base = first_read(reader, path)
+    for step in range(3):
+        rows[10 + step] = f"B,NEW-{step},customer,,\n".encode()
+        path.write_bytes(export(rows))
+        changes = reader.read_changes("B", path, "csv", base.fingerprint)
+        assert isinstance(changes, LineChanges) and changes.removed_lines == [12 + step]
+        base = attrs.evolve(apply_line_changes(base, changes)[0], fingerprint=changes.fingerprint)
+        assert attrs.evolve(base, fingerprint=None) == whole(path)
+    assert isinstance(reader._last["B"][2], list if keep_lines_up_to else bytes)
