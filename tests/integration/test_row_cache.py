@@ -16,7 +16,7 @@ from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot
 from keysync.infrastructure.config import load_config
 from keysync.infrastructure.row_cache import RowFiles
 from tests.conftest import Project
-from tests.e2e.test_incremental import START, reports, write_all
+from tests.e2e.test_incremental import START, reports, twins, write_all
 
 TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
 
@@ -103,12 +103,7 @@ def test_an_incremental_command_keeps_the_rows_the_log_holds_for_the_next_one(tm
 
 
 def test_rows_kept_wrongly_or_lost_change_nothing_in_what_the_next_run_reports(tmp_path):
-    (tmp_path / "inc").mkdir()
-    (tmp_path / "full").mkdir()
-    incremental, full = Project(tmp_path / "inc"), Project(tmp_path / "full")
-    for project in (incremental, full):
-        write_all(project, START)
-        project.invoke("run")
+    incremental, full = twins(tmp_path)
     kept = tmp_path / "inc" / "data" / "keysync.sqlite.rows"
     for step, spoil in enumerate(["stale", "damaged", "deleted"]):
         for project in (incremental, full):
