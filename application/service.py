@@ -148,6 +148,8 @@ class KeySync:
         had its rows all at hand (each system unchanged or recorded as a delta on them) and they cover every system
         that run had (not so in a store written before fingerprints)."""
         baseline = incremental.baseline
+        if self.projections.has_run_keys(baseline.run_id):  # a process that runs again: it rendered that run
+            return
         available = {s for s, found in baseline.kpis.get("systems", {}).items() if found.get("status") == "ok"}
         at_hand = observation.unchanged | set(observation.deltas)
         if not (available and available == set(baseline.sources) and available <= at_hand):

@@ -362,6 +362,10 @@ class Projections:
             del self._run_keys[next(iter(self._run_keys))]
         return keys
 
+    def has_run_keys(self, run_id: str) -> bool:
+        """Whether this process holds a completed run's keys (it rendered the run, or was handed them)."""
+        return run_id in self._run_keys
+
     def note_run_rows(self, run_id: str, snapshots: Mapping[str, SourceSnapshot]) -> None:
         """Take a completed run's keys from its rows (every available system's), which a run building on it had
         at hand anyway, so that the changes since that run need not be read back from the log."""
