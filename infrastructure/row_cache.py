@@ -16,6 +16,7 @@ import logging
 import os
 from pathlib import Path
 
+import attrs
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
@@ -67,7 +68,7 @@ class RowFiles:
             "system": system,
             "file": snapshot.file,
             "rows_read": snapshot.rows_read,
-            "fingerprint": None if snapshot.fingerprint is None else list(_astuple(snapshot.fingerprint)),
+            "fingerprint": None if snapshot.fingerprint is None else list(attrs.astuple(snapshot.fingerprint)),
             "rejected": [[r.line, r.severity, r.reason, r.raw] for r in snapshot.rejected],
         }
         columns = {name: pa.array(getattr(snapshot, name), pa.string()) for name in _TEXT}
@@ -105,7 +106,3 @@ def _snapshot(meta: dict, table: pa.Table) -> SourceSnapshot:
         rejected=[RejectedRow(system, file, *row) for row in meta["rejected"]],
         fingerprint=None if fingerprint is None else Fingerprint(*fingerprint),
     )
-
-
-def _astuple(fingerprint: Fingerprint) -> tuple[int, int, str]:
-    return fingerprint.size, fingerprint.mtime_ns, fingerprint.sha256
