@@ -170,12 +170,15 @@ def show(outcome: RunOutcome) -> None:
         message(f"  {path}")
 
 
+_TOOK = {"changes": "recorded as changes", "whole": "read whole", "unchanged": "unchanged"}
+
+
 def _recorded(recorded: dict[str, Any]) -> str:
     """One line on what an incremental run read: "B (-1,038 +1,038 rows), C recorded as changes; A unchanged"."""
-    said: dict[str, list[str]] = {"recorded as changes": [], "read whole": [], "unchanged": []}
+    said: dict[str, list[str]] = {took: [] for took in _TOOK.values()}
     for system, how in recorded.items():
-        if isinstance(how, dict):
-            said.setdefault("recorded as changes", []).append(f"{system} (-{how['removed']:,} +{how['added']:,} rows)")
+        if isinstance(how, dict):  # the rows removed and added
+            said[_TOOK["changes"]].append(f"{system} (-{how['removed']:,} +{how['added']:,} rows)")
         else:
-            said.setdefault({"changes": "recorded as changes", "whole": "read whole"}.get(how, how), []).append(system)
+            said[_TOOK[how]].append(system)
     return "Incremental: " + "; ".join(f"{', '.join(systems)} {how}" for how, systems in said.items() if systems) + "."

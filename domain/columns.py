@@ -53,7 +53,7 @@ def unpack_lines(column: Sequence[int] | Sequence[Sequence[int]]) -> list[int]:
     return list(column)  # type: ignore[arg-type]
 
 
-class Runs:
+class Runs(Sequence[Any]):
     """A column built in runs, each a list of values or one value repeated: a report column that holds long runs
     of one value (a system, a kind of change) without an entry per row, which a writer can hand over run by run.
     Reads like the list it stands for."""
@@ -81,7 +81,7 @@ class Runs:
         for part in self.parts:
             yield from repeat(*part) if isinstance(part, tuple) else part
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> Any:  # type: ignore[override]  # no slices: a column is read whole
         if index < 0:
             index += self._length
         for part in self.parts:

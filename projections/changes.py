@@ -47,7 +47,7 @@ PROPOSED, DEPRECATED_CHANGE = "master_key_proposed", "master_key_deprecated"
 CHANGES = (KEY_ADDED, KEY_REMOVED, OPENED, RESOLVED, PROPOSED, DEPRECATED_CHANGE)
 MISSING_IN_A, MISSING_FROM_SYSTEM = "missing_in_A", "missing_from_system"
 
-Columns = dict[str, list[Any]]
+Columns = dict[str, Sequence[Any]]
 
 
 @attrs.frozen
@@ -122,7 +122,7 @@ def change_columns(
         out["change"].repeat(change, n)
         out["key"].extend(keys)
         out["detail"].repeat(detail, n) if isinstance(detail, str) else out["detail"].extend(detail)
-    return out  # type: ignore[return-value]
+    return out
 
 
 # A group of rows: system (one for all, or one per key), change, sorted keys, detail (one for all, or per key).

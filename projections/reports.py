@@ -13,6 +13,7 @@ import attrs
 from keysync.domain.observations import AUTHORITY, SYSTEMS
 from keysync.domain.reconciliation import Reconciliation, SystemResult, master_key_for
 from keysync.projections.changes import CHANGE_COLUMNS, CHANGES_REPORT
+from keysync.projections.changes import Columns as ChangeColumns
 from keysync.projections.trends import TREND_COLUMNS, TREND_REPORT, trend_rows
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS
 
@@ -42,7 +43,7 @@ DUPLICATE_COLUMNS = ("run_id", "system", "normalized_key", "occurrences", "sourc
 REJECTED_COLUMNS = ("run_id", "system", "file", "line", "severity", "reason", "raw")
 
 Columns = dict[str, list[Any]]
-Writer = Callable[[Path, Columns], Path]
+Writer = Callable[[Path, Mapping[str, Sequence[Any]]], Path]
 
 
 @attrs.frozen
@@ -63,7 +64,7 @@ def render_reports(
     registry_rows: Sequence[Mapping[str, str]],
     audit_rows: Sequence[Mapping[str, Any]],
     runs: Sequence[Mapping[str, Any]] = (),
-    changes: Columns | None = None,
+    changes: ChangeColumns | None = None,
     detected: RunInfo | None = None,
 ) -> list[Path]:
     """Write every report. Without a completed run the run-level reports hold only their header.
@@ -90,13 +91,13 @@ def render_reports(
         _duplicates(reports[DUPLICATES], found, recon)
         _rejected(reports[REJECTED], found, recon)
     reports[REGISTRY] = {c: [row[c] for row in registry_rows] for c in REGISTRY_COLUMNS}
-    reports.update(run_level_reports(audit_rows, runs, changes))
-    return [write(output_dir / name, reports[name]) for name in REPORTS]
+    every = {**reports, **run_level_reports(audit_rows, runs, changes)}
+    return [write(output_dir / name, every[name]) for name in REPORTS]
 
 
 def run_level_reports(
-    audit_rows: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str, Any]], changes: Columns | None
-) -> dict[str, Columns]:
+    audit_rows: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str, Any]], changes: ChangeColumns | None
+) -> dict[str, Mapping[str, Sequence[Any]]]:
     """The audit log, the trend report and the changes since the last run."""
     trend = trend_rows(runs)
     return {
