@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Iterable, Mapping
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -131,30 +132,31 @@ class Registry(Aggregate):
 
     # Events: each method body is the state change -------------------------------------------------------------
 
+    # A batch holds up to every key a run found: each body updates the maps in C, not key by key in Python.
+
     @event("MasterKeysProposed")
     def _propose(self, run_id: str, entries: list[list[str]]) -> None:
-        for master, normalized, systems, _source_key in entries:
-            self.status[master] = PROPOSED
-            self.normalized[master] = normalized
-            self.systems[master] = systems
+        self.status.update(dict.fromkeys(map(_MASTER, entries), PROPOSED))
+        self.normalized.update(map(_NORMALIZED, entries))
+        self.systems.update(map(_SYSTEMS, entries))
 
     @event("MasterKeysSeen")
     def _see(self, run_id: str, entries: list[list[str]]) -> None:
-        for master, systems in entries:
-            self.systems[master] = systems
+        self.systems.update(entries)  # [master, systems] pairs
 
     @event("MasterKeysActivated")
     def _activate(self, run_id: str, master_keys: list[str], reason: str, actor: str) -> None:
-        for master in master_keys:
-            self.status[master] = ACTIVE
+        self.status.update(dict.fromkeys(master_keys, ACTIVE))
 
     @event("MasterKeysDeprecated")
     def _deprecate(self, run_id: str, master_keys: list[str], reason: str, actor: str) -> None:
-        for master in master_keys:
-            self.status[master] = DEPRECATED
+        self.status.update(dict.fromkeys(master_keys, DEPRECATED))
 
 
 REGISTRY_ID = uuid5(NAMESPACE_URL, "keysync:master-key-registry")
+
+# A proposal entry is [master, normalized, systems, source_key].
+_MASTER, _NORMALIZED, _SYSTEMS = itemgetter(0), itemgetter(0, 1), itemgetter(0, 2)
 
 
 def _entry(found: OutOfAuthorityKey) -> list[str]:

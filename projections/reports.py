@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import compress, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def render_reports(
 
     Reports are built column by column: at a million keys per system that is several times faster than
     building rows, and the writer hands whole columns to pyarrow."""
-    statuses = {row["master_key"]: row["status"] for row in registry_rows}
+    statuses = dict(map(itemgetter("master_key", "status"), registry_rows))
     reports: dict[str, Columns] = {
         SUMMARY: _empty(SUMMARY_COLUMNS),
         MISSING_IN_A: _empty(MISSING_IN_A_COLUMNS),
@@ -90,7 +91,7 @@ def render_reports(
         _missing_from_system(reports[MISSING_FROM_SYSTEM], found, recon)
         _duplicates(reports[DUPLICATES], found, recon)
         _rejected(reports[REJECTED], found, recon)
-    reports[REGISTRY] = {c: [row[c] for row in registry_rows] for c in REGISTRY_COLUMNS}
+    reports[REGISTRY] = _columns(registry_rows, REGISTRY_COLUMNS)
     every = {**reports, **run_level_reports(audit_rows, runs, changes)}
     return [write(output_dir / name, every[name]) for name in REPORTS]
 
@@ -101,7 +102,7 @@ def run_level_reports(
     """The audit log, the trend report and the changes since the last run."""
     trend = trend_rows(runs)
     return {
-        AUDIT: {c: [row[c] for row in audit_rows] for c in AUDIT_COLUMNS},
+        AUDIT: _columns(audit_rows, AUDIT_COLUMNS),
         TREND: {c: [row[i] for row in trend] for i, c in enumerate(TREND_COLUMNS)},
         CHANGES: changes if changes is not None else _empty(CHANGE_COLUMNS),
     }
@@ -122,6 +123,11 @@ def system_counts(r: SystemResult) -> dict[str, Any]:
         len(r.missing_from_system), len(r.duplicates),
     ]  # fmt: skip
     return {"status": "ok", **dict(zip(COUNTS, values, strict=True))}
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Columns:
+    """Rows (mappings) as columns, each gathered in C."""
+    return {c: list(map(itemgetter(c), rows)) for c in columns}
 
 
 def _empty(columns: Sequence[str]) -> Columns:
