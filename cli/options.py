@@ -16,7 +16,7 @@ from eventsourcing.persistence import PersistenceError
 from eventsourcing.utils import TopicError
 
 from keysync.application.as_of import AsOfError
-from keysync.application.ports import RunInProgress
+from keysync.application.ports import RunInProgress, StoreUnavailable
 from keysync.application.reconcile import RunFailed
 from keysync.application.service import ConflictError, HistoryError, MigrationError
 from keysync.cli.display import safe
@@ -42,10 +42,27 @@ def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(command)
 
 
+# The store the command's config names, for error messages (set when the config is loaded).
+_store_in_use = {"label": ""}
+
+
 def load(config_path: Path | None) -> Config:
     config = load_config(config_path)
     setup_logging(config.logs_dir)
+    _store_in_use["label"] = store_label(config)
     return config
+
+
+def store_label(config: Config) -> str:
+    """The store, as a person would name it: its file, or its PostgreSQL server, database and schema."""
+    if config.store.backend != "postgres":
+        return str(config.store.path)
+    from keysync.application.bootstrap import postgres_target
+
+    try:
+        return str(postgres_target(config))
+    except ConfigError:
+        return "PostgreSQL"
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,7 +83,10 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return command(*args, **kwargs)
-    except (ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError, AsOfError) as error:
+    except (
+        ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError, AsOfError,
+        StoreUnavailable,
+    ) as error:  # fmt: skip
         raise click.ClickException(str(error)) from error
     except RunFailed as error:
         raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
@@ -82,13 +102,18 @@ def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise click.ClickException(str(error)) from error
     except OSError as error:
         raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
+    except Exception as error:
+        if type(error).__module__.startswith("psycopg"):  # a server that went away mid-command, say
+            raise click.ClickException(_store_problem(error)) from error
+        raise
 
 
 def _store_problem(error: Exception) -> str:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    store = f"the event store ({_store_in_use['label']})" if _store_in_use["label"] else "the event store"
     if "does not exist" in first_line:
-        return f"the event store has no KeySync tables yet ({first_line}): run `keysync store init` once"
-    return f"the event store cannot be used: {first_line}"
+        return f"{store} has no KeySync tables yet ({first_line}): run `keysync store init` once"
+    return f"{store} cannot be used: {first_line}"
 
 
 def print_json(data: Any) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import attrs
 import psycopg
 
-from keysync.application.ports import RunInProgress
+from keysync.application.ports import RunInProgress, StoreUnavailable
 
 
 @attrs.frozen
@@ -59,10 +59,16 @@ class PostgresTarget:
             "POSTGRES_ENABLE_DB_FUNCTIONS": "yes",
         }
 
+    def __str__(self) -> str:
+        return f"PostgreSQL {self.user}@{self.host}:{self.port}/{self.dbname} (schema {self.schema})"
+
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            host=self.host, port=self.port, dbname=self.dbname, user=self.user, connect_timeout=10, **kwargs
-        )
+        try:
+            return psycopg.connect(
+                host=self.host, port=self.port, dbname=self.dbname, user=self.user, connect_timeout=10, **kwargs
+            )
+        except psycopg.OperationalError as error:
+            raise StoreUnavailable(f"cannot connect to {self}: {first_line(error)}") from None
 
     def ensure_schema(self) -> None:
         with self.connect(autocommit=True) as conn:
@@ -98,3 +104,9 @@ def _redacted(dsn: str) -> str:
     if parts.password:
         return dsn.replace(f":{parts.password}@", ":***@")
     return dsn
+
+
+def first_line(error: Exception) -> str:
+    """An error's first line (libpq's messages run on over several)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
