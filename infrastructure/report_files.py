@@ -11,6 +11,7 @@ Every text cell that a spreadsheet would read as a formula is neutralised on the
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import os
@@ -37,6 +38,15 @@ _QUOTED_BYTE = np.zeros(256, dtype=bool)
 _QUOTED_BYTE[[ord(c) for c in '",\r\n']] = True  # ASCII: in UTF-8 such a byte is always that character
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The mode a file created the usual way gets (rw-r--r-- under the common umask 022).
+_FILE_MODE = 0o666 & ~_umask()
+
 # In temporary files' names: a process id means something only on its own host.
 _HOST = socket.gethostname().replace("/", "_").replace(".", "_") or "localhost"
 
@@ -58,7 +68,7 @@ class ReportWriteError(OSError):
 
 def temporary_beside(target: Path) -> tuple[int, Path]:
     """Create a temporary file in ``target``'s folder, for writing and then renaming onto ``target``: an open file
-    descriptor and its path, ``.<target name>.<host>.<pid>.<random>.tmp``.
+    descriptor and its path, ``.<target name>.<host>.<pid>.<random>.tmp``, readable as any file the user creates.
 
     Temporary files of ``target`` that a process on this host left behind when it died (SIGKILL, power loss) are
     removed first; another host's, or a live process's (a concurrent writer), are left alone."""
@@ -68,6 +78,9 @@ def temporary_beside(target: Path) -> tuple[int, Path]:
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             left.unlink(missing_ok=True)
     fd, name = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    # mkstemp makes it private: give it the mode any new file of the user's gets (where the file system has modes).
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, _FILE_MODE)
     return fd, Path(name)
 
 

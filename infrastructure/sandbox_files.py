@@ -80,7 +80,6 @@ def stage_sources(
 def _temporary_beside(target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = temporary_beside(target)  # removes the ones a killed command left
-    os.fchmod(fd, 0o644)  # mkstemp makes it private; an export is for others to read
     os.close(fd)
     return temporary
 

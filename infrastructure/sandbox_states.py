@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -100,9 +99,8 @@ class StateFolder:
             target = target / source.name
         temporary: Path | None = None
         try:
-            fd, name_of_temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            fd, temporary = temporary_beside(target)
             os.close(fd)
-            temporary = Path(name_of_temporary)
             shutil.copyfile(source, temporary)
             os.replace(temporary, target)
         except OSError as error:

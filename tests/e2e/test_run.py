@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 from keysync.projections.reports import (
     AUDIT,
@@ -161,3 +163,19 @@ def test_a_system_whose_every_row_is_rejected_still_counts_its_rows_read(project
     assert {r["system"]: r["rows_read"] for r in project.report("reconciliation_summary.csv")}["E"] == "2"
     project.invoke("run", "-m", "incremental")  # nothing changed: the summary comes from the run's KPIs
     assert {r["system"]: r["rows_read"] for r in project.report("reconciliation_summary.csv")}["E"] == "2"
+
+
+def test_reports_and_exports_are_readable_as_any_new_file_is(project) -> None:
+    """Written through a private temporary file, they still get the mode the user's umask gives new files."""
+    project.write_system("A", ["K-1", "K-2"])
+    project.write_system("B", ["K-1", "K-3"])
+    mask = os.umask(0o022)
+    os.umask(mask)
+    expected = 0o666 & ~mask
+
+    project.invoke("run")
+    project.invoke("sandbox", "save-state", "s1")
+    project.invoke("sandbox", "export-state", "s1", str(project.root / "s1-copy.json"))
+
+    written = [*(project.output / name for name in REPORTS), project.root / "s1-copy.json"]
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in written} == {p.name: expected for p in written}
