@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -57,6 +58,14 @@ def _log_result(result: RunResult) -> None:
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 class HistoryError(Exception):
@@ -227,21 +236,33 @@ class KeySync:
             self._save(run)
         return None
 
-    def replay_history(self, root: Path, settings: RunSettings, progress: Progress | None = None) -> list[RunOutcome]:
+    def replay_history(
+        self, root: Path, settings: RunSettings, progress: Progress | None = None
+    ) -> Iterator[tuple[str, RunOutcome | RunFailed]]:
         """Run one reconciliation per dated snapshot folder (root/YYYY-MM-DD/A.csv ...), oldest first, each
-        stamped with its snapshot's date."""
+        stamped with its snapshot's date; yield each date with its outcome as it completes. A snapshot whose run
+        fails (System A missing, say) is yielded with the failure, which is recorded, and the next one runs, as
+        `keysync schedule` goes on after a failed run. Folders named like a date that is not one (2026-02-30) are
+        refused before anything runs: the date would be stamped on the runs for good."""
         folders = sorted(p for p in root.iterdir() if p.is_dir() and _DATE.fullmatch(p.name)) if root.is_dir() else []
         if not folders:
             raise HistoryError(
                 f"{root}: no snapshot folders named YYYY-MM-DD (write some with keysync generate --days N)"
             )
-        outcomes = []
+        impossible = [p.name for p in folders if not _is_date(p.name)]
+        if impossible:
+            raise HistoryError(
+                f"{root}: {', '.join(impossible)} {'is not a date' if len(impossible) == 1 else 'are not dates'}; "
+                "rename or remove such folders (nothing was replayed)"
+            )
         for folder in folders:
             kind = "json" if (folder / "A.json").exists() else "csv"
             sources = {s: SourceSpec(s, folder / f"{s}.{kind}", kind) for s in SYSTEMS}
             dated = attrs.evolve(settings, sources=sources, as_of=f"{folder.name}T00:00:00+00:00")
-            outcomes.append(self.run(dated, progress))
-        return outcomes
+            try:
+                yield folder.name, self.run(dated, progress)
+            except RunFailed as failure:
+                yield folder.name, failure
 
     def approve(self, keys: Iterable[str], *, all_proposed: bool = False) -> list[str]:
         """Activate Proposed master keys; an unknown or non-Proposed key refuses the whole command."""

@@ -8,6 +8,7 @@ import click
 import yaml
 
 from keysync.application.bootstrap import build, run_settings
+from keysync.application.reconcile import RunFailed
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.infrastructure.config import config_as_dict, override
 from keysync.infrastructure.mockdata import SCENARIOS
@@ -70,14 +71,23 @@ def replay_history_command(config_path: Path | None, folder: Path, auto_approve:
     Example: keysync replay-history input/history && keysync trends --plot trends.png
     """
     config = override(load(config_path), auto_approve=auto_approve)
-    outcomes = build(config).replay_history(folder, run_settings(config))
-    for outcome in outcomes:
+    replayed, failed = 0, []
+    for day, outcome in build(config).replay_history(folder, run_settings(config)):
+        if isinstance(outcome, RunFailed):
+            failed.append(day)
+            message(f"{day} run {outcome.run.run_id} failed: {outcome.reason}")
+            continue
+        replayed += 1
         kpis = outcome.result.run.kpis
         rates = " ".join(
             f"{s}={k['match_rate']:.0%}" for s, k in kpis["systems"].items() if s != "A" and k["status"] == "ok"
         )
-        click.echo(f"{outcome.result.run.options['as_of'][:10]} run {outcome.run_id}: {rates}")
-    message(f"Replayed {len(outcomes)} snapshots.")
+        click.echo(f"{day} run {outcome.run_id}: {rates}")
+    if failed:
+        raise click.ClickException(
+            f"replayed {replayed} snapshot(s); {len(failed)} failed ({', '.join(failed)}): see the lines above"
+        )
+    message(f"Replayed {replayed} snapshots.")
 
 
 @click.command("rebuild")

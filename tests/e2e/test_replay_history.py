@@ -34,3 +34,31 @@ def test_replaying_a_folder_without_snapshots_is_a_clear_error(any_project):
 def test_scenario_curves(scenario, first, last):
     assert share_on_day(scenario, 0, 10) == pytest.approx(first)
     assert share_on_day(scenario, 9, 10) == pytest.approx(last)
+
+
+def test_a_folder_named_like_an_impossible_date_is_refused_before_anything_runs(project):
+    project.invoke("generate", "--days", "2", "--keys", "50")
+    history = project.input / "history"
+    (history / sorted(p.name for p in history.iterdir())[0]).rename(history / "2026-02-30")
+
+    result = project.invoke("replay-history", str(history), expect=1)
+
+    assert "2026-02-30 is not a date" in result.stderr and "nothing was replayed" in result.stderr
+    assert build(load_config(project.config)).runs() == []
+
+
+def test_a_snapshot_that_fails_is_reported_and_the_later_ones_still_run(project):
+    project.invoke("generate", "--days", "3", "--keys", "50")
+    history = project.input / "history"
+    days = sorted(p.name for p in history.iterdir())
+    (history / days[1] / "A.csv").unlink()
+
+    result = project.invoke("replay-history", str(history), expect=1)
+
+    assert [line.split()[0] for line in result.stdout.splitlines()] == [days[0], days[2]]
+    assert f"{days[1]} run " in result.stderr and "A.csv" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith(f"Error: replayed 2 snapshot(s); 1 failed ({days[1]})")
+    runs = build(load_config(project.config)).runs()
+    assert [(r["as_of"][:10], r["status"]) for r in reversed(runs)] == [
+        (days[0], "completed"), (days[1], "failed"), (days[2], "completed"),
+    ]  # fmt: skip
