@@ -20,7 +20,14 @@ import attrs
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import PersistenceError
 
-from keysync.application.sandbox_ports import SandboxLock, SourceFilesWriter, Staged, StateFileError, StateFiles
+from keysync.application.sandbox_ports import (
+    SandboxFilesError,
+    SandboxLock,
+    SourceFilesWriter,
+    Staged,
+    StateFileError,
+    StateFiles,
+)
 from keysync.application.sandbox_states import SavedState, StateExistsError, parse_state
 from keysync.application.sandbox_views import (
     Comparison,
@@ -116,14 +123,26 @@ class SandboxService:
             raise NoRunYetError()
         return compare_with_run(self.sandbox(), self.settings, completed[0], self.keysync.registry_rows())
 
+    def files_not_its_own(self) -> list[Path]:
+        """The files a first edit would write over although the sandbox never wrote them: exports from elsewhere
+        (the sandbox writes to the sources' own paths unless sandbox.input_dir says otherwise). Undo cannot bring
+        them back, as the log never held them."""
+        return [] if self.sandbox().operations else self._files_with_data()
+
+    def _files_with_data(self) -> list[Path]:
+        return [path for path in self.settings.files.values() if path.is_file() and path.stat().st_size > 0]
+
     def plan_removal(self, systems: Sequence[str], keys: Sequence[str], patterns: Sequence[str]) -> list[list[Any]]:
         """The rows remove_keys would remove, without removing them."""
         return self.sandbox().plan_removal(systems, keys, patterns, self.settings.max_bulk_keys)
 
     # Changes to the rows -------------------------------------------------------------------------------------
 
-    def init(self, keys: int, seed: int) -> Change:
-        return self._change(lambda s, op: s.initialize(op, keys, seed, self.settings.max_bulk_keys))
+    def init(self, keys: int, seed: int, *, replace_exports: bool = False) -> Change:
+        """``replace_exports``: write A-E even over files the sandbox never wrote (see ``files_not_its_own``)."""
+        return self._change(
+            lambda s, op: s.initialize(op, keys, seed, self.settings.max_bulk_keys), replace_exports=replace_exports
+        )
 
     def reset(self, *, keys: int | None = None, empty: bool = False) -> Change:
         return self._change(lambda s, op: s.reset(op, self.settings.max_bulk_keys, keys=keys, empty=empty))
@@ -220,12 +239,22 @@ class SandboxService:
 
     # The unit of work ----------------------------------------------------------------------------------------
 
-    def _change(self, command: Callable[[Sandbox, Operation], None]) -> Change:
-        """Run a command that changes the rows: its files are staged, checked, and put in place after the save."""
+    def _change(self, command: Callable[[Sandbox, Operation], None], *, replace_exports: bool = False) -> Change:
+        """Run a command that changes the rows: its files are staged, checked, and put in place after the save.
+        The sandbox's first edit is refused if it would write over exports it never wrote, unless
+        ``replace_exports``."""
         expected: dict[str, SourceSnapshot] = {}
 
         def change(sandbox: Sandbox, op: Operation) -> list[Staged]:
-            command(sandbox, op)
+            first = not sandbox.operations
+            command(sandbox, op)  # the domain's refusals first (an edit before init, say)
+            found = self._files_with_data() if first and not replace_exports else []
+            if found:
+                raise SandboxFilesError(
+                    f"{', '.join(map(str, found))} hold data the sandbox did not write, which undo could not "
+                    "bring back: `keysync sandbox init --yes` replaces them, or set sandbox.input_dir to keep "
+                    "the sandbox's files apart; nothing was changed"
+                )
             expected.update(self._snapshots(sandbox))
             return [self.write_files(self.settings.files, sandbox.rows, expected,
                                      max_key_length=self.settings.max_key_length)]  # fmt: skip

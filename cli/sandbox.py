@@ -14,6 +14,7 @@ import click
 from keysync.cli.options import config_option, json_option, print_json
 from keysync.cli.sandbox_common import (
     confirm,
+    confirm_replacing_exports,
     read_keys,
     report_change,
     sandbox_errors,
@@ -42,15 +43,19 @@ def sandbox_group() -> None:
 @config_option
 @click.option("--keys", type=click.IntRange(min=1), default=DEFAULT_KEYS, show_default=True, help="Keys per system.")
 @click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED, show_default=True, help="Which keys.")
+@click.option("-y", "--yes", is_flag=True, help="Replace exports the sandbox did not write without asking.")
 @user_option
 @json_option
 @sandbox_errors
-def init_command(config_path: Path | None, keys: int, seed: int, user: str | None, as_json: bool) -> None:
+def init_command(config_path: Path | None, keys: int, seed: int, yes: bool, user: str | None, as_json: bool) -> None:
     """Replace the sandbox's data by the same KEYS synchronised keys in every system (saved states are kept).
+    Files at the sandbox's paths that it did not write (real exports) are replaced only once confirmed.
 
     Example: keysync sandbox init --keys 1000 --seed 7
     """
-    change = service(config_path, user).init(keys, seed)
+    sandbox = service(config_path, user)
+    confirm_replacing_exports(sandbox, yes)
+    change = sandbox.init(keys, seed, replace_exports=True)
     report_change(change, f"Initialized {keys} synchronised keys in every system", as_json)
 
 

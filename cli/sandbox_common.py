@@ -86,6 +86,18 @@ def confirm(question: str, yes: bool, what: str) -> None:
     click.confirm(question, abort=True, err=True)
 
 
+def confirm_replacing_exports(sandbox: SandboxService, yes: bool) -> None:
+    """A first edit of the sandbox writes A-E over whatever files are there: ask first if they hold data."""
+    found = sandbox.files_not_its_own()
+    if found:
+        names = ", ".join(str(path) for path in found)
+        confirm(
+            f"{names} hold data the sandbox did not write, which undo cannot bring back. Replace them?",
+            yes,
+            f"replace {names} (data the sandbox did not write; sandbox.input_dir keeps its files apart)",
+        )
+
+
 def read_keys(source: str) -> list[str]:
     """Keys from a file ('-' = standard input): one a line, or a CSV with a source_key column. Bytes that are not
     UTF-8 are kept (as surrogate escapes), so corrupt keys can be added from a file too."""

@@ -37,7 +37,7 @@ def test_a_store_file_that_sqlite_cannot_open_is_one_clear_line(project):
     path.parent.mkdir()
     path.write_text("not a database\n" * 20, encoding="utf-8")
     line = clear_failure(keysync(project.config, "registry", "list"))
-    assert line == "Error: the event store cannot be used: file is not a database"
+    assert line == f"Error: the event store ({path}) cannot be used: file is not a database"
 
 
 def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path):

@@ -45,6 +45,21 @@ def test_existing_exports_are_not_replaced_before_init(any_project, write_system
     assert files(any_project) == before
 
 
+def test_init_replaces_exports_it_did_not_write_only_once_confirmed(any_project, write_systems):
+    write_systems(A=["REAL-1"], B=["REAL-1"], C=["REAL-1"], D=["REAL-1"], E=["REAL-1"])
+    before = files(any_project)
+
+    refused = sandbox(any_project, "init", "--keys", "5", expect=1)  # no terminal to confirm on
+
+    assert "data the sandbox did not write" in refused.stderr and "without --yes" in refused.stderr
+    assert files(any_project) == before
+    assert as_json(sandbox(any_project, "history", "--json")) == []
+    sandbox(any_project, "init", "--keys", "5", "--yes")
+    assert len(keys(any_project, "B")) == 5
+    sandbox(any_project, "init", "--keys", "7")  # its own files now: no question
+    assert len(keys(any_project, "B")) == 7
+
+
 def test_init_replaces_the_data_and_keeps_saved_states(any_project):
     sandbox(any_project, "init", "--keys", "10")
     sandbox(any_project, "save-state", "ten")
