@@ -55,6 +55,7 @@ log = logging.getLogger("keysync")
 @attrs.frozen
 class SandboxSettings:
     files: Mapping[str, Path]  # system -> the CSV file the sandbox writes (and keysync run reads)
+    sources: Sequence[Path] = ()  # the exports keysync run reads: never written over by an export or a summary
     max_bulk_keys: int = 100_000
     max_key_length: int = 256
     rules: NormalizationRules = attrs.Factory(NormalizationRules)
@@ -223,7 +224,14 @@ class SandboxService:
         return state
 
     def export_state(self, name: str, target: Path) -> Path:
+        self.check_not_an_export(target / f"{name}.json" if target.is_dir() else target)
         return self.states.export(check_state_name(name), target)
+
+    def check_not_an_export(self, target: Path) -> None:
+        """Refuse ``target`` for a file of ours (a summary, a state's copy) if it is one of the systems' exports."""
+        exports = {*self.settings.files.values(), *self.settings.sources}
+        if any(target.resolve() == export.resolve() for export in exports):
+            raise SandboxFilesError(f"{target} is one of the systems' exports: give another file; nothing was written")
 
     def saved_states(self) -> list[dict[str, Any]]:
         """Every saved state: name, created_at, actor, rows, bytes, description (an unreadable one says why)."""

@@ -37,6 +37,7 @@ def sandbox_files(config: Config) -> dict[str, Path]:
 def sandbox_settings(config: Config) -> SandboxSettings:
     return SandboxSettings(
         files=sandbox_files(config),
+        sources=tuple(source.path for source in config.sources.values()),
         max_bulk_keys=config.sandbox.max_bulk_keys,
         max_key_length=config.processing.max_key_length,
         rules=config.normalize,

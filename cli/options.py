@@ -48,6 +48,8 @@ _store_in_use = {"label": ""}
 
 def load(config_path: Path | None) -> Config:
     config = load_config(config_path)
+    if config.path is None:  # no -c, no $KEYSYNC_CONFIG and no ./keysync-config.yaml: say so, or it looks configured
+        message(f"No config file ({Path.cwd() / 'keysync-config.yaml'} does not exist): using the defaults.")
     setup_logging(config.logs_dir)
     _store_in_use["label"] = store_label(config)
     return config

@@ -30,7 +30,10 @@ def status_command(config_path: Path | None, as_json: bool, csv_path: Path | Non
     """
     if as_json and csv_path is not None:
         raise click.UsageError("give --json or --csv FILE, not both")
-    status = service(config_path).status()
+    sandbox = service(config_path)
+    if csv_path is not None:
+        sandbox.check_not_an_export(csv_path)
+    status = sandbox.status()
     if csv_path is not None:
         columns: dict[str, list] = {"system": [*SYSTEMS, "total"]}
         for c in CSV_COLUMNS:

@@ -266,3 +266,16 @@ def test_the_unmutated_config_loads(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.stderr
     assert '"max_file_mb": 2048' in result.stdout
+
+
+def test_without_any_config_file_the_defaults_are_said_to_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KEYSYNC_CONFIG", raising=False)
+
+    result = CliRunner().invoke(cli, ["history", "--json"])
+
+    assert result.exit_code == 0, result.stderr
+    assert f"No config file ({tmp_path / 'keysync-config.yaml'} does not exist): using the defaults." in result.stderr
+    assert result.stdout.strip() == "[]"

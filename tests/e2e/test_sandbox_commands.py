@@ -344,3 +344,16 @@ def test_sandbox_events_are_in_the_audit_trail(any_project):
     any_project.invoke("rebuild")  # the read models fold sandbox events into the audit trail only
     assert [r["event_type"] for r in any_project.report("audit_log.csv")] == ["Opened", "Initialized", "KeysAdded"]
     assert as_json(any_project.invoke("history", "--json")) == []  # no run was made
+
+
+def test_a_summary_or_a_state_copy_is_never_written_over_an_export(any_project):
+    sandbox(any_project, "init", "--keys", "5")
+    sandbox(any_project, "save-state", "s1")
+    before = files(any_project)
+
+    summary = sandbox(any_project, "status", "--csv", str(any_project.input / "A.csv"), expect=1)
+    copy = sandbox(any_project, "export-state", "s1", str(any_project.input / "B.csv"), expect=1)
+
+    assert "A.csv is one of the systems' exports" in summary.stderr
+    assert "B.csv is one of the systems' exports" in copy.stderr
+    assert files(any_project) == before
