@@ -34,10 +34,16 @@ def stdout() -> Console:
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Table:
     # Titles quote data too (a run id, a scenario's name): escaped, and never read as rich markup.
     grid = Table(title=Text(safe(title)), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in columns:
-        grid.add_column(column, overflow="fold", min_width=len(column))
-    for row in rows:
-        values = [row[c] for c in columns] if isinstance(row, Mapping) else row
-        # Text, not str: a key like "[bold]" must print as itself, not as rich markup.
-        grid.add_row(*(Text(safe(v)) for v in values))
+    # Text, not str: a key like "[bold]" must print as itself, not as rich markup.
+    cells = [[Text(safe(v)) for v in ([row[c] for c in columns] if isinstance(row, Mapping) else row)] for row in rows]
+    for i, column in enumerate(columns):
+        # An id is copied from the table into the next command: it never wraps. Other headers and values wrap
+        # (a header of its own width could push the last columns off the terminal).
+        whole = max((len(row[i].plain) for row in cells), default=0) if column in IDS else 0
+        grid.add_column(column, overflow="fold", min_width=max(len(column), whole) if whole else None)
+    for row in cells:
+        grid.add_row(*row)
     return grid
+
+
+IDS = frozenset({"run_id", "event_id", "operation_id"})

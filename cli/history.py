@@ -48,9 +48,20 @@ def history_command(config_path: Path | None, last: int | None, as_csv: bool, as
         writer.writeheader()
         writer.writerows(rows)
     else:
-        shown = ("run_id", "started_at", "status", "mode", "duration_s", "missing_in_A_count",
-                 "missing_from_system_count", "duplicate_keys_count", "errors")  # fmt: skip
-        stdout().print(table(f"Runs ({len(rows)})", shown, rows))
+        # The counts under short names and the start to the second, so that a terminal's width holds the table;
+        # each failed run's reason follows it whole (in a column it would be squeezed to nothing).
+        shown = {"run_id": "run_id", "started_at": "started", "status": "status", "mode": "mode",
+                 "duration_s": "seconds", "missing_in_A_count": "missing_in_A",
+                 "missing_from_system_count": "missing_from_sys", "duplicate_keys_count": "duplicates"}  # fmt: skip
+        cells = [
+            {name: row[c] for c, name in shown.items()} | {"started": row["started_at"][:19].replace("T", " ")}
+            for row in rows
+        ]
+        console = stdout()
+        console.print(table(f"Runs ({len(rows)})", list(shown.values()), cells))
+        for row in rows:
+            if row["errors"]:
+                console.print(f"{row['run_id']} {row['status']}: {row['errors']}")
 
 
 def _since(value: str | None) -> datetime | None:

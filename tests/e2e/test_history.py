@@ -60,3 +60,19 @@ def test_every_run_adds_its_systems_to_the_trend_report(any_project, write_syste
     trend = any_project.report("trend_report.csv")
     assert len(trend) == 10
     assert [r["missing_in_A"] for r in trend if r["system"] == "B"] == ["1", "0"]
+
+
+def test_the_history_table_keeps_run_ids_whole_and_shows_why_a_run_failed(project, write_systems, monkeypatch):
+    write_systems(A=["K-1"], B=["K-1", "K-2"])
+    project.invoke("run")
+    (project.input / "A.csv").unlink()
+    project.invoke("run", expect=1)
+    runs = json.loads(project.invoke("history", "--json").stdout)
+    monkeypatch.setenv("COLUMNS", "80")
+
+    shown = project.invoke("history").stdout
+
+    assert all(len(line) <= 80 for line in shown.splitlines())
+    assert all(r["run_id"] in shown for r in runs)  # not folded over two lines
+    failed = next(r for r in runs if r["status"] == "failed")
+    assert f"{failed['run_id']} failed: {failed['errors']}" in " ".join(shown.split())
