@@ -25,6 +25,25 @@ class AuditFilter:
     event_type: str | None = None
 
 
+def event_types() -> list[str]:
+    """Every event type the log can hold, by the name audit shows."""
+    from eventsourcing.domain import DomainEvent
+
+    from keysync.domain.audit_chain import AuditChain
+    from keysync.domain.registry import Registry
+    from keysync.domain.run import ReconciliationRun
+    from keysync.domain.sandbox import Sandbox
+
+    return sorted(
+        {
+            name
+            for aggregate in (ReconciliationRun, Registry, Sandbox, AuditChain)
+            for name, value in vars(aggregate).items()
+            if isinstance(value, type) and issubclass(value, DomainEvent) and name != "Event"
+        }
+    )
+
+
 def audit_events(projections: Projections, rules: NormalizationRules, chosen: AuditFilter) -> Iterator[dict]:
     """Replay the event log in order and yield the matching events, summarised."""
     from keysync.projections.audit import audit_row

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from keysync.application.bootstrap import build
-from keysync.application.history import AuditFilter
+from keysync.application.history import AuditFilter, event_types
 from keysync.cli.audit_chain import seal_command, verify_command
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, print_json, user_errors
@@ -94,8 +94,15 @@ def audit_command(
     """
     if ctx.invoked_subcommand is not None:
         return
+    known = event_types()
+    if event_type is not None and event_type.lower() not in {name.lower() for name in known}:
+        raise click.BadParameter(f"{event_type!r} is not an event type; the types: {', '.join(known)}",
+                                 param_hint="--type")  # fmt: skip
     chosen = AuditFilter(run_id=run_id, key=key, since=_since(since), event_type=event_type)
-    rows = build(load(config_path)).audit(chosen)
+    keysync = build(load(config_path))
+    if run_id is not None and run_id not in {r["run_id"] for r in keysync.runs()}:
+        raise click.ClickException(f"no run {run_id!r} in the store: `keysync history` lists the runs")
+    rows = keysync.audit(chosen)
     if as_json:
         print_json(rows)
     else:
@@ -122,6 +129,10 @@ def key_command(config_path: Path | None, key: str, as_json: bool) -> None:
         print_json(timeline)
         return
     console = stdout()
+    if not (timeline["sightings"] or timeline["registry"]):
+        console.print(f"{timeline['normalized_key']}: no run has seen it, and no master key is it", markup=False,
+                      highlight=False)  # fmt: skip
+        return
     console.print(f"{timeline['normalized_key']}: now in {', '.join(timeline['present_in']) or 'no system'}",
                   markup=False, highlight=False)  # fmt: skip
     console.print(table("Sightings", ("run_id", "at", "system", "change", "last_seen_at"), timeline["sightings"]))

@@ -76,3 +76,19 @@ def test_the_history_table_keeps_run_ids_whole_and_shows_why_a_run_failed(projec
     assert all(r["run_id"] in shown for r in runs)  # not folded over two lines
     failed = next(r for r in runs if r["status"] == "failed")
     assert f"{failed['run_id']} failed: {failed['errors']}" in " ".join(shown.split())
+
+
+def test_audit_refuses_an_unknown_event_type_or_run_and_key_says_when_nothing_is_known(project, write_systems):
+    write_systems(A=["K-1"], B=["K-1", "K-2"])
+    project.invoke("run")
+
+    typo = project.invoke("audit", "--type", "Complete", expect=2)
+    unknown_run = project.invoke("audit", "--run", "nope", expect=1)
+    nothing = project.invoke("key", "NOPE")
+
+    assert "'Complete' is not an event type" in typo.stderr and "Completed" in typo.stderr
+    assert "no run 'nope' in the store" in unknown_run.stderr
+    assert nothing.stdout.strip() == "NOPE: no run has seen it, and no master key is it"
+    assert [r["event_type"] for r in json.loads(project.invoke("audit", "--type", "completed", "--json").stdout)] == [
+        "Completed"
+    ]
