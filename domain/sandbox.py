@@ -134,6 +134,7 @@ class Sandbox(Aggregate):
         self.undoable: list[list[Any]] = []  # [operation id, version of its event], most recent last
         self.redoable: list[list[Any]] = []
         self.baseline: list[int] = [DEFAULT_KEYS, DEFAULT_SEED]  # the last init's keys and seed, for reset
+        self.baseline_changes: dict[str, list[list[int]]] = {}  # see _baselines
         # False until an init, reset or load-state: before that, the files at the sources are someone else's
         # (mock data, real exports), and adding keys would silently replace them.
         self.started = False
@@ -277,14 +278,14 @@ class Sandbox(Aggregate):
     @event("Initialized")
     def _initialized(self, operation_id: str, actor: str, at: str, keys: int, seed: int, removed: list, added: list
                      ) -> None:  # fmt: skip
-        self.baseline = [keys, seed]
+        self._set_baseline(operation_id, [keys, seed])
         self.started = True
         self._change(operation_id, "init", actor, at, list(SYSTEMS), removed, added)
 
     @event("Reset")
     def _reset(self, operation_id: str, actor: str, at: str, keys: int, seed: int, removed: list, added: list) -> None:
         if keys:
-            self.baseline = [keys, seed]
+            self._set_baseline(operation_id, [keys, seed])
         self.started = True
         self._change(operation_id, "reset", actor, at, list(SYSTEMS), removed, added)
 
@@ -322,6 +323,8 @@ class Sandbox(Aggregate):
     @event("OperationReverted")
     def _reverted(self, operation_id: str, actor: str, at: str, reverted_id: str, removed: list, added: list) -> None:
         self.redoable.append(self.undoable.pop())
+        if reverted_id in self._baselines():  # an undone init or reset no longer sets what reset goes back to
+            self.baseline = self._baselines()[reverted_id][0]
         summary = self._summary(reverted_id)
         summary["undone"] = True
         detail = f"{summary['operation']} {reverted_id}"
@@ -331,6 +334,8 @@ class Sandbox(Aggregate):
     @event("OperationRestored")
     def _restored(self, operation_id: str, actor: str, at: str, restored_id: str, removed: list, added: list) -> None:
         self.undoable.append(self.redoable.pop())
+        if restored_id in self._baselines():
+            self.baseline = self._baselines()[restored_id][1]
         summary = self._summary(restored_id)
         summary["undone"] = False
         detail = f"{summary['operation']} {restored_id}"
@@ -338,6 +343,17 @@ class Sandbox(Aggregate):
                      undoable=False)  # fmt: skip
 
     # Helpers of the event bodies -----------------------------------------------------------------------------
+
+    def _baselines(self) -> dict[str, list[list[int]]]:
+        """Operation id -> [baseline before, baseline after], for each init or reset that set one (a snapshot
+        taken before this map existed has none: undoing those leaves the baseline as it is)."""
+        if not hasattr(self, "baseline_changes"):
+            self.baseline_changes: dict[str, list[list[int]]] = {}
+        return self.baseline_changes
+
+    def _set_baseline(self, operation_id: str, baseline: list[int]) -> None:
+        self._baselines()[operation_id] = [self.baseline, baseline]
+        self.baseline = baseline
 
     def _change(
         self,

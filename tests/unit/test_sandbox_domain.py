@@ -239,6 +239,21 @@ def test_undo_and_redo_are_compensating_events_and_exact():
         sandbox.to_redo(1)
 
 
+def test_undoing_an_init_or_reset_brings_back_the_baseline_reset_returns_to():
+    sandbox = initialized(keys=30, seed=1)
+    sandbox.initialize(op(1), 10, 9, LIMIT)
+    sandbox.reset(op(2), LIMIT, keys=5)
+    logged = diffs(sandbox.collect_events())
+    assert sandbox.baseline == [5, 9]
+
+    sandbox.undo(op(3), [logged["op2"], logged["op1"]])
+    assert sandbox.baseline == [30, 1]
+    sandbox.redo(op(4), [logged["op1"]])
+    assert sandbox.baseline == [10, 9]
+    sandbox.reset(op(5), LIMIT)
+    assert {len(rows) for rows in sandbox.rows.values()} == {10}
+
+
 def test_a_new_change_clears_what_redo_could_bring_back():
     sandbox = initialized()
     sandbox.add_keys(op(1), ["X"], ["B"], SEEN, LIMIT)
