@@ -90,6 +90,7 @@ class Observation:
     resumed: bool = False
     began: float = attrs.Factory(time.perf_counter)
     states: dict[str, SourceState] = attrs.Factory(dict)  # where each observed system's rows now are
+    rules_changed: bool = False  # the rules or strategy differ from the last completed run's
     unchanged: set[str] = attrs.Factory(set)  # systems whose export had not changed (incremental runs)
     deltas: dict[str, tuple[SourceSnapshot, RowDelta]] = attrs.Factory(dict)  # changed system -> (base, delta)
 
@@ -414,6 +415,7 @@ def settle(
         recon.available_systems,
         auto_approve=settings.auto_approve,
         actor=settings.actor,
+        rules_changed=observation.rules_changed,
     )
     kpis = _kpis(recon, proposed, settings.auto_approve, time.perf_counter() - observation.began)
     if settings.mode == "incremental":

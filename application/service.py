@@ -57,6 +57,14 @@ def _log_result(result: RunResult) -> None:
     log.info("run %s completed", result.run_id, extra={"fields": {"run_id": result.run_id, "kpis": kpis}})
 
 
+def _rules_changed(settings: RunSettings, latest: tuple[dict[str, Any], dict[str, Any]] | None) -> bool:
+    """Whether a run with ``settings`` normalizes or names keys otherwise than the latest completed run."""
+    if latest is None:
+        return False
+    options = latest[1]
+    return (options.get("rules"), options.get("strategy")) != (attrs.asdict(settings.rules), settings.strategy)
+
+
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -128,7 +136,9 @@ class KeySync:
                 observation = Observation(new_run(settings))
             claim(observation.run.run_id)
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
-            incremental = self._incremental(settings)
+            previous = self._latest_completed()
+            observation.rules_changed = _rules_changed(settings, previous)
+            incremental = self._incremental(settings, previous)
             try:
                 observe(settings, observation, self.read_source, self._save, progress, incremental, self.read_changes)
                 result = self._conclude(settings, observation, progress, incremental)
@@ -172,24 +182,34 @@ class KeySync:
 
     def _dry_run(self, settings: RunSettings, progress: Progress | None) -> RunOutcome:
         self.projections.update_views()
-        incremental = self._incremental(settings)
-        observation = Observation(new_run(settings))
+        previous = self._latest_completed()
+        incremental = self._incremental(settings, previous)
+        observation = Observation(new_run(settings), rules_changed=_rules_changed(settings, previous))
         observe(settings, observation, self.read_source, lambda _run: None, progress, incremental, self.read_changes)
         result = conclude(settings, observation, self.store.registry(), progress, incremental)
         (progress or (lambda _phase: None))("writing reports (dry run)")
         reports = self.projections.preview(result.run, result.registry, result.reconciliation)
         return RunOutcome(result, reports, dry_run=True)
 
-    def _incremental(self, settings: RunSettings) -> Incremental | None:
-        """What an incremental run needs of the latest completed run; None for a full run, or when there is no
-        completed run to build on (the run then reads every export whole)."""
-        if settings.mode != "incremental" or self.fingerprint is None:
-            return None
+    def _latest_completed(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The latest completed run's history row and the options it ran with (from its Started event)."""
         latest = self.projections.recorder.latest_completed_run()
         if latest is None:
             return None
         started = next(iter(self.store.events.get(UUID(latest["originator_id"]), lte=1)))
-        return Incremental(Baseline.of(latest, started.options), self.fingerprint, self.store.base_snapshots())
+        return latest, started.options
+
+    def _incremental(
+        self, settings: RunSettings, latest: tuple[dict[str, Any], dict[str, Any]] | None = None
+    ) -> Incremental | None:
+        """What an incremental run needs of the latest completed run (``latest``, if already looked up); None for a
+        full run, or when there is no completed run to build on (the run then reads every export whole)."""
+        if settings.mode != "incremental" or self.fingerprint is None:
+            return None
+        latest = latest or self._latest_completed()
+        if latest is None:
+            return None
+        return Incremental(Baseline.of(*latest), self.fingerprint, self.store.base_snapshots())
 
     def _conclude(
         self,

@@ -26,6 +26,7 @@ _ALLOWED = {ACTIVE: {PROPOSED}, DEPRECATED: {PROPOSED, ACTIVE}}
 
 REASON_IN_AUTHORITY = "key now exists in System A"
 REASON_VANISHED = "source keys vanished from every system"
+REASON_RULES_CHANGED = "not found in any system under the run's new normalization rules or strategy"
 REASON_AUTO_APPROVED = "auto-approved"
 
 
@@ -75,9 +76,12 @@ class Registry(Aggregate):
         *,
         auto_approve: bool,
         actor: str,
+        rules_changed: bool = False,
     ) -> list[str]:
         """Register what a run found: propose new master keys, note the ones seen again, deprecate the ones
-        that entered System A or vanished. Returns the newly proposed master keys."""
+        that entered System A or vanished. Returns the newly proposed master keys. ``rules_changed``: the run
+        normalizes or names keys otherwise than the run before, so a key not found may just be named otherwise
+        now; its deprecation says so rather than that its source keys vanished."""
         status, systems = self.status, self.systems
         new = [m for m in out_of_authority if m not in status]
         # Deprecated keys that turn up again are noted too (last seen, source systems); they stay Deprecated.
@@ -101,7 +105,7 @@ class Registry(Aggregate):
         if in_authority:
             self._deprecate(run_id, in_authority, REASON_IN_AUTHORITY, actor)
         if vanished:
-            self._deprecate(run_id, vanished, REASON_VANISHED, actor)
+            self._deprecate(run_id, vanished, REASON_RULES_CHANGED if rules_changed else REASON_VANISHED, actor)
         return new
 
     def approve(self, keys: Iterable[str], actor: str) -> list[str]:

@@ -43,6 +43,22 @@ def test_a_key_that_later_appears_in_a_is_deprecated_automatically(any_project, 
     assert (entry["status"], entry["status_reason"]) == ("Deprecated", "key now exists in System A")
 
 
+def test_keys_named_otherwise_under_a_new_strategy_are_not_said_to_have_vanished(any_project, write_systems):
+    write_systems(A=A, B=["X-1"], C=A, D=A, E=["X-9"])
+    any_project.invoke("run")
+    write_systems(E=[])  # X-9 really goes
+    any_project.invoke("run")
+    any_project.write_config("provisioning: {strategy: namespaced}\n")
+    any_project.invoke("run")
+
+    reasons = {r["master_key"]: (r["status"], r["status_reason"]) for r in any_project.report(REGISTRY)}
+    assert reasons == {
+        "X-9": ("Deprecated", "source keys vanished from every system"),
+        "X-1": ("Deprecated", "not found in any system under the run's new normalization rules or strategy"),
+        "A-B-X-1": ("Proposed", ""),
+    }
+
+
 def test_rebuild_reproduces_the_reports_from_the_log_alone(any_project, write_systems):
     write_systems(A=A, B=["X-1", "cust 2"], C=A, D=["CUST-1"], E=A)
     any_project.invoke("run")
