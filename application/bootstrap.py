@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from eventsourcing.utils import get_topic
 
-from keysync.application.ports import RunLock
+from keysync.application.ports import RunLock, StoreUnavailable
 from keysync.application.reconcile import RunSettings, SourceSpec
 from keysync.application.retry import RetryPolicy
 from keysync.application.service import KeySync
@@ -46,7 +46,13 @@ def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
             "COMPRESSOR_TOPIC": get_topic(ZstdCompressor),
         }
     path = config.store.path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreUnavailable(
+            f"the event store ({path}) cannot be used: cannot create its folder {path.parent} "
+            f"({error.strerror or error}{': ' + str(error.filename) if error.filename else ''})"
+        ) from None
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),

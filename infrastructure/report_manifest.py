@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from keysync.infrastructure.report_files import temporary_beside
+from keysync.infrastructure.report_files import ReportWriteError, temporary_beside
 
 NAME = ".keysync-reports.json"
 
@@ -23,14 +23,22 @@ class FolderManifest:
         return found if isinstance(found, dict) else None
 
     def write(self, folder: Path, shown: dict[str, Any]) -> None:
-        fd, temporary = temporary_beside(folder / NAME)
+        try:
+            fd, temporary = temporary_beside(folder / NAME)
+        except OSError as error:
+            raise ReportWriteError(folder / NAME, error) from error
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(shown, handle, sort_keys=True)
             os.replace(temporary, folder / NAME)
-        except BaseException:
+        except BaseException as error:
             temporary.unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise ReportWriteError(folder / NAME, error) from error
             raise
 
     def forget(self, folder: Path) -> None:
-        (folder / NAME).unlink(missing_ok=True)
+        try:
+            (folder / NAME).unlink(missing_ok=True)
+        except OSError as error:  # the folder is a file, say: no report can be written there either
+            raise ReportWriteError(folder / NAME, error) from error

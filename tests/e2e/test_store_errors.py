@@ -33,3 +33,25 @@ def test_a_store_path_that_is_a_folder_names_the_store(tmp_path: Path) -> None:
     result = invoke(project.config, "history")
 
     assert_one_clear_line(result, f"the event store ({tmp_path / 'input'}) cannot be used", "unable to open")
+
+
+def test_a_store_folder_that_is_a_file_names_the_store_and_the_file(tmp_path: Path) -> None:
+    project = Project(tmp_path, store="{backend: sqlite, path: ./afile/keysync.sqlite}")
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+
+    result = invoke(project.config, "history")
+
+    assert_one_clear_line(result, f"the event store ({tmp_path / 'afile' / 'keysync.sqlite'}) cannot be used",
+                          f"cannot create its folder {tmp_path / 'afile'}")  # fmt: skip
+
+
+def test_an_output_folder_that_is_a_file_says_the_run_is_stored(project: Project) -> None:
+    project.write_system("A", ["K-1"])
+    (project.root / "afile").write_text("", encoding="utf-8")
+    project.write_config("")
+    project.config.write_text(project.config.read_text(encoding="utf-8").replace("./output", "./afile"))
+
+    result = invoke(project.config, "run")
+
+    assert_one_clear_line(result, "afile", "what was stored stays stored", "`keysync reports`")
+    assert invoke(project.config, "history", "--json").stdout.count('"completed"') == 1
