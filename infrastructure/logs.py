@@ -32,6 +32,9 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+_WARNED: set[Path] = set()  # log folders this process has said it cannot write to
+
+
 def setup_logging(logs_dir: Path, verbose: bool = False) -> None:
     """File: everything, as JSON lines. Console: the same as human lines with --verbose (without it the commands
     print their own messages, so the console is not told things twice). Safe to call twice."""
@@ -48,7 +51,9 @@ def setup_logging(logs_dir: Path, verbose: bool = False) -> None:
         logs_dir.mkdir(parents=True, exist_ok=True)
         file = logging.FileHandler(logs_dir / "keysync.log", encoding="utf-8")
     except OSError as error:
-        logger.warning("cannot write logs to %s: %s", logs_dir, error)
+        if logs_dir not in _WARNED:  # a command may set logging up twice (after loading the config, with -v)
+            _WARNED.add(logs_dir)
+            logger.warning("cannot write logs to %s: %s", logs_dir, error)
     else:
         file.setFormatter(JsonLines())
         logger.addHandler(file)

@@ -55,3 +55,14 @@ def test_an_output_folder_that_is_a_file_says_the_run_is_stored(project: Project
 
     assert_one_clear_line(result, "afile", "what was stored stays stored", "`keysync reports`")
     assert invoke(project.config, "history", "--json").stdout.count('"completed"') == 1
+
+
+def test_a_logs_folder_that_cannot_be_written_is_said_once(project: Project) -> None:
+    project.write_system("A", ["K-1"])
+    (project.root / "afile").write_text("", encoding="utf-8")
+    project.config.write_text(project.config.read_text(encoding="utf-8").replace("./logs", "./afile/logs"))
+
+    result = invoke(project.config, "run")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count(f"cannot write logs to {project.root / 'afile' / 'logs'}") == 1
