@@ -72,11 +72,12 @@ def _header_names(header: bytes, source: SourceFile) -> list[str]:
     if len(header) > _MAX_HEADER_BYTES:
         raise source.unavailable(f"line 1 is not a usable CSV header (longer than {_MAX_HEADER_BYTES} bytes)")
     try:
-        names = [name.strip().lower() for name in _csv_fields(header.decode("utf-8"))]
+        written = _csv_fields(header.decode("utf-8"))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise source.unavailable(f"line 1 is not a usable CSV header ({exc})") from exc
+    names = [name.strip().lower() for name in written]
     if KEY not in names:
-        found = printable(",".join(names), 100)
+        found = printable(",".join(written), 100)  # as the file has it
         raise source.unavailable(f"no usable header: line 1 has no {KEY} column (found: {found})")
     for name in FIELDS:
         if names.count(name) > 1:

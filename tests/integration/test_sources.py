@@ -430,9 +430,11 @@ def test_empty_file_is_unavailable(tmp_path: Path, content: str) -> None:
 
 
 def test_header_without_source_key(tmp_path: Path) -> None:
-    path = csv_file(tmp_path, "B,k1", header="source_system,key")
+    path = csv_file(tmp_path, "B,k1", header="Source_System,Key")
 
-    with pytest.raises(SourceUnavailable, match=r"b\.csv: no usable header.*no source_key column"):
+    with pytest.raises(
+        SourceUnavailable, match=r"b\.csv: no usable header.*no source_key column \(found: Source_System,Key\)"
+    ):
         read_source("B", path)
 
 
