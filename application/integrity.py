@@ -32,6 +32,7 @@ from eventsourcing.application import project_aggregate
 from keysync.application.audit_chain import ChainReader, stored_events, verdict
 from keysync.application.service import KeySync
 from keysync.domain.audit_chain import AUDIT_CHAIN_ID
+from keysync.projections.reports import SUMMARY
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -101,7 +102,7 @@ class Doctor:
                     return Diagnosis(last, [*checks, Check("rebuild", False, detail)])
                 say("comparing")
                 checks += self._read_models(twin)
-                dry_run = _dry_run_shown(self.keysync.projections.output_dir / SUMMARY_REPORT)
+                dry_run = _dry_run_shown(self.keysync.projections.output_dir / SUMMARY)
                 if dry_run:  # one finding, not one per file: a preview shows what the log does not hold
                     checks.append(Check("reports", False, f"the folder holds dry run {dry_run}'s preview, not what "
                                                           "the log holds: `keysync reports` writes that"))  # fmt: skip
@@ -196,9 +197,6 @@ class Doctor:
         if filecmp.cmp(live, rebuilt, shallow=False):
             return Check(name, True, "matches a rebuild from the log")
         return Check(name, False, _file_difference(live, rebuilt) + ": `keysync rebuild` rewrites it from the log")
-
-
-SUMMARY_REPORT = "reconciliation_summary.csv"
 
 
 def _dry_run_shown(summary: Path) -> str:
