@@ -40,6 +40,8 @@ def history_command(config_path: Path | None, last: int | None, as_csv: bool, as
 
     Example: keysync history --last 10
     """
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
     rows = [_flat(r) for r in build(load(config_path)).runs(last)]
     if as_json:
         print_json(rows)

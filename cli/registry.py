@@ -48,7 +48,8 @@ def approve_command(config_path: Path | None, keys: tuple[str, ...], all_propose
     Example: keysync registry approve CUST-12345 PROD-ABC-789
     """
     if bool(keys) == all_proposed:
-        raise click.UsageError("give master keys to approve, or --all")
+        raise click.UsageError("give master keys to approve, or --all, not both" if keys else
+                               "give master keys to approve, or --all")  # fmt: skip
     approved = build(load(config_path)).approve(keys, all_proposed=all_proposed)
     message(f"Approved {len(approved)} master key(s).")
 
@@ -63,5 +64,7 @@ def deprecate_command(config_path: Path | None, keys: tuple[str, ...], reason: s
 
     Example: keysync registry deprecate CUST-99999 --reason "merged into CUST-12345"
     """
+    if not reason.strip():
+        raise click.BadParameter("say why (it is kept in the audit trail)", param_hint="--reason")
     deprecated = build(load(config_path)).deprecate(keys, reason)
     message(f"Deprecated {len(deprecated)} master key(s).")

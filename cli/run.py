@@ -63,6 +63,10 @@ def run_command(
 
     Example: keysync run --generate-data --scenario drift --keys 2000
     """
+    mock = {"--scenario": scenario, "--keys": keys, "--seed": seed}
+    unused = [name for name, value in mock.items() if value is not None]
+    if unused and not generate_data:
+        raise click.UsageError(f"{', '.join(unused)} shape generated mock data: give --generate-data too")
     config = override(
         load(config_path),
         mode=mode,

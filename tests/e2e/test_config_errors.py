@@ -279,3 +279,23 @@ def test_without_any_config_file_the_defaults_are_said_to_apply(
     assert result.exit_code == 0, result.stderr
     assert f"No config file ({tmp_path / 'keysync-config.yaml'} does not exist): using the defaults." in result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["run", "--keys", "5"], "--keys shape generated mock data: give --generate-data too"),
+        (["history", "--json", "--csv"], "give --json or --csv, not both"),
+        (["registry", "approve", "--all", "K-1"], "give master keys to approve, or --all, not both"),
+        (["registry", "deprecate", "K-1", "--reason", " "], "say why (it is kept in the audit trail)"),
+    ],
+    ids=["mock-option-without-generate", "json-and-csv", "keys-and-all", "empty-reason"],
+)
+def test_options_that_cannot_go_together_are_a_usage_error(tmp_path: Path, args: list[str], said: str) -> None:
+    config = tmp_path / "keysync-config.yaml"
+    config.write_text("output_dir: ./output\n", encoding="utf-8")
+
+    result = invoke(config, *args)
+
+    assert result.exit_code == 2 and said in result.stderr, (result.exit_code, result.stderr)
+    assert not (tmp_path / "output").exists()  # refused before doing anything
