@@ -447,8 +447,8 @@ def _read_all(
 
         try:
             return call_with_retries(attempt, settings.retry, what=f"reading System {system}")
-        except GaveUp as error:
-            return str(error)
+        except GaveUp as error:  # a reader's own reasons name the file; a time limit's does not
+            return str(error) if str(spec.path) in str(error) else f"{spec.path}: {error}"
 
     if settings.parallel and len(systems) > 1:
         with ThreadPoolExecutor(max_workers=len(systems)) as pool:

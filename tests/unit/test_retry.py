@@ -150,7 +150,7 @@ def test_a_run_retries_each_system_and_marks_the_one_that_never_answers_unavaila
     assert sorted(observation.snapshots) == ["A", "B", "E"]
     assert observation.snapshots["B"].keys == ["K-1", "K-2"]
     assert observation.reasons == {
-        "C": "timed out after 0.05 s, 3 attempts",
+        "C": f"{sources['C'].path}: timed out after 0.05 s, 3 attempts",  # the file named, as readers do
         "D": f"{sources['D'].path}: file not found, 3 attempts",
     }
     assert calls == {"A": 1, "B": 3, "C": 3, "D": 3, "E": 1}
