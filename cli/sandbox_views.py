@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import sys
 from pathlib import Path
 
 import click
@@ -20,7 +22,12 @@ CSV_COLUMNS = ("rows", "unique_keys", "only_here", "matched_in_A", "out_of_autho
 @click.command("status")
 @config_option
 @json_option
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the summary as CSV.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the summary as CSV (- = standard output).",
+)
 @sandbox_errors
 def status_command(config_path: Path | None, as_json: bool, csv_path: Path | None) -> None:
     """Per system: rows, distinct keys, keys only there, System A's keys held, keys not in A, A's keys missing,
@@ -30,8 +37,9 @@ def status_command(config_path: Path | None, as_json: bool, csv_path: Path | Non
     """
     if as_json and csv_path is not None:
         raise click.UsageError("give --json or --csv FILE, not both")
+    to_stdout = csv_path is not None and str(csv_path) == "-"
     sandbox = service(config_path)
-    if csv_path is not None:
+    if csv_path is not None and not to_stdout:
         sandbox.check_not_an_export(csv_path)
     status = sandbox.status()
     if csv_path is not None:
@@ -39,6 +47,11 @@ def status_command(config_path: Path | None, as_json: bool, csv_path: Path | Non
         for c in CSV_COLUMNS:
             values = [status.systems[s][c] for s in SYSTEMS]
             columns[c] = [*values, sum(values) if c in SUMMED else ""]
+        if to_stdout:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows(zip(*columns.values(), strict=True))
+            return
         write_csv_atomic(csv_path, columns)
         message(f"Wrote {csv_path}")
     elif as_json:

@@ -357,3 +357,14 @@ def test_a_summary_or_a_state_copy_is_never_written_over_an_export(any_project):
     assert "A.csv is one of the systems' exports" in summary.stderr
     assert "B.csv is one of the systems' exports" in copy.stderr
     assert files(any_project) == before
+
+
+def test_the_status_summary_goes_to_standard_output_with_a_dash(any_project):
+    sandbox(any_project, "init", "--keys", "4")
+    written = any_project.root / "status.csv"
+    sandbox(any_project, "status", "--csv", str(written))
+
+    printed = sandbox(any_project, "status", "--csv", "-").stdout
+
+    assert printed == written.read_text(encoding="utf-8")
+    assert not (any_project.root / "-").exists()
