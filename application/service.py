@@ -264,6 +264,7 @@ class KeySync:
         fails (System A missing, say) is yielded with the failure, which is recorded, and the next one runs, as
         `keysync schedule` goes on after a failed run. Folders named like a date that is not one (2026-02-30) are
         refused before anything runs: the date would be stamped on the runs for good."""
+        root = root.absolute()  # the runs record their files as configured sources are: whole paths
         folders = sorted(p for p in root.iterdir() if p.is_dir() and _DATE.fullmatch(p.name)) if root.is_dir() else []
         if not folders:
             raise HistoryError(
