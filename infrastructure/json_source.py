@@ -48,7 +48,24 @@ def parse_json(data: bytes, source: SourceFile) -> ParsedRows:
         raise source.unavailable("empty file, expected JSON")
     if first.group() == b"[":
         return _parse_array(data, source)
-    return _parse_lines(data, source)
+    parsed = _parse_lines(data, source)
+    if parsed.table.num_rows == 0 and first.group() == b"{" and _one_object(data):
+        raise source.unavailable(
+            "one JSON object over several lines: expected an array of records ([{...}, {...}]) "
+            "or JSON Lines (one record per line)"
+        )
+    return parsed
+
+
+def _one_object(data: bytes) -> bool:
+    """Whether the whole file is a single JSON object over several lines (pretty-printed)."""
+    text = data.strip()
+    if b"\n" not in text and b"\r" not in text:
+        return False  # one line: JSON Lines of one record, which the line's own reasons describe
+    try:
+        return isinstance(json.loads(decode_line(data)), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 def _parse_array(data: bytes, source: SourceFile) -> ParsedRows:

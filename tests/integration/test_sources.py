@@ -499,6 +499,15 @@ def test_json_array_applies_the_field_rules(tmp_path: Path) -> None:
     assert snapshot.rejected[1].raw.startswith("[element 2] ")
 
 
+def test_a_pretty_printed_single_object_is_unavailable_with_the_formats_expected(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"source_system": "B", "source_key": "K-1"}, indent=2), "b.json")
+
+    with pytest.raises(SourceUnavailable, match=r"b\.json: one JSON object over several lines: expected an array"):
+        read_source("B", path, "json")
+    one_line = write(tmp_path, json.dumps({"source_system": "B", "source_key": "K-1"}), "c.json")
+    assert read_source("B", one_line, "json").keys == ["K-1"]  # one object on one line: JSON Lines of one record
+
+
 def test_json_array_that_does_not_parse_is_unavailable(tmp_path: Path) -> None:
     path = write(tmp_path, '[{"source_key": "k1"},\n {"source_key": }]', "b.json")
 
