@@ -59,13 +59,13 @@ class StateFolder:
         return StagedFiles([(temporary, target)])
 
     def stage_delete(self, name: str) -> StagedFiles:
-        """Move the state aside; ``commit`` deletes it, ``discard`` puts it back."""
+        """A deletion to make once the log holds it: ``commit`` deletes the state, ``discard`` leaves it. Nothing
+        is moved before: a process killed before the deletion is logged leaves the state where it was, and one
+        killed just after leaves it there too, for a second delete-state (never hidden)."""
         path = self.path(name)
         if not path.is_file():
             raise StateFileError(f"no saved state {name!r} in {self.folder}")
-        aside = path.with_name(f".{path.name}.deleted")
-        os.replace(path, aside)
-        return _Deletion(aside, path)
+        return _Deletion(path)
 
     def read(self, name: str) -> dict[str, Any]:
         path = self.path(name)
@@ -111,17 +111,18 @@ class StateFolder:
 
 
 class _Deletion(StagedFiles):
-    """A state moved aside: committing deletes it, discarding moves it back."""
+    """A state to delete: committing deletes it, discarding leaves it as it is."""
 
-    def __init__(self, aside: Path, original: Path):
-        super().__init__([(aside, original)])
+    def __init__(self, path: Path):
+        super().__init__([(path, path)])
 
     def commit(self) -> None:
-        for aside, _original in self.moves:
-            aside.unlink(missing_ok=True)
+        for path, _same in self.moves:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:  # the deletion is logged: say that the file is still there, and why
+                raise StateFileError(f"cannot delete {path} ({error.strerror or error}): delete it by hand") from error
         self.moves = []
 
     def discard(self) -> None:
-        for aside, original in self.moves:
-            os.replace(aside, original)
         self.moves = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,17 @@ def test_a_command_that_waits_too_long_for_another_gives_up_clearly(ready):
         result = sandbox(ready, "add-key", "X", "--systems", "B", expect=1)
     assert "another sandbox command has held the sandbox for 0.1 s" in result.stderr
     assert_unchanged(ready, before, events)
+
+
+def test_a_delete_state_killed_after_its_event_never_hides_the_state(ready):
+    sandbox(ready, "save-state", "kept")
+    killed = subprocess.run(
+        [sys.executable, "-c", "from keysync.cli.main import main; main()", "sandbox", "delete-state", "kept", "--yes",
+         "-c", str(ready.config)],
+        capture_output=True, text=True, env={**os.environ, "KEYSYNC_CRASH_AFTER_EVENTS": "1"},
+    )  # fmt: skip
+
+    assert killed.returncode == -9  # right after the deletion was stored, before the file went
+    assert [s["name"] for s in as_json(sandbox(ready, "states", "--json"))] == ["kept"]
+    sandbox(ready, "delete-state", "kept", "--yes")
+    assert as_json(sandbox(ready, "states", "--json")) == []
