@@ -41,7 +41,7 @@ from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
 from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS, SourceSnapshot
-from keysync.domain.sandbox import SANDBOX_ID, Operation, Sandbox, check_state_name
+from keysync.domain.sandbox import SANDBOX_ID, Operation, Original, Sandbox, check_state_name
 from keysync.domain.sandbox_rows import snapshot
 
 # A snapshot of the sandbox after this many events, or after any operation that changed this many rows: loading it
@@ -170,12 +170,17 @@ class SandboxService:
     def redo(self, count: int = 1) -> Change:
         return self._change(lambda s, op: s.redo(op, self._originals(s.to_redo(count))))
 
-    def _originals(self, listed: list[list[Any]]) -> list[tuple[str, list[Any], list[Any]]]:
-        """Each listed operation's diff, read back from its own event in the log."""
+    def _originals(self, listed: list[list[Any]]) -> list[Original]:
+        """Each listed operation's diff, read back from its own event in the log; for an init or a reset that set
+        the baseline, also the baseline before it (the sandbox as it stood just before) and after it."""
         originals = []
         for operation_id, version in listed:
             [event] = self.store.events.get(SANDBOX_ID, gt=version - 1, lte=version)
-            originals.append((operation_id, event.removed, event.added))
+            original = Original(operation_id, event.removed, event.added)
+            if type(event).__name__ in ("Initialized", "Reset") and event.keys:
+                before = self.store.repository.get(SANDBOX_ID, version=version - 1).baseline
+                original = original._replace(baseline_before=before, baseline_after=[event.keys, event.seed])
+            originals.append(original)
         return originals
 
     # Saved states --------------------------------------------------------------------------------------------

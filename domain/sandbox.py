@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import attrs
@@ -122,6 +122,17 @@ class Operation:
     at: str  # ISO 8601 with a UTC offset
 
 
+class Original(NamedTuple):
+    """An operation to undo or redo, as its own event recorded it: its diff, and for an init or a reset that set
+    the baseline (what reset goes back to), the baseline before and after it."""
+
+    operation_id: str
+    removed: list[Any]
+    added: list[Any]
+    baseline_before: list[int] | None = None
+    baseline_after: list[int] | None = None
+
+
 class Sandbox(Aggregate):
     @staticmethod
     def create_id() -> UUID:
@@ -134,7 +145,6 @@ class Sandbox(Aggregate):
         self.undoable: list[list[Any]] = []  # [operation id, version of its event], most recent last
         self.redoable: list[list[Any]] = []
         self.baseline: list[int] = [DEFAULT_KEYS, DEFAULT_SEED]  # the last init's keys and seed, for reset
-        self.baseline_changes: dict[str, list[list[int]]] = {}  # see _baselines
         # False until an init, reset or load-state: before that, the files at the sources are someone else's
         # (mock data, real exports), and adding keys would silently replace them.
         self.started = False
@@ -257,17 +267,17 @@ class Sandbox(Aggregate):
     def to_redo(self, count: int) -> list[list[Any]]:
         return _top(self.redoable, count, "redo")
 
-    def undo(self, op: Operation, originals: Sequence[tuple[str, list[Any], list[Any]]]) -> None:
-        """Revert operations, latest first: ``originals`` holds each one's (id, removed, added), as ``to_undo``
-        listed them. Each gets a compensating event carrying the inverse diff."""
+    def undo(self, op: Operation, originals: Sequence[Original]) -> None:
+        """Revert operations, latest first: ``originals`` describes each one, as ``to_undo`` listed them. Each gets
+        a compensating event carrying the inverse diff (and, for an init or reset, the baseline before it)."""
         _check_order(originals, self.to_undo(len(originals)))
-        for operation_id, removed, added in originals:
-            self._reverted(op.id, op.actor, op.at, operation_id, added, removed)
+        for o in originals:
+            self._reverted(op.id, op.actor, op.at, o.operation_id, o.added, o.removed, o.baseline_before)
 
-    def redo(self, op: Operation, originals: Sequence[tuple[str, list[Any], list[Any]]]) -> None:
+    def redo(self, op: Operation, originals: Sequence[Original]) -> None:
         _check_order(originals, self.to_redo(len(originals)))
-        for operation_id, removed, added in originals:
-            self._restored(op.id, op.actor, op.at, operation_id, removed, added)
+        for o in originals:
+            self._restored(op.id, op.actor, op.at, o.operation_id, o.removed, o.added, o.baseline_after)
 
     @property
     def key_count(self) -> dict[str, int]:
@@ -278,14 +288,14 @@ class Sandbox(Aggregate):
     @event("Initialized")
     def _initialized(self, operation_id: str, actor: str, at: str, keys: int, seed: int, removed: list, added: list
                      ) -> None:  # fmt: skip
-        self._set_baseline(operation_id, [keys, seed])
+        self.baseline = [keys, seed]
         self.started = True
         self._change(operation_id, "init", actor, at, list(SYSTEMS), removed, added)
 
     @event("Reset")
     def _reset(self, operation_id: str, actor: str, at: str, keys: int, seed: int, removed: list, added: list) -> None:
         if keys:
-            self._set_baseline(operation_id, [keys, seed])
+            self.baseline = [keys, seed]
         self.started = True
         self._change(operation_id, "reset", actor, at, list(SYSTEMS), removed, added)
 
@@ -320,11 +330,15 @@ class Sandbox(Aggregate):
     def _state_deleted(self, operation_id: str, actor: str, at: str, name: str) -> None:
         self._note(operation_id, "delete-state", actor, at, name, 0)
 
+    # ``baseline``: what reset goes back to once this event is applied, when it reverts or restores an init or a
+    # reset that set it (None: unchanged; events stored before it was recorded have none).
+
     @event("OperationReverted")
-    def _reverted(self, operation_id: str, actor: str, at: str, reverted_id: str, removed: list, added: list) -> None:
+    def _reverted(self, operation_id: str, actor: str, at: str, reverted_id: str, removed: list, added: list,
+                  baseline: list[int] | None = None) -> None:  # fmt: skip
         self.redoable.append(self.undoable.pop())
-        if reverted_id in self._baselines():  # an undone init or reset no longer sets what reset goes back to
-            self.baseline = self._baselines()[reverted_id][0]
+        if baseline is not None:
+            self.baseline = list(baseline)
         summary = self._summary(reverted_id)
         summary["undone"] = True
         detail = f"{summary['operation']} {reverted_id}"
@@ -332,10 +346,11 @@ class Sandbox(Aggregate):
                      undoable=False)  # fmt: skip
 
     @event("OperationRestored")
-    def _restored(self, operation_id: str, actor: str, at: str, restored_id: str, removed: list, added: list) -> None:
+    def _restored(self, operation_id: str, actor: str, at: str, restored_id: str, removed: list, added: list,
+                  baseline: list[int] | None = None) -> None:  # fmt: skip
         self.undoable.append(self.redoable.pop())
-        if restored_id in self._baselines():
-            self.baseline = self._baselines()[restored_id][1]
+        if baseline is not None:
+            self.baseline = list(baseline)
         summary = self._summary(restored_id)
         summary["undone"] = False
         detail = f"{summary['operation']} {restored_id}"
@@ -343,17 +358,6 @@ class Sandbox(Aggregate):
                      undoable=False)  # fmt: skip
 
     # Helpers of the event bodies -----------------------------------------------------------------------------
-
-    def _baselines(self) -> dict[str, list[list[int]]]:
-        """Operation id -> [baseline before, baseline after], for each init or reset that set one (a snapshot
-        taken before this map existed has none: undoing those leaves the baseline as it is)."""
-        if not hasattr(self, "baseline_changes"):
-            self.baseline_changes: dict[str, list[list[int]]] = {}
-        return self.baseline_changes
-
-    def _set_baseline(self, operation_id: str, baseline: list[int]) -> None:
-        self._baselines()[operation_id] = [self.baseline, baseline]
-        self.baseline = baseline
 
     def _change(
         self,
@@ -425,6 +429,6 @@ def _top(stack: list[list[Any]], count: int, what: str) -> list[list[Any]]:
     return list(reversed(stack[-count:]))
 
 
-def _check_order(originals: Sequence[tuple[str, list[Any], list[Any]]], expected: list[list[Any]]) -> None:
-    if [o[0] for o in originals] != [e[0] for e in expected]:
+def _check_order(originals: Sequence[Original], expected: list[list[Any]]) -> None:
+    if [o.operation_id for o in originals] != [e[0] for e in expected]:
         raise SandboxError("the operations to revert are not the latest ones (the sandbox changed meanwhile)")

@@ -368,3 +368,14 @@ def test_the_status_summary_goes_to_standard_output_with_a_dash(any_project):
 
     assert printed == written.read_text(encoding="utf-8")
     assert not (any_project.root / "-").exists()
+
+
+def test_reset_after_undoing_an_init_goes_back_to_the_init_before(any_project):
+    sandbox(any_project, "init", "--keys", "30", "--seed", "1")
+    sandbox(any_project, "init", "--keys", "10", "--seed", "9")
+    sandbox(any_project, "undo")
+
+    sandbox(any_project, "reset", "--yes")
+
+    assert len(keys(any_project, "A")) == 30
+    any_project.invoke("doctor")  # the state a replay gives is the one the snapshots hold

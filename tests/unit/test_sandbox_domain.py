@@ -19,6 +19,7 @@ from keysync.domain.sandbox import (
     NothingToUndoError,
     NotStartedError,
     Operation,
+    Original,
     Sandbox,
     UnknownSystemError,
     VariantUnchangedError,
@@ -214,9 +215,9 @@ def test_state_names_that_could_be_paths_are_refused(name: str):
         check_state_name(name)
 
 
-def diffs(events: list) -> dict[str, tuple[str, list, list]]:
-    """Each operation's (id, removed, added), read from its event, as the application reads them from the log."""
-    return {e.operation_id: (e.operation_id, e.removed, e.added) for e in events if hasattr(e, "removed")}
+def diffs(events: list) -> dict[str, Original]:
+    """Each operation's diff, read from its event, as the application reads them from the log."""
+    return {e.operation_id: Original(e.operation_id, e.removed, e.added) for e in events if hasattr(e, "removed")}
 
 
 def test_undo_and_redo_are_compensating_events_and_exact():
@@ -244,12 +245,16 @@ def test_undoing_an_init_or_reset_brings_back_the_baseline_reset_returns_to():
     sandbox.initialize(op(1), 10, 9, LIMIT)
     sandbox.reset(op(2), LIMIT, keys=5)
     logged = diffs(sandbox.collect_events())
+    init = logged["op1"]._replace(baseline_before=[30, 1], baseline_after=[10, 9])
+    reset = logged["op2"]._replace(baseline_before=[10, 9], baseline_after=[5, 9])
     assert sandbox.baseline == [5, 9]
 
-    sandbox.undo(op(3), [logged["op2"], logged["op1"]])
+    sandbox.undo(op(3), [reset, init])
     assert sandbox.baseline == [30, 1]
-    sandbox.redo(op(4), [logged["op1"]])
+    sandbox.redo(op(4), [init])
     assert sandbox.baseline == [10, 9]
+    [event] = [e for e in sandbox.collect_events() if type(e).__name__ == "OperationRestored"]
+    assert event.baseline == [10, 9]  # carried by the event: a replay or a snapshot gives the same state
     sandbox.reset(op(5), LIMIT)
     assert {len(rows) for rows in sandbox.rows.values()} == {10}
 
