@@ -63,7 +63,7 @@ def history_command(config_path: Path | None, last: int | None, as_csv: bool, as
         console.print(table(f"Runs ({len(rows)})", list(shown.values()), cells))
         for row in rows:
             if row["errors"]:
-                console.print(f"{row['run_id']} {row['status']}: {row['errors']}")
+                console.print(f"{row['run_id']} {row['status']}: {row['errors']}", markup=False, highlight=False)
 
 
 def _since(value: str | None) -> datetime | None:

@@ -123,3 +123,15 @@ def test_usage_errors_quote_values_escaped(project, value):
     assert_clean(project.invoke("audit", "--since", value, expect=2))
     assert_clean(sandbox(project, "add-key", "K", "--systems", value, expect=2))
     assert_clean(project.invoke(value, expect=2))  # no such command
+
+
+def test_a_failed_runs_reason_with_brackets_prints_as_itself(project, write_systems, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # the reason on one line
+    write_systems(B=A, C=A, D=A, E=A)
+    sources = "".join(f"  {s}: {{type: csv, path: ./input/{s}.csv}}\n" for s in "BCDE")
+    project.write_config(f'sources:\n  A: {{type: csv, path: "./input/[/x]/[bold]A.csv"}}\n{sources}')
+    project.invoke("run", expect=1)
+
+    shown = project.invoke("history").stdout
+
+    assert "input/[/x]/[bold]A.csv: file not found" in shown  # not read as rich markup (a closing tag crashed it)
