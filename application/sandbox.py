@@ -128,7 +128,7 @@ class SandboxService:
         """The files a first edit would write over although the sandbox never wrote them: exports from elsewhere
         (the sandbox writes to the sources' own paths unless sandbox.input_dir says otherwise). Undo cannot bring
         them back, as the log never held them."""
-        return [] if self.sandbox().operations else self._files_with_data()
+        return [] if self.sandbox().started else self._files_with_data()
 
     def _files_with_data(self) -> list[Path]:
         return [path for path in self.settings.files.values() if path.is_file() and path.stat().st_size > 0]
@@ -259,7 +259,7 @@ class SandboxService:
         expected: dict[str, SourceSnapshot] = {}
 
         def change(sandbox: Sandbox, op: Operation) -> list[Staged]:
-            first = not sandbox.operations
+            first = not sandbox.started  # it has written no A-E yet (saving or importing a state writes none)
             command(sandbox, op)  # the domain's refusals first (an edit before init, say)
             found = self._files_with_data() if first and not replace_exports else []
             if found:

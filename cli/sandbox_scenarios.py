@@ -13,7 +13,7 @@ from keysync.application.sandbox_scenarios import Check, Scenario, parse_scenari
 from keysync.application.sandbox_views import HINTS
 from keysync.cli.display import safe, stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json
-from keysync.cli.sandbox_common import sandbox_errors
+from keysync.cli.sandbox_common import confirm_replacing_exports, sandbox_errors, service
 from keysync.cli.sandbox_scripting import dispatch, split_line
 from keysync.infrastructure.sandbox_scenarios import library_names, read_scenario
 
@@ -76,22 +76,30 @@ def show_command(config_path: Path | None, name: str, as_json: bool) -> None:
 @config_option
 @click.argument("name")
 @click.option("--step", "stepwise", is_flag=True, help="Pause before each step: Enter runs it, q stops.")
+@click.option("-y", "--yes", is_flag=True, help="Replace exports the sandbox did not write without asking.")
 @json_option
 @click.pass_context
 @sandbox_errors
-def run_command(ctx: click.Context, config_path: Path | None, name: str, stepwise: bool, as_json: bool) -> None:
+def run_command(
+    ctx: click.Context, config_path: Path | None, name: str, stepwise: bool, yes: bool, as_json: bool
+) -> None:
     """Run a scenario's steps on the sandbox (replacing its data), then a real reconciliation, and check the
-    outcome: a pass/fail table, exit 1 on any mismatch, so scenarios can run in CI.
+    outcome: a pass/fail table, exit 1 on any mismatch, so scenarios can run in CI. Files at the sandbox's paths
+    that it did not write (real exports) are replaced only once confirmed, or with --yes.
 
     Example: keysync sandbox scenario run data-corruption --step
     """
     found = scenario(name)
+    confirm_replacing_exports(service(config_path), yes)
     for number, line in enumerate(found.steps, 1):
         message(f"Step {number}/{len(found.steps)}: {safe(line)}")
         if stepwise and _stop_here():
             message(f"Stopped before step {number}.")
             ctx.exit(1)
-        code = dispatch(split_line(line), config_path, refuse=("shell", "batch", "scenario"))
+        words = split_line(line)
+        if words[:1] == ["init"]:
+            words.append("--yes")  # asked above, once for the whole scenario
+        code = dispatch(words, config_path, refuse=("shell", "batch", "scenario"))
         if code:
             raise click.ClickException(f"scenario {found.name}: step {number} failed (exit {code}): {safe(line)}")
     config = load(config_path)

@@ -60,6 +60,28 @@ def test_init_replaces_exports_it_did_not_write_only_once_confirmed(any_project,
     assert len(keys(any_project, "B")) == 7
 
 
+def test_saving_a_state_first_does_not_open_the_way_over_foreign_exports(any_project, write_systems):
+    write_systems(A=["REAL-1"], B=["REAL-1"], C=["REAL-1"], D=["REAL-1"], E=["REAL-1"])
+    before = files(any_project)
+    sandbox(any_project, "save-state", "empty")  # writes a state file, not A-E
+
+    refused = sandbox(any_project, "load-state", "empty", expect=1)
+
+    assert "hold data the sandbox did not write" in refused.stderr and "init --yes" in refused.stderr
+    assert files(any_project) == before
+
+
+def test_a_scenario_asks_once_before_replacing_foreign_exports(any_project, write_systems):
+    write_systems(A=["REAL-1"], B=["REAL-1"], C=["REAL-1"], D=["REAL-1"], E=["REAL-1"])
+    before = files(any_project)
+
+    refused = sandbox(any_project, "scenario", "run", "data-corruption", expect=1)
+
+    assert "data the sandbox did not write" in refused.stderr and "without --yes" in refused.stderr
+    assert files(any_project) == before
+    sandbox(any_project, "scenario", "run", "data-corruption", "--yes")
+
+
 def test_init_replaces_the_data_and_keeps_saved_states(any_project):
     sandbox(any_project, "init", "--keys", "10")
     sandbox(any_project, "save-state", "ten")
