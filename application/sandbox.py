@@ -55,7 +55,9 @@ log = logging.getLogger("keysync")
 @attrs.frozen
 class SandboxSettings:
     files: Mapping[str, Path]  # system -> the CSV file the sandbox writes (and keysync run reads)
-    sources: Sequence[Path] = ()  # the exports keysync run reads: never written over by an export or a summary
+    # Files a summary or a state's copy must never be written over: the exports keysync run reads, the store, the
+    # reports, the config.
+    protected: Sequence[Path] = ()
     max_bulk_keys: int = 100_000
     max_key_length: int = 256
     rules: NormalizationRules = attrs.Factory(NormalizationRules)
@@ -233,10 +235,15 @@ class SandboxService:
         return self.states.export(check_state_name(name), target)
 
     def check_not_an_export(self, target: Path) -> None:
-        """Refuse ``target`` for a file of ours (a summary, a state's copy) if it is one of the systems' exports."""
-        exports = {*self.settings.files.values(), *self.settings.sources}
-        if any(target.resolve() == export.resolve() for export in exports):
+        """Refuse ``target`` for a file of ours (a summary, a state's copy) if it is one of the systems' exports,
+        or the store, a report or the config."""
+        if any(target.resolve() == path.resolve() for path in self.settings.files.values()):
             raise SandboxFilesError(f"{target} is one of the systems' exports: give another file; nothing was written")
+        if any(target.resolve() == path.resolve() for path in self.settings.protected):
+            raise SandboxFilesError(
+                f"{target} is one of KeySync's own files (an export, the event store, a report or the config): "
+                "give another file; nothing was written"
+            )
 
     def saved_states(self) -> list[dict[str, Any]]:
         """Every saved state: name, created_at, actor, rows, bytes, description (an unreadable one says why)."""

@@ -18,6 +18,7 @@ from keysync.infrastructure.config import Config, ConfigError
 from keysync.infrastructure.sandbox_files import stage_sources
 from keysync.infrastructure.sandbox_lock import sandbox_lock
 from keysync.infrastructure.sandbox_states import StateFolder
+from keysync.projections.reports import REPORTS
 
 
 def sandbox_files(config: Config) -> dict[str, Path]:
@@ -34,10 +35,23 @@ def sandbox_files(config: Config) -> dict[str, Path]:
     return {s: config.sources[s].path for s in SYSTEMS}
 
 
+def protected_files(config: Config) -> tuple[Path, ...]:
+    """The files no summary or copy of the sandbox's may replace: the exports, the SQLite store and the files
+    beside it, the reports and the config."""
+    store = config.store.path
+    beside = (store, *(store.with_name(store.name + suffix) for suffix in ("-wal", "-shm", ".lock", ".sandbox.lock")))
+    return (
+        *(source.path for source in config.sources.values()),
+        *(beside if config.store.backend == "sqlite" else ()),
+        *(config.output_dir / name for name in REPORTS),
+        *((config.path,) if config.path is not None else ()),
+    )
+
+
 def sandbox_settings(config: Config) -> SandboxSettings:
     return SandboxSettings(
         files=sandbox_files(config),
-        sources=tuple(source.path for source in config.sources.values()),
+        protected=protected_files(config),
         max_bulk_keys=config.sandbox.max_bulk_keys,
         max_key_length=config.processing.max_key_length,
         rules=config.normalize,
