@@ -32,7 +32,6 @@ from eventsourcing.application import project_aggregate
 from keysync.application.audit_chain import ChainReader, stored_events, verdict
 from keysync.application.service import KeySync
 from keysync.domain.audit_chain import AUDIT_CHAIN_ID
-from keysync.projections.reports import SUMMARY
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -102,7 +101,7 @@ class Doctor:
                     return Diagnosis(last, [*checks, Check("rebuild", False, detail)])
                 say("comparing")
                 checks += self._read_models(twin)
-                dry_run = _dry_run_shown(self.keysync.projections.output_dir / SUMMARY)
+                dry_run = self.keysync.projections.dry_run_shown()
                 if dry_run:  # one finding, not one per file: a preview shows what the log does not hold
                     checks.append(Check("reports", False, f"the folder holds dry run {dry_run}'s preview, not what "
                                                           "the log holds: `keysync reports` writes that"))  # fmt: skip
@@ -197,16 +196,6 @@ class Doctor:
         if filecmp.cmp(live, rebuilt, shallow=False):
             return Check(name, True, "matches a rebuild from the log")
         return Check(name, False, _file_difference(live, rebuilt) + ": `keysync rebuild` rewrites it from the log")
-
-
-def _dry_run_shown(summary: Path) -> str:
-    """The run id of the dry run whose reports the folder holds ("" if its summary is not a dry run's)."""
-    try:
-        with summary.open(encoding="utf-8", newline="") as handle:
-            first = next(csv.DictReader(handle), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return ""
-    return first["run_id"] if first and (first.get("mode") or "").endswith("(dry-run)") else ""
 
 
 def _version_gap(versions: Sequence[int]) -> str | None:

@@ -11,6 +11,7 @@ replay-history) never recomputes the previous run from the log; a new process do
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Callable, Iterator, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
@@ -410,6 +411,15 @@ class Projections:
         for found in keys.values():
             found.discard("")  # a key that normalizes to nothing is a rejected row, not a key
         return RunKeys.from_keys(run["run_id"], keys)
+
+    def dry_run_shown(self) -> str:
+        """The run id of the dry run whose preview the report folder holds ("" if its summary is not a dry run's)."""
+        try:
+            with (self.output_dir / SUMMARY).open(encoding="utf-8", newline="") as handle:
+                first = next(csv.DictReader(handle), None)
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return ""
+        return first["run_id"] if first and (first.get("mode") or "").endswith("(dry-run)") else ""
 
     def _reports_present(self) -> bool:
         return all((self.output_dir / name).exists() for name in REPORTS)
