@@ -8,6 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import click
@@ -42,16 +43,19 @@ def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(command)
 
 
-# The store the command's config names, for error messages (set when the config is loaded).
-_store_in_use = {"label": ""}
+# What this process has loaded: the store its config names (for error messages) and whether it has said that it
+# runs on the defaults (a batch or a shell loads the config once per command).
+_loaded = SimpleNamespace(store="", said_defaults=False)
 
 
 def load(config_path: Path | None) -> Config:
     config = load_config(config_path)
-    if config.path is None:  # no -c, no $KEYSYNC_CONFIG and no ./keysync-config.yaml: say so, or it looks configured
+    if config.path is None and not _loaded.said_defaults:
+        # No -c, no $KEYSYNC_CONFIG and no ./keysync-config.yaml: say so, or it looks configured.
         message(f"No config file ({Path.cwd() / 'keysync-config.yaml'} does not exist): using the defaults.")
+        _loaded.said_defaults = True
     setup_logging(config.logs_dir)
-    _store_in_use["label"] = store_label(config)
+    _loaded.store = store_label(config)
     return config
 
 
@@ -112,7 +116,7 @@ def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def _store_problem(error: Exception) -> str:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    store = f"the event store ({_store_in_use['label']})" if _store_in_use["label"] else "the event store"
+    store = f"the event store ({_loaded.store})" if _loaded.store else "the event store"
     if "does not exist" in first_line:
         return f"{store} has no KeySync tables yet ({first_line}): run `keysync store init` once"
     return f"{store} cannot be used: {first_line}"

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keysync.cli import options
 from keysync.cli.main import cli
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "keysync-config.yaml"
@@ -273,6 +274,7 @@ def test_without_any_config_file_the_defaults_are_said_to_apply(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KEYSYNC_CONFIG", raising=False)
+    monkeypatch.setattr(options._loaded, "said_defaults", False)  # said once a process: this process may have
 
     result = CliRunner().invoke(cli, ["history", "--json"])
 
