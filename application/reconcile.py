@@ -434,7 +434,7 @@ def _read_all(
     """Each system's snapshot (or, for the systems in ``since``, its changes), or why it is unavailable for this
     run. Each read gets ``settings.retry``: a time limit per attempt and retries with backoff
     (keysync.application.retry); a system whose every attempt failed is unavailable, with a reason naming the
-    attempts ("timed out after 300 s, 3 attempts")."""
+    attempts ("input/B.csv: timed out after 300 s, 3 attempts")."""
     since = since or {}
 
     def read(system: str) -> SourceSnapshot | LineChanges | str:

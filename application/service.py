@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
@@ -264,7 +265,7 @@ class KeySync:
         fails (System A missing, say) is yielded with the failure, which is recorded, and the next one runs, as
         `keysync schedule` goes on after a failed run. Folders named like a date that is not one (2026-02-30) are
         refused before anything runs: the date would be stamped on the runs for good."""
-        root = root.absolute()  # the runs record their files as configured sources are: whole paths
+        root = Path(os.path.abspath(root))  # the runs record their files as configured sources are: whole paths
         folders = sorted(p for p in root.iterdir() if p.is_dir() and _DATE.fullmatch(p.name)) if root.is_dir() else []
         if not folders:
             raise HistoryError(
@@ -317,6 +318,9 @@ class KeySync:
         return self.projections.recorder.runs(limit)
 
     def audit(self, chosen: AuditFilter) -> list[dict[str, Any]]:
+        """The events that match ``chosen``, in log order; an unknown run is an error, not an empty answer."""
+        if chosen.run_id is not None and chosen.run_id not in {r["run_id"] for r in self.runs()}:
+            raise HistoryError(f"no run {chosen.run_id!r} in the store: `keysync history` lists the runs")
         return list(audit_events(self.projections, self.projections.rules, chosen))
 
     def key_timeline(self, key: str) -> dict[str, Any]:

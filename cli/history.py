@@ -52,11 +52,11 @@ def history_command(config_path: Path | None, last: int | None, as_csv: bool, as
     else:
         # The counts under short names and the start to the second, so that a terminal's width holds the table;
         # each failed run's reason follows it whole (in a column it would be squeezed to nothing).
-        shown = {"run_id": "run_id", "started_at": "started", "status": "status", "mode": "mode",
+        shown = {"run_id": "run_id", "started_at": "started (UTC)", "status": "status", "mode": "mode",
                  "duration_s": "seconds", "missing_in_A_count": "missing_in_A",
                  "missing_from_system_count": "missing_from_sys", "duplicate_keys_count": "duplicates"}  # fmt: skip
         cells = [
-            {name: row[c] for c, name in shown.items()} | {"started": row["started_at"][:19].replace("T", " ")}
+            {name: row[c] for c, name in shown.items()} | {"started (UTC)": row["started_at"][:19].replace("T", " ")}
             for row in rows
         ]
         console = stdout()
@@ -101,10 +101,7 @@ def audit_command(
         raise click.BadParameter(f"{event_type!r} is not an event type; the types: {', '.join(known)}",
                                  param_hint="--type")  # fmt: skip
     chosen = AuditFilter(run_id=run_id, key=key, since=_since(since), event_type=event_type)
-    keysync = build(load(config_path))
-    if run_id is not None and run_id not in {r["run_id"] for r in keysync.runs()}:
-        raise click.ClickException(f"no run {run_id!r} in the store: `keysync history` lists the runs")
-    rows = keysync.audit(chosen)
+    rows = build(load(config_path)).audit(chosen)
     if as_json:
         print_json(rows)
     else:
