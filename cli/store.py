@@ -59,7 +59,25 @@ def migrate_command(config_path: Path | None, dsn: str) -> None:
     """
     config = load(config_path)
     target_config = override(config, backend="postgres", dsn=dsn)
-    postgres_target(target_config).ensure_schema()
-    target = build(target_config, create_tables=True)
-    copied = build(config).migrate_to(target, progress=lambda done, total: message(f"copied {done}/{total} events"))
+    into = postgres_target(target_config)
+    into.ensure_schema()
+    try:
+        target = build(target_config, create_tables=True)
+        copied = build(config).migrate_to(target, progress=lambda done, total: message(f"copied {done}/{total} events"))
+    except Exception as error:  # the target's server failing half-way: name it, not this command's own store
+        if not _from_postgres(error):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise click.ClickException(f"migrating into {into} failed: {first}") from error
     message(f"Copied {copied} events into {dsn}; its read models and reports are rebuilt. Point store.dsn at it.")
+
+
+def _from_postgres(error: BaseException | None) -> bool:
+    """Whether the error, or one it was raised from, is PostgreSQL's (the source store is SQLite)."""
+    for _ in range(10):  # a chain of causes is short; a bound keeps a cyclic one from looping
+        if error is None:
+            return False
+        if type(error).__module__.startswith("psycopg"):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
