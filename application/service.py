@@ -335,21 +335,31 @@ class KeySync:
         store of ``target``, then build its read models and reports from them. Returns the number copied."""
         if target.store.recorder.max_notification_id():
             raise MigrationError("the target store already holds events; migrate into an empty one")
-        last = self.store.recorder.max_notification_id() or 0
-        position = copied = 0
-        while position < last:
-            page = self.store.recorder.select_notifications(
-                start=position, limit=MIGRATION_BATCH, stop=last, inclusive_of_start=False
-            )
-            if not page:
-                break
-            target.store.recorder.insert_events(
-                [StoredEvent(n.originator_id, n.originator_version, n.topic, n.state) for n in page]
-            )
-            copied += len(page)
-            position = page[-1].id
-            if progress:
-                progress(copied, last)
+        # Under the run lock, and never half-way through a run: a run going on would be copied unfinished.
+        with self.lock() as claim:
+            claim("(keysync store migrate)")
+            self.projections.update_views()
+            running = [r for r in self.projections.recorder.runs() if r["status"] == "running"]
+            if running:
+                raise MigrationError(
+                    f"run {running[0]['run_id']} is unfinished: `keysync run` resumes it; migrate once it has "
+                    "completed (nothing was copied)"
+                )
+            position = copied = 0
+            # To the log's end as it is when each page is read: an approval made meanwhile is copied too.
+            while position < (last := self.store.recorder.max_notification_id() or 0):
+                page = self.store.recorder.select_notifications(
+                    start=position, limit=MIGRATION_BATCH, stop=last, inclusive_of_start=False
+                )
+                if not page:
+                    break
+                target.store.recorder.insert_events(
+                    [StoredEvent(n.originator_id, n.originator_version, n.topic, n.state) for n in page]
+                )
+                copied += len(page)
+                position = page[-1].id
+                if progress:
+                    progress(copied, last)
         target.projections.rebuild()
         return copied
 

@@ -54,6 +54,22 @@ def test_a_sqlite_log_migrates_into_postgres_with_order_ids_and_reports_kept(pro
     assert "already holds events" in error.stderr
 
 
+def test_a_log_with_an_unfinished_run_is_not_migrated(project, write_systems, schema_dsn):
+    write_systems(A=A, B=["X-1"], C=A, D=A, E=A)
+    project.invoke("run")
+    crashed = subprocess.run(
+        [sys.executable, "-c", "from keysync.cli.main import main; main()", "run", "-c", str(project.config)],
+        capture_output=True, text=True, env={**os.environ, "KEYSYNC_CRASH_AFTER_EVENTS": "2"},
+    )  # fmt: skip
+    assert crashed.returncode == -9
+
+    refused = project.invoke("store", "migrate", "--to", schema_dsn, expect=1)
+
+    assert "is unfinished: `keysync run` resumes it" in refused.stderr and "nothing was copied" in refused.stderr
+    project.invoke("run")  # resumes it
+    project.invoke("store", "migrate", "--to", schema_dsn)
+
+
 def test_processes_sharing_one_postgres_log_lose_nothing(tmp_path, schema_dsn):
     project = Project(tmp_path, store=f'{{backend: postgres, dsn: "{schema_dsn}"}}')
     project.invoke("store", "init")
@@ -107,6 +123,8 @@ def test_a_log_of_more_than_40000_events_migrates_in_bounded_batches(project, wr
         for i in range(start, start + 5_000):
             noisy.mark_unavailable("B", "B.csv", f"timeout {i}")
         source.store.save(noisy)
+    noisy.fail("noise, for the test")  # an unfinished run is not migrated
+    source.store.save(noisy)
     total = source.store.recorder.max_notification_id()
     project.invoke("store", "migrate", "--to", schema_dsn)
     with psycopg.connect(POSTGRES_DSN.split("?")[0]) as conn:
