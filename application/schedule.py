@@ -11,6 +11,7 @@ in progress.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -19,9 +20,10 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import attrs
 from croniter import CroniterError, croniter
@@ -288,6 +290,20 @@ def _tail(output: bytes, limit: int = 500) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
+def _feed(stdin: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(OSError):  # a notifier that reads nothing closes its end: not an error
+        stdin.write(data)
+    with contextlib.suppress(OSError):
+        stdin.close()
+
+
+def _drain(stdout: IO[bytes], kept: collections.deque[bytes]) -> None:
+    """Read a process's output to its end, keeping only the last chunks."""
+    with contextlib.suppress(OSError, ValueError):
+        for chunk in iter(lambda: stdout.read1(65536), b""):
+            kept.append(chunk)
+
+
 def _kill(process: subprocess.Popen[bytes]) -> None:
     """Kill the notifier and whatever it started (it runs in a session of its own)."""
     try:
@@ -323,16 +339,24 @@ class ShellNotifier:
             )
         except OSError as error:
             raise NotifyFailed(f"cannot start {self.command!r}: {error}") from error
+        # Threads feed its input and keep the end of its output, and the wait is for the command itself: a child
+        # left running in the background (holding the output open) does not hold the run up, and a command that
+        # prints without end costs a bounded tail, not memory.
+        assert process.stdin is not None and process.stdout is not None
+        kept: collections.deque[bytes] = collections.deque(maxlen=64)
+        threading.Thread(target=_feed, args=(process.stdin, data), daemon=True).start()
+        reader = threading.Thread(target=_drain, args=(process.stdout, kept), daemon=True)
+        reader.start()
         try:
-            output, _ = process.communicate(data, timeout=self.timeout_s)
+            process.wait(timeout=self.timeout_s)
         except subprocess.TimeoutExpired as error:
             _kill(process)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.communicate(timeout=5)
             raise NotifyFailed(f"{self.command!r} did not finish within {self.timeout_s:g} s and was killed") from error
         except BaseException:
             _kill(process)
             raise
+        reader.join(timeout=1)  # the rest of what it printed, unless a child still holds its output open
+        output = b"".join(kept)
         if process.returncode != 0:
             shown = _tail(output)
             raise NotifyFailed(

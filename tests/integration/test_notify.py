@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,23 @@ def test_a_failing_command_is_logged_and_reported_never_raised(caplog: pytest.Lo
         == "Notifier failed (ignored): 'echo no route to host >&2; exit 3' exited with status 3: no route to host"
     )
     assert "notifier failed for run r1" in caplog.text
+
+
+def test_a_child_left_running_in_the_background_does_not_hold_the_run_up(tmp_path: Path) -> None:
+    received = tmp_path / "summary.json"
+    begun = time.monotonic()
+
+    problem = notify_after_run(f"cat > '{received}'; (sleep 20 &); echo sent", {"run_id": "r1"})
+
+    assert problem is None and json.loads(received.read_text(encoding="utf-8")) == {"run_id": "r1"}
+    assert time.monotonic() - begun < 10  # the notifier's own exit counts, not its child's hold on the output
+
+
+def test_a_notifier_that_prints_without_end_costs_only_the_end_of_its_output() -> None:
+    problem = notify_after_run("head -c 50000000 /dev/zero | tr '\\0' x; echo; echo the end; exit 4", {"run_id": "r1"})
+
+    assert problem is not None and problem.endswith("x the end") and "exited with status 4" in problem
+    assert len(problem) < 700  # the tail, not 50 MB
 
 
 def test_a_notifier_that_breaks_unexpectedly_is_reported_too() -> None:
