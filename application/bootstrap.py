@@ -5,6 +5,7 @@ Nothing is opened at import time; ``build`` opens the store when a command needs
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import os
@@ -124,7 +125,7 @@ def build(
         projections,
         reader.read,
         read_changes=reader.read_changes,
-        lock=_run_lock(config, recorder),
+        lock=_run_lock(config, projections),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,
         generator=generate,
@@ -133,14 +134,17 @@ def build(
     )
 
 
-def _run_lock(config: Config, recorder: Views) -> RunLock:
+def _run_lock(config: Config, projections: Projections) -> RunLock:
     if config.store.backend == "postgres":
         from keysync.infrastructure.postgres_store import advisory_lock
 
         target = postgres_target(config)
 
         def holder() -> str:
-            running = [r for r in recorder.runs() if r["status"] == "running"]
+            # The holder's Started event is in the log, maybe not yet in the run history: fold it in first.
+            with contextlib.suppress(Exception):  # the message is worth a try, not a failure of its own
+                projections.update_views()
+            running = [r for r in projections.recorder.runs() if r["status"] == "running"]
             which = f"run_id {running[0]['run_id']}, started {running[0]['started_at']}" if running else "starting"
             return f"another run is in progress ({which}); try again when it has finished"
 

@@ -85,7 +85,7 @@ def advisory_lock(target: PostgresTarget, holder: Callable[[], str]) -> Iterator
         if not row or not row[0]:
             raise RunInProgress(holder())
         try:
-            yield lambda _run_id: None  # the holder is visible to others through its Started event
+            yield lambda _run_id: None  # others see the holder through its Started event, once folded in
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 

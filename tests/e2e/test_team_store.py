@@ -133,6 +133,26 @@ def test_a_log_of_more_than_40000_events_migrates_in_bounded_batches(project, wr
     assert copied == total > 40_000
 
 
+def test_a_second_run_on_postgres_says_which_run_is_in_progress(tmp_path, schema_dsn):
+    from keysync.application.bootstrap import build
+    from keysync.domain.run import ReconciliationRun
+    from keysync.infrastructure.config import load_config
+
+    project = Project(tmp_path, store=f'{{backend: postgres, dsn: "{schema_dsn}"}}')
+    project.invoke("store", "init")
+    for system in "ABCDE":
+        project.write_system(system, A)
+    holder = build(load_config(project.config))
+    with holder.lock() as claim:
+        run = ReconciliationRun(run_id="abc123def456", mode="full", options={}, actor="test")
+        claim(run.run_id)
+        holder.store.save(run)  # its Started event is stored; the run history has not folded it in yet
+
+        refused = project.invoke("run", expect=1)
+
+    assert "another run is in progress (run_id abc123def456, started " in refused.stderr
+
+
 def test_a_run_killed_mid_way_resumes_on_postgres(tmp_path, schema_dsn):
     project = Project(tmp_path, store=f'{{backend: postgres, dsn: "{schema_dsn}"}}')
     project.invoke("store", "init")
