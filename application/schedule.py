@@ -30,7 +30,7 @@ from croniter import CroniterError, croniter
 
 from keysync.application.ports import RunInProgress
 from keysync.application.reconcile import RunFailed
-from keysync.application.service import ConflictError, RunOutcome
+from keysync.application.service import ConflictError, ReportsNotWritten, RunOutcome
 
 __all__ = [
     "NotifyFailed",
@@ -101,6 +101,8 @@ def describe_error(error: Exception) -> tuple[str | None, str]:
     """The run id (when known) and a one-line message for a run's exception."""
     if isinstance(error, RunFailed):
         return error.run.run_id, error.reason
+    if isinstance(error, ReportsNotWritten):
+        return error.run_id, str(error)
     if isinstance(error, ConflictError | RunInProgress):
         return None, str(error)
     if isinstance(error, OSError):
@@ -199,7 +201,7 @@ class Scheduler:
         except Exception as error:
             run_id, reason = describe_error(error)
             fields = {"run_id": run_id, "scheduled_for": fire_time.isoformat(), "error": reason}
-            if isinstance(error, RunFailed | ConflictError | RunInProgress | OSError):
+            if isinstance(error, RunFailed | ConflictError | RunInProgress | OSError | ReportsNotWritten):
                 log.error("scheduled run failed: %s", reason, extra={"fields": fields})
             else:  # a bug, most likely: keep the traceback in the log
                 log.exception("scheduled run failed: %s", reason, extra={"fields": fields})

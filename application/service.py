@@ -77,6 +77,14 @@ def _is_date(text: str) -> bool:
     return True
 
 
+class ReportsNotWritten(Exception):
+    """A run completed and stored, whose reports could not be written (a full disk, say)."""
+
+    def __init__(self, run_id: str, error: OSError):
+        super().__init__(f"run {run_id} is stored; {error}")
+        self.run_id = run_id
+
+
 class HistoryError(Exception):
     """A snapshot history that cannot be replayed; the message says why."""
 
@@ -160,7 +168,10 @@ class KeySync:
             self._reconciliation = result.reconciliation or self._reconciliation
             (progress or (lambda _phase: None))("writing reports")
             with timed(result.timings, "reports"):
-                reports = self.projections.catch_up(result.reconciliation, result.run_id)
+                try:
+                    reports = self.projections.catch_up(result.reconciliation, result.run_id)
+                except OSError as error:  # the run is stored whatever happens to its reports: say which run
+                    raise ReportsNotWritten(result.run_id, error) from error
         return RunOutcome(result, reports, dry_run=False)
 
     def _note_baseline_keys(self, incremental: Incremental, observation: Observation, recon: Reconciliation) -> None:

@@ -19,7 +19,7 @@ from eventsourcing.utils import TopicError
 from keysync.application.as_of import AsOfError
 from keysync.application.ports import RunInProgress, StoreUnavailable
 from keysync.application.reconcile import RunFailed
-from keysync.application.service import ConflictError, HistoryError, MigrationError
+from keysync.application.service import ConflictError, HistoryError, MigrationError, ReportsNotWritten
 from keysync.cli.display import safe
 from keysync.domain.registry import RegistryError
 from keysync.infrastructure.config import Config, ConfigError, load_config
@@ -91,7 +91,7 @@ def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return command(*args, **kwargs)
     except (
         ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError, AsOfError,
-        StoreUnavailable,
+        StoreUnavailable, ReportsNotWritten,
     ) as error:  # fmt: skip
         raise click.ClickException(str(error)) from error
     except RunFailed as error:

@@ -188,6 +188,17 @@ def test_a_run_refused_by_the_run_lock_is_logged_and_the_next_run_goes_ahead(pro
     assert "failed: another run is in progress" in result.stderr
 
 
+def test_a_run_whose_reports_cannot_be_written_is_named_and_said_to_be_stored(project, fake_time, monkeypatch):
+    write_all(project)
+    monkeypatch.setenv("KEYSYNC_DISK_FULL_IN_REPORT", "*")
+
+    result = schedule(project, "--once", expect=1)
+
+    [run] = stored_runs(project)
+    assert run["status"] == "completed"
+    assert f"Run {run['run_id']} failed: run {run['run_id']} is stored; cannot write report" in result.stderr
+
+
 def test_the_notifier_gets_each_runs_summary_as_json_on_stdin(project, fake_time, tmp_path):
     write_all(project)
     a_csv = project.input / "A.csv"
