@@ -289,8 +289,9 @@ class KeySync:
                 "rename or remove such folders (nothing was replayed)"
             )
         for folder in folders:
-            kind = "json" if (folder / "A.json").exists() else "csv"
-            sources = {s: SourceSpec(s, folder / f"{s}.{kind}", kind) for s in SYSTEMS}
+            # Each system's export as the snapshot holds it: S.json, else S.csv (a missing one is unavailable).
+            kinds = {s: "json" if (folder / f"{s}.json").exists() else "csv" for s in SYSTEMS}
+            sources = {s: SourceSpec(s, folder / f"{s}.{kind}", kind) for s, kind in kinds.items()}
             dated = attrs.evolve(settings, sources=sources, as_of=f"{folder.name}T00:00:00+00:00")
             try:
                 yield folder.name, self.run(dated, progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -62,3 +63,16 @@ def test_a_snapshot_that_fails_is_reported_and_the_later_ones_still_run(project)
     assert [(r["as_of"][:10], r["status"]) for r in reversed(runs)] == [
         (days[0], "completed"), (days[1], "failed"), (days[2], "completed"),
     ]  # fmt: skip
+
+
+def test_each_system_of_a_snapshot_is_read_in_its_own_format(project):
+    project.invoke("generate", "--days", "1", "--keys", "50")
+    [day] = (project.input / "history").iterdir()
+    rows = list(csv.DictReader((day / "B.csv").open(encoding="utf-8", newline="")))
+    (day / "B.json").write_text(json.dumps(rows), encoding="utf-8")
+    (day / "B.csv").unlink()
+
+    project.invoke("replay-history", str(project.input / "history"))
+
+    [run] = build(load_config(project.config)).runs()
+    assert json.loads(run["kpis"])["systems"]["B"]["unique_keys"] > 0
