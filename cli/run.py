@@ -166,7 +166,7 @@ def show(outcome: RunOutcome) -> None:
     if "carried_from" in kpis:
         message(f"No export changed since run {kpis['carried_from']}: its reconciliation carries over.")
     elif "recorded" in kpis:
-        message(_recorded(kpis["recorded"]))
+        message(_recorded(kpis["recorded"], dry_run=outcome.dry_run))
     for system in kpis["systems_unavailable"]:
         message(f"System {system} was unavailable: {result.run.unavailable.get(system, '')}")
     message("Reports:")
@@ -177,12 +177,15 @@ def show(outcome: RunOutcome) -> None:
 _TOOK = {"changes": "recorded as changes", "whole": "read whole", "unchanged": "unchanged"}
 
 
-def _recorded(recorded: dict[str, Any]) -> str:
-    """One line on what an incremental run read: "B (-1,038 +1,038 rows), C recorded as changes; A unchanged"."""
-    said: dict[str, list[str]] = {took: [] for took in _TOOK.values()}
+def _recorded(recorded: dict[str, Any], *, dry_run: bool = False) -> str:
+    """One line on what an incremental run read: "B (-1,038 +1,038 rows), C recorded as changes; A unchanged"
+    (a dry run's changes are read as changes, and nothing is stored)."""
+    took = {**_TOOK, "changes": "read as changes"} if dry_run else _TOOK
+    said: dict[str, list[str]] = {how: [] for how in took.values()}
     for system, how in recorded.items():
         if isinstance(how, dict):  # the rows removed and added
-            said[_TOOK["changes"]].append(f"{system} (-{how['removed']:,} +{how['added']:,} rows)")
+            said[took["changes"]].append(f"{system} (-{how['removed']:,} +{how['added']:,} rows)")
         else:
-            said[_TOOK[how]].append(system)
-    return "Incremental: " + "; ".join(f"{', '.join(systems)} {how}" for how, systems in said.items() if systems) + "."
+            said[took[how]].append(system)
+    parts = "; ".join(f"{', '.join(systems)} {how}" for how, systems in said.items() if systems)
+    return f"Incremental: {parts}{' (dry run: nothing stored)' if dry_run else ''}."

@@ -297,6 +297,11 @@ def test_an_incremental_run_says_how_it_recorded_each_export(project):
     project.invoke("run")
     project.write_system("B", [*START["B"], "NEW-1"])
     project.write_system("C", [*START["C"], "Y-2"])
+    preview = project.invoke("run", "-m", "incremental", "--dry-run")
+    assert (
+        "Incremental: B (-0 +1 rows), C (-0 +1 rows) read as changes; A, D, E unchanged (dry run: nothing "
+        "stored)." in preview.stderr
+    )
     result = project.invoke("run", "-m", "incremental")
     assert "Incremental: B (-0 +1 rows), C (-0 +1 rows) recorded as changes; A, D, E unchanged." in result.stderr
     project.write_system("D", [f"D-{i}" for i in range(10)])  # more than half the rows: recorded whole
