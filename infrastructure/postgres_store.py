@@ -7,6 +7,7 @@ An optional ``?schema=NAME`` keeps KeySync's tables in their own schema (the tes
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,9 @@ import attrs
 import psycopg
 
 from keysync.application.ports import RunInProgress, StoreUnavailable
+
+# A schema name KeySync will put in SQL: quoted there, and plain, so no quoting can go wrong.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 @attrs.frozen
@@ -32,12 +36,18 @@ class PostgresTarget:
         if parts.scheme not in ("postgresql", "postgres"):
             raise ValueError(f"store.dsn must look like postgresql://user@host:5432/dbname, not {_redacted(dsn)!r}")
         query = parse_qs(parts.query)
+        schema = query.get("schema", ["public"])[0]
+        if not _IDENTIFIER.fullmatch(schema):
+            raise ValueError(
+                f"store.dsn: schema {schema!r} is not a plain identifier (letters, digits and _, not first a digit, "
+                "at most 63)"
+            )
         return cls(
             host=parts.hostname or "localhost",
             port=str(parts.port or 5432),
             dbname=unquote(parts.path.lstrip("/")) or "keysync",
             user=unquote(parts.username or "") or os.environ.get("PGUSER", "") or _os_user(),
-            schema=query.get("schema", ["public"])[0],
+            schema=schema,
         )
 
     def env(self, *, create_tables: bool) -> dict[str, str]:

@@ -66,3 +66,11 @@ def test_a_logs_folder_that_cannot_be_written_is_said_once(project: Project) -> 
 
     assert result.exit_code == 0, result.stderr
     assert result.stderr.count(f"cannot write logs to {project.root / 'afile' / 'logs'}") == 1
+
+
+def test_a_schema_name_that_is_not_a_plain_identifier_is_refused(tmp_path: Path) -> None:
+    project = Project(tmp_path, store='{backend: postgres, dsn: "postgresql://nobody@127.0.0.1:1/k?schema=a-b"}')
+
+    result = invoke(project.config, "store", "init")
+
+    assert_one_clear_line(result, "schema 'a-b' is not a plain identifier")
