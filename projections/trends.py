@@ -53,21 +53,26 @@ class TrendPoint:
 
 
 def trend_points(runs: Sequence[Mapping[str, Any]], last: int | None = None) -> list[TrendPoint]:
-    """Completed runs only, oldest first, one point per system A-E. ``runs`` come newest first, as
-    ``ViewRecorder.runs()`` returns them; ``last`` keeps only the newest N completed runs."""
+    """Completed runs only, oldest first by the time their data describes, one point per system A-E. ``runs``
+    come newest first, as ``ViewRecorder.runs()`` returns them; ``last`` keeps only the newest N completed runs."""
     completed = [run for run in reversed(runs) if run.get("status") == "completed"]
     if last is not None:
         completed = completed[-last:] if last > 0 else []
+    # A replayed snapshot is placed at the date its data describes, not at the moment it was replayed; runs are
+    # then in time order (a snapshot replayed after later ones goes back to its place), ties in run order.
+    stamped = sorted(((_stamp(run), run) for run in completed), key=lambda pair: pair[0])
     points = []
-    for run in completed:
+    for stamp, run in stamped:
         kpis = run["kpis"] if isinstance(run.get("kpis"), Mapping) else json.loads(run.get("kpis") or "{}")
         per_system = kpis.get("systems") or {}
-        # A replayed snapshot is placed at the date its data describes, not at the moment it was replayed.
-        replayed = run.get("as_of") and run.get("as_of") != run.get("started_at")
-        stamp = run["as_of"] if replayed else run.get("finished_at") or ""
         for system in SYSTEMS:
             points.append(_point(run["run_id"], stamp, system, per_system.get(system)))
     return points
+
+
+def _stamp(run: Mapping[str, Any]) -> str:
+    replayed = run.get("as_of") and run.get("as_of") != run.get("started_at")
+    return run["as_of"] if replayed else run.get("finished_at") or ""
 
 
 def _point(run_id: str, finished_at: str, system: str, kpis: Mapping[str, Any] | None) -> TrendPoint:

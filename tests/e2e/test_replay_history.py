@@ -76,3 +76,17 @@ def test_each_system_of_a_snapshot_is_read_in_its_own_format(project):
 
     [run] = build(load_config(project.config)).runs()
     assert json.loads(run["kpis"])["systems"]["B"]["unique_keys"] > 0
+
+
+def test_trends_put_a_snapshot_replayed_late_at_its_own_date(project):
+    project.invoke("generate", "--days", "2", "--keys", "50")
+    history = project.input / "history"
+    early, late = sorted(p.name for p in history.iterdir())
+    (history / early).rename(project.root / early)  # replayed after the later day
+    project.invoke("replay-history", str(history))
+    (history / late).rename(project.root / late)
+    (project.root / early).rename(history / early)
+
+    project.invoke("replay-history", str(history))
+
+    assert [row["finished_at"][:10] for row in project.report("trend_report.csv")][::5] == [early, late]
