@@ -45,7 +45,8 @@ def status_command(config_path: Path | None, as_json: bool) -> None:
         print_json(status)
         return
     for key, value in status.items():
-        click.echo(f"{key}: {value}")
+        shown = ", ".join(f"{name} {at}" for name, at in value.items()) if isinstance(value, dict) else value
+        click.echo(f"{key}: {shown}")
 
 
 @store_group.command("migrate")
