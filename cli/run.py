@@ -100,7 +100,10 @@ def run_command(
                 settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."), resume=resume
             )
     except RunFailed as failure:
-        _notify(config.notify.command, failed_run_summary(failure.run.run_id, failure.reason))
+        summary = failed_run_summary(failure.run.run_id, failure.reason)
+        _notify(config.notify.command, summary)
+        if as_json:  # a script reading stdout gets an answer either way (the exit code and stderr say it too)
+            print_json(summary)
         raise
     if not outcome.dry_run:
         _notify(config.notify.command, {**outcome_json(outcome), "status": "completed"})

@@ -179,3 +179,12 @@ def test_reports_and_exports_are_readable_as_any_new_file_is(project) -> None:
 
     written = [*(project.output / name for name in REPORTS), project.root / "s1-copy.json"]
     assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in written} == {p.name: expected for p in written}
+
+
+def test_a_failed_run_with_json_still_prints_json(project):
+    project.write_system("B", ["K-1"])  # no System A
+
+    result = project.invoke("run", "--json", expect=1)
+
+    failed = json.loads(result.stdout)
+    assert failed["status"] == "failed" and "System A" in failed["error"] and len(failed["run_id"]) == 12
