@@ -46,6 +46,7 @@ def generate_command(
         "seed": sim.seed,
         "corruption_rate": sim.failures.inject_corruption,
         "days_of_history": sim.temporal.days_of_history,
+        "spread_history": sim.temporal.simulate_history,
         "kind": kind,
     }
     keysync = build(config)

@@ -87,6 +87,7 @@ def run_command(
             seed=sim.seed,
             corruption_rate=sim.failures.inject_corruption,
             days_of_history=sim.temporal.days_of_history,
+            spread_history=sim.temporal.simulate_history,
         )
         message(
             f"Generated {sim.scenario} mock data, {sim.keys} keys per system, seed {sim.seed}: "

@@ -129,20 +129,22 @@ def generate(
     as_of: datetime | None = None,
     kind: str = "csv",
     match_share: float | None = None,
+    spread_history: bool = True,
 ) -> dict[str, Path]:
     """Write one mock export per system into ``output_dir``; return system -> file written.
 
     ``keys`` is the number of unique keys of System A (each downstream system has about as many);
     ``corruption_rate`` x (valid rows of a system) corrupt rows are added to that system's file;
     ``last_seen_at`` lies within the ``days_of_history`` days before ``as_of`` (default
-    2026-01-01T00:00:00+00:00; a naive ``as_of`` is taken as UTC). ``kind`` is ``csv`` or ``json``
+    2026-01-01T00:00:00+00:00; a naive ``as_of`` is taken as UTC), or is ``as_of`` itself for every key without
+    ``spread_history`` (simulation.temporal.simulate_history: false). ``kind`` is ``csv`` or ``json``
     (JSON Lines). ``match_share`` overrides the scenario's match share (for day-by-day histories): with
     the same seed, a lower share keeps a subset of the matching keys and adds to the out-of-authority ones,
     so consecutive snapshots change gradually. Raises ValueError for an argument outside what is allowed.
     """
     _validate(scenario, keys, seed, corruption_rate, days_of_history, as_of, kind)
     as_of_seconds = _epoch_seconds(DEFAULT_AS_OF if as_of is None else as_of)
-    history_seconds = int(days_of_history) * 86_400
+    history_seconds = int(days_of_history) * 86_400 if spread_history else 0
     keys = int(keys)
 
     root = np.random.default_rng(int(seed))
@@ -356,7 +358,7 @@ def _valid_rows(
     locations = pa.array(_LOCATIONS).take(pa.array(rng.choice(len(_LOCATIONS), size=n, p=location_weights)))
 
     # Uniform doubles, not bounded integers: the draws do not depend on as_of or days_of_history.
-    back = 1 + np.floor(rng.random(n) * history_seconds).astype(np.int64)
+    back = np.floor(rng.random(n) * history_seconds).astype(np.int64) + (1 if history_seconds else 0)
     seen = pc.cast(pa.array(as_of_seconds - back, pa.timestamp("s")), pa.string())
     seen = pc.binary_join_element_wise(pc.replace_substring(seen, " ", "T"), "+00:00", "")
     empty_share = rng.uniform(*_EMPTY_TIMESTAMP_SHARE)

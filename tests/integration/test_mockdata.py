@@ -126,6 +126,18 @@ def test_default_as_of_is_a_fixed_instant(tmp_path: Path) -> None:
         assert implicit[system].read_bytes() == explicit[system].read_bytes()
 
 
+def test_without_a_spread_history_every_key_was_last_seen_at_the_export(tmp_path: Path) -> None:
+    spread = generate(tmp_path / "spread", keys=500, seed=5)
+    flat = generate(tmp_path / "flat", keys=500, seed=5, spread_history=False)
+    stamp = re.compile(rb"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+
+    for system in SYSTEMS:
+        assert set(stamp.findall(flat[system].read_bytes())) == {DEFAULT_AS_OF.isoformat().encode()}
+        assert len(set(stamp.findall(spread[system].read_bytes()))) > 100
+        # Only the timestamps differ: the keys are the same rows in the same order.
+        assert stamp.sub(b"", flat[system].read_bytes()) == stamp.sub(b"", spread[system].read_bytes())
+
+
 # --- the scenario split -------------------------------------------------------------------------------
 
 
