@@ -22,7 +22,7 @@ from keysync.application.reconcile import RunFailed
 from keysync.application.service import ConflictError, HistoryError, MigrationError, ReportsNotWritten
 from keysync.cli.display import safe
 from keysync.domain.registry import RegistryError
-from keysync.infrastructure.config import Config, ConfigError, load_config
+from keysync.infrastructure.config import Config, ConfigError, Processing, load_config
 from keysync.infrastructure.logs import setup_logging
 from keysync.infrastructure.report_files import ReportWriteError
 
@@ -45,7 +45,7 @@ def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 # What this process has loaded: the store its config names (for error messages) and whether it has said that it
 # runs on the defaults (a batch or a shell loads the config once per command).
-_loaded = SimpleNamespace(store="", said_defaults=False)
+_loaded = SimpleNamespace(store="", said_defaults=False, said_inert=set())
 
 
 def load(config_path: Path | None) -> Config:
@@ -56,7 +56,22 @@ def load(config_path: Path | None) -> Config:
         _loaded.said_defaults = True
     setup_logging(config.logs_dir)
     _loaded.store = store_label(config)
+    for said in inert_settings(config):
+        if said not in _loaded.said_inert:
+            _loaded.said_inert.add(said)
+            message(f"{config.path}: {said}")
     return config
+
+
+def inert_settings(config: Config) -> list[str]:
+    """Settings of the original config schema that this version accepts but does not act on, when set otherwise
+    than their defaults: saying so beats silence."""
+    said = []
+    if config.processing.checkpoint_interval != Processing().checkpoint_interval:
+        said.append("processing.checkpoint_interval has no effect: a run checkpoints after each system it reads")
+    if config.simulation.failures.simulate_timeout:
+        said.append("simulation.failures.simulate_timeout has no effect: no mock export is made to time out")
+    return said
 
 
 def store_label(config: Config) -> str:

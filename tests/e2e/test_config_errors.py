@@ -301,3 +301,16 @@ def test_options_that_cannot_go_together_are_a_usage_error(tmp_path: Path, args:
 
     assert result.exit_code == 2 and said in result.stderr, (result.exit_code, result.stderr)
     assert not (tmp_path / "output").exists()  # refused before doing anything
+
+
+def test_settings_this_version_does_not_act_on_are_said_to_have_no_effect(tmp_path: Path) -> None:
+    config = tmp_path / "keysync-config.yaml"
+    config.write_text(
+        "processing: {checkpoint_interval: 10}\nsimulation: {failures: {simulate_timeout: true}}\n", encoding="utf-8"
+    )
+
+    result = invoke(config, "config", "show")
+
+    assert result.exit_code == 0, result.stderr
+    assert "processing.checkpoint_interval has no effect" in result.stderr
+    assert "simulation.failures.simulate_timeout has no effect" in result.stderr
