@@ -118,6 +118,7 @@ def build(
         functools.partial(write_csv_atomic, escape_formulas=config.reports.escape_formulas),
         report_folder_lock,
         FolderManifest(),
+        writing={"escape_formulas": config.reports.escape_formulas},
     )
     reader = ExportReader(config.processing.max_file_mb, keep=runs_again)
     return KeySync(

@@ -21,7 +21,9 @@ def scratch_projections(live: Projections, folder: Path) -> Projections:
     file of its own in ``folder`` (whichever backend the live ones use) and its reports in ``folder``/reports."""
     recorder = ViewRecorder(SQLiteDatastore(str(folder / "views.sqlite")))
     recorder.create_table()
-    return Projections(live.store, recorder, folder / "reports", live.rules, live.strategy, live.write)
+    return Projections(
+        live.store, recorder, folder / "reports", live.rules, live.strategy, live.write, writing=live.writing
+    )
 
 
 def build_doctor(config: Config, *, output_dir: Path | None = None) -> Doctor:

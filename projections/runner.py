@@ -92,12 +92,15 @@ class Projections:
         write: Writer,
         lock: FolderLock = _unlocked,
         manifest: Manifest | None = None,
+        writing: Mapping[str, Any] | None = None,
     ):
         self.store = store
         self.recorder = recorder
         self.output_dir = output_dir
         self.rules = rules
         self.strategy = strategy
+        # How ``write`` writes (e.g. escape_formulas): part of what a folder shows, as the rules are.
+        self.writing = dict(writing or {})
         self.write = write
         self.lock = lock  # one writer of a report folder at a time
         self.manifest = manifest or _MemoryManifest()  # what each report folder shows
@@ -231,7 +234,7 @@ class Projections:
         )
 
     def _rules_shown(self) -> str:
-        return json.dumps([attrs.asdict(self.rules), self.strategy], sort_keys=True)
+        return json.dumps([attrs.asdict(self.rules), self.strategy, self.writing], sort_keys=True)
 
     def status(self) -> dict[str, Any]:
         last = self.store.recorder.max_notification_id() or 0
