@@ -59,7 +59,8 @@ def run_command(
     verbose: bool,
     as_json: bool,
 ) -> None:
-    """Reconcile Systems B-E against System A and write the reports (the seven of the contract, and trend_report.csv).
+    """Reconcile Systems B-E against System A and write the reports (the seven of the contract, the trend report
+    and the changes since the last run).
 
     Example: keysync run --generate-data --scenario drift --keys 2000
     """
