@@ -63,6 +63,7 @@ def test_every_run_adds_its_systems_to_the_trend_report(any_project, write_syste
 
 
 def test_the_history_table_keeps_run_ids_whole_and_shows_why_a_run_failed(project, write_systems, monkeypatch):
+    project.write_config("processing: {retries: 0}\n")  # a missing file is not waited for
     write_systems(A=["K-1"], B=["K-1", "K-2"])
     project.invoke("run")
     (project.input / "A.csv").unlink()

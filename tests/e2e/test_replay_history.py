@@ -49,6 +49,7 @@ def test_a_folder_named_like_an_impossible_date_is_refused_before_anything_runs(
 
 
 def test_a_snapshot_that_fails_is_reported_and_the_later_ones_still_run(project):
+    project.write_config("processing: {retries: 0}\n")
     project.invoke("generate", "--days", "3", "--keys", "50")
     history = project.input / "history"
     days = sorted(p.name for p in history.iterdir())

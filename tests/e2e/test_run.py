@@ -182,6 +182,7 @@ def test_reports_and_exports_are_readable_as_any_new_file_is(project) -> None:
 
 
 def test_a_failed_run_with_json_still_prints_json(project):
+    project.write_config("processing: {retries: 0}\n")
     project.write_system("B", ["K-1"])  # no System A
 
     result = project.invoke("run", "--json", expect=1)

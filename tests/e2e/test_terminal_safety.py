@@ -129,7 +129,9 @@ def test_a_failed_runs_reason_with_brackets_prints_as_itself(project, write_syst
     monkeypatch.setenv("COLUMNS", "400")  # the reason on one line
     write_systems(B=A, C=A, D=A, E=A)
     sources = "".join(f"  {s}: {{type: csv, path: ./input/{s}.csv}}\n" for s in "BCDE")
-    project.write_config(f'sources:\n  A: {{type: csv, path: "./input/[/x]/[bold]A.csv"}}\n{sources}')
+    project.write_config(
+        f'processing: {{retries: 0}}\nsources:\n  A: {{type: csv, path: "./input/[/x]/[bold]A.csv"}}\n{sources}'
+    )
     project.invoke("run", expect=1)
 
     shown = project.invoke("history").stdout
