@@ -119,7 +119,10 @@ def reports_command(config_path: Path | None) -> None:
 
 @click.group("config")
 def config_group() -> None:
-    """Inspect the configuration."""
+    """Inspect the configuration.
+
+    Example: keysync config show --json
+    """
 
 
 @config_group.command("show")

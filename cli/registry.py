@@ -15,7 +15,10 @@ from keysync.projections.views import REGISTRY_COLUMNS
 
 @click.group("registry")
 def registry_group() -> None:
-    """The master-key registry: Proposed -> Active -> Deprecated."""
+    """The master-key registry: Proposed -> Active -> Deprecated.
+
+    Example: keysync registry list --status Proposed && keysync registry approve CUST-12345
+    """
 
 
 @registry_group.command("list")

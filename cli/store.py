@@ -13,7 +13,10 @@ from keysync.infrastructure.config import override
 
 @click.group("store")
 def store_group() -> None:
-    """The event store: SQLite in one file (default) or a shared PostgreSQL database."""
+    """The event store: SQLite in one file (default) or a shared PostgreSQL database.
+
+    Example: keysync store status --json
+    """
 
 
 @store_group.command("init")

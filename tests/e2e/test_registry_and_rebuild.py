@@ -110,6 +110,7 @@ def test_every_command_has_help_with_an_example():
 
     for path, command in walk(cli, ()):
         assert command.help, f"{' '.join(path)} has no help"
-        if not isinstance(command, click.Group):
+        if path:  # every command and group but keysync itself
             assert "Example:" in command.help, f"{' '.join(path)} has no example"
+        if not isinstance(command, click.Group):
             assert any("--config" in p.opts for p in command.params), f"{' '.join(path)} lacks -c/--config"
