@@ -239,10 +239,10 @@ class SandboxService:
         or the store, a report or the config."""
         if any(target.resolve() == path.resolve() for path in self.settings.files.values()):
             raise SandboxFilesError(f"{target} is one of the systems' exports: give another file; nothing was written")
-        if any(target.resolve() == path.resolve() for path in self.settings.protected):
+        if any(_is_or_inside(target.resolve(), path.resolve()) for path in self.settings.protected):
             raise SandboxFilesError(
-                f"{target} is one of KeySync's own files (an export, the event store, a report or the config): "
-                "give another file; nothing was written"
+                f"{target} is one of KeySync's own files (an export, the event store, a report, the config, a saved "
+                "state, a log): give another file; nothing was written"
             )
 
     def saved_states(self) -> list[dict[str, Any]]:
@@ -335,3 +335,7 @@ class SandboxService:
         if (crossed or rows >= SNAPSHOT_AFTER_ROWS) and self.store.snapshots is not None:
             # From the aggregate in hand: it is exactly the version just saved, so no need to load it again.
             self.store.snapshots.put([type(sandbox).Snapshot.take(sandbox)])
+
+
+def _is_or_inside(target: Path, protected: Path) -> bool:
+    return target == protected or (protected.is_dir() and target.is_relative_to(protected))

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import attrs
 
-from keysync.application.bootstrap import build, current_user, run_settings
+from keysync.application.bootstrap import build, current_user, rows_folder, run_settings
 from keysync.application.reconcile import RunSettings, SourceSpec
 from keysync.application.sandbox import SandboxService, SandboxSettings
 from keysync.domain.observations import SYSTEMS
 from keysync.infrastructure.config import Config, ConfigError
+from keysync.infrastructure.report_manifest import NAME as MANIFEST
 from keysync.infrastructure.sandbox_files import stage_sources
 from keysync.infrastructure.sandbox_lock import sandbox_lock
 from keysync.infrastructure.sandbox_states import StateFolder
@@ -36,15 +37,19 @@ def sandbox_files(config: Config) -> dict[str, Path]:
 
 
 def protected_files(config: Config) -> tuple[Path, ...]:
-    """The files no summary or copy of the sandbox's may replace: the exports, the SQLite store and the files
-    beside it, the reports and the config."""
+    """The files and folders no summary or copy of the sandbox's may replace or go into: the exports, the SQLite
+    store and the files beside it, the reports and their record, the config, the saved states, the logs and the
+    rows kept for incremental runs."""
     store = config.store.path
     beside = (store, *(store.with_name(store.name + suffix) for suffix in ("-wal", "-shm", ".lock", ".sandbox.lock")))
     return (
         *(source.path for source in config.sources.values()),
         *(beside if config.store.backend == "sqlite" else ()),
-        *(config.output_dir / name for name in REPORTS),
+        *(config.output_dir / name for name in (*REPORTS, MANIFEST)),
         *((config.path,) if config.path is not None else ()),
+        config.sandbox.states_dir,
+        config.logs_dir,
+        rows_folder(config),
     )
 
 

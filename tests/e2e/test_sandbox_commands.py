@@ -379,7 +379,8 @@ def test_a_summary_or_a_state_copy_is_never_written_over_an_export(any_project):
     assert "A.csv is one of the systems' exports" in summary.stderr
     assert "B.csv is one of the systems' exports" in copy.stderr
     assert files(any_project) == before
-    for own in (any_project.config, any_project.output / "audit_log.csv", *(
+    states = any_project.root / "sandbox_states"
+    for own in (any_project.config, any_project.output / "audit_log.csv", states / "s1.json", states / "new.csv", *(
         [any_project.root / "data" / "keysync.sqlite"] if "sqlite" in any_project.store else []
     )):  # fmt: skip
         refused = sandbox(any_project, "status", "--csv", str(own), expect=1)
