@@ -11,7 +11,6 @@ in progress.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import logging
@@ -299,15 +298,17 @@ def _feed(stdin: IO[bytes], data: bytes) -> None:
         stdin.close()
 
 
-def _drain(stdout: IO[bytes], kept: collections.deque[bytes]) -> None:
-    """Read a process's output to its end, keeping only the last chunks."""
+def _drain(stdout: IO[bytes], kept: bytearray, limit: int = 8192) -> None:
+    """Read a process's output to its end, keeping only its last ``limit`` bytes."""
     with contextlib.suppress(OSError, ValueError):
         for chunk in iter(lambda: stdout.read1(65536), b""):
-            kept.append(chunk)
+            kept += chunk
+            del kept[:-limit]
+        stdout.close()
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    """Kill the notifier and whatever it started (it runs in a session of its own)."""
+    """Kill the notifier and whatever it started (it runs in a session of its own), and reap it."""
     try:
         if hasattr(os, "killpg"):
             os.killpg(process.pid, signal.SIGKILL)
@@ -315,6 +316,8 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
             process.kill()
     except OSError:
         pass
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
 
 
 @attrs.frozen
@@ -345,7 +348,7 @@ class ShellNotifier:
         # left running in the background (holding the output open) does not hold the run up, and a command that
         # prints without end costs a bounded tail, not memory.
         assert process.stdin is not None and process.stdout is not None
-        kept: collections.deque[bytes] = collections.deque(maxlen=64)
+        kept = bytearray()
         threading.Thread(target=_feed, args=(process.stdin, data), daemon=True).start()
         reader = threading.Thread(target=_drain, args=(process.stdout, kept), daemon=True)
         reader.start()
@@ -357,8 +360,10 @@ class ShellNotifier:
         except BaseException:
             _kill(process)
             raise
-        reader.join(timeout=1)  # the rest of what it printed, unless a child still holds its output open
-        output = b"".join(kept)
+        # The rest of what it printed. A child it left running may hold its output open: then the reader goes on
+        # in the background until that child ends, and the message has what was printed so far.
+        reader.join(timeout=1)
+        output = bytes(kept)
         if process.returncode != 0:
             shown = _tail(output)
             raise NotifyFailed(
