@@ -373,6 +373,11 @@ class KeySync:
                 if progress:
                     progress(copied, last)
         target.projections.rebuild()
+        if (self.store.recorder.max_notification_id() or 0) > position:  # an approval or a sandbox edit just now
+            raise MigrationError(
+                f"events were stored here while copying ended ({copied} copied): the target misses them; drop its "
+                "tables or schema and migrate again, with no command running"
+            )
         return copied
 
     def rebuild(self) -> list[Path]:

@@ -69,7 +69,7 @@ def migrate_command(config_path: Path | None, dsn: str) -> None:
         target = build(target_config, create_tables=True)
         copied = build(config).migrate_to(target, progress=lambda done, total: message(f"copied {done}/{total} events"))
     except Exception as error:  # the target's server failing half-way: name it, not this command's own store
-        if not _from_postgres(error):
+        if config.store.backend != "sqlite" or not _from_postgres(error):  # only then is PostgreSQL the target's
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise click.ClickException(f"migrating into {into} failed: {first}") from error

@@ -54,13 +54,14 @@ class TrendPoint:
 
 def trend_points(runs: Sequence[Mapping[str, Any]], last: int | None = None) -> list[TrendPoint]:
     """Completed runs only, oldest first by the time their data describes, one point per system A-E. ``runs``
-    come newest first, as ``ViewRecorder.runs()`` returns them; ``last`` keeps only the newest N completed runs."""
+    come newest first, as ``ViewRecorder.runs()`` returns them; ``last`` keeps only the N latest completed runs."""
     completed = [run for run in reversed(runs) if run.get("status") == "completed"]
-    if last is not None:
-        completed = completed[-last:] if last > 0 else []
     # A replayed snapshot is placed at the date its data describes, not at the moment it was replayed; runs are
-    # then in time order (a snapshot replayed after later ones goes back to its place), ties in run order.
+    # then in time order (a snapshot replayed after later ones goes back to its place), ties in run order, and
+    # ``last`` keeps the N latest in that order.
     stamped = sorted(((_stamp(run), run) for run in completed), key=lambda pair: pair[0])
+    if last is not None:
+        stamped = stamped[-last:] if last > 0 else []
     points = []
     for stamp, run in stamped:
         kpis = run["kpis"] if isinstance(run.get("kpis"), Mapping) else json.loads(run.get("kpis") or "{}")
