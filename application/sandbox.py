@@ -231,10 +231,10 @@ class SandboxService:
         return state
 
     def export_state(self, name: str, target: Path) -> Path:
-        self.check_not_an_export(target / f"{name}.json" if target.is_dir() else target)
+        self.check_free_to_write(target / f"{name}.json" if target.is_dir() else target)
         return self.states.export(check_state_name(name), target)
 
-    def check_not_an_export(self, target: Path) -> None:
+    def check_free_to_write(self, target: Path) -> None:
         """Refuse ``target`` for a file of ours (a summary, a state's copy) if it is one of the systems' exports,
         or the store, a report or the config."""
         if any(target.resolve() == path.resolve() for path in self.settings.files.values()):

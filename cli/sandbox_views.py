@@ -40,7 +40,7 @@ def status_command(config_path: Path | None, as_json: bool, csv_path: Path | Non
     to_stdout = csv_path is not None and str(csv_path) == "-"
     sandbox = service(config_path)
     if csv_path is not None and not to_stdout:
-        sandbox.check_not_an_export(csv_path)
+        sandbox.check_free_to_write(csv_path)
     status = sandbox.status()
     if csv_path is not None:
         columns: dict[str, list] = {"system": [*SYSTEMS, "total"]}
