@@ -129,8 +129,14 @@ def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def error_line(error: BaseException) -> str:
+    """An error's first line (a database driver's messages run on over several)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _store_problem(error: Exception) -> str:
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    first_line = error_line(error)
     store = f"the event store ({_loaded.store})" if _loaded.store else "the event store"
     if "does not exist" in first_line:
         return f"{store} has no KeySync tables yet ({first_line}): run `keysync store init` once"

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from keysync.application.bootstrap import build, postgres_target
-from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
+from keysync.cli.options import config_option, error_line, json_option, load, message, print_json, user_errors
 from keysync.infrastructure.config import override
 
 
@@ -71,8 +71,7 @@ def migrate_command(config_path: Path | None, dsn: str) -> None:
     except Exception as error:  # the target's server failing half-way: name it, not this command's own store
         if config.store.backend != "sqlite" or not _from_postgres(error):  # only then is PostgreSQL the target's
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise click.ClickException(f"migrating into {into} failed: {first}") from error
+        raise click.ClickException(f"migrating into {into} failed: {error_line(error)}") from error
     message(f"Copied {copied} events into {dsn}; its read models and reports are rebuilt. Point store.dsn at it.")
 
 
