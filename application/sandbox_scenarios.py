@@ -90,10 +90,15 @@ class Scenario:
     normalize: dict[str, Any] | None = None
     strategy: str | None = None
 
+    @property
+    def own_rules(self) -> NormalizationRules | None:
+        """The rules it was written for: its settings over the defaults (never over the config's, which would make
+        its outcome depend on the config again); None if it has none."""
+        return None if self.normalize is None else attrs.evolve(NormalizationRules(), **self.normalize)
+
     def rules(self, config_rules: NormalizationRules, config_strategy: str) -> tuple[NormalizationRules, str]:
         """The rules and strategy it runs under: its own where it has them, else the config's."""
-        rules = config_rules if self.normalize is None else attrs.evolve(NormalizationRules(), **self.normalize)
-        return rules, self.strategy or config_strategy
+        return self.own_rules or config_rules, self.strategy or config_strategy
 
     def checks(self, kpis: Mapping[str, Any]) -> list[Check]:
         """Each expected number against a run's KPIs."""

@@ -102,10 +102,8 @@ def show_command(config_path: Path | None, name: str, as_json: bool) -> None:
 
 def _rules_shown(found: Scenario) -> str:
     """The rules a scenario carries, as far as it carries them (the rest: whatever the config says)."""
-    if found.normalize is None:
-        rules = "the config's rules"
-    else:
-        rules = f"its own rules ({describe_rules((found.rules(NormalizationRules(), '')[0], ''))})"
+    own = found.own_rules
+    rules = "the config's rules" if own is None else f"its own rules ({describe_rules((own, ''))})"
     return f"{rules}, " + (f"strategy {found.strategy}" if found.strategy else "the config's strategy")
 
 

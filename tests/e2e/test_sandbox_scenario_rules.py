@@ -22,6 +22,12 @@ steps:
 """
 
 
+def said_line(output: str, start: str) -> str:
+    """The one line of the output that starts so (settings a later version adds may come between its parts)."""
+    [line] = [line for line in output.splitlines() if line.startswith(start)]
+    return line
+
+
 def test_a_shipped_scenario_holds_under_a_config_with_other_rules(any_project):
     any_project.write_config("normalize:\n  pad_numbers: 5\nprovisioning:\n  strategy: namespaced\n")
 
@@ -31,11 +37,9 @@ def test_a_shipped_scenario_holds_under_a_config_with_other_rules(any_project):
     assert outcome["passed"], [c for c in outcome["checks"] if not c["ok"]]
     assert (outcome["rules"]["normalize"]["pad_numbers"], outcome["rules"]["strategy"]) == (0, "mirror")
     assert outcome["rules"]["own"] is True
-    assert (
-        "Scenario data-corruption runs under its own rules (trim: true, uppercase: true, strip_non_alnum: true, "
-        'collapse_delims: "-", pad_numbers: 0' in result.stderr
-    )
-    assert "; strategy mirror), not the config's (pad_numbers: 5; strategy namespaced)." in result.stderr
+    said = said_line(result.stderr, "Scenario data-corruption runs under its own rules (trim: true, uppercase: true")
+    assert 'collapse_delims: "-", ' in said and "pad_numbers: 0" in said
+    assert said.endswith("; strategy mirror), not the config's (pad_numbers: 5; strategy namespaced).")
     # The steps' summaries are under the scenario's rules too, so they say what its run then finds.
     assert "A run would report 1 out-of-authority key(s), 5 propagation gap(s)" in result.stderr
     assert "The run is recorded under the scenario's rules" in result.stderr
@@ -64,8 +68,8 @@ def test_a_scenario_without_rules_runs_under_the_configs(any_project):
 
     outcome = as_json(result)
     assert outcome["passed"] and outcome["rules"]["own"] is False  # X-00007 is A's X-7 under pad_numbers: 5
-    assert "Scenario padding runs under the config's rules (" in result.stderr
-    assert "pad_numbers: 5; strategy mirror)." in result.stderr
+    said = said_line(result.stderr, "Scenario padding runs under the config's rules (trim: true")
+    assert "pad_numbers: 5" in said and said.endswith("; strategy mirror).")
     assert "recorded under the scenario's rules" not in result.stderr
     shown = sandbox(any_project, "scenario", "show", str(custom)).stdout
     assert "Runs under: the config's rules, the config's strategy" in shown
@@ -82,10 +86,8 @@ def test_a_users_scenario_with_rules_runs_under_them(any_project):
     assert "not the config's (pad_numbers: 5)." in result.stderr
     assert "Scenario padding: 2 check(s) failed." in result.stderr
     shown = sandbox(any_project, "scenario", "show", str(custom)).stdout
-    assert (
-        'Runs under: its own rules (trim: true, uppercase: true, strip_non_alnum: true, collapse_delims: "-"' in shown
-    )
-    assert "the config's strategy" in shown
+    said = said_line(shown, "Runs under: its own rules (trim: true, uppercase: true")
+    assert "pad_numbers: 0" in said and said.endswith("), the config's strategy")
 
 
 def test_rules_that_are_the_configs_are_said_to_be(any_project):
