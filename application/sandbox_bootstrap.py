@@ -13,6 +13,7 @@ import attrs
 from keysync.application.bootstrap import build, current_user, rows_folder, run_settings
 from keysync.application.reconcile import RunSettings, SourceSpec
 from keysync.application.sandbox import SandboxService, SandboxSettings
+from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS
 from keysync.infrastructure.config import Config, ConfigError
 from keysync.infrastructure.report_manifest import NAME as MANIFEST
@@ -84,3 +85,9 @@ def sandbox_run_settings(config: Config, *, actor: str | None = None) -> RunSett
     points elsewhere)."""
     sources = {s: SourceSpec(s, path, "csv") for s, path in sandbox_files(config).items()}
     return attrs.evolve(run_settings(config, actor=actor), sources=sources)
+
+
+def with_rules(config: Config, rules: NormalizationRules, strategy: str) -> Config:
+    """The config with other normalization rules and strategy (a scenario's own): the sandbox's summaries and
+    predictions, the run, what it records and the reports it writes then all follow them."""
+    return attrs.evolve(config, normalize=rules, provisioning=attrs.evolve(config.provisioning, strategy=strategy))

@@ -16,17 +16,26 @@ A scenario is a YAML document (the shipped library is in ``scenarios/``)::
         B: {master_keys: 200, out_of_authority: 1}
 
 Per system, ``master_keys`` is how many of System A's master keys the system holds (the run's matched_in_A), and
-``keys`` its distinct normalized keys. The expected numbers assume the default normalization rules.
+``keys`` its distinct normalized keys.
+
+The expected numbers hold under some normalization rules and strategy only. A scenario may say which it was written
+for, and then runs under them whatever the config says (every shipped scenario does)::
+
+    normalize: {pad_numbers: 0}   # the settings of the config's normalize section; the rest are the defaults
+    strategy: mirror              # provisioning.strategy
+
+A scenario that leaves either out runs under the config's.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
+from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS
 
 TOTALS = {  # scenario name -> run KPI
@@ -46,6 +55,12 @@ PER_SYSTEM = {
 }
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 NESTED = ("shell", "batch", "scenario")  # commands a step may not run: no scenario inside a scenario
+FIELDS = ("name", "description", "steps", "normalize", "strategy", "expected")
+
+# Checks a scenario's normalize settings and strategy (each None when left out) and returns them; raises
+# ScenarioError naming the origin (its last argument) and the problem. The file reader passes the config's own checks,
+# so a scenario's rules are checked as the config's are and new settings flow through without a change here.
+RulesCheck = Callable[[Any, Any, str], tuple[dict[str, Any] | None, str | None]]
 
 
 class ScenarioError(Exception):
@@ -70,6 +85,20 @@ class Scenario:
     steps: list[str]
     totals: dict[str, int]
     systems: dict[str, dict[str, int]]
+    # The normalize settings it was written for, laid over the default rules (None: the config's rules); and the
+    # strategy (None: the config's).
+    normalize: dict[str, Any] | None = None
+    strategy: str | None = None
+
+    @property
+    def own_rules(self) -> NormalizationRules | None:
+        """The rules it was written for: its settings over the defaults (never over the config's, which would make
+        its outcome depend on the config again); None if it has none."""
+        return None if self.normalize is None else attrs.evolve(NormalizationRules(), **self.normalize)
+
+    def rules(self, config_rules: NormalizationRules, config_strategy: str) -> tuple[NormalizationRules, str]:
+        """The rules and strategy it runs under: its own where it has them, else the config's."""
+        return self.own_rules or config_rules, self.strategy or config_strategy
 
     def checks(self, kpis: Mapping[str, Any]) -> list[Check]:
         """Each expected number against a run's KPIs."""
@@ -84,23 +113,36 @@ class Scenario:
             "name": self.name,
             "description": self.description,
             "steps": self.steps,
+            "normalize": self.normalize,
+            "strategy": self.strategy,
             "expected": {**self.totals, "systems": self.systems},
         }
 
 
-def parse_scenario(document: Any, origin: str) -> Scenario:
-    """A Scenario from a parsed YAML document; ScenarioError naming ``origin`` and the problem if it is not one."""
+def _rules_that_build(normalize: Any, strategy: Any, origin: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Without the config's checks (a document not read from a file): the rules must at least build."""
+    try:
+        if normalize is not None:
+            attrs.evolve(NormalizationRules(), **normalize)
+    except (TypeError, ValueError) as error:
+        raise ScenarioError(f"{origin}: normalize: {' '.join(str(error).split())}") from error
+    if strategy is not None and not isinstance(strategy, str):
+        raise ScenarioError(f"{origin}: strategy: {strategy!r} is not text")
+    return normalize, strategy
+
+
+def parse_scenario(document: Any, origin: str, check_rules: RulesCheck = _rules_that_build) -> Scenario:
+    """A Scenario from a parsed YAML document; ScenarioError naming ``origin`` and the problem if it is not one.
+    ``check_rules`` checks its normalize settings and strategy (the config's checks, when read from a file)."""
 
     def fail(problem: str) -> ScenarioError:
         return ScenarioError(f"{origin}: {problem}")
 
     if not isinstance(document, dict):
         raise fail("not a mapping with name, description, steps and expected")
-    unknown = set(document) - {"name", "description", "steps", "expected"}
+    unknown = set(document) - set(FIELDS)
     if unknown:
-        raise fail(
-            f"unknown field {', '.join(sorted(map(str, unknown)))} (allowed: name, description, steps, expected)"
-        )
+        raise fail(f"unknown field {', '.join(sorted(map(str, unknown)))} (allowed: {', '.join(FIELDS)})")
     name, description = document.get("name"), document.get("description", "")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise fail(f"name {name!r} must be lower-case letters, digits and '-'")
@@ -124,7 +166,12 @@ def parse_scenario(document: Any, origin: str) -> Scenario:
         for s in SYSTEMS
         if s in systems_doc
     }
-    return Scenario(name, description.strip(), [s.strip() for s in steps], totals, systems)
+    # An empty ``normalize:`` is written for the default rules, as an empty section of the config means them.
+    written_for = (document.get("normalize") or {}) if "normalize" in document else None
+    normalize, strategy = check_rules(written_for, document.get("strategy"), origin)
+    return Scenario(
+        name, description.strip(), [s.strip() for s in steps], totals, systems, normalize=normalize, strategy=strategy
+    )
 
 
 def _numbers(values: Any, allowed: Mapping[str, str], where: str, fail: Any) -> dict[str, int]:

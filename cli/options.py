@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,8 +45,20 @@ def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # What this process has loaded: the store its config names (for error messages) and whether it has said that it
-# runs on the defaults (a batch or a shell loads the config once per command).
-_loaded = SimpleNamespace(store="", said_defaults=False, said_inert=set())
+# runs on the defaults (a batch or a shell loads the config once per command); ``adjust``: what every config loaded
+# gets applied (see ``configs_adjusted``).
+_loaded = SimpleNamespace(store="", said_defaults=False, said_inert=set(), adjust=None)
+
+
+@contextlib.contextmanager
+def configs_adjusted(adjust: Callable[[Config], Config]) -> Iterator[None]:
+    """Inside, every config loaded has ``adjust`` applied: the commands a scenario's steps run in this process then
+    work under the scenario's rules, as its run does."""
+    before, _loaded.adjust = _loaded.adjust, adjust
+    try:
+        yield
+    finally:
+        _loaded.adjust = before
 
 
 def load(config_path: Path | None) -> Config:
@@ -60,7 +73,7 @@ def load(config_path: Path | None) -> Config:
         if said not in _loaded.said_inert:
             _loaded.said_inert.add(said)
             message(f"{config.path}: {said}")
-    return config
+    return config if _loaded.adjust is None else _loaded.adjust(config)
 
 
 def inert_settings(config: Config) -> list[str]:

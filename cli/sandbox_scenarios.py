@@ -2,25 +2,52 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import attrs
 import click
 
 from keysync.application.bootstrap import build
-from keysync.application.sandbox_bootstrap import build_sandbox, sandbox_run_settings
-from keysync.application.sandbox_scenarios import Check, Scenario, parse_scenario
+from keysync.application.sandbox_bootstrap import build_sandbox, sandbox_run_settings, with_rules
+from keysync.application.sandbox_scenarios import Check, Scenario
 from keysync.application.sandbox_views import HINTS
 from keysync.cli.display import safe, stdout, table
-from keysync.cli.options import config_option, json_option, load, message, print_json
+from keysync.cli.options import config_option, configs_adjusted, json_option, load, message, print_json
 from keysync.cli.sandbox_common import confirm_replacing_exports, sandbox_errors, service
 from keysync.cli.sandbox_scripting import dispatch, split_line
-from keysync.infrastructure.sandbox_scenarios import library_names, read_scenario
+from keysync.domain.normalization import NormalizationRules
+from keysync.infrastructure.config import Config
+from keysync.infrastructure.sandbox_scenarios import library_names, load_scenario
+
+Rules = tuple[NormalizationRules, str]  # normalization rules and strategy
 
 
-def scenario(name: str) -> Scenario:
-    document, origin = read_scenario(name)
-    return parse_scenario(document, origin)
+def describe_rules(rules: Rules, *, beside: Rules | None = None) -> str:
+    """Rules as a scenario or the config writes them (``trim: true, ..., pad_numbers: 0; strategy mirror``); with
+    ``beside``, only the settings that differ from those."""
+    (normalize, strategy), other = rules, beside or (None, None)
+    theirs = attrs.asdict(other[0]) if other[0] is not None else {}
+    settings = [f"{name}: {json.dumps(value, default=str)}" for name, value in attrs.asdict(normalize).items()
+                if name not in theirs or theirs[name] != value]  # fmt: skip
+    text = ", ".join(settings)
+    if strategy and strategy != other[1]:
+        text += f"{'; ' if text else ''}strategy {strategy}"
+    return text
+
+
+def rules_said(found: Scenario, config: Config) -> tuple[str, bool]:
+    """Which rules the scenario runs under, in a sentence; and whether they are other than the config's."""
+    configured = (config.normalize, config.provisioning.strategy)
+    own = found.rules(*configured)
+    if found.normalize is None and found.strategy is None:
+        return f"Scenario {found.name} runs under the config's rules ({describe_rules(own)}).", False
+    whose = "its own rules" if found.normalize is not None else "the config's rules and its own strategy"
+    said = f"Scenario {found.name} runs under {whose} ({describe_rules(own)})"
+    if own == configured:
+        return f"{said}, which are the config's.", False
+    return f"{said}, not the config's ({describe_rules(configured, beside=own)}).", True
 
 
 @click.group("scenario")
@@ -40,7 +67,7 @@ def list_command(config_path: Path | None, as_json: bool) -> None:
 
     Example: keysync sandbox scenario list
     """
-    scenarios = [scenario(name) for name in library_names()]
+    scenarios = [load_scenario(name) for name in library_names()]
     if as_json:
         print_json([s.as_dict() for s in scenarios])
         return
@@ -58,7 +85,7 @@ def show_command(config_path: Path | None, name: str, as_json: bool) -> None:
 
     Example: keysync sandbox scenario show network-partition
     """
-    found = scenario(name)
+    found = load_scenario(name)
     if as_json:
         print_json(found.as_dict())
         return
@@ -70,6 +97,14 @@ def show_command(config_path: Path | None, name: str, as_json: bool) -> None:
         click.echo(f"  {what}: {value}")
     for system, expected in found.systems.items():
         click.echo(f"  System {system}: " + ", ".join(f"{what} {value}" for what, value in expected.items()))
+    click.echo("Runs under: " + _rules_shown(found))
+
+
+def _rules_shown(found: Scenario) -> str:
+    """The rules a scenario carries, as far as it carries them (the rest: whatever the config says)."""
+    own = found.own_rules
+    rules = "the config's rules" if own is None else f"its own rules ({describe_rules((own, ''))})"
+    return f"{rules}, " + (f"strategy {found.strategy}" if found.strategy else "the config's strategy")
 
 
 @scenario_group.command("run")
@@ -89,23 +124,30 @@ def run_command(
 
     Example: keysync sandbox scenario run data-corruption --step
     """
-    found = scenario(name)
+    found = load_scenario(name)
+    said, other_rules = rules_said(found, load(config_path))
+    message(said)
     confirm_replacing_exports(service(config_path), yes)
-    for number, line in enumerate(found.steps, 1):
-        message(f"Step {number}/{len(found.steps)}: {safe(line)}")
-        if stepwise and _stop_here():
-            message(f"Stopped before step {number}.")
-            ctx.exit(1)
-        words = split_line(line)
-        if words[:1] == ["init"]:
-            words.append("--yes")  # asked above, once for the whole scenario
-        code = dispatch(words, config_path, refuse=("shell", "batch", "scenario"))
-        if code:
-            raise click.ClickException(f"scenario {found.name}: step {number} failed (exit {code}): {safe(line)}")
-    config = load(config_path)
-    prediction = build_sandbox(config).predict()
-    message("Reconciling the sandbox's files...")
-    kpis = build(config).run(sandbox_run_settings(config)).result.run.kpis
+    # Every command the scenario runs (its steps' summaries, the prediction, the run and the reports it writes)
+    # works under the scenario's rules, and the run records them as its own.
+    with configs_adjusted(
+        lambda config: with_rules(config, *found.rules(config.normalize, config.provisioning.strategy))
+    ):
+        for number, line in enumerate(found.steps, 1):
+            message(f"Step {number}/{len(found.steps)}: {safe(line)}")
+            if stepwise and _stop_here():
+                message(f"Stopped before step {number}.")
+                ctx.exit(1)
+            words = split_line(line)
+            if words[:1] == ["init"]:
+                words.append("--yes")  # asked above, once for the whole scenario
+            code = dispatch(words, config_path, refuse=("shell", "batch", "scenario"))
+            if code:
+                raise click.ClickException(f"scenario {found.name}: step {number} failed (exit {code}): {safe(line)}")
+        config = load(config_path)
+        prediction = build_sandbox(config).predict()
+        message("Reconciling the sandbox's files...")
+        kpis = build(config).run(sandbox_run_settings(config)).result.run.kpis
     checks = found.checks(kpis)
     # The impact analysis is checked too: what the sandbox predicted before the run against what the run found.
     checks += [Check(f"predicted {hint}", prediction.status.hints[hint], kpis[kpi]) for hint, kpi in HINTS.items()]
@@ -113,6 +155,8 @@ def run_command(
     passed = all(c.ok for c in checks)
     if as_json:
         print_json({"scenario": found.name, "passed": passed,
+                    "rules": {"normalize": attrs.asdict(config.normalize), "strategy": config.provisioning.strategy,
+                              "own": other_rules},
                     "checks": [{"what": c.what, "expected": c.expected, "actual": c.actual, "ok": c.ok}
                                for c in checks]})  # fmt: skip
     else:
@@ -120,6 +164,12 @@ def run_command(
         stdout().print(table(f"Scenario {found.name}", ["check", "expected", "actual", "result"], rows))
     failures = sum(1 for c in checks if not c.ok)
     message(f"Scenario {found.name}: " + ("passed." if passed else f"{failures} check(s) failed."))
+    if other_rules:
+        message(
+            "The run is recorded under the scenario's rules, and the reports show it so: the next keysync run, "
+            "under the config's, reconciles afresh, and deprecates the master keys proposed here that the "
+            "config's rules do not find (reason: not found under the run's new normalization rules or strategy)."
+        )
     if not passed:
         ctx.exit(1)
 

@@ -796,6 +796,21 @@ def override(config: Config, **changes: Any) -> Config:
     return config
 
 
+def checked_rules(normalize: Any, strategy: Any, origin: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Rules written outside the config (a sandbox scenario's ``normalize`` section and ``strategy``), checked as
+    the config's are: known keys only, each value of its type, the rules they make together allowed. Only the
+    settings given are returned (None for a part left out), to be laid over the defaults. ConfigError naming
+    ``origin``."""
+    where = _Where(origin=origin, base=Path.cwd())
+    settings = None
+    if normalize is not None:
+        settings = _fields(normalize, "normalize", _NORMALIZE_CHECKS, where)
+        _normalization_rules(settings, where)
+    if strategy is not None:
+        strategy = _PROVISIONING_CHECKS["strategy"](strategy, "strategy", where)
+    return settings, strategy
+
+
 def config_as_dict(config: Config) -> dict[str, Any]:
     """The config as plain YAML-able data (paths as strings), in the file's order.
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from keysync.application.sandbox_scenarios import ScenarioError
+from keysync.application.sandbox_scenarios import Scenario, ScenarioError, parse_scenario
+from keysync.infrastructure.config import ConfigError, checked_rules
 
 _SUFFIXES = (".yaml", ".yml")
 
@@ -24,6 +25,18 @@ def library_names() -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name.rsplit(".", 1)[0] for p in folder.iterdir() if p.name.endswith(_SUFFIXES))
+
+
+def load_scenario(name: str) -> Scenario:
+    """The library scenario ``name``, or the scenario in the file ``name``, its rules checked as the config's are."""
+    return parse_scenario(*read_scenario(name), check_rules=_config_checks)
+
+
+def _config_checks(normalize: Any, strategy: Any, origin: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        return checked_rules(normalize, strategy, origin)
+    except ConfigError as error:
+        raise ScenarioError(str(error)) from error
 
 
 def read_scenario(name: str) -> tuple[Any, str]:
