@@ -59,25 +59,48 @@ def test_the_tour_shows_the_everyday_commands():
         assert any(c.startswith(everyday) for c in commands), (everyday, commands)
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    """What ./run.sh leaves behind, in small: the repository's config (200 keys) and one run on generated data."""
+def test_the_tour_reads_in_five_minutes():
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 150
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """What ./run.sh leaves behind, in small: the repository's config (200 keys) and one run on generated data;
+    with the run's table."""
+    folder = tmp_path_factory.mktemp("tour")
     config = yaml.safe_load((ROOT / "keysync-config.yaml").read_text(encoding="utf-8"))
     config["simulation"]["keys"] = 200
-    (tmp_path / "keysync-config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    run(["keysync", "run", "--generate-data"], tmp_path)
-    return tmp_path
+    (folder / "keysync-config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return folder, run(["keysync", "run", "--generate-data"], folder)
 
 
-def run(args: list[str] | str, cwd: Path) -> None:
+def run(args: list[str] | str, cwd: Path) -> str:
+    assert (BIN / "keysync").exists(), (
+        f"no keysync command beside {sys.executable}: run the tests with .venv/bin/pytest"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("KEYSYNC_CONFIG", "KEYSYNC_STORE_DSN")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     shell = ["bash", "-c", args] if isinstance(args, str) else args
     result = subprocess.run(shell, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, f"README line `{args}` exited {result.returncode}:\n{result.stderr[-2000:]}"
+    return result.stdout
 
 
-def test_every_line_of_the_tour_runs_as_written(folder: Path):
+def _words(line: str) -> list[str]:
+    return line.split()
+
+
+def test_the_samples_show_what_a_run_shows(first_run: tuple[Path, str]):
+    folder, table = first_run
+    readme = README.read_text(encoding="utf-8").splitlines()
+    [heading] = [line for line in table.splitlines() if _words(line)[:1] == ["system"]]
+    assert _words(heading) in [_words(line) for line in readme], f"the README's sample table lacks: {heading.strip()}"
+    header = (folder / "output" / "diff_missing_in_A.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert header in readme, f"the README's sample of diff_missing_in_A.csv lacks its header: {header}"
+
+
+def test_every_line_of_the_tour_runs_as_written(first_run: tuple[Path, str]):
+    folder, _ = first_run
     lines = tour_lines()
     assert lines, f"no bash block in {README.name} follows a {TOUR_MARK!r} mark"
     for line in lines:
