@@ -170,7 +170,8 @@ def trend_figure(points: Sequence[TrendPoint]) -> Figure:
     gaps.set_ylabel("keys")
     gaps.set_ylim(bottom=0)
     gaps.yaxis.set_major_locator(MaxNLocator(integer=True))
-    gaps.set_xlim(xs[0] - 0.6, xs[-1] + 0.6) if xs else None
+    if xs:
+        gaps.set_xlim(xs[0] - 0.6, xs[-1] + 0.6)
     gaps.xaxis.set_major_locator(FixedLocator(list(axis.labels)))
     gaps.set_xticklabels(list(axis.labels.values()), rotation=40, ha="right", rotation_mode="anchor")
     gaps.xaxis.set_minor_locator(FixedLocator(xs))  # a tick for every run, labelled or not

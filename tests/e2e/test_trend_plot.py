@@ -8,8 +8,6 @@ import math
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
-import matplotlib.pyplot as plt
-
 from keysync.application.bootstrap import build
 from keysync.cli.options import load
 from keysync.projections.trends import trend_figure, trend_points
@@ -29,6 +27,8 @@ def run_rows(moments: list[datetime]) -> list[dict]:
 def plotted(points) -> dict:
     """What the figure shows: B's runs' x positions in the discrepancies panel, its x range, cuts and dates."""
     fig = trend_figure(points)
+    import matplotlib.pyplot as plt  # after trend_figure has chosen the headless backend
+
     try:
         _rates, gaps = fig.axes[:2]
         line = next(line for line in gaps.get_lines() if line.get_label() == "B")
