@@ -83,6 +83,11 @@ class KeySyncStore(Application):
     def run(self, originator_id: Any) -> ReconciliationRun:
         return self.repository.get(originator_id)
 
+    def run_options(self, originator_id: Any) -> dict[str, Any]:
+        """The options a run started with (its rules, strategy...), from its first event alone."""
+        started = next(iter(self.events.get(UUID(str(originator_id)), lte=1, limit=1)), None)
+        return dict(getattr(started, "options", None) or {})
+
     def run_snapshots(self, originator_id: Any) -> tuple[dict[str, SourceSnapshot], dict[str, str]]:
         """A run's rows per system, and its unavailable systems' reasons."""
         return snapshots_from_events(self.events.get(UUID(str(originator_id))), self.base_snapshots())

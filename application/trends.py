@@ -4,6 +4,11 @@ A discrepancy is an out-of-authority key (``missing_in_A``: in the system, not i
 (``missing_from_system``: in A, not in the system), per downstream system, as normalized keys. Going from run A
 to run B, a discrepancy present in B but not in A has *opened*; one present in A but not in B is *resolved*.
 A system unavailable in either run is not compared: its empty lists say nothing about its keys.
+
+Each run's discrepancies are the ones it found: its keys normalized under the rules it ran with, as its KPIs (and
+so the trend report) count them. Per system, opened minus resolved is then the change of missing_in_A +
+missing_from_system between the two runs, also across a change of rules, where the same raw keys can open (or
+resolve) discrepancies without any export changing.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import DOWNSTREAM
 from keysync.domain.reconciliation import Reconciliation
 
@@ -41,6 +47,7 @@ class RunComparison:
     run_b: str
     changes: list[Change]
     not_compared: dict[str, str]  # system -> why (unavailable in which run)
+    rules_differ: bool = False  # the two runs normalized keys under different rules
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Per compared system: "<kind>_<change>" -> count, plus "opened" and "resolved" totals."""
@@ -68,6 +75,8 @@ class RunComparison:
                 parts.append(f"{system}: {counts['opened']} opened, {counts['resolved']} resolved")
         if self.not_compared:
             parts.append("not compared: " + ", ".join(f"{s} ({why})" for s, why in self.not_compared.items()))
+        if self.rules_differ:
+            parts.append("normalization rules differ between the runs: each run's keys as it normalized them")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +86,7 @@ class RunComparison:
             "totals": self.totals(),
             "systems": self.counts(),
             "not_compared": dict(self.not_compared),
+            "rules_differ": self.rules_differ,
             "changes": [attrs.asdict(c) for c in self.changes],
         }
 
@@ -103,11 +113,11 @@ def compare_reconciliations(
             was, now = set(old[kind]), set(new[kind])
             changes += [Change(system, kind, "opened", key) for key in sorted(now - was)]
             changes += [Change(system, kind, "resolved", key) for key in sorted(was - now)]
-    return RunComparison(run_a, run_b, changes, not_compared)
+    return RunComparison(run_a, run_b, changes, not_compared, before.rules != after.rules)
 
 
 def compare_runs(projections: Projections, run_a: str, run_b: str) -> RunComparison:
-    """Compare two stored runs by run_id, each recomputed from the event log with the current rules."""
+    """Compare two stored runs by run_id, each recomputed from the event log under the rules it ran with."""
     projections.update_views()
     originators = {}
     runs = {row["run_id"]: row for row in projections.recorder.runs()}
@@ -118,6 +128,14 @@ def compare_runs(projections: Projections, run_a: str, run_b: str) -> RunCompari
         if row["status"] != "completed":
             raise CompareError(f"run {run_id!r} did not complete (status {row['status']}); compare completed runs")
         originators[run_id] = row["originator_id"]
-    before = projections.reconciliation_of(originators[run_a])
-    after = before if run_b == run_a else projections.reconciliation_of(originators[run_b])
+    before = _as_it_ran(projections, originators[run_a])
+    after = before if run_b == run_a else _as_it_ran(projections, originators[run_b])
     return compare_reconciliations(before, after, run_a, run_b)
+
+
+def _as_it_ran(projections: Projections, originator_id: str) -> Reconciliation:
+    """A run's reconciliation under the rules and strategy it started with (a run recorded without them: the
+    current ones), so that its discrepancies are the ones its KPIs counted."""
+    options = projections.store.run_options(originator_id)
+    rules = NormalizationRules(**options["rules"]) if options.get("rules") else None
+    return projections.reconciliation_of(originator_id, rules, options.get("strategy"))

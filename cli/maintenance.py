@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -11,7 +12,7 @@ from keysync.application.bootstrap import build, run_settings
 from keysync.application.reconcile import RunFailed
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.infrastructure.config import config_as_dict, override
-from keysync.infrastructure.mockdata import SCENARIOS
+from keysync.infrastructure.mockdata import DEFAULT_AS_OF, SCENARIOS
 
 
 @click.command("generate")
@@ -22,6 +23,11 @@ from keysync.infrastructure.mockdata import SCENARIOS
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Folder (default: input_dir).")
 @click.option("--format", "kind", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
 @click.option("--days", type=click.IntRange(min=1), help="Write one dated snapshot per day (input/history/DATE/).")
+@click.option(
+    "--end-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help=f"The date the data describes: with --days, the last day's (default {DEFAULT_AS_OF.date()}).",
+)
 @user_errors
 def generate_command(
     config_path: Path | None,
@@ -31,12 +37,15 @@ def generate_command(
     output: Path | None,
     kind: str,
     days: int | None,
+    end_date: datetime | None,
 ) -> None:
     """Write mock exports for Systems A-E, or with --days a day-by-day history of them.
 
     Example: keysync generate --scenario failure --keys 5000 --seed 7
 
     Example: keysync generate --days 30 --scenario drift && keysync replay-history input/history
+
+    Example: keysync generate --days 30 --end-date 2026-12-06 (the 30 days up to that date)
     """
     config = override(load(config_path), scenario=scenario, keys=keys, seed=seed)
     sim = config.simulation
@@ -48,6 +57,7 @@ def generate_command(
         "days_of_history": sim.temporal.days_of_history,
         "spread_history": sim.temporal.simulate_history,
         "kind": kind,
+        "as_of": None if end_date is None else end_date.replace(tzinfo=UTC),
     }
     keysync = build(config)
     if days:

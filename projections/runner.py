@@ -344,10 +344,14 @@ class Projections:
             output_dir, self.write, info, recon, registry_rows, audit_rows, runs, changes, detected=detected
         )
 
-    def reconciliation_of(self, originator_id: str) -> Reconciliation:
-        """Recompute a stored run's reconciliation from its raw observations, with the current rules."""
+    def reconciliation_of(
+        self, originator_id: str, rules: NormalizationRules | None = None, strategy: str | None = None
+    ) -> Reconciliation:
+        """Recompute a stored run's reconciliation from its raw observations, with the current rules unless
+        ``rules`` and ``strategy`` are given."""
         snapshots, reasons = self.store.run_snapshots(originator_id)
-        return reconcile(snapshots, self.rules, self.strategy, unavailable_reasons=reasons)
+        rules, strategy = rules or self.rules, strategy or self.strategy
+        return reconcile(snapshots, rules, strategy, unavailable_reasons=reasons)
 
     def run_keys(self, run: dict[str, Any], recon: Reconciliation | None = None) -> RunKeys:
         """A stored run's normalized keys (``run`` is its run-history row): from ``recon`` (its reconciliation)

@@ -11,11 +11,15 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from keysync.domain.observations import DOWNSTREAM, SYSTEMS
+from keysync.projections.run_axis import Cut, run_axis
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TREND_REPORT = "trend_report.csv"
 TREND_COLUMNS = (
@@ -107,63 +111,86 @@ def plot_format(path: Path) -> str:
 
 
 def write_trend_plot(points: Sequence[TrendPoint], path: Path) -> Path:
-    """Draw match rate and discrepancies (missing_in_A + missing_from_system) per downstream system over the
-    runs' finish times, two panels sharing the time axis, and save as PNG or SVG after ``path``'s suffix.
-
-    System A is left out: it is the authority, compared with itself it always matches. An unavailable system
-    leaves a gap in its line and an "x" on the time axis of the match-rate panel."""
+    """Draw the trend chart (see ``trend_figure``) and save it as PNG or SVG after ``path``'s suffix."""
     image_format = plot_format(path)
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: before pyplot is imported
-    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
 
-    times = {p.run_id: _moment(p.finished_at) for p in points}
-    runs = list(times)
-    xs = [times[run] for run in runs]
-    by_key = {(p.run_id, p.system): p for p in points}
-    fig, (rates, gaps) = plt.subplots(2, 1, sharex=True, figsize=(11, 7), layout="constrained")
+    fig = trend_figure(points)
     try:
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        down_marks = []
-        for index, system in enumerate(DOWNSTREAM):
-            # Shrinking markers and distinct line styles keep systems that coincide visible under each other.
-            style = {"color": colors[index % len(colors)], "marker": "osD^"[index % 4], "markersize": 9 - 1.5 * index,
-                     "linestyle": ("-", "--", "-.", ":")[index % 4], "label": system}  # fmt: skip
-            series = [by_key.get((run, system)) for run in runs]
-            rates.plot(xs, [_value(p, "match_rate") for p in series], **style)
-            gaps.plot(xs, [_value(p, "discrepancies") for p in series], **style)
-            down = [x for x, p in zip(xs, series, strict=True) if p is None or p.status != "ok"]
-            down_marks.append((down, style["color"]))
-        for down, color in down_marks:
-            if down:
-                rates.scatter(down, [0.0] * len(down), marker="x", s=70, color=color, zorder=3, clip_on=False)
-        rates.set_title("Match rate per system")
-        rates.set_ylabel("match rate")
-        rates.set_ylim(-0.02, 1.05)
-        gaps.set_title("Discrepancies per system (missing_in_A + missing_from_system)")
-        gaps.set_ylabel("keys")
-        gaps.set_xlabel("run finished at (UTC)")
-        gaps.set_ylim(bottom=0)
-        gaps.yaxis.set_major_locator(MaxNLocator(integer=True))
-        locator = mdates.AutoDateLocator()
-        gaps.xaxis.set_major_locator(locator)
-        gaps.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        unavailable = Line2D([], [], color="black", marker="x", linestyle="", label="unavailable")
-        for axes in (rates, gaps):
-            axes.grid(True, alpha=0.3)
-        rates.legend(handles=[*rates.get_lines(), unavailable], title="System", loc="upper left",
-                     bbox_to_anchor=(1.01, 1.0), fontsize="small")  # fmt: skip
-        gaps.legend(title="System", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-        fig.suptitle(f"KeySync trends over {len(runs)} completed run(s)")
         metadata = {"Date": None} if image_format == "svg" else None
         fig.savefig(path, format=image_format, metadata=metadata)
     finally:
         plt.close(fig)
     return path
+
+
+def trend_figure(points: Sequence[TrendPoint]) -> Figure:
+    """Match rate and discrepancies (missing_in_A + missing_from_system) per downstream system, two panels
+    sharing one axis of runs: one evenly spaced slot per run, labelled with its date, long pauses cut out
+    (keysync.projections.run_axis). The caller closes the figure (``matplotlib.pyplot.close``).
+
+    System A is left out: it is the authority, compared with itself it always matches. An unavailable system
+    leaves a gap in its line and an "x" at the foot of the match-rate panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: before pyplot is imported
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FixedLocator, MaxNLocator
+
+    times = {p.run_id: _moment(p.finished_at) for p in points}
+    runs = list(times)
+    axis = run_axis(list(times.values()))
+    xs = axis.positions
+    by_key = {(p.run_id, p.system): p for p in points}
+    fig, (rates, gaps) = plt.subplots(2, 1, sharex=True, figsize=(11, 7.5), layout="constrained")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    down_marks = []
+    for index, system in enumerate(DOWNSTREAM):
+        # Shrinking markers and distinct line styles keep systems that coincide visible under each other.
+        style = {"color": colors[index % len(colors)], "marker": "osD^"[index % 4], "markersize": 8 - 1.5 * index,
+                 "linestyle": ("-", "--", "-.", ":")[index % 4], "label": system}  # fmt: skip
+        series = [by_key.get((run, system)) for run in runs]
+        rates.plot(*_broken(xs, [_value(p, "match_rate") for p in series], axis.cuts), **style)
+        gaps.plot(*_broken(xs, [_value(p, "discrepancies") for p in series], axis.cuts), **style)
+        down = [x for x, p in zip(xs, series, strict=True) if p is None or p.status != "ok"]
+        down_marks.append((down, style["color"]))
+    for down, color in down_marks:
+        if down:
+            rates.scatter(down, [0.0] * len(down), marker="x", s=70, color=color, zorder=3, clip_on=False)
+    for cut in axis.cuts:
+        for axes in (rates, gaps):
+            axes.axvspan(cut.at - 0.4, cut.at + 0.4, facecolor="0.93", edgecolor="0.6", hatch="//", lw=0, gid="cut")
+        rates.text(cut.at, 0.5, cut.label, rotation=90, ha="center", va="center", fontsize="small", color="0.3",
+                   bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5})  # fmt: skip
+    rates.set_title("Match rate per system")
+    rates.set_ylabel("match rate")
+    rates.set_ylim(-0.02, 1.05)
+    gaps.set_title("Discrepancies per system (missing_in_A + missing_from_system)")
+    gaps.set_ylabel("keys")
+    gaps.set_ylim(bottom=0)
+    gaps.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if xs:
+        gaps.set_xlim(xs[0] - 0.6, xs[-1] + 0.6)
+    gaps.xaxis.set_major_locator(FixedLocator(list(axis.labels)))
+    gaps.set_xticklabels(list(axis.labels.values()), rotation=40, ha="right", rotation_mode="anchor")
+    gaps.xaxis.set_minor_locator(FixedLocator(xs))  # a tick for every run, labelled or not
+    cut_note = f"; a hatched slot cuts out a pause of over {axis.min_cut.days} days" if axis.cuts else ""
+    gaps.set_xlabel(f"runs, oldest first, one slot each, labelled with the date their data describes (UTC){cut_note}")
+    unavailable = Line2D([], [], color="black", marker="x", linestyle="", label="unavailable")
+    for axes in (rates, gaps):
+        axes.grid(True, alpha=0.3)
+    rates.legend(handles=[*rates.get_lines(), unavailable], title="System", loc="upper left",
+                 bbox_to_anchor=(1.01, 1.0), fontsize="small")  # fmt: skip
+    gaps.legend(title="System", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    fig.suptitle(f"KeySync trends over {len(runs)} completed run(s)")
+    return fig
+
+
+def _broken(xs: list[float], ys: list[float], cuts: Sequence[Cut]) -> tuple[list[float], list[float]]:
+    """The series with a break (NaN) in the slot of every cut: no line pretends to know the pause."""
+    points = sorted([*zip(xs, ys, strict=True), *((cut.at, math.nan) for cut in cuts)])
+    return [x for x, _ in points], [y for _, y in points]
 
 
 def _moment(text: str) -> datetime:

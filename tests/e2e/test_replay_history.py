@@ -91,3 +91,21 @@ def test_trends_put_a_snapshot_replayed_late_at_its_own_date(project):
     project.invoke("replay-history", str(history))
 
     assert [row["finished_at"][:10] for row in project.report("trend_report.csv")][::5] == [early, late]
+
+
+def test_end_date_places_the_history_and_the_same_seed_gives_the_same_bytes(project):
+    def generate(folder: str) -> dict[str, bytes]:
+        arguments = ("--days", "3", "--end-date", "2026-01-10", "--keys", "60", "--seed", "5")
+        out = project.invoke("generate", *arguments, "--output", str(project.root / folder)).stdout.split()
+        assert [p.rsplit("/", 1)[-1] for p in out] == ["2026-01-08", "2026-01-09", "2026-01-10"]
+        root = project.root / folder
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    first, second = generate("one"), generate("two")
+    assert len(first) == 15 and first == second
+    # The last day's keys were last seen within the history window that ends on the end date.
+    with (project.root / "one" / "2026-01-10" / "A.csv").open(encoding="utf-8", newline="") as handle:
+        seen = {row["last_seen_at"][:10] for row in csv.DictReader(handle) if row.get("last_seen_at")}
+    assert max(seen) <= "2026-01-10" and min(seen) >= "2025-12-01"
+    refused = project.invoke("generate", "--days", "2", "--end-date", "10/01/2026", expect=2)
+    assert "--end-date" in refused.stderr
