@@ -142,7 +142,7 @@ def new_run(settings: RunSettings) -> ReconciliationRun:
         run_id=uuid.uuid4().hex[:12],
         mode=settings.mode,
         options={
-            "rules": attrs.asdict(settings.rules),
+            "rules": settings.rules.as_options(),
             "strategy": settings.strategy,
             "auto_approve": settings.auto_approve,
             "dry_run": settings.dry_run,
