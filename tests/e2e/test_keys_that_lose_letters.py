@@ -10,6 +10,7 @@ import os
 import pytest
 
 from keysync.application.bootstrap import build
+from keysync.infrastructure import sources
 from keysync.infrastructure.config import load_config
 from tests.conftest import Project
 
@@ -165,6 +166,38 @@ def test_a_device_given_as_an_export_is_refused_with_one_clear_reason(project: P
 
     assert "System B was unavailable: /dev/zero: not a regular file (a character device), 1 attempt" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_export_far_larger_than_memory_meets_max_file_mb_before_it_is_read(project: Project) -> None:
+    write_all(project, ["CUST-1"])
+    with (project.input / "B.csv").open("r+b") as f:
+        f.truncate(64 << 30)  # 64 GiB, sparse: nothing is written, and nothing may be read
+
+    result = project.invoke("run")
+
+    said = "B.csv: file too large (65,536.0 MB, over processing.max_file_mb = 2,048 MB), 1 attempt"
+    assert said in result.stderr
+
+
+@pytest.mark.parametrize("where", ["_read_rest", "_snapshot"])
+def test_running_out_of_memory_on_an_export_is_one_clear_reason(
+    project: Project, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # A limit set above the memory there is: reading or parsing the export fails for want of memory.
+    write_all(project, ["CUST-1"])
+    real = getattr(sources, where)
+
+    def out_of_memory(*args: object, **kwargs: object) -> object:
+        if "B.csv" in str(args[1] if where == "_snapshot" else getattr(args[0], "name", "")):
+            raise MemoryError
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sources, where, out_of_memory)
+
+    result = project.invoke("run")
+
+    said = "B.csv: not enough memory to read it (lower processing.max_file_mb), 1 attempt"
+    assert said in result.stderr and "Traceback" not in result.stderr
 
 
 # ---- numeric JSON keys -------------------------------------------------------------------------------
