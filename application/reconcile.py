@@ -25,7 +25,7 @@ from keysync.application.incremental import MAX_DELTA_SHARE, BaseSnapshot, Incre
 from keysync.application.ports import ChangeReader, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.domain.line_changes import LineChanges, apply_line_changes
-from keysync.domain.normalization import NormalizationRules, normalize_keys
+from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.reconciliation import Earlier, Reconciliation, reconcile
 from keysync.domain.registry import Registry
@@ -142,7 +142,7 @@ def new_run(settings: RunSettings) -> ReconciliationRun:
         run_id=uuid.uuid4().hex[:12],
         mode=settings.mode,
         options={
-            "rules": attrs.asdict(settings.rules),
+            "rules": settings.rules.as_options(),
             "strategy": settings.strategy,
             "auto_approve": settings.auto_approve,
             "dry_run": settings.dry_run,
@@ -473,12 +473,20 @@ def _kpis(recon: Reconciliation, proposed: list[str], auto_approve: bool, durati
     }
     return {
         **recon.totals(),
+        **_letters_lost(recon),
         "proposed_count": len(proposed),
         "auto_approval_rate": (1.0 if proposed else 0.0) if auto_approve else 0.0,
         "systems_unavailable": sorted(set(SYSTEMS) - recon.available_systems),
         "duration_s": round(duration, 3),
         "systems": per_system,
     }
+
+
+def _letters_lost(recon: Reconciliation, examples: int = 3) -> dict[str, Any]:
+    """How many distinct raw keys lost letters to strip_non_alnum, and a few of them with what they became."""
+    lost = recon.keys_that_lost_letters()
+    shown = [[key, normalize_key(key, recon.rules)] for key in lost[:examples]]
+    return {"letters_lost_count": len(lost), "letters_lost_examples": shown}
 
 
 def _recorded(observation: Observation) -> dict[str, Any]:

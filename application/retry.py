@@ -5,10 +5,11 @@ Python cannot stop a thread. An attempt that overruns its time limit is abandone
 daemon thread (which never holds up the process's exit) and whatever it returns is dropped. A source that hangs
 for ever therefore costs one idle thread per attempt, never the run.
 
-Only the failures a source can have are retried: ``OSError`` (a share that went away, a file being replaced) and
-``SourceUnavailable`` (a file missing, unreadable or cut short, perhaps while its export is being written), and a
-timeout; not ``SourceRefused`` (a file over the size limit), which no retry can change. Any other exception is a
-bug, and is raised at once.
+Only the failures that may pass are retried: an I/O error (``OSError``, or ``SourceUnavailable`` that a reader
+raised for one: a share that went away, a file being replaced) and a timeout. A permanent failure is given up at
+once, after one attempt: ``SourceRefused`` (a file missing, not a regular file, in neither format, without a
+source_key column, over the size limit) and the OSErrors that say the same (no such file, a directory). Any other
+exception is a bug, and is raised at once.
 
 This lives in the application layer, not in infrastructure: when to give up on a system is part of the run's
 policy, and it needs nothing but the standard library.
@@ -37,6 +38,7 @@ DEFAULT_RETRIES = 2
 BACKOFF_BASE_S = 0.5
 
 RETRYABLE = (OSError, SourceUnavailable)
+PERMANENT = (SourceRefused, FileNotFoundError, IsADirectoryError, NotADirectoryError)  # checked first
 
 
 @attrs.frozen
@@ -77,7 +79,8 @@ def call_with_retries(call: Callable[[], T], policy: RetryPolicy, what: str = "t
     """Return what ``call()`` returns, trying up to ``policy.attempts`` times, each within ``policy.timeout_s``.
 
     Raises ``GaveUp`` when every attempt timed out or failed with a retryable error ("timed out after 300 s,
-    3 attempts"); any other exception is raised as it is, at once. ``what`` names the call in the log.
+    3 attempts"), or at once on a permanent one ("file not found, 1 attempt"); any other exception is raised as it
+    is, at once. ``what`` names the call in the log.
     """
     reason = ""
     for attempt in range(1, policy.attempts + 1):
@@ -85,7 +88,7 @@ def call_with_retries(call: Callable[[], T], policy: RetryPolicy, what: str = "t
             return _within(call, policy.timeout_s, what)
         except _TimedOut:
             reason = f"timed out after {policy.timeout_s:g} s"
-        except SourceRefused as error:
+        except PERMANENT as error:
             raise GaveUp(_describe(error), attempt) from error  # trying again cannot help
         except RETRYABLE as error:
             reason = _describe(error)

@@ -63,7 +63,7 @@ def _rules_changed(settings: RunSettings, latest: tuple[dict[str, Any], dict[str
     if latest is None:
         return False
     options = latest[1]
-    return (options.get("rules"), options.get("strategy")) != (attrs.asdict(settings.rules), settings.strategy)
+    return (options.get("rules"), options.get("strategy")) != (settings.rules.as_options(), settings.strategy)
 
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

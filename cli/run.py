@@ -16,6 +16,7 @@ from keysync.application.reconcile import RunFailed
 from keysync.application.service import RunOutcome
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
+from keysync.domain.normalization import NormalizationRules
 from keysync.infrastructure.config import override
 from keysync.infrastructure.logs import setup_logging
 from keysync.infrastructure.mockdata import SCENARIOS
@@ -115,12 +116,26 @@ def run_command(
         print_json(outcome_json(outcome))
     else:
         show(outcome)
+    _say_letters_lost(outcome.result.run.kpis, NormalizationRules(**outcome.result.run.options["rules"]))
     totals = outcome.result.run.kpis  # holds the totals, also for a run that carried them over
     if fail_on_discrepancy and (
         totals["missing_in_A_count"] or totals["missing_from_system_count"] or totals["duplicate_keys_count"]
     ):
         message("Discrepancies found (--fail-on-discrepancy).")
         sys.exit(EXIT_DISCREPANCY)
+
+
+def _say_letters_lost(kpis: dict[str, Any], rules: NormalizationRules) -> None:
+    """One line when strip_non_alnum dropped letters outside ASCII: distinct keys may have merged silently."""
+    count = kpis.get("letters_lost_count", 0)
+    if not count:
+        return
+    examples = ", ".join(f"{raw!r} -> {normalized!r}" for raw, normalized in kpis.get("letters_lost_examples", []))
+    remedy = "normalize.letters: unicode" if rules.ascii_fold else "normalize.ascii_fold or normalize.letters: unicode"
+    message(
+        f"{count} key{'s' if count != 1 else ''} lost non-ASCII letters under strip_non_alnum"
+        f"{f' (e.g. {examples})' if examples else ''}; set {remedy} to keep them"
+    )
 
 
 def _notify(command: str, summary: dict) -> None:

@@ -1,7 +1,12 @@
 """Key normalization: the configurable rules that make raw keys from different systems comparable.
 
-The rules apply in a fixed order (NFKC, trim, uppercase, strip_non_alnum, collapse_delims, pad_numbers),
-and normalization is idempotent: normalizing a normalized key changes nothing.
+The rules apply in a fixed order (NFKC, trim, uppercase, ascii_fold, strip_non_alnum, collapse_delims,
+pad_numbers), and normalization is idempotent: normalizing a normalized key changes nothing.
+
+Which characters strip_non_alnum keeps is ``letters``: "ascii" (A-Z, a-z, 0-9; the default, as before the option
+existed) or "unicode" (every letter and digit, str.isalnum(), with the combining marks that belong to them: a vowel
+sign or an accent left uncomposed is part of its letter). pad_numbers pads runs of ASCII digits only, under either:
+NFKC already turns full-width digits into ASCII ones, and other scripts' digits are left as they are.
 """
 
 from __future__ import annotations
@@ -9,12 +14,14 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 
 import attrs
 import numpy as np
 
 # Characters that separate the parts of a key. Whitespace means anything str.isspace() accepts.
 DELIMITER_PUNCTUATION = "-_./\\:|"
+LETTERS = ("ascii", "unicode")  # what strip_non_alnum keeps: see the module's docstring
 
 
 def _check_collapse_delims(_instance: object, _attribute: object, value: str) -> None:
@@ -35,13 +42,40 @@ class NormalizationRules:
     strip_non_alnum: bool = True
     collapse_delims: str = attrs.field(default="-", validator=_check_collapse_delims)  # "" = off
     pad_numbers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    # Added later: at their defaults they change nothing, and are left out of what a run records (as_options).
+    # Accents folded away (NFKD, then nonspacing marks dropped: "É" -> "E"), before strip_non_alnum. Meant for
+    # Latin-script keys: in other scripts a mark can be what tells two letters apart ("が" -> "か").
+    ascii_fold: bool = False
+    letters: str = attrs.field(default="ascii", validator=attrs.validators.in_(LETTERS))
 
     def describe(self) -> str:
         """A stable one-line description, recorded with every run so a rebuild can tell the rules apart."""
         return (
             f"nfkc,trim={self.trim},uppercase={self.uppercase},strip_non_alnum={self.strip_non_alnum},"
             f"collapse_delims={self.collapse_delims!r},pad_numbers={self.pad_numbers}"
+            + "".join(f",{name}={value!r}" for name, value in self._later_changed().items())
         )
+
+    def as_options(self) -> dict[str, object]:
+        """The rules as a run records them. The options added later appear only when not at their defaults, so
+        that the rules a run recorded before they existed compare equal to the same rules today: upgrading is no
+        change of rules (no rebuild, no deprecation, no re-render)."""
+        options = attrs.asdict(self)
+        for name in _LATER:
+            options.pop(name)
+        return {**options, **self._later_changed()}
+
+    def _later_changed(self) -> dict[str, object]:
+        defaults = NormalizationRules()
+        return {name: getattr(self, name) for name in _LATER if getattr(self, name) != getattr(defaults, name)}
+
+    @property
+    def drops_letters(self) -> bool:
+        """Whether strip_non_alnum removes letters: those outside ASCII, under letters "ascii"."""
+        return self.strip_non_alnum and self.letters == "ascii"
+
+
+_LATER = ("ascii_fold", "letters")  # options added after runs were first recorded
 
 
 _DELIM_CLASS = r"\s" + re.escape(DELIMITER_PUNCTUATION)  # Python's \s is exactly str.isspace()
@@ -53,14 +87,12 @@ _DIGIT_RUN = re.compile(r"[0-9]+")
 
 def normalize_key(raw: str, rules: NormalizationRules) -> str:
     """Normalize one raw key. This is the reference definition; bulk paths must agree with it."""
-    key = unicodedata.normalize("NFKC", raw)
-    if rules.trim:
-        key = key.strip()
-    if rules.uppercase:
-        # NFKC again: upper() can leave NFKC-normal text non-normal ('ΐ'.upper() is three code points).
-        key = unicodedata.normalize("NFKC", key.upper())
+    key = _before_strip(raw, rules)
     if rules.strip_non_alnum:
-        key = (_NOT_ALNUM_OR_DELIM if rules.collapse_delims else _NOT_ALNUM).sub("", key)
+        if rules.letters == "unicode":
+            key = _strip_unicode(key, keep_delims=bool(rules.collapse_delims))
+        else:
+            key = (_NOT_ALNUM_OR_DELIM if rules.collapse_delims else _NOT_ALNUM).sub("", key)
     if rules.collapse_delims:
         # Split on delimiter runs and drop the empty ends: leading and trailing delimiters vanish.
         key = rules.collapse_delims.join(part for part in _DELIM_RUN.split(key) if part)
@@ -68,6 +100,53 @@ def normalize_key(raw: str, rules: NormalizationRules) -> str:
         width = rules.pad_numbers
         key = _DIGIT_RUN.sub(lambda m: m.group().zfill(width), key)
     return key
+
+
+def _before_strip(raw: str, rules: NormalizationRules) -> str:
+    """The key after NFKC, trim, uppercase and ascii_fold."""
+    key = unicodedata.normalize("NFKC", raw)
+    if rules.trim:
+        key = key.strip()
+    if rules.uppercase:
+        # NFKC again: upper() can leave NFKC-normal text non-normal ('ΐ'.upper() is three code points).
+        key = unicodedata.normalize("NFKC", key.upper())
+    if rules.ascii_fold and not key.isascii():
+        key = "".join(c for c in unicodedata.normalize("NFKD", key) if unicodedata.category(c) != "Mn")
+        if rules.trim:  # a mark dropped at either end can leave a space there ("X \u0301")
+            key = key.strip()
+    return key
+
+
+def _strip_unicode(key: str, keep_delims: bool) -> str:
+    """Keep letters, digits and marks (and delimiters when they are collapsed later). NFKC again: a mark can meet
+    a letter it composes with once what stood between them is gone ("a´" is "a \u0301" after NFKC)."""
+    kept = "".join(
+        c for c in key if c.isalnum() or unicodedata.category(c)[0] == "M" or (keep_delims and _is_delimiter(c))
+    )
+    return unicodedata.normalize("NFKC", kept)
+
+
+def _is_delimiter(c: str) -> bool:
+    return c.isspace() or c in DELIMITER_PUNCTUATION
+
+
+def lost_letters(raw: str, rules: NormalizationRules) -> bool:
+    """Whether strip_non_alnum drops a letter or digit from this key that ascii_fold or letters "unicode" would
+    keep (a non-ASCII one under letters "ascii")."""
+    if raw.isascii() or not rules.drops_letters:
+        return False
+    return any(not c.isascii() and c.isalnum() for c in _before_strip(raw, rules))
+
+
+def keys_that_lost_letters(keys: Iterable[str], rules: NormalizationRules) -> list[str]:
+    """The distinct keys among ``keys`` that lost letters, in first-seen order. Only non-ASCII keys are looked at,
+    and a list of ASCII keys is passed over in one C-level scan."""
+    if not rules.drops_letters:
+        return []
+    keys = list(keys) if not isinstance(keys, list) else keys
+    if "".join(keys).isascii():
+        return []
+    return [key for key in dict.fromkeys(key for key in keys if not key.isascii()) if lost_letters(key, rules)]
 
 
 # ---- Bulk path -------------------------------------------------------------------------------------

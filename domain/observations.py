@@ -59,4 +59,6 @@ class SourceUnavailable(Exception):
 
 
 class SourceRefused(SourceUnavailable):
-    """An export that will not be read however often it is tried (larger than the configured limit)."""
+    """An export that will not be read however often it is tried: missing, not a regular file, not in the expected
+    format, without a source_key column, or larger than the configured limit. (Plain SourceUnavailable is an I/O
+    error, which may pass.)"""

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import attrs
 
-from keysync.domain.normalization import NormalizationRules, normalize_keys
+from keysync.domain.normalization import NormalizationRules, keys_that_lost_letters, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, RejectedRow, SourceSnapshot
 from keysync.domain.row_delta import RowDelta, splice
 
@@ -36,6 +36,7 @@ class Duplicate:
     normalized_key: str
     occurrences: int
     source_keys: list[str]  # the distinct raw forms, in file order
+    rows: list[int] = attrs.field(factory=list)  # how many rows hold each of them, in the same order
 
 
 @attrs.frozen
@@ -130,6 +131,15 @@ class Reconciliation:
                 else:
                     found[master] = OutOfAuthorityKey(master, key, [system], raw[first[key]])
         return found
+
+    def keys_that_lost_letters(self) -> list[str]:
+        """The distinct raw keys, over the available systems in A-E order, from which strip_non_alnum dropped a
+        letter or digit that normalize.ascii_fold or normalize.letters "unicode" would have kept."""
+        found: dict[str, None] = {}
+        for result in self.systems.values():
+            if result.snapshot is not None:
+                found.update(dict.fromkeys(keys_that_lost_letters(result.snapshot.keys, self.rules)))
+        return list(found)
 
     def totals(self) -> dict[str, int]:
         return {
@@ -310,14 +320,14 @@ def _duplicates(
 ) -> tuple[list[Duplicate], dict[str, str]]:
     if not duplicated:
         return [], {}
-    forms: dict[str, dict[str, None]] = {key: {} for key in duplicated}
+    forms: dict[str, Counter[str]] = {key: Counter() for key in duplicated}  # in file order, as dicts are
     latest: dict[str, str] = dict.fromkeys(duplicated, "")
     # Only the duplicated keys' rows are visited in Python; finding them runs in C.
     for i in compress(range(len(normalized)), map(duplicated.__contains__, normalized)):
         key = normalized[i]
-        forms[key][snapshot.keys[i]] = None
+        forms[key][snapshot.keys[i]] += 1
         seen = snapshot.last_seen_at[i]
         if seen > latest[key]:
             latest[key] = seen
-    found = [Duplicate(key, counts[key], list(forms[key])) for key in sorted(duplicated)]
+    found = [Duplicate(key, counts[key], list(forms[key]), list(forms[key].values())) for key in sorted(duplicated)]
     return found, latest

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 import yaml
 
-from keysync.domain.normalization import NormalizationRules
+from keysync.domain.normalization import LETTERS, NormalizationRules
 from keysync.domain.observations import SYSTEMS
 
 __all__ = [
@@ -475,7 +475,9 @@ _DAY_S = 86_400.0  # the longest a run waits for a lock or for one read: longer 
 _NORMALIZE_CHECKS: dict[str, _Check] = {
     "trim": _check_bool,
     "uppercase": _check_bool,
+    "ascii_fold": _check_bool,
     "strip_non_alnum": _check_bool,
+    "letters": _choice(*LETTERS),
     "collapse_delims": _check_collapse_delims,
     "pad_numbers": _int(0, 64),
 }

@@ -1,7 +1,9 @@
 """The structure of a JSON export, an array of objects or JSON Lines, turned into string columns.
 
-A record is an object whose known fields are strings or null (null or absent means ""); it needs a
-source_key. Unknown fields are ignored. For an array, a row's "line" is its element's 1-based index.
+A record is an object whose known fields are strings, numbers or null (null or absent means ""); it needs a
+source_key. A number is read as the text it is written as, as a CSV cell would be: 12345 is "12345", 1.50 is "1.50"
+and 1e3 is "1e3" (not 1000). true and false are not text, and make the record rejected. Unknown fields are ignored.
+For an array, a row's "line" is its element's 1-based index.
 """
 
 from __future__ import annotations
@@ -36,8 +38,16 @@ _NOT_SPACE_TEXT = re.compile(r"[^ \t\r\n]")
 _RECORD = pa.struct([(name, pa.string()) for name in FIELDS])
 _SCHEMA = pa.schema(list(_RECORD))
 _ARROW_OPTIONS = pajson.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behavior="ignore")
+
+
+class _Number(str):
+    """A JSON number, as the text it is written as."""
+
+
+# Numbers stay text: json hands parse_int and parse_float the number's own characters.
+_DECODER = json.JSONDecoder(parse_int=_Number, parse_float=_Number)
 # The C scanner behind json.loads, without json.loads' per-call overhead (it matters over 1M lines).
-_scan_json = json.JSONDecoder().scan_once
+_scan_json = _DECODER.scan_once
 _BLOCK_SIZE = 1 << 20  # pyarrow's default: bytes parsed in one go
 
 
@@ -70,7 +80,7 @@ def _one_object(data: bytes) -> bool:
 
 def _parse_array(data: bytes, source: SourceFile) -> ParsedRows:
     try:
-        elements = json.loads(decode_line(data))
+        elements = _DECODER.decode(decode_line(data))
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise source.unavailable(f"not valid JSON: {exc.msg} at {where}") from exc
@@ -156,6 +166,8 @@ def _arrow_json(data: bytes | memoryview, n_lines: int, block_size: int) -> pa.T
 def _shortened(value: object) -> object:
     """A JSON value cut down to what shows its first RAW_KEEP characters (strings and containers cut to RAW_KEEP):
     dumped, it starts as the whole value's dump does, and a huge value is never dumped whole."""
+    if isinstance(value, _Number):  # shown as the number it is, not as a string
+        return int(value) if value.lstrip("-").isdigit() else float(value)
     if isinstance(value, str):
         return value[:RAW_KEEP]
     if isinstance(value, list):
@@ -234,7 +246,8 @@ def _records(
 
 
 def _as_structs(values: list[object]) -> pa.StructArray | None:
-    """All values as arrow records at C speed, or None if any is not an object with string/null fields."""
+    """All values as arrow records at C speed, or None if any is not an object with string/null fields (a number
+    is a string here, a _Number)."""
     if set(map(type, values)) - {dict}:  # arrow would also take a list of pairs as an object
         return None
     try:
@@ -251,15 +264,15 @@ def _json_problem(value: object) -> str:
         field_value = value.get(name)
         if field_value is None:
             continue
-        if not isinstance(field_value, str):
-            return f"{name} is not a string ({_json_type(field_value)})"
+        if not isinstance(field_value, str):  # numbers are _Number, a str
+            return f"{name} is not a string or a number ({_json_type(field_value)})"
         if UNDECODABLE.search(field_value):
             return f"{field_label(name)} is not valid UTF-8"
     return ""
 
 
 def _json_type(value: object) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", _Number: "number", float: "NaN or Infinity"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 

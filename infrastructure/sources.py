@@ -1,7 +1,8 @@
 """Reading one system's export (CSV or JSON) into a SourceSnapshot, validating it row by row.
 
 A bad row is rejected and reported; every other row is still used. Only a file that cannot be used at all
-(missing, unreadable, no usable header, a JSON array that does not parse) raises SourceUnavailable.
+(missing, unreadable, no usable header, a JSON array that does not parse) raises SourceUnavailable: as
+SourceRefused, not worth another attempt, unless an I/O error was the cause.
 
 Reading has two stages. The format modules (csv_source, json_source) turn bytes into ``ParsedRows``: string
 columns of the structurally sound rows, plus the structural rejections. This module then applies the field
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import BinaryIO
 
 import numpy as np
@@ -94,9 +96,12 @@ def parse_export(
     from keysync.infrastructure.csv_source import parse_csv
     from keysync.infrastructure.json_source import parse_json
 
-    with collector_paused():
-        rows = parse_csv(data, source) if kind == "csv" else parse_json(data, source)
-        return _snapshot(rows, source, max_key_length, fingerprint)
+    try:
+        with collector_paused():
+            rows = parse_csv(data, source) if kind == "csv" else parse_json(data, source)
+            return _snapshot(rows, source, max_key_length, fingerprint)
+    except MemoryError:
+        raise source.unavailable("not enough memory to read it (lower processing.max_file_mb)") from None
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -114,7 +119,9 @@ class SourceFile:
         return RejectedRow(self.system, self.file, line, severity, reason, printable(raw))
 
     def unavailable(self, why: str) -> SourceUnavailable:
-        return SourceUnavailable(f"{self.file}: {why}")
+        """A file that cannot be used as it is (not in the format, no source_key column): another attempt at the
+        same bytes would fail the same way, so it is not retried."""
+        return SourceRefused(f"{self.file}: {why}")
 
 
 @dataclass
@@ -347,6 +354,8 @@ def read_file(path: Path, max_file_mb: int) -> tuple[bytes, Fingerprint]:
     try:
         with path.open("rb") as f:
             stat = os.fstat(f.fileno())
+            if not (S_ISREG(stat.st_mode) or S_ISFIFO(stat.st_mode)):  # a device has size 0 and may never end
+                raise SourceRefused(f"{path}: not a regular file ({_file_kind(stat.st_mode)})")
             if stat.st_size > limit:
                 raise _too_large(path, stat.st_size, max_file_mb)
             head = f.read(len(_BOM))
@@ -357,8 +366,12 @@ def read_file(path: Path, max_file_mb: int) -> tuple[bytes, Fingerprint]:
             if head and head != _BOM:  # not seekable (a pipe): the rare case that costs a copy
                 data, head = head + data, b""
     except FileNotFoundError:
-        raise SourceUnavailable(f"{path}: file not found") from None
-    except OSError as exc:
+        raise SourceRefused(f"{path}: file not found") from None
+    except (IsADirectoryError, NotADirectoryError):
+        raise SourceRefused(f"{path}: not a regular file (a directory, or under a file)") from None
+    except MemoryError:
+        raise SourceRefused(f"{path}: not enough memory to read it (lower processing.max_file_mb)") from None
+    except OSError as exc:  # an I/O error, perhaps passing: the one failure worth another attempt
         raise SourceUnavailable(f"{path}: cannot read file ({exc.strerror or exc})") from exc
     size = len(head) + len(data)
     if size > limit:  # it grew while being read
@@ -381,6 +394,16 @@ def _read_rest(f: BinaryIO, expected: int, limit: int) -> bytes:
             break
         more += chunk
     return bytes(more)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (S_ISCHR, "a character device"),
+        (S_ISBLK, "a block device"),
+        (S_ISSOCK, "a socket"),
+        (S_ISDIR, "a directory"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _too_large(path: Path, size: int, max_file_mb: int) -> SourceRefused:

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from keysync.domain.observations import AUTHORITY, SYSTEMS
-from keysync.domain.reconciliation import Reconciliation, SystemResult, master_key_for
+from keysync.domain.reconciliation import Duplicate, Reconciliation, SystemResult, master_key_for
 from keysync.projections.changes import CHANGE_COLUMNS, CHANGES_REPORT
 from keysync.projections.changes import Columns as ChangeColumns
 from keysync.projections.trends import TREND_COLUMNS, TREND_REPORT, trend_rows
@@ -204,12 +204,19 @@ def _gather(values: Sequence[Any] | Mapping[Any, Any], at: Iterable[Any]) -> lis
     return list(map(values.__getitem__, at))
 
 
+def raw_forms(duplicate: Duplicate) -> str:
+    """Every raw form of a duplicated key, in file order, joined by " | "; one held by several rows says how many
+    ("CUST-1 | cust-1 (x2)"), so that occurrences always add up to what the cell shows."""
+    rows = duplicate.rows or [1] * len(duplicate.source_keys)
+    return " | ".join(key if n == 1 else f"{key} (x{n})" for key, n in zip(duplicate.source_keys, rows, strict=True))
+
+
 def _duplicates(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
     for r in recon.systems.values():
         for d in r.duplicates:
             for column, value in zip(
                 DUPLICATE_COLUMNS,
-                [run.run_id, r.system, d.normalized_key, d.occurrences, "|".join(d.source_keys)],
+                [run.run_id, r.system, d.normalized_key, d.occurrences, raw_forms(d)],
                 strict=True,
             ):
                 out[column].append(value)

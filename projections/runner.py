@@ -234,7 +234,7 @@ class Projections:
         )
 
     def _rules_shown(self) -> str:
-        return json.dumps([attrs.asdict(self.rules), self.strategy, self.writing], sort_keys=True)
+        return json.dumps([self.rules.as_options(), self.strategy, self.writing], sort_keys=True)
 
     def status(self) -> dict[str, Any]:
         last = self.store.recorder.max_notification_id() or 0

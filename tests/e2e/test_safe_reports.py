@@ -61,7 +61,7 @@ def test_no_report_cell_starts_a_formula(formulas):
     gaps = {(r["system"], r["master_key"], r["source_key_in_A"]) for r in cells(formulas.output / MISSING_FROM_SYSTEM)}
     assert ("C", "'-2", "'-2") in gaps and ("C", "'@A-KEY", "'@A-KEY") in gaps
     [duplicate] = cells(formulas.output / DUPLICATES)
-    assert (duplicate["normalized_key"], duplicate["source_keys"]) == ("'@SUM(1+1)", "'@SUM(1+1)")
+    assert (duplicate["normalized_key"], duplicate["source_keys"]) == ("'@SUM(1+1)", "'@SUM(1+1) (x2)")
     registry = {r["master_key"]: r for r in cells(formulas.output / REGISTRY)}
     assert registry["'+CUST-9"]["status_reason"] == "'=1+1 \r@evil"
     rejected = {r["severity"]: r for r in cells(formulas.output / REJECTED)}

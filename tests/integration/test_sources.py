@@ -467,7 +467,7 @@ def test_json_array(tmp_path: Path) -> None:
         obj("k1", last_seen_at="2026-01-31T10:00:00Z"),
         "oops",
         {"entity_type": "site"},
-        obj(7),
+        obj(True),
         obj("k5"),
     ]
     path = write(tmp_path, json.dumps(elements, indent=2), "b.json")
@@ -480,7 +480,7 @@ def test_json_array(tmp_path: Path) -> None:
     assert [(r.line, r.severity, r.reason) for r in snapshot.rejected] == [
         (2, "error", "not a JSON object (string)"),
         (3, "error", "missing source_key"),
-        (4, "error", "source_key is not a string (number)"),
+        (4, "error", "source_key is not a string or a number (boolean)"),
     ]
     assert snapshot.rejected[0].raw == '[element 2] "oops"'
 
@@ -540,9 +540,31 @@ def test_json_lines_with_bytes_that_are_not_utf8(tmp_path: Path) -> None:
 
 
 def test_json_non_string_field(tmp_path: Path) -> None:
-    snapshot = read_source("B", write(tmp_path, json.dumps(obj("k1", location_ref=5)), "b.jsonl"), "json")
+    snapshot = read_source("B", write(tmp_path, json.dumps(obj("k1", location_ref=[5])), "b.jsonl"), "json")
 
-    assert_rejected(snapshot, 1, "location_ref is not a string (number)")
+    assert_rejected(snapshot, 1, "location_ref is not a string or a number (array)")
+
+
+NUMBERS = ["12345", "-7", "1.50", "1e3", "0.1E-2", "123456789012345678901234567890"]
+
+
+@pytest.mark.parametrize("layout", ["array", "lines"])
+def test_json_numbers_are_read_as_the_text_they_are_written_as(tmp_path: Path, layout: str) -> None:
+    records = [f'{{"source_system": "B", "source_key": {n}, "location_ref": {n}}}' for n in NUMBERS]
+    records += ['{"source_key": true}', '{"source_key": NaN}', '{"source_key": "k1", "entity_type": false}']
+    text = f"[{', '.join(records)}]" if layout == "array" else "\n".join(records)
+
+    snapshot = read_source("B", write(tmp_path, text, "b.json"), "json")
+
+    assert snapshot.keys == NUMBERS and snapshot.location_refs == NUMBERS
+    assert [(r.line, r.reason) for r in snapshot.rejected] == [
+        (7, "source_key is not a string or a number (boolean)"),
+        (8, "source_key is not a string or a number (NaN or Infinity)"),
+        (9, "entity_type is not a string or a number (boolean)"),
+    ]
+    if layout == "array":  # a number in a rejected element is shown as a number
+        bad = read_source("B", write(tmp_path, '[{"source_key": 12, "entity_type": true}]', "c.json"), "json")
+        assert bad.rejected[0].raw == '[element 1] {"source_key": 12, "entity_type": true}'
 
 
 def test_json_lines_of_plain_objects_apply_the_field_rules(tmp_path: Path) -> None:
@@ -571,12 +593,12 @@ def test_json_lines_read_line_by_line_agree_with_pyarrow(tmp_path: Path) -> None
     records = [obj("k1"), obj(""), obj(None), obj("k4", last_seen_at="bad"), {"source_key": "k5", "x": [1, {}]}]
     lines = [json.dumps(r) for r in records]
     fast = read_source("B", write(tmp_path, "\n".join(lines), "b.jsonl"), "json")
-    careful = read_source("B", write(tmp_path, "\n".join([*lines, json.dumps(obj(6))]), "b.jsonl"), "json")
+    careful = read_source("B", write(tmp_path, "\n".join([*lines, json.dumps(obj(False))]), "b.jsonl"), "json")
 
     for name in ("keys", "entity_types", "location_refs", "last_seen_at", "lines"):
         assert getattr(careful, name) == getattr(fast, name)
     assert careful.rejected[:-1] == fast.rejected
-    assert careful.rejected[-1].reason == "source_key is not a string (number)"
+    assert careful.rejected[-1].reason == "source_key is not a string or a number (boolean)"
 
 
 def test_empty_json_file_is_unavailable(tmp_path: Path) -> None:
@@ -684,7 +706,8 @@ def test_every_json_line_is_accepted_or_rejected_exactly_once(
     assert sorted(snapshot.lines + errors + blank) == list(range(1, len(lines) + 1))
     assert snapshot.rows_read == len(lines) - len(blank)
     for line, key in zip(snapshot.lines, snapshot.keys, strict=True):
-        assert key == records[line - 1]["source_key"]  # type: ignore[index]
+        written = records[line - 1]["source_key"]  # type: ignore[index]
+        assert key == (written if isinstance(written, str) else json.dumps(written))  # a number: as written
 
 
 def test_many_rows_with_one_rewritten_timestamp_are_read(tmp_path):

@@ -153,7 +153,8 @@ def test_default_sources_live_in_input_dir(tmp_path: Path) -> None:
         ("provisioning: {strategy: mirr}", "provisioning.strategy: 'mirr' is not one of mirror, namespaced"),
         (
             "normalize: {upercase: true}",
-            "normalize.upercase: unknown key (allowed: trim, uppercase, strip_non_alnum, collapse_delims, pad_numbers)",
+            "normalize.upercase: unknown key (allowed: trim, uppercase, ascii_fold, strip_non_alnum, letters, "
+            "collapse_delims, pad_numbers)",
         ),
         ("processing: {batch_size: 0}", "processing.batch_size: 0 is out of range (must be >= 1)"),
         ("processing: {batch_size: abc}", "processing.batch_size: 'abc' is not an integer"),
@@ -184,6 +185,8 @@ def test_default_sources_live_in_input_dir(tmp_path: Path) -> None:
         ("store: {backend: mysql}", "store.backend: 'mysql' is not one of sqlite, postgres"),
         ("normalize: {pad_numbers: -1}", "normalize.pad_numbers: -1 is out of range (must be >= 0)"),
         ("normalize: {collapse_delims: 5}", "normalize.collapse_delims: 5 is not a string"),
+        ("normalize: {letters: latin}", "normalize.letters: 'latin' is not one of ascii, unicode"),
+        ("normalize: {ascii_fold: yes please}", "normalize.ascii_fold: 'yes please' is not a boolean"),
         ("output_dir: 12", "output_dir: 12 is not a path"),
         ("output_dir: ''", "output_dir: '' is not a path (it is empty)"),
         ("schedule: '0 2 * *'", "schedule: '0 2 * *' is not a cron expression (need 5 fields"),
@@ -412,7 +415,8 @@ def test_config_as_dict_round_trips(tmp_path: Path) -> None:
         write(
             original_folder,
             "schedule: '*/15 8-18 * * mon-fri'\n"
-            "normalize: {collapse_delims: false, pad_numbers: 6, uppercase: false}\n"
+            "normalize: {collapse_delims: false, pad_numbers: 6, uppercase: false,"
+            " ascii_fold: true, letters: unicode}\n"
             "provisioning: {strategy: namespaced, auto_approve: true}\n"
             "simulation: {seed: 1, scenario: recovery, keys: 10, failures: {inject_corruption: 0.5}}\n"
             "processing: {mode: incremental, batch_size: 10, lock_timeout_s: 0.25}\n"
@@ -695,3 +699,9 @@ def test_notify_command_defaults_to_none_and_round_trips(tmp_path: Path, monkeyp
 def test_notify_errors(tmp_path: Path, text: str, expected: str) -> None:
     file = write(tmp_path, text)
     assert error_of(file) == f"{file}: {expected}"
+
+
+def test_letters_and_ascii_fold_are_read_and_default_to_the_old_rules(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "normalize: {ascii_fold: true, letters: unicode}\n"))
+    assert config.normalize == NormalizationRules(ascii_fold=True, letters="unicode")
+    assert (Config().normalize.ascii_fold, Config().normalize.letters) == (False, "ascii")

@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 from keysync.domain import normalization
 from keysync.domain.normalization import (
     DELIMITER_PUNCTUATION,
+    LETTERS,
     NormalizationRules,
+    keys_that_lost_letters,
+    lost_letters,
     normalize_key,
     normalize_keys,
 )
@@ -105,11 +108,16 @@ rules_strategy = st.builds(
     strip_non_alnum=st.booleans(),
     collapse_delims=st.one_of(st.just(""), st.text(st.sampled_from(DELIMITER_PUNCTUATION), min_size=1)),
     pad_numbers=st.integers(0, 8),
+    ascii_fold=st.booleans(),
+    letters=st.sampled_from(LETTERS),
 )
 
 # Keys full of what the rules act on: delimiters, digits, whitespace, control characters, full-width
 # and compatibility forms, characters whose uppercase or NFKC is surprising.
-KEY_CHARS = "aZz09 -_./\\:|\t\n\x0b\x0c\r\x1c\x1f\x00\x7f#*'+ＣＵ０１－\u3000\u00a0\u2028\u0085ǆΐß´éﬁ²٣\u0301"
+KEY_CHARS = (
+    "aZz09 -_./\\:|\t\n\x0b\x0c\r\x1c\x1f\x00\x7f#*'+ＣＵ０１－\u3000\u00a0\u2028\u0085ǆΐß´éﬁ²٣\u0301"
+    "ÉçØЖй中が\u093f\u0915\u20dd"  # accented, Cyrillic, CJK, kana with a mark, a spacing and an enclosing mark
+)
 keyish = st.text(st.sampled_from(KEY_CHARS), max_size=20)
 ascii_text = st.text(st.characters(codec="ascii"), max_size=20)
 any_text = st.text(st.characters(exclude_categories=()), max_size=20)  # every category, surrogates too
@@ -119,6 +127,7 @@ texts = st.one_of(keyish, ascii_text, any_text)
 @given(raw=texts, rules=rules_strategy)
 @example(raw="ΐ", rules=only(uppercase=True))  # uppercase output that is not NFKC-normal
 @example(raw=" ´x\u3000", rules=only(trim=True))  # NFKC turns ´ into a space and U+0301
+@example(raw="a´", rules=only(strip_non_alnum=True, letters="unicode"))  # the mark meets the a once the space goes
 def test_idempotent(raw: str, rules: NormalizationRules) -> None:
     once = normalize_key(raw, rules)
     assert normalize_key(once, rules) == once
@@ -156,3 +165,78 @@ def test_bulk_equals_scalar_on_many_typical_keys() -> None:
     with mock.patch.object(normalization, "_CHUNK", 1_000):
         for rules in rule_sets:
             assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
+
+
+# ---- Keys that lose letters: ascii_fold and letters ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rules", "raw", "expected"),
+    [
+        (NormalizationRules(), "café-1", "CAF-1"),  # today's default: the letter goes
+        (NormalizationRules(ascii_fold=True), "café-1", "CAFE-1"),
+        (NormalizationRules(ascii_fold=True), "Ångström_ç", "ANGSTROM-C"),
+        (NormalizationRules(ascii_fold=True), "Жук-1", "1"),  # folding does not make Cyrillic ASCII
+        (NormalizationRules(letters="unicode"), "café-1", "CAFÉ-1"),
+        (NormalizationRules(letters="unicode"), " жук_1 ", "ЖУК-1"),
+        (NormalizationRules(letters="unicode"), "東京#01", "東京01"),
+        (NormalizationRules(letters="unicode"), "किताब", "किताब"),  # vowel signs are marks: kept with their letter
+        (NormalizationRules(letters="unicode", ascii_fold=True), "Żółw-é", "ZOŁW-E"),  # ł has no decomposition
+        (NormalizationRules(letters="unicode", pad_numbers=3), "٣-4", "٣-004"),  # only ASCII digits are padded
+        (only(ascii_fold=True, trim=True), "x \u0301", "x"),  # trimmed again after the mark is dropped
+    ],
+)
+def test_keeping_letters(rules: NormalizationRules, raw: str, expected: str) -> None:
+    assert normalize_key(raw, rules) == expected
+    assert normalize_keys([raw] * 100, rules) == [expected] * 100
+
+
+def test_distinct_non_latin_keys_stay_distinct_under_unicode_letters() -> None:
+    keys = ["ЖУК-1", "МАК-1", "東京-1", "大阪-1"]
+    assert len(set(normalize_keys(keys, NormalizationRules()))) == 1  # today: all become "1"
+    assert len(set(normalize_keys(keys, NormalizationRules(letters="unicode")))) == 4
+
+
+def test_letters_must_be_ascii_or_unicode() -> None:
+    with pytest.raises(ValueError, match="letters"):
+        NormalizationRules(letters="latin")
+
+
+def test_rules_recorded_before_the_new_options_load_and_compare_equal() -> None:
+    # What a run recorded before ascii_fold and letters existed.
+    old = {"trim": True, "uppercase": True, "strip_non_alnum": True, "collapse_delims": "-", "pad_numbers": 0}
+    assert NormalizationRules(**old) == NormalizationRules()
+    assert NormalizationRules().as_options() == old
+    assert (
+        NormalizationRules().describe() == "nfkc,trim=True,uppercase=True,strip_non_alnum=True,"
+        "collapse_delims='-',pad_numbers=0"
+    )
+    changed = NormalizationRules(letters="unicode", ascii_fold=True)
+    assert changed.as_options() == {**old, "ascii_fold": True, "letters": "unicode"}
+    assert NormalizationRules(**changed.as_options()) == changed
+    assert changed.describe().endswith(",ascii_fold=True,letters='unicode'")
+
+
+@pytest.mark.parametrize(
+    ("rules", "lost"),
+    [
+        (NormalizationRules(), ["CAFÉ-1", "ЖУК", "東京-1", "٣٣"]),
+        (NormalizationRules(ascii_fold=True), ["ЖУК", "東京-1", "٣٣"]),  # É folds to E: nothing lost
+        (NormalizationRules(letters="unicode"), []),
+        (NormalizationRules(strip_non_alnum=False), []),
+    ],
+)
+def test_keys_that_lost_letters(rules: NormalizationRules, lost: list[str]) -> None:
+    keys = ["CAF-1", "CAFÉ-1", "ЖУК", "CAFÉ-1", "東京-1", "#-é", "٣٣", "x\u00a0y"]
+    # "#-é" is counted only where é is dropped: it is 'key is empty after normalization' then as well.
+    expected = [k for k in keys if k in lost or (k == "#-é" and "CAFÉ-1" in lost)]
+    assert keys_that_lost_letters(keys, rules) == list(dict.fromkeys(expected))
+    assert keys_that_lost_letters(["A", "B"] * 100, rules) == []
+
+
+@given(raw=texts, rules=rules_strategy)
+def test_lost_letters_means_a_letter_went_missing(raw: str, rules: NormalizationRules) -> None:
+    # A key lost letters exactly when letters "unicode" keeps more of its letters and digits.
+    if lost_letters(raw, rules):
+        kept = normalize_key(raw, attrs.evolve(rules, letters="unicode"))
+        assert sum(c.isalnum() for c in kept) > sum(c.isalnum() for c in normalize_key(raw, rules))

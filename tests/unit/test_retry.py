@@ -43,7 +43,7 @@ def release() -> Iterator[threading.Event]:
 
 def test_a_read_that_fails_twice_then_succeeds_is_retried_with_doubling_pauses() -> None:
     pauses: list[float] = []
-    flaky = Flaky(2, SourceUnavailable("B.csv: file not found"))
+    flaky = Flaky(2, SourceUnavailable("B.csv: cannot read file (Input/output error)"))
     assert call_with_retries(flaky, RetryPolicy(retries=2, sleep=pauses.append)) == "read"
     assert flaky.calls == 3
     assert pauses == [0.5, 1.0]
@@ -51,12 +51,30 @@ def test_a_read_that_fails_twice_then_succeeds_is_retried_with_doubling_pauses()
 
 def test_a_read_that_keeps_failing_gives_up_naming_the_last_error_and_the_attempts() -> None:
     pauses: list[float] = []
-    flaky = Flaky(10, FileNotFoundError(2, "No such file or directory", "/data/B.csv"))
+    flaky = Flaky(10, TimeoutError(110, "Connection timed out", "/data/B.csv"))
     with pytest.raises(GaveUp) as raised:
         call_with_retries(flaky, RetryPolicy(retries=3, backoff_s=2.0, sleep=pauses.append))
-    assert str(raised.value) == "No such file or directory: /data/B.csv, 4 attempts"
+    assert str(raised.value) == "Connection timed out: /data/B.csv, 4 attempts"
     assert raised.value.attempts == 4 and flaky.calls == 4
     assert pauses == [2.0, 4.0, 8.0]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (FileNotFoundError(2, "No such file or directory", "/data/B.csv"), "No such file or directory: /data/B.csv"),
+        (IsADirectoryError(21, "Is a directory", "/data/B.csv"), "Is a directory: /data/B.csv"),
+        (SourceRefused("/data/B.csv: no usable header: line 1 has no source_key column"), None),
+        (SourceRefused("/data/B.csv: not valid JSON: Expecting value at line 1 column 1"), None),
+    ],
+)
+def test_a_permanent_failure_is_given_up_after_one_attempt(error: Exception, reason: str | None) -> None:
+    pauses: list[float] = []
+    flaky = Flaky(10, error)
+    with pytest.raises(GaveUp) as raised:
+        call_with_retries(flaky, RetryPolicy(retries=3, sleep=pauses.append))
+    assert str(raised.value) == f"{reason or error}, 1 attempt"
+    assert flaky.calls == 1 and pauses == []
 
 
 def test_a_file_over_the_size_limit_is_not_tried_again() -> None:
@@ -135,7 +153,7 @@ def test_a_run_retries_each_system_and_marks_the_one_that_never_answers_unavaila
         if system == "C":
             release.wait()
         if system == "D":
-            raise SourceUnavailable(f"{path}: file not found")
+            path.unlink(missing_ok=True)  # the reader's own error: permanent, so read once
         return read_source(system, path, kind, max_key_length=max_key_length)
 
     pauses: list[float] = []
@@ -151,8 +169,8 @@ def test_a_run_retries_each_system_and_marks_the_one_that_never_answers_unavaila
     assert observation.snapshots["B"].keys == ["K-1", "K-2"]
     assert observation.reasons == {
         "C": f"{sources['C'].path}: timed out after 0.05 s, 3 attempts",  # the file named, as readers do
-        "D": f"{sources['D'].path}: file not found, 3 attempts",
+        "D": f"{sources['D'].path}: file not found, 1 attempt",
     }
-    assert calls == {"A": 1, "B": 3, "C": 3, "D": 3, "E": 1}
-    assert sorted(pauses) == [0.5, 0.5, 0.5, 1.0, 1.0, 1.0]  # B, C and D each paused twice
+    assert calls == {"A": 1, "B": 3, "C": 3, "D": 1, "E": 1}
+    assert sorted(pauses) == [0.5, 0.5, 1.0, 1.0]  # B and C each paused twice; D not at all
     assert observation.run.unavailable == observation.reasons  # recorded on the run, as SourceUnavailable events
