@@ -99,7 +99,9 @@ def _documented_columns() -> dict[str, list[str]]:
     """docs/reports.md's table: report -> its columns, the notes in parentheses left out."""
     documented = {}
     for name, cells in re.findall(r"^\| `([\w.]+\.csv)` \| (.+) \|$", (ROOT / "docs" / "reports.md").read_text(), re.M):
-        plain = re.sub(r"\([^)]*\)", "", cells)
+        plain = cells
+        while re.search(r"\([^()]*\)", plain):  # innermost first: a note may quote "(x2)"
+            plain = re.sub(r"\([^()]*\)", "", plain)
         documented[name] = [column.strip() for column in plain.partition(": ")[2].split(",")]
     return documented
 
