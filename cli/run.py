@@ -13,7 +13,7 @@ from rich.console import Console
 from keysync.application.bootstrap import build, run_settings
 from keysync.application.notify import failed_run_summary, notify_after_run
 from keysync.application.reconcile import RunFailed
-from keysync.application.service import RunOutcome
+from keysync.application.service import Interruption, RunInterrupted, RunOutcome
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.infrastructure.config import override
@@ -21,6 +21,7 @@ from keysync.infrastructure.logs import setup_logging
 from keysync.infrastructure.mockdata import SCENARIOS
 
 EXIT_DISCREPANCY = 3
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
 log = logging.getLogger("keysync")
 
 
@@ -101,6 +102,9 @@ def run_command(
             outcome = keysync.run(
                 settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."), resume=resume
             )
+    except RunInterrupted as interrupted:
+        message(interruption_line(interrupted.where))
+        sys.exit(EXIT_INTERRUPTED)
     except RunFailed as failure:
         summary = failed_run_summary(failure.run.run_id, failure.reason)
         _notify(config.notify.command, summary)
@@ -111,6 +115,8 @@ def run_command(
         _notify(config.notify.command, {**outcome_json(outcome), "status": "completed"})
     if outcome.result.resumed:
         message(f"Resumed run {outcome.run_id}, which had been interrupted.")
+    for system, why in outcome.superseded.items():
+        message(f"System {system} {why}: read again (the log keeps both recordings; the run used the newer).")
     if as_json:
         print_json(outcome_json(outcome))
     else:
@@ -121,6 +127,23 @@ def run_command(
     ):
         message("Discrepancies found (--fail-on-discrepancy).")
         sys.exit(EXIT_DISCREPANCY)
+
+
+def interruption_line(where: Interruption | None) -> str:
+    """What Ctrl-C left behind, and what the next `keysync run` will do about it."""
+    if where is None or not where.state:
+        return "Interrupted before the run stored anything; the next `keysync run` starts afresh."
+    run = f"run {where.run_id}"
+    if where.state == "completed":
+        return f"Interrupted: {run} is complete and stored, its reports may lag behind: `keysync reports` writes them."
+    if where.state != "running":
+        return f"Interrupted: {run} is {where.state}; the next `keysync run` starts afresh."
+    recorded = [*where.recorded, *(f"{s} (unavailable)" for s in where.unavailable)]
+    has = f"has recorded {', '.join(sorted(recorded))}" if recorded else "had recorded no system yet"
+    return (
+        f"Interrupted: {run} {has}; the next `keysync run` resumes it, reading again any export that changed "
+        "meanwhile (`keysync run --no-resume` starts afresh)."
+    )
 
 
 def _notify(command: str, summary: dict) -> None:
