@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import StoredEvent
 
 from keysync.application.as_of import registry_as_of
@@ -39,7 +40,7 @@ from keysync.application.resume import recheck_recorded
 from keysync.application.store import ConflictError, KeySyncStore
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.reconciliation import Reconciliation
-from keysync.domain.run import COMPLETED, RUNNING, ReconciliationRun
+from keysync.domain.run import RUNNING, ReconciliationRun
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -102,7 +103,7 @@ class MigrationError(Exception):
 @attrs.frozen
 class Interruption:
     """Where an interrupted run stands in the store: ``state`` "running" (the next run resumes it), "completed"
-    (only its reports lag behind), or "" (nothing of it was stored)."""
+    (only its reports lag behind), "" (nothing of it was stored) or "unknown" (the store could not say)."""
 
     run_id: str
     state: str
@@ -160,7 +161,7 @@ class KeySync:
         try:
             return self._run(settings, progress, resume, begun)
         except KeyboardInterrupt:
-            raise RunInterrupted(self._interruption(begun[0]) if begun else None) from None
+            raise RunInterrupted(self._interruption(begun[0] if begun else None)) from None
 
     def _run(
         self, settings: RunSettings, progress: Progress | None, resume: bool, begun: list[ReconciliationRun]
@@ -214,14 +215,23 @@ class KeySync:
             log.warning("run %s: System %s %s; reading it again", observation.run.run_id, system, why,
                         extra={"fields": {"run_id": observation.run.run_id, "system": system}})  # fmt: skip
 
-    def _interruption(self, run: ReconciliationRun) -> Interruption:
-        """What the store holds of ``run``, which was interrupted: the store, not the aggregate in memory, says
-        what the next run will find."""
+    def _interruption(self, run: ReconciliationRun | None) -> Interruption | None:
+        """What the store holds of ``run``, which was interrupted (None: interrupted before it had one, perhaps
+        while taking up an earlier unfinished run, which the store then still holds). The store, not the aggregate
+        in memory, says what the next run will find."""
         try:
+            if run is None:
+                self.projections.update_views()
+                running = [r for r in self.projections.recorder.runs() if r["status"] == RUNNING]
+                if not running:
+                    return None
+                run = self.store.run(UUID(running[0]["originator_id"]))
             stored = self.store.run(run.id)
-        except Exception:  # never saved (or the store is unreachable now): nothing of it to resume
-            return Interruption(run.run_id, "")
-        if stored.state not in (RUNNING, COMPLETED):
+        except AggregateNotFoundError:  # never saved: nothing of it to resume
+            return Interruption(run.run_id, "") if run is not None else None
+        except Exception:  # the store cannot say now (a connection cut by the interruption, say)
+            return Interruption(run.run_id, "unknown") if run is not None else None
+        if stored.state != RUNNING:
             return Interruption(run.run_id, stored.state)
         return Interruption(run.run_id, stored.state, sorted(stored.observed), sorted(stored.unavailable))
 

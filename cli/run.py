@@ -105,6 +105,11 @@ def run_command(
     except RunInterrupted as interrupted:
         message(interruption_line(interrupted.where))
         sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        if not settings.dry_run:
+            raise
+        message("Interrupted: a dry run stores nothing.")
+        sys.exit(EXIT_INTERRUPTED)
     except RunFailed as failure:
         summary = failed_run_summary(failure.run.run_id, failure.reason)
         _notify(config.notify.command, summary)
@@ -134,12 +139,14 @@ def interruption_line(where: Interruption | None) -> str:
     if where is None or not where.state:
         return "Interrupted before the run stored anything; the next `keysync run` starts afresh."
     run = f"run {where.run_id}"
+    if where.state == "unknown":
+        return f"Interrupted: {run}; `keysync history` shows whether the next `keysync run` resumes it."
     if where.state == "completed":
         return f"Interrupted: {run} is complete and stored, its reports may lag behind: `keysync reports` writes them."
     if where.state != "running":
         return f"Interrupted: {run} is {where.state}; the next `keysync run` starts afresh."
     recorded = [*where.recorded, *(f"{s} (unavailable)" for s in where.unavailable)]
-    has = f"has recorded {', '.join(sorted(recorded))}" if recorded else "had recorded no system yet"
+    has = f"has recorded {', '.join(sorted(recorded))}" if recorded else "has recorded no system yet"
     return (
         f"Interrupted: {run} {has}; the next `keysync run` resumes it, reading again any export that changed "
         "meanwhile (`keysync run --no-resume` starts afresh)."
