@@ -168,6 +168,8 @@ def outcome_json(outcome: RunOutcome) -> dict:
         "proposed": len(result.proposed),
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "reports": [str(p) for p in outcome.reports],
+        # a resumed run: each system recorded again, as its export changed since (say), and why
+        **({"read_again": outcome.superseded} if outcome.superseded else {}),
     }
 
 
