@@ -30,7 +30,7 @@ from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceS
 from keysync.domain.reconciliation import Earlier, Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.row_delta import RowDelta, snapshot_delta, splice
-from keysync.domain.run import ReconciliationRun, snapshots_from_events
+from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
 
 
 @attrs.frozen
@@ -93,14 +93,19 @@ class Observation:
     rules_changed: bool = False  # the rules or strategy differ from the last completed run's
     unchanged: set[str] = attrs.Factory(set)  # systems whose export had not changed (incremental runs)
     deltas: dict[str, tuple[SourceSnapshot, RowDelta]] = attrs.Factory(dict)  # changed system -> (base, delta)
+    superseded: dict[str, str] = attrs.Factory(dict)  # resumed: system read again -> why (application.resume)
 
     @classmethod
     def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
         snapshots, reasons = snapshots_from_events(events, base_snapshot)
         observation = cls(run, snapshots, reasons, resumed=True)
         holder = str(run.id)
+        recorded: dict[str, tuple[str, Fingerprint, str, int]] = {}  # a system's latest recording wins
         for e in events:
             name = type(e).__name__
+            if name in RECORDINGS:
+                recorded.pop(e.system, None)
+                observation.unchanged.discard(e.system)
             if name not in ("SourceRead", "SourceChanged", "SourceUnchanged") or not e.fingerprint:
                 continue
             if name == "SourceRead":
@@ -110,8 +115,9 @@ class Observation:
             else:
                 at, depth = e.base, e.depth
                 observation.unchanged.add(e.system)
-            fingerprint = Fingerprint(*e.fingerprint)
-            observation.states[e.system] = SourceState(e.file, fingerprint, at, depth, len(snapshots[e.system]))
+            recorded[e.system] = (e.file, Fingerprint(*e.fingerprint), at, depth)
+        for system, (file, fingerprint, at, depth) in recorded.items():
+            observation.states[system] = SourceState(file, fingerprint, at, depth, len(snapshots[system]))
         return observation
 
     @property

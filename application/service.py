@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import StoredEvent
 
 from keysync.application.as_of import registry_as_of
@@ -35,9 +36,11 @@ from keysync.application.reconcile import (
     settle,
     timed,
 )
+from keysync.application.resume import recheck_recorded
 from keysync.application.store import ConflictError, KeySyncStore
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.reconciliation import Reconciliation
+from keysync.domain.run import RUNNING, ReconciliationRun
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -98,10 +101,30 @@ class MigrationError(Exception):
 
 
 @attrs.frozen
+class Interruption:
+    """Where an interrupted run stands in the store: ``state`` "running" (the next run resumes it), "completed"
+    (only its reports lag behind), "" (nothing of it was stored) or "unknown" (the store could not say)."""
+
+    run_id: str
+    state: str
+    recorded: list[str] = attrs.Factory(list)  # systems whose exports it has recorded
+    unavailable: list[str] = attrs.Factory(list)  # systems it has recorded as unavailable
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, with where the run stands; still a KeyboardInterrupt to whoever does not ask."""
+
+    def __init__(self, where: Interruption | None):
+        super().__init__()
+        self.where = where
+
+
+@attrs.frozen
 class RunOutcome:
     result: RunResult
     reports: list[Path]
     dry_run: bool
+    superseded: dict[str, str] = attrs.Factory(dict)  # resumed: system read again -> why
 
     @property
     def run_id(self) -> str:
@@ -134,6 +157,15 @@ class KeySync:
         if settings.dry_run:
             with collector_paused():
                 return self._dry_run(settings, progress)
+        begun: list[ReconciliationRun] = []  # the run, once there is one: what an interruption reports on
+        try:
+            return self._run(settings, progress, resume, begun)
+        except KeyboardInterrupt:
+            raise RunInterrupted(self._interruption(begun[0] if begun else None)) from None
+
+    def _run(
+        self, settings: RunSettings, progress: Progress | None, resume: bool, begun: list[ReconciliationRun]
+    ) -> RunOutcome:
         with self.lock() as claim, collector_paused():
             observation = self._unfinished(resume)
             if observation is not None:
@@ -143,12 +175,15 @@ class KeySync:
                 )
             else:
                 observation = Observation(new_run(settings))
+            begun.append(observation.run)
             claim(observation.run.run_id)
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
             previous = self._latest_completed()
             observation.rules_changed = _rules_changed(settings, previous)
             incremental = self._incremental(settings, previous)
             try:
+                if observation.resumed and self.fingerprint is not None:
+                    self._recheck(settings, observation, self.fingerprint)
                 observe(settings, observation, self.read_source, self._save, progress, incremental, self.read_changes)
                 result = self._conclude(settings, observation, progress, incremental)
             except RunFailed as failure:
@@ -172,7 +207,33 @@ class KeySync:
                     reports = self.projections.catch_up(result.reconciliation, result.run_id)
                 except OSError as error:  # the run is stored whatever happens to its reports: say which run
                     raise ReportsNotWritten(result.run_id, error) from error
-        return RunOutcome(result, reports, dry_run=False)
+        return RunOutcome(result, reports, dry_run=False, superseded=observation.superseded)
+
+    def _recheck(self, settings: RunSettings, observation: Observation, fingerprint: Fingerprinter) -> None:
+        """A resumed run reads again each system whose export changed since it was recorded."""
+        for system, why in recheck_recorded(settings, observation, fingerprint, self._save).items():
+            log.warning("run %s: System %s %s; reading it again", observation.run.run_id, system, why,
+                        extra={"fields": {"run_id": observation.run.run_id, "system": system}})  # fmt: skip
+
+    def _interruption(self, run: ReconciliationRun | None) -> Interruption | None:
+        """What the store holds of ``run``, which was interrupted (None: interrupted before it had one, perhaps
+        while taking up an earlier unfinished run, which the store then still holds). The store, not the aggregate
+        in memory, says what the next run will find."""
+        try:
+            if run is None:
+                self.projections.update_views()
+                running = [r for r in self.projections.recorder.runs() if r["status"] == RUNNING]
+                if not running:
+                    return None
+                run = self.store.run(UUID(running[0]["originator_id"]))
+            stored = self.store.run(run.id)
+        except AggregateNotFoundError:  # never saved: nothing of it to resume
+            return Interruption(run.run_id, "") if run is not None else None
+        except Exception:  # the store cannot say now (a connection cut by the interruption, say)
+            return Interruption(run.run_id, "unknown") if run is not None else None
+        if stored.state != RUNNING:
+            return Interruption(run.run_id, stored.state)
+        return Interruption(run.run_id, stored.state, sorted(stored.observed), sorted(stored.unavailable))
 
     def _note_baseline_keys(self, incremental: Incremental, observation: Observation, recon: Reconciliation) -> None:
         """Hand the projections the keys of the run this one built on, for the changes since it, when this run

@@ -13,7 +13,7 @@ from rich.console import Console
 from keysync.application.bootstrap import build, run_settings
 from keysync.application.notify import failed_run_summary, notify_after_run
 from keysync.application.reconcile import RunFailed
-from keysync.application.service import RunOutcome
+from keysync.application.service import Interruption, RunInterrupted, RunOutcome
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.domain.normalization import NormalizationRules
@@ -22,6 +22,7 @@ from keysync.infrastructure.logs import setup_logging
 from keysync.infrastructure.mockdata import SCENARIOS
 
 EXIT_DISCREPANCY = 3
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
 log = logging.getLogger("keysync")
 
 
@@ -102,6 +103,14 @@ def run_command(
             outcome = keysync.run(
                 settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."), resume=resume
             )
+    except RunInterrupted as interrupted:
+        message(interruption_line(interrupted.where))
+        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        if not settings.dry_run:
+            raise
+        message("Interrupted: a dry run stores nothing.")
+        sys.exit(EXIT_INTERRUPTED)
     except RunFailed as failure:
         summary = failed_run_summary(failure.run.run_id, failure.reason)
         _notify(config.notify.command, summary)
@@ -112,6 +121,8 @@ def run_command(
         _notify(config.notify.command, {**outcome_json(outcome), "status": "completed"})
     if outcome.result.resumed:
         message(f"Resumed run {outcome.run_id}, which had been interrupted.")
+    for system, why in outcome.superseded.items():
+        message(f"System {system} {why}: read again (the log keeps both recordings; the run used the newer).")
     if as_json:
         print_json(outcome_json(outcome))
     else:
@@ -138,6 +149,25 @@ def _say_letters_lost(kpis: dict[str, Any], rules: NormalizationRules) -> None:
     )
 
 
+def interruption_line(where: Interruption | None) -> str:
+    """What Ctrl-C left behind, and what the next `keysync run` will do about it."""
+    if where is None or not where.state:
+        return "Interrupted before the run stored anything; the next `keysync run` starts afresh."
+    run = f"run {where.run_id}"
+    if where.state == "unknown":
+        return f"Interrupted: {run}; `keysync history` shows whether the next `keysync run` resumes it."
+    if where.state == "completed":
+        return f"Interrupted: {run} is complete and stored, its reports may lag behind: `keysync reports` writes them."
+    if where.state != "running":
+        return f"Interrupted: {run} is {where.state}; the next `keysync run` starts afresh."
+    recorded = [*where.recorded, *(f"{s} (unavailable)" for s in where.unavailable)]
+    has = f"has recorded {', '.join(sorted(recorded))}" if recorded else "has recorded no system yet"
+    return (
+        f"Interrupted: {run} {has}; the next `keysync run` resumes it, reading again any export that changed "
+        "meanwhile (`keysync run --no-resume` starts afresh)."
+    )
+
+
 def _notify(command: str, summary: dict) -> None:
     problem = notify_after_run(command, summary)
     if problem:
@@ -153,6 +183,8 @@ def outcome_json(outcome: RunOutcome) -> dict:
         "proposed": len(result.proposed),
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "reports": [str(p) for p in outcome.reports],
+        # a resumed run: each system recorded again, as its export changed since (say), and why
+        **({"read_again": outcome.superseded} if outcome.superseded else {}),
     }
 
 

@@ -8,6 +8,9 @@ An incremental run records less. A system whose export is unchanged since an ear
 ``SourceUnchanged`` naming the run that holds its rows (its ``base``); a changed one gets ``SourceChanged`` and
 only the rows removed and added since its base (``RowsRemoved``, ``RowsAdded``; keysync.domain.row_delta). Its
 rows are then its base's rows with the delta applied: ``snapshots_from_events`` asks for the base's snapshot.
+
+A resumed run may find that a system it recorded before the interruption has changed since: it records
+``SourceSuperseded`` and then records the system again. The log keeps both recordings; the newer one is the run's.
 """
 
 from __future__ import annotations
@@ -93,6 +96,11 @@ class ReconciliationRun(Aggregate):
     def mark_unavailable(self, system: str, file: str, reason: str) -> None:
         self._source_unavailable(system, file, reason)
 
+    def supersede(self, system: str, file: str, why: str) -> None:
+        """Set aside what this run recorded of ``system`` (``why``: its export changed since, say), to record it
+        again; ``unavailable`` keeps the reason it had been unavailable, if it was."""
+        self._source_superseded(system, file, why, self.unavailable.get(system, ""))
+
     def complete(self, kpis: dict[str, Any]) -> None:
         self._complete(kpis)
 
@@ -104,6 +112,7 @@ class ReconciliationRun(Aggregate):
 
     @event("SourceRead")
     def _read_source(self, system: str, file: str, rows_read: int, fingerprint: list[Any] | None) -> None:
+        self.unavailable.pop(system, None)
         self.observed[system] = 0
 
     @event("KeysObserved")
@@ -122,6 +131,7 @@ class ReconciliationRun(Aggregate):
     def _source_unchanged(
         self, system: str, file: str, fingerprint: list[Any], base: str, depth: int, rows: int
     ) -> None:
+        self.unavailable.pop(system, None)
         self.observed[system] = rows
 
     @event("SourceChanged")
@@ -136,6 +146,7 @@ class ReconciliationRun(Aggregate):
         rows: int,
         lines: list[Any],
     ) -> None:
+        self.unavailable.pop(system, None)
         self.observed[system] = rows
 
     @event("RowsRemoved")
@@ -160,7 +171,13 @@ class ReconciliationRun(Aggregate):
 
     @event("SourceUnavailable")
     def _source_unavailable(self, system: str, file: str, reason: str) -> None:
+        self.observed.pop(system, None)
         self.unavailable[system] = reason
+
+    @event("SourceSuperseded")
+    def _source_superseded(self, system: str, file: str, why: str, unavailable: str) -> None:
+        self.observed.pop(system, None)
+        self.unavailable.pop(system, None)
 
     @event("Completed")
     def _complete(self, kpis: dict[str, Any]) -> None:
@@ -173,6 +190,8 @@ class ReconciliationRun(Aggregate):
         self.error = reason
 
 
+# The events that begin a system's recording in a run, and the one that sets a recording aside.
+RECORDINGS = {"SourceRead", "SourceChanged", "SourceUnchanged", "SourceUnavailable", "SourceSuperseded"}
 ROW_FIELDS = ("keys", "entity_types", "location_refs", "last_seen_at")  # a row's values, as SourceSnapshot names them
 BaseSnapshot = Callable[[str, str], SourceSnapshot]  # (run originator id, system) -> that run's rows of the system
 
@@ -192,6 +211,10 @@ def snapshots_from_events(
         name = type(e).__name__
         if only and getattr(e, "system", only) != only:
             continue
+        if name in RECORDINGS:  # a system's newer recording (after a resume) sets aside its older one
+            snapshots.pop(e.system, None)
+            unavailable.pop(e.system, None)
+            deltas.pop(e.system, None)
         if name == "SourceRead":
             fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
             snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, [], [], [], [], [], [], fp)

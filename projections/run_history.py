@@ -27,6 +27,8 @@ def apply_run_event(rows: dict[str, dict[str, Any]], event: Any) -> str | None:
         }
     elif name == "SourceUnavailable":
         _add_error(rows[key], f"{event.system} unavailable: {event.reason}")
+    elif name == "SourceSuperseded" and getattr(event, "unavailable", ""):  # read again after a resume
+        _drop_error(rows[key], f"{event.system} unavailable: {event.unavailable}")
     elif name == "Completed":
         row = rows[key]
         row.update(finished_at=at, status="completed", kpis=json.dumps(event.kpis, sort_keys=True))
@@ -42,3 +44,10 @@ def apply_run_event(rows: dict[str, dict[str, Any]], event: Any) -> str | None:
 
 def _add_error(row: dict[str, Any], error: str) -> None:
     row["errors"] = f"{row['errors']}; {error}" if row["errors"] else error
+
+
+def _drop_error(row: dict[str, Any], error: str) -> None:
+    for said in (f"; {error}", f"{error}; ", error):  # the errors were joined with "; " as they came
+        if said in row["errors"]:
+            row["errors"] = row["errors"].replace(said, "", 1)
+            return

@@ -149,8 +149,8 @@ def stored_events(project: Project) -> int:
 
 
 def check_log(config: Path) -> dict[str, int]:
-    """Nothing twice and nothing half: per run, each system recorded once, each file line of its rows stored once,
-    at most one ending; per sandbox operation, one event."""
+    """Nothing twice and nothing half: per run, each system recorded once (once more after each recording a resumed
+    run set aside), each file line of its rows stored once, at most one ending; per sandbox operation, one event."""
     recorded: Counter[tuple[Any, str]] = Counter()
     endings: Counter[Any] = Counter()
     rows_read: dict[tuple[Any, str], int] = {}
@@ -162,6 +162,10 @@ def check_log(config: Path) -> dict[str, int]:
         name, run = kind(event), event.originator_id
         if name == "Started":
             runs.add(run)
+        elif name == "SourceSuperseded":  # a resumed run reads a changed export again: its older record set aside
+            recorded[run, event.system] -= 1
+            lines.pop((run, event.system), None)
+            errors.pop((run, event.system), None)
         elif name in RECORDED:
             recorded[run, event.system] += 1
             if name == "SourceRead":

@@ -1,0 +1,205 @@
+"""A resumed run never reconciles stale data: each system it recorded before the interruption is checked against
+its export, and one that changed (or went missing, or came back) is read and recorded again. Ctrl-C says where
+the run stands and what the next `keysync run` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+from tests.e2e.reliability_support import keysync, kind, logged_events, start
+from tests.e2e.test_crash_resume import stable_reports
+
+A = ["CUST-1", "CUST-2", "CUST-3", "PROD-1"]
+# With one observation batch per system and no rejected rows, a run stores Started, then SourceRead and
+# KeysObserved per system: after 5 events it has recorded A and B (each test checks so in the log).
+AFTER_A_AND_B = "5"
+
+
+@pytest.fixture
+def seeded(project: Project, write_systems) -> Project:
+    write_systems(A=A, B=["cust_1", "X-1"], C=A, D=A, E=A)
+    return project
+
+
+def run(project: Project, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return keysync(project.config, "run", *args, env=env)
+
+
+def interrupted_after(project: Project, events: str, *args: str) -> None:
+    crashed = run(project, *args, env={"KEYSYNC_CRASH_AFTER_EVENTS": events})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+
+
+def recorded(project: Project) -> Counter[tuple[str, str]]:
+    """How many times each (event, system) was stored, over the whole log."""
+    return Counter((kind(e), e.system) for e in logged_events(project.config) if hasattr(e, "system"))
+
+
+def missing_in_a(project: Project) -> set[tuple[str, str]]:
+    return {(r["system"], r["normalized_key"]) for r in project.report("diff_missing_in_A.csv")}
+
+
+def reports(output: Path) -> dict:
+    """The reports, less the audit log (a resumed run's log holds the interruption's events too), and less the
+    mode (the fresh run is a full one)."""
+    found = stable_reports(output)
+    del found["audit_log.csv"]
+    return {name: [{k: v for k, v in row.items() if k != "mode"} for row in rows] for name, rows in found.items()}
+
+
+def fresh_reports(project: Project, tmp_path: Path) -> dict:
+    """The reports of an uninterrupted run, in a new store, on the project's exports as they are now."""
+    (tmp_path / "fresh").mkdir()
+    fresh = Project(tmp_path / "fresh")
+    for system in "ABCDE":
+        if (project.input / f"{system}.csv").exists():
+            shutil.copy(project.input / f"{system}.csv", fresh.input)
+    assert run(fresh).returncode == 0
+    return reports(fresh.output)
+
+
+def test_a_resumed_run_reads_again_an_export_that_changed_since_it_was_recorded(seeded, tmp_path):
+    interrupted_after(seeded, AFTER_A_AND_B)
+    assert {s for (name, s) in recorded(seeded) if name == "SourceRead"} == {"A", "B"}
+    seeded.write_system("B", ["CUST-1", "Z-9", "Z-10"])
+
+    resumed = run(seeded)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resumed run" in resumed.stderr
+    assert "System B changed since it was recorded: read again" in resumed.stderr
+    assert "System A" not in resumed.stderr  # A's export is the one recorded
+    assert missing_in_a(seeded) == {("B", "Z-9"), ("B", "Z-10")}
+    assert reports(seeded.output) == fresh_reports(seeded, tmp_path)
+    # The log keeps both recordings of B, the older one set aside; A was read once.
+    log = recorded(seeded)
+    assert log["SourceRead", "B"] == 2 and log["SourceSuperseded", "B"] == 1
+    assert log["SourceRead", "A"] == 1 and log["SourceSuperseded", "A"] == 0
+    audit = [(r["event_type"], r["payload"]) for r in seeded.report("audit_log.csv")]
+    assert [t for t, p in audit if '"system": "B"' in p and t in ("SourceRead", "SourceSuperseded")] == [
+        "SourceRead",
+        "SourceSuperseded",
+        "SourceRead",
+    ]
+
+
+def test_a_resumed_run_whose_exports_did_not_change_reads_nothing_again(seeded, tmp_path):
+    interrupted_after(seeded, AFTER_A_AND_B)
+    # Written again with the same bytes: a newer modification time alone is no change (the content hash says).
+    b = seeded.input / "B.csv"
+    os.utime(b, ns=(b.stat().st_atime_ns, b.stat().st_mtime_ns + 10**9))
+
+    resumed = run(seeded)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resumed run" in resumed.stderr and "read again" not in resumed.stderr
+    log = recorded(seeded)
+    assert all(log["SourceRead", s] == 1 for s in "ABCDE")
+    assert not any(name == "SourceSuperseded" for name, _ in log)
+    assert reports(seeded.output) == fresh_reports(seeded, tmp_path)
+
+
+def test_a_recorded_export_missing_at_resume_is_unavailable_as_in_a_fresh_run(seeded, tmp_path):
+    interrupted_after(seeded, AFTER_A_AND_B)
+    (seeded.input / "B.csv").unlink()
+
+    resumed = run(seeded, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["read_again"] == {"B": "cannot be read now"}
+    assert "System B cannot be read now: read again" in resumed.stderr
+    summary = {r["system"]: r["status"] for r in seeded.report("reconciliation_summary.csv")}
+    assert summary == {"A": "ok", "B": "unavailable", "C": "ok", "D": "ok", "E": "ok"}
+    assert ("B", "X-1") not in missing_in_a(seeded)
+    assert reports(seeded.output) == fresh_reports(seeded, tmp_path)
+
+
+def test_a_system_unavailable_when_recorded_is_read_once_its_export_is_back(seeded, tmp_path):
+    b = (seeded.input / "B.csv").read_bytes()
+    (seeded.input / "B.csv").unlink()
+    interrupted_after(seeded, "4")  # Started, A's two events, B's SourceUnavailable
+    assert recorded(seeded)["SourceUnavailable", "B"] == 1
+    (seeded.input / "B.csv").write_bytes(b)
+
+    resumed = run(seeded)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "System B was unavailable when recorded and can be opened now: read again" in resumed.stderr
+    assert "System B was unavailable:" not in resumed.stderr
+    assert ("B", "X-1") in missing_in_a(seeded)
+    assert reports(seeded.output) == fresh_reports(seeded, tmp_path)
+    history = seeded.invoke("history", "--json").stdout
+    assert "B unavailable" not in history  # the run's errors: B's was set aside with its recording
+
+
+def test_an_incremental_run_resumed_reads_a_changed_export_again_from_its_baseline(seeded, tmp_path):
+    assert run(seeded).returncode == 0  # the baseline
+    seeded.write_system("B", ["cust_1", "X-1", "X-2"])
+    # Started, SourceUnchanged for A, C, D, E (one save), then B's SourceChanged, RowsAdded: B is recorded.
+    interrupted_after(seeded, "7", "-m", "incremental")
+    assert recorded(seeded)["SourceChanged", "B"] == 1
+    seeded.write_system("B", ["cust_1", "X-1", "X-3", "X-4"])
+
+    resumed = run(seeded, "-m", "incremental")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "System B changed since it was recorded: read again" in resumed.stderr
+    assert "B (-0 +2 rows) recorded as changes" in resumed.stderr
+    assert {k for s, k in missing_in_a(seeded) if s == "B"} == {"X-1", "X-3", "X-4"}
+    history = {"changes_since_last_run.csv", "trend_report.csv"}  # a fresh store has no earlier run
+    expected = {name: rows for name, rows in fresh_reports(seeded, tmp_path).items() if name not in history}
+    assert {name: rows for name, rows in reports(seeded.output).items() if name not in history} == expected
+    changes = {(r["change"], r["key"]) for r in seeded.report("changes_since_last_run.csv")}
+    assert ("key_added", "X-3") in changes and ("key_added", "X-2") not in changes
+
+
+def test_an_incremental_run_resumed_after_its_export_went_back_carries_the_baseline_over(seeded, tmp_path):
+    assert run(seeded).returncode == 0
+    before = (seeded.input / "B.csv").read_bytes()
+    seeded.write_system("B", ["cust_1", "X-1", "X-2"])
+    interrupted_after(seeded, "7", "-m", "incremental")
+    (seeded.input / "B.csv").write_bytes(before)  # the change undone, before the resume
+
+    resumed = run(seeded, "-m", "incremental")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "System B changed since it was recorded: read again" in resumed.stderr
+    assert "No export changed since run" in resumed.stderr  # B, recorded again, is the baseline's export
+    assert {k for s, k in missing_in_a(seeded) if s == "B"} == {"X-1"}
+
+
+def test_ctrl_c_says_what_the_run_recorded_and_the_next_run_resumes_it(seeded):
+    process = start(seeded.config, "run", env={"KEYSYNC_PAUSE_AFTER_EVENTS": AFTER_A_AND_B})
+    assert process.stderr is not None
+    said = []
+    while not said or not said[-1].startswith("paused after"):  # the run waits there for the signal
+        line = process.stderr.readline()
+        assert line, f"the run ended before its pause: {said}"
+        said.append(line)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "Aborted" not in err
+    run_id = next(e.run_id for e in logged_events(seeded.config) if kind(e) == "Started")
+    assert f"Interrupted: run {run_id} has recorded A, B; the next `keysync run` resumes it" in err
+    resumed = run(seeded)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resumed run {run_id}" in resumed.stderr
+
+
+def test_ctrl_c_after_the_run_is_stored_says_that_only_its_reports_lag(seeded):
+    assert run(seeded).returncode == 0  # to count a whole run's events: the pause comes after its last save
+    total = len(logged_events(seeded.config))
+    shutil.rmtree(seeded.root / "data")
+    process = start(seeded.config, "run", env={"KEYSYNC_PAUSE_AFTER_EVENTS": str(total)})
+    assert process.stderr is not None
+    while not (line := process.stderr.readline()).startswith("paused after"):
+        assert line, "the run ended before its pause"
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "is complete and stored, its reports may lag behind: `keysync reports` writes them" in err

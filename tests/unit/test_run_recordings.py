@@ -1,0 +1,78 @@
+"""A run that records a system again (a resumed run whose export changed meanwhile): folding its events gives the
+newer recording, whatever the two were (rows whole, rows as a delta, unchanged, unavailable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keysync.domain.observations import Fingerprint, SourceSnapshot
+from keysync.domain.row_delta import snapshot_delta
+from keysync.domain.run import ReconciliationRun, snapshots_from_events
+
+BASE_RUN = "base-run"
+BASE = SourceSnapshot("B", "B.csv", 3, ["K1", "K2", "K3"], ["c"] * 3, [""] * 3, [""] * 3, [2, 3, 4], [])
+
+
+def rows(keys: list[str], seed: int) -> SourceSnapshot:
+    n = len(keys)
+    fp = Fingerprint(size=seed, mtime_ns=seed, sha256=f"{seed:064x}")
+    return SourceSnapshot("B", "B.csv", n, keys, ["c"] * n, [""] * n, [""] * n, list(range(2, n + 2)), [], fp)
+
+
+# One recording of System B: ("whole"|"delta"|"unchanged"|"unavailable", keys it stands for)
+recordings = st.tuples(
+    st.sampled_from(["whole", "delta", "unchanged", "unavailable"]),
+    st.lists(st.sampled_from(["K1", "K2", "K3", "K4", "K5"]), max_size=5),
+)
+
+
+def record(run: ReconciliationRun, how: str, keys: list[str], seed: int) -> tuple[list[str] | None, str]:
+    """Record B on ``run``; return the keys and unavailable reason that folding must then give."""
+    snapshot = rows(keys, seed)
+    if how == "whole":
+        run.observe(snapshot, batch_size=2)
+    elif how == "delta":
+        run.observe_changes(snapshot, BASE_RUN, 1, snapshot_delta(BASE, snapshot), batch_size=2)
+    elif how == "unchanged":
+        run.observe_unchanged("B", "B.csv", snapshot.fingerprint, BASE_RUN, 0, len(BASE))  # type: ignore[arg-type]
+        return BASE.keys, ""
+    else:
+        run.mark_unavailable("B", "B.csv", f"reason {seed}")
+        return None, f"reason {seed}"
+    return keys, ""
+
+
+def base_snapshot(run: str, system: str) -> SourceSnapshot:
+    assert (run, system) == (BASE_RUN, "B")
+    return BASE
+
+
+@given(st.lists(recordings, min_size=1, max_size=4), st.booleans())
+def test_the_newest_recording_of_a_system_is_the_runs(history: list[tuple[str, list[str]]], supersede: bool) -> None:
+    run = ReconciliationRun(run_id="r1", mode="incremental", options={}, actor="test")
+    expected: tuple[list[str] | None, str] = (None, "")
+    for seed, (how, keys) in enumerate(history, start=1):
+        if seed > 1 and supersede:  # as a resumed run does; an older store's fold must not need it
+            run.supersede("B", "B.csv", "changed since it was recorded")
+        expected = record(run, how, keys, seed)
+    events: list[Any] = run.collect_events()
+    snapshots, unavailable = snapshots_from_events(events, base_snapshot)
+    keys, reason = expected
+    assert (snapshots["B"].keys if "B" in snapshots else None) == keys
+    assert unavailable.get("B", "") == reason
+    assert run.unavailable.get("B", "") == reason
+    assert ("B" in run.observed) == (keys is not None)
+
+
+def test_a_superseded_recording_not_yet_replaced_leaves_the_system_to_read() -> None:
+    run = ReconciliationRun(run_id="r1", mode="full", options={}, actor="test")
+    run.observe(rows(["K1"], 1), batch_size=2)
+    run.mark_unavailable("C", "C.csv", "file not found")
+    run.supersede("B", "B.csv", "changed since it was recorded")
+    run.supersede("C", "C.csv", "was unavailable when recorded and can be opened now")
+    snapshots, unavailable = snapshots_from_events(run.collect_events())
+    assert snapshots == {} and unavailable == {}
+    assert run.observed == {} and run.unavailable == {}
