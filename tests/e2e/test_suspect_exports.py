@@ -4,11 +4,13 @@ accepted rows stand in for it; Deprecated keys come back, by hand or when a run 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from keysync.domain.registry import REASON_SEEN_AGAIN, REASON_VANISHED
 from keysync.projections.reports import AUDIT, CHANGES, MISSING_IN_A, REGISTRY, SUMMARY
+from tests.e2e.test_crash_resume import events, keysync
 
 A = [f"CUST-{i:03}" for i in range(1, 11)]
 ONLY_D = [f"DKEY-{i:02}" for i in range(1, 11)]  # master keys whose only source is System D
@@ -164,3 +166,31 @@ def test_a_run_over_the_sandboxs_exports_says_so(project):
 def test_a_run_over_other_exports_does_not_mention_the_sandbox(project, write_systems):
     write_systems(A=A, B=A, C=A, D=D, E=A)
     assert "sandbox" not in project.invoke("run").stderr
+
+
+def test_a_run_killed_after_holding_an_export_back_resumes_with_it_held_back(project, write_systems, tmp_path_factory):
+    write_systems(A=A, B=A, C=A, D=D, E=A)
+    project.invoke("run")
+    project.invoke("registry", "approve", "--all")
+    project.write_system("D", [])
+    pristine = tmp_path_factory.mktemp("pristine") / "project"
+    shutil.copytree(project.root, pristine)
+    for crash_after in range(1, 40):
+        shutil.rmtree(project.root)
+        shutil.copytree(pristine, project.root)
+        crashed = keysync(project, "run", env={"KEYSYNC_CRASH_AFTER_EVENTS": str(crash_after)})
+        assert crashed.returncode == -9, crashed.stderr
+        stored = [topic for _, topic in events(project)]
+        this_run = stored[len(stored) - stored[::-1].index("Started") - 1 :]
+        assert "Completed" not in this_run, "no crash point between holding D back and completing"
+        if "SourceHeldBack" in this_run:
+            break  # killed after the checkpoint that recorded D held back, before the end
+    resumed = keysync(project, "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resumed run" in resumed.stderr and "System D's export was held back" in resumed.stderr
+    assert summary(project)["D"]["status"] == "suspect"
+    assert set(statuses(project).values()) == {"Active"}
+    history = json.loads(project.invoke("history", "--json").stdout)
+    assert "D suspect: its export has no valid rows" in history[0]["errors"]
+    outcome, _ = run(project)  # the resumed run kept D's accepted export as the baseline
+    assert outcome["suspect"].keys() == {"D"} and outcome["deprecated"] == 0

@@ -695,3 +695,25 @@ def test_notify_command_defaults_to_none_and_round_trips(tmp_path: Path, monkeyp
 def test_notify_errors(tmp_path: Path, text: str, expected: str) -> None:
     file = write(tmp_path, text)
     assert error_of(file) == f"{file}: {expected}"
+
+
+# ---- processing.max_shrink
+
+
+def test_max_shrink_is_half_by_default_and_a_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config().processing.max_shrink == 0.5
+    assert load_config(write(tmp_path, "processing: {max_shrink: 1}\n")).processing.max_shrink == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("processing: {max_shrink: 1.5}", "processing.max_shrink: 1.5 is out of range (must be between 0 and 1)"),
+        ("processing: {max_shrink: -0.1}", "processing.max_shrink: -0.1 is out of range (must be between 0 and 1)"),
+        ("processing: {max_shrink: half}", "processing.max_shrink: 'half' is not a number"),
+    ],
+)
+def test_max_shrink_errors(tmp_path: Path, text: str, expected: str) -> None:
+    file = write(tmp_path, text)
+    assert error_of(file) == f"{file}: {expected}"
