@@ -10,6 +10,7 @@ import functools
 import getpass
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,7 +155,9 @@ def _run_lock(config: Config, projections: Projections) -> RunLock:
     return lambda: file_lock(lock_path)
 
 
-def run_settings(config: Config, *, dry_run: bool = False, actor: str | None = None) -> RunSettings:
+def run_settings(
+    config: Config, *, dry_run: bool = False, actor: str | None = None, accept_shrink: Collection[str] = ()
+) -> RunSettings:
     return RunSettings(
         sources={s: SourceSpec(s, src.path, src.type) for s, src in config.sources.items()},
         rules=config.normalize,
@@ -168,4 +171,6 @@ def run_settings(config: Config, *, dry_run: bool = False, actor: str | None = N
         parallel=config.processing.parallel,
         retry=RetryPolicy(timeout_s=config.processing.timeout_s, retries=config.processing.retries),
         actor=actor or current_user(),
+        max_shrink=config.processing.max_shrink,
+        accept_shrink=frozenset(accept_shrink),
     )

@@ -77,7 +77,7 @@ def _mentions(event: Any, key: str, rules: NormalizationRules) -> bool:
         return any(key in (entry[0], entry[1]) for entry in event.entries)
     if name == "MasterKeysSeen":
         return any(key == entry[0] for entry in event.entries)
-    if name in ("MasterKeysActivated", "MasterKeysDeprecated"):
+    if name in ("MasterKeysActivated", "MasterKeysDeprecated", "MasterKeysReactivated"):
         return key in event.master_keys
     return False
 

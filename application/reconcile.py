@@ -7,6 +7,9 @@
 An incremental run (keysync.application.incremental) fingerprints each export first: an unchanged one is not
 read, and a changed one records only the rows removed and added since the run that last held its rows. When no
 export changed and the rules are the same, the run carries the last reconciliation over instead of redoing it.
+
+Either way a downstream export whose valid rows fell too far is held back as suspect, and the rows of the
+system's last accepted export stand in for it (keysync.application.suspect).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import attrs
 from keysync.application.incremental import MAX_DELTA_SHARE, BaseSnapshot, Incremental, SourceState
 from keysync.application.ports import ChangeReader, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
+from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard
 from keysync.domain.line_changes import LineChanges, apply_line_changes
 from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
-from keysync.domain.reconciliation import Earlier, Reconciliation, reconcile
-from keysync.domain.registry import Registry
+from keysync.domain.reconciliation import Earlier, Reconciliation, SystemResult, reconcile
+from keysync.domain.registry import Registry, RunDecisions
 from keysync.domain.row_delta import RowDelta, snapshot_delta, splice
 from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
 
@@ -57,6 +61,8 @@ class RunSettings:
     actor: str = "keysync"
     as_of: str = ""  # the moment the data describes, when it is not now (a replayed snapshot's date)
     retry: RetryPolicy = attrs.Factory(RetryPolicy)  # each system's read: time limit, retries, backoff
+    max_shrink: float = MAX_SHRINK  # the share of its valid rows an export may lose before it is held back
+    accept_shrink: frozenset[str] = frozenset()  # systems whose new export is taken as it is, however small
 
     def resuming(self, run: ReconciliationRun) -> RunSettings:
         """These settings with the decisions an interrupted run had already made (rules, strategy...)."""
@@ -94,6 +100,7 @@ class Observation:
     unchanged: set[str] = attrs.Factory(set)  # systems whose export had not changed (incremental runs)
     deltas: dict[str, tuple[SourceSnapshot, RowDelta]] = attrs.Factory(dict)  # changed system -> (base, delta)
     superseded: dict[str, str] = attrs.Factory(dict)  # resumed: system read again -> why (application.resume)
+    guard: ShrinkGuard | None = None  # holds back suspect exports (None: every export is taken as it is)
 
     @classmethod
     def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
@@ -121,6 +128,11 @@ class Observation:
         return observation
 
     @property
+    def held_back(self) -> dict[str, str]:
+        """The systems whose export was held back as suspect, and why (kept on the run: a resumed run has them)."""
+        return self.run.held_back
+
+    @property
     def pending(self) -> list[str]:
         return [s for s in SYSTEMS if s not in self.snapshots and s not in self.reasons and s not in self.unchanged]
 
@@ -133,6 +145,7 @@ class RunResult:
     proposed: list[str]
     timings: dict[str, float]
     resumed: bool = False
+    decisions: RunDecisions | None = None  # the run's registry decisions (None when it carried the last over)
 
     @property
     def run_id(self) -> str:
@@ -191,7 +204,16 @@ def observe(
             if isinstance(outcome, LineChanges):
                 assert incremental is not None
                 outcome = _apply(settings, incremental, outcome, read_source)
-            if isinstance(outcome, SourceSnapshot):
+            taken = outcome[2] if isinstance(outcome, tuple) else outcome
+            suspicion = (
+                observation.guard.suspicion(system, len(taken))
+                if observation.guard is not None and isinstance(taken, SourceSnapshot)
+                else ""
+            )
+            if suspicion:
+                assert isinstance(taken, SourceSnapshot) and observation.guard is not None
+                _hold_back(observation, observation.guard, taken, suspicion)
+            elif isinstance(outcome, SourceSnapshot):
                 _record(settings, observation, outcome, incremental)
             elif isinstance(outcome, tuple):
                 _record_delta(settings, observation, *outcome)
@@ -238,6 +260,17 @@ def _record(
         return
     run.observe(snapshot, settings.batch_size)
     _note_state(observation, snapshot, 0)
+
+
+def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSnapshot, reason: str) -> None:
+    """Record a suspect export as held back: the rows of the system's last accepted export stand in for it."""
+    system = snapshot.system
+    accepted = guard.accepted[system]
+    observation.run.hold_back(snapshot, reason, accepted.as_json())
+    observation.snapshots[system] = guard.rows_of(accepted.holder, system)
+    state = accepted.state()
+    if state is not None:  # the next incremental run compares the export with the accepted one
+        observation.states[system] = state
 
 
 def _deltas_from(
@@ -306,7 +339,9 @@ def carry_over(settings: RunSettings, observation: Observation, incremental: Inc
     baseline, run = incremental.baseline, observation.run
     if not baseline.decides_like(run.options):
         return None
-    kpis = {**baseline.kpis, "proposed_count": 0, "auto_approval_rate": 0.0, "carried_from": baseline.basis}
+    if any(counts.get("status") == "suspect" for counts in baseline.kpis.get("systems", {}).values()):
+        return None  # the held-back export is gone again: this run's summary is not that run's
+    kpis = {**baseline.kpis, **_decided(RunDecisions(), auto_approve=False), "carried_from": baseline.basis}
     kpis.update(duration_s=round(time.perf_counter() - observation.began, 3), sources=_sources(observation))
     kpis["recorded"] = _recorded(observation)
     run.complete(kpis)
@@ -414,7 +449,7 @@ def settle(
     """Record the run's findings in the registry and complete the run (no I/O: safe to retry on a conflict)."""
     (progress or (lambda _phase: None))("updating the registry")
     run = observation.run
-    proposed = registry.record_run(
+    decided = registry.decide_run(
         run.run_id,
         recon.out_of_authority(),
         recon.authority.first_row.keys(),
@@ -423,11 +458,14 @@ def settle(
         actor=settings.actor,
         rules_changed=observation.rules_changed,
     )
-    kpis = _kpis(recon, proposed, settings.auto_approve, time.perf_counter() - observation.began)
+    kpis = _kpis(recon, decided, settings.auto_approve, time.perf_counter() - observation.began, run.held_back)
     if settings.mode == "incremental":
         kpis["recorded"] = _recorded(observation)
-    run.complete({**kpis, "sources": _sources(observation)})
-    return RunResult(run, registry, recon, proposed, observation.timings, observation.resumed)
+    kpis.update(sources=_sources(observation), accepted=_accepted(observation))
+    run.complete(kpis)
+    return RunResult(
+        run, registry, recon, decided.proposed, observation.timings, observation.resumed, decisions=decided
+    )
 
 
 def _read_all(
@@ -462,27 +500,19 @@ def _read_all(
     return {system: read(system) for system in systems}
 
 
-def _kpis(recon: Reconciliation, proposed: list[str], auto_approve: bool, duration: float) -> dict[str, Any]:
-    per_system = {
-        r.system: {
-            "status": "ok" if r.available else "unavailable",
-            "rows_read": r.snapshot.rows_read if r.snapshot is not None else 0,
-            "rows_rejected": r.rows_rejected,
-            "unique_keys": r.unique_keys,
-            "matched_in_A": r.matched,
-            "missing_in_A": len(r.missing_in_a),
-            "missing_from_system": len(r.missing_from_system),
-            "duplicate_keys": len(r.duplicates),
-            "match_rate": round(r.match_rate, 6),
-        }
-        for r in recon.systems.values()
-    }
+FIRST_FEW = 5  # master keys a run's KPIs name, of each kind of decision
+
+
+def _kpis(
+    recon: Reconciliation, decided: RunDecisions, auto_approve: bool, duration: float, held_back: Mapping[str, str]
+) -> dict[str, Any]:
+    per_system = {r.system: _system_kpis(r, held_back.get(r.system, "")) for r in recon.systems.values()}
     return {
         **recon.totals(),
         **_letters_lost(recon),
-        "proposed_count": len(proposed),
-        "auto_approval_rate": (1.0 if proposed else 0.0) if auto_approve else 0.0,
+        **_decided(decided, auto_approve=auto_approve),
         "systems_unavailable": sorted(set(SYSTEMS) - recon.available_systems),
+        "systems_suspect": sorted(held_back),
         "duration_s": round(duration, 3),
         "systems": per_system,
     }
@@ -495,12 +525,76 @@ def _letters_lost(recon: Reconciliation, examples: int = 3) -> dict[str, Any]:
     return {"letters_lost_count": len(lost), "letters_lost_examples": shown}
 
 
+def _system_kpis(r: SystemResult, held_back: str) -> dict[str, Any]:
+    """One system's counts; a held-back system's are those of the rows standing in for its export."""
+    if held_back:
+        status = {"status": "suspect", "status_reason": held_back}
+    elif r.available:
+        status = {"status": "ok"}
+    else:
+        status = {"status": "unavailable", "status_reason": r.unavailable_reason}
+    return {
+        **status,
+        "rows_read": r.snapshot.rows_read if r.snapshot is not None else 0,
+        "rows_rejected": r.rows_rejected,
+        "unique_keys": r.unique_keys,
+        "matched_in_A": r.matched,
+        "missing_in_A": len(r.missing_in_a),
+        "missing_from_system": len(r.missing_from_system),
+        "duplicate_keys": len(r.duplicates),
+        "match_rate": round(r.match_rate, 6),
+    }
+
+
+def _decided(decided: RunDecisions, *, auto_approve: bool) -> dict[str, Any]:
+    """How many master keys a run proposed, deprecated and returned, with the first few of each and why."""
+    proposed = decided.proposed
+    return {
+        "proposed_count": len(proposed),
+        "proposed_first": proposed[:FIRST_FEW],
+        "auto_approval_rate": (1.0 if proposed else 0.0) if auto_approve else 0.0,
+        "deprecated_count": sum(map(len, decided.deprecated.values())),
+        "deprecated": [
+            {"reason": reason, "count": len(keys), "first": keys[:FIRST_FEW]}
+            for reason, keys in decided.deprecated.items()
+        ],
+        "returned_count": sum(map(len, decided.returned.values())),
+        "returned": [
+            {"status": status, "count": len(keys), "first": keys[:FIRST_FEW]}
+            for status, keys in decided.returned.items()
+        ],
+    }
+
+
+def _accepted(observation: Observation) -> dict[str, Any]:
+    """Each system's last accepted export after this run: the one read now, unless it was held back; the one
+    before for a held-back or unavailable system (keysync.application.suspect)."""
+    run, before = observation.run, observation.guard.accepted if observation.guard is not None else {}
+    found: dict[str, Any] = {}
+    for system in SYSTEMS:
+        if system in run.stand_ins:
+            found[system] = run.stand_ins[system]
+        elif system in observation.snapshots and system not in observation.reasons:
+            snapshot, state = observation.snapshots[system], observation.states.get(system)
+            if state is not None:
+                accepted = Accepted(run.run_id, state.holder, state.depth, state.rows, state.file,
+                                    list(attrs.astuple(state.fingerprint)))  # fmt: skip
+            else:
+                accepted = Accepted(run.run_id, str(run.id), 0, len(snapshot), snapshot.file)
+            found[system] = accepted.as_json()
+        elif system in before:
+            found[system] = before[system].as_json()
+    return found
+
+
 def _recorded(observation: Observation) -> dict[str, Any]:
     """How an incremental run recorded each system's export: "unchanged", as its changes (the rows removed and
     added, or "changes" after a resume), or "whole"."""
     run_id, found = str(observation.run.id), {}
-    for system, state in sorted(observation.states.items()):
-        if state.holder != run_id:
+    for system, state in sorted(_states(observation).items()):
+        if system in observation.held_back:
+            found[system] = "suspect"
+        elif state.holder != run_id:
             found[system] = "unchanged"
         elif state.depth == 0:
             found[system] = "whole"
@@ -513,7 +607,18 @@ def _recorded(observation: Observation) -> dict[str, Any]:
 
 
 def _sources(observation: Observation) -> dict[str, Any]:
-    return {system: state.as_json() for system, state in sorted(observation.states.items())}
+    return {system: state.as_json() for system, state in sorted(_states(observation).items())}
+
+
+def _states(observation: Observation) -> dict[str, SourceState]:
+    """Where each observed system's rows are: a held-back system's are its accepted export's (also after a
+    resume, which finds them on the run)."""
+    states = dict(observation.states)
+    for system, accepted in observation.run.stand_ins.items():
+        state = Accepted.from_json(accepted).state()
+        if state is not None:
+            states[system] = state
+    return states
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import attrs
 from keysync.application.bootstrap import build, current_user, rows_folder, run_settings
 from keysync.application.reconcile import RunSettings, SourceSpec
 from keysync.application.sandbox import SandboxService, SandboxSettings
+from keysync.application.store import KeySyncStore
 from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS
 from keysync.infrastructure.config import Config, ConfigError
@@ -35,6 +36,18 @@ def sandbox_files(config: Config) -> dict[str, Path]:
                 key=f"sources.{system}",
             )
     return {s: config.sources[s].path for s in SYSTEMS}
+
+
+def sandbox_exports_read(config: Config, store: KeySyncStore) -> list[str]:
+    """The systems whose export `keysync run` reads is a file the sandbox writes, once the sandbox has written A-E
+    (its first edit): that run reconciles sandbox data."""
+    try:
+        files = sandbox_files(config)
+    except ConfigError:  # a source the sandbox cannot write: it wrote none of them
+        return []
+    if not SandboxService.has_written(store):
+        return []
+    return [s for s, source in config.sources.items() if files.get(s) == source.path]
 
 
 def protected_files(config: Config) -> tuple[Path, ...]:

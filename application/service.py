@@ -38,6 +38,7 @@ from keysync.application.reconcile import (
 )
 from keysync.application.resume import recheck_recorded
 from keysync.application.store import ConflictError, KeySyncStore
+from keysync.application.suspect import ShrinkGuard, accepted_of
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.reconciliation import Reconciliation
 from keysync.domain.run import RUNNING, ReconciliationRun
@@ -55,6 +56,8 @@ def _log_result(result: RunResult) -> None:
         log.info("no export changed since run %s: its reconciliation carries over", kpis["carried_from"])
     for system in kpis["systems_unavailable"]:
         log.warning("System %s unavailable: %s", system, result.run.unavailable.get(system, ""))
+    for system, reason in result.run.held_back.items():
+        log.warning("System %s held back as suspect: %s", system, reason)
     if result.proposed:
         log.info("proposed %d master key(s)", len(result.proposed),
                  extra={"fields": {"run_id": result.run_id, "sample": result.proposed[:10]}})  # fmt: skip
@@ -180,6 +183,7 @@ class KeySync:
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
             previous = self._latest_completed()
             observation.rules_changed = _rules_changed(settings, previous)
+            observation.guard = self._guard(settings, previous)
             incremental = self._incremental(settings, previous)
             try:
                 if observation.resumed and self.fingerprint is not None:
@@ -257,7 +261,9 @@ class KeySync:
         self.projections.update_views()
         previous = self._latest_completed()
         incremental = self._incremental(settings, previous)
-        observation = Observation(new_run(settings), rules_changed=_rules_changed(settings, previous))
+        observation = Observation(
+            new_run(settings), rules_changed=_rules_changed(settings, previous), guard=self._guard(settings, previous)
+        )
         observe(settings, observation, self.read_source, lambda _run: None, progress, incremental, self.read_changes)
         result = conclude(settings, observation, self.store.registry(), progress, incremental)
         (progress or (lambda _phase: None))("writing reports (dry run)")
@@ -271,6 +277,11 @@ class KeySync:
             return None
         started = next(iter(self.store.events.get(UUID(latest["originator_id"]), lte=1)))
         return latest, started.options
+
+    def _guard(self, settings: RunSettings, latest: tuple[dict[str, Any], dict[str, Any]] | None) -> ShrinkGuard:
+        """What holds back a suspect export: each system's last accepted export as of the latest completed run."""
+        accepted = accepted_of(latest[0]) if latest is not None else {}
+        return ShrinkGuard(accepted, self.store.base_snapshots(), settings.max_shrink, settings.accept_shrink)
 
     def _incremental(
         self, settings: RunSettings, latest: tuple[dict[str, Any], dict[str, Any]] | None = None
@@ -378,6 +389,16 @@ class KeySync:
                  extra={"fields": {"actor": self.actor, "keys": deprecated[:20]}})  # fmt: skip
         self.projections.catch_up()
         return deprecated
+
+    def reactivate(self, keys: Iterable[str], reason: str) -> list[str]:
+        """Bring Deprecated master keys back to Active; an unknown or non-Deprecated key refuses the whole command."""
+        registry = self.store.registry()
+        reactivated = registry.reactivate(keys, reason, self.actor)
+        self._save(registry)
+        log.info("reactivated %d master key(s): %s", len(reactivated), reason,
+                 extra={"fields": {"actor": self.actor, "keys": reactivated[:20]}})  # fmt: skip
+        self.projections.catch_up()
+        return reactivated
 
     def registry_rows(self, status: str | None = None, as_of: str = "") -> list[dict[str, str]]:
         """The registry now, or as it stood at the moment ``as_of`` names (a run id or an ISO 8601 time)."""

@@ -71,3 +71,19 @@ def deprecate_command(config_path: Path | None, keys: tuple[str, ...], reason: s
         raise click.BadParameter("say why (it is kept in the audit trail)", param_hint="--reason")
     deprecated = build(load(config_path)).deprecate(keys, reason)
     message(f"Deprecated {len(deprecated)} master key(s).")
+
+
+@registry_group.command("reactivate")
+@config_option
+@click.argument("keys", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why the keys are Active again (kept in the audit trail).")
+@user_errors
+def reactivate_command(config_path: Path | None, keys: tuple[str, ...], reason: str) -> None:
+    """Bring Deprecated master keys back to Active.
+
+    Example: keysync registry reactivate CUST-12345 --reason "System D's export was truncated"
+    """
+    if not reason.strip():
+        raise click.BadParameter("say why (it is kept in the audit trail)", param_hint="--reason")
+    reactivated = build(load(config_path)).reactivate(keys, reason)
+    message(f"Reactivated {len(reactivated)} master key(s).")

@@ -13,10 +13,13 @@ from rich.console import Console
 from keysync.application.bootstrap import build, run_settings
 from keysync.application.notify import failed_run_summary, notify_after_run
 from keysync.application.reconcile import RunFailed
+from keysync.application.sandbox_bootstrap import sandbox_exports_read
 from keysync.application.service import Interruption, RunInterrupted, RunOutcome
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.domain.normalization import NormalizationRules
+from keysync.domain.observations import DOWNSTREAM
+from keysync.domain.registry import REASON_SEEN_AGAIN
 from keysync.infrastructure.config import override
 from keysync.infrastructure.logs import setup_logging
 from keysync.infrastructure.mockdata import SCENARIOS
@@ -43,6 +46,13 @@ log = logging.getLogger("keysync")
     show_default=True,
     help="Resume a run that was interrupted (else mark it failed and start afresh).",
 )
+@click.option(
+    "--accept-shrink",
+    "accept_shrink",
+    metavar="D[,E]",
+    multiple=True,
+    help="Take these systems' exports as they are, however far their valid rows fell (not held back as suspect).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress on the console.")
 @json_option
 @user_errors
@@ -58,14 +68,19 @@ def run_command(
     output_dir: Path | None,
     fail_on_discrepancy: bool,
     resume: bool,
+    accept_shrink: tuple[str, ...],
     verbose: bool,
     as_json: bool,
 ) -> None:
     """Reconcile Systems B-E against System A and write the reports (the seven of the contract, the trend report
     and the changes since the last run).
 
+    A downstream export whose valid rows fell by more than processing.max_shrink against the system's last
+    accepted export is held back as suspect: those rows stand in for it, and nothing is deprecated on its account.
+
     Example: keysync run --generate-data --scenario drift --keys 2000
     """
+    accepted_shrink = _systems(accept_shrink)
     mock = {"--scenario": scenario, "--keys": keys, "--seed": seed}
     unused = [name for name, value in mock.items() if value is not None]
     if unused and not generate_data:
@@ -96,7 +111,13 @@ def run_command(
             f"Generated {sim.scenario} mock data, {sim.keys} keys per system, seed {sim.seed}: "
             f"{', '.join(str(p) for p in written.values())}"
         )
-    settings = run_settings(config, dry_run=dry_run)
+    settings = run_settings(config, dry_run=dry_run, accept_shrink=accepted_shrink)
+    sandboxed = sandbox_exports_read(config, keysync.store)
+    if sandboxed:
+        message(
+            f"Reconciling sandbox data: the sandbox wrote the exports of {', '.join(sandboxed)} "
+            "(`keysync sandbox status`)."
+        )
     console = Console(stderr=True)
     try:
         with console.status("Reconciling...") as status:
@@ -123,6 +144,8 @@ def run_command(
         message(f"Resumed run {outcome.run_id}, which had been interrupted.")
     for system, why in outcome.superseded.items():
         message(f"System {system} {why}: read again (the log keeps both recordings; the run used the newer).")
+    for system, reason in outcome.result.run.held_back.items():  # said with --json too: it is news for a person
+        message(f"System {system}'s export was held back as suspect: {reason}.")
     if as_json:
         print_json(outcome_json(outcome))
     else:
@@ -168,6 +191,18 @@ def interruption_line(where: Interruption | None) -> str:
     )
 
 
+def _systems(given: tuple[str, ...]) -> list[str]:
+    """--accept-shrink D,E (or given twice): the downstream systems named, checked."""
+    named = [s.strip().upper() for value in given for s in value.split(",") if s.strip()]
+    wrong = [s for s in named if s not in DOWNSTREAM]
+    if wrong:
+        raise click.BadParameter(
+            f"{', '.join(wrong)}: name downstream systems ({', '.join(DOWNSTREAM)}); System A is never held back",
+            param_hint="--accept-shrink",
+        )
+    return list(dict.fromkeys(named))
+
+
 def _notify(command: str, summary: dict) -> None:
     problem = notify_after_run(command, summary)
     if problem:
@@ -181,6 +216,8 @@ def outcome_json(outcome: RunOutcome) -> dict:
         "dry_run": outcome.dry_run,
         "kpis": result.run.kpis,
         "proposed": len(result.proposed),
+        "deprecated": result.run.kpis.get("deprecated_count", 0),
+        "suspect": dict(result.run.held_back),
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
         "reports": [str(p) for p in outcome.reports],
         # a resumed run: each system recorded again, as its export changed since (say), and why
@@ -205,11 +242,14 @@ def show(outcome: RunOutcome) -> None:
     rows = [
         [system, *(k[c] for c in SHOWN), f"{k['match_rate']:.1%}"]
         if k["status"] == "ok"
+        else [system, *(k[c] for c in SHOWN), "suspect"]
+        if k["status"] == "suspect"
         else [system, *[""] * len(SHOWN), "unavailable"]
         for system, k in kpis["systems"].items()
     ]
     title = f"Run {result.run_id}" + (" (dry run: nothing stored)" if outcome.dry_run else "")
     stdout().print(table(title, ["system", *SHOWN.values(), "match"], rows))
+    stdout().print(table("Master keys", ["change", "count", "reason", "first"], _decisions(kpis)))
     message(
         f"{len(result.proposed)} new master key(s) proposed; {kpis['missing_in_A_count']} out-of-authority, "
         f"{kpis['missing_from_system_count']} propagation gaps, {kpis['duplicate_keys_count']} duplicates, "
@@ -226,7 +266,28 @@ def show(outcome: RunOutcome) -> None:
         message(f"  {path}")
 
 
-_TOOK = {"changes": "recorded as changes", "whole": "read whole", "unchanged": "unchanged"}
+def _decisions(kpis: dict[str, Any]) -> list[list[Any]]:
+    """The run's registry decisions, a row each: proposed, deprecated (by reason), returned (by status)."""
+    rows = [["proposed", kpis["proposed_count"], "", _first(kpis.get("proposed_first", []), kpis["proposed_count"])]]
+    deprecated = kpis.get("deprecated", [])
+    rows += [["deprecated", d["count"], d["reason"], _first(d["first"], d["count"])] for d in deprecated]
+    if not deprecated:
+        rows.append(["deprecated", 0, "", ""])
+    rows += [[f"back to {r['status']}", r["count"], REASON_SEEN_AGAIN, _first(r["first"], r["count"])]
+             for r in kpis.get("returned", [])]  # fmt: skip
+    return rows
+
+
+def _first(keys: list[str], count: int) -> str:
+    return ", ".join(keys) + (f" (+{count - len(keys):,})" if count > len(keys) else "")
+
+
+_TOOK = {
+    "changes": "recorded as changes",
+    "whole": "read whole",
+    "unchanged": "unchanged",
+    "suspect": "held back as suspect",
+}
 
 
 def _recorded(recorded: dict[str, Any], *, dry_run: bool = False) -> str:

@@ -11,6 +11,9 @@ rows are then its base's rows with the delta applied: ``snapshots_from_events`` 
 
 A resumed run may find that a system it recorded before the interruption has changed since: it records
 ``SourceSuperseded`` and then records the system again. The log keeps both recordings; the newer one is the run's.
+A suspect export (one whose valid rows fell too far, keysync.application.suspect) is held back: ``SourceHeldBack``
+says what was read and why it was not taken, and names the run holding the system's last accepted rows, which
+stand in for it in this run, as an unchanged export's do.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class ReconciliationRun(Aggregate):
         self.state = RUNNING
         self.observed: dict[str, int] = {}
         self.unavailable: dict[str, str] = {}
+        self.held_back: dict[str, str] = {}  # system -> why its export was held back
+        self.stand_ins: dict[str, dict[str, Any]] = {}  # held-back system -> its last accepted export
         self.kpis: dict[str, Any] = {}
         self.error = ""
 
@@ -92,6 +97,14 @@ class ReconciliationRun(Aggregate):
         for start in range(0, len(snapshot.rejected), batch_size):
             rows = snapshot.rejected[start : start + batch_size]
             self._reject_rows(snapshot.system, [[r.line, r.severity, r.reason, r.raw] for r in rows])
+
+    def hold_back(self, snapshot: SourceSnapshot, reason: str, accepted: dict[str, Any]) -> None:
+        """Record that a system's export was read and held back (``reason``): the rows of its last accepted export,
+        which ``accepted`` describes (its ``holder`` holds them), stand in for it in this run."""
+        self._source_held_back(
+            snapshot.system, snapshot.file, snapshot.rows_read, len(snapshot), _listed(snapshot.fingerprint), reason,
+            accepted,
+        )  # fmt: skip
 
     def mark_unavailable(self, system: str, file: str, reason: str) -> None:
         self._source_unavailable(system, file, reason)
@@ -169,6 +182,21 @@ class ReconciliationRun(Aggregate):
     def _reject_rows(self, system: str, rows: list[list[Any]]) -> None:
         pass
 
+    @event("SourceHeldBack")
+    def _source_held_back(
+        self,
+        system: str,
+        file: str,
+        rows_read: int,
+        rows: int,
+        fingerprint: list[Any] | None,
+        reason: str,
+        accepted: dict[str, Any],
+    ) -> None:
+        self.observed[system] = accepted["rows"]
+        self.held_back[system] = reason
+        self.stand_ins[system] = accepted
+
     @event("SourceUnavailable")
     def _source_unavailable(self, system: str, file: str, reason: str) -> None:
         self.observed.pop(system, None)
@@ -232,6 +260,8 @@ def snapshots_from_events(
             unavailable[e.system] = e.reason
         elif name == "SourceUnchanged":
             snapshots[e.system] = _based_on(e.system, e.base, base_snapshot, e.fingerprint)
+        elif name == "SourceHeldBack":
+            snapshots[e.system] = _based_on(e.system, e.accepted["holder"], base_snapshot)
         elif name == "SourceChanged":
             fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
             snapshots[e.system] = SourceSnapshot(

@@ -132,6 +132,9 @@ class Processing:
     lock_timeout_s: float = 30.0  # > 0, <= 86400
     timeout_s: float = 300.0  # > 0, <= 86400; the time limit of one attempt at reading one system's export
     retries: int = 2  # 0..10; attempts after a failed or timed-out read, with a growing pause in between
+    # 0..1; a downstream export that lost more than this share of the valid rows of the system's last accepted
+    # export is held back as suspect (1: never)
+    max_shrink: float = 0.5
 
 
 @attrs.frozen
@@ -504,6 +507,7 @@ _PROCESSING_CHECKS: dict[str, _Check] = {
     "lock_timeout_s": _float(0.0, low_open=True, cap=_DAY_S),
     "timeout_s": _float(0.0, low_open=True, cap=_DAY_S),
     "retries": _int(0, 10),
+    "max_shrink": _float(0.0, 1.0),
 }
 _STORE_CHECKS: dict[str, _Check] = {"backend": _choice(*BACKENDS), "path": _check_path, "dsn": _check_dsn}
 _SOURCE_CHECKS: dict[str, _Check] = {"type": _choice(*SOURCE_TYPES), "path": _check_path}

@@ -201,7 +201,7 @@ def _registry(
     run_id: str, registry_rows: Sequence[Mapping[str, str]], audit_rows: Sequence[Mapping[str, Any]], audit_id: str
 ) -> Iterator[_Group]:
     """The run's proposals (registry rows it created) and deprecations (rows whose last change is one of the
-    run's MasterKeysDeprecated events: a Deprecated row never changes status again). Rows come by master key."""
+    run's MasterKeysDeprecated events). Rows come by master key."""
     rows = registry_rows
     proposed = [row for row in rows if row["created_run_id"] == run_id]
     yield ([r["source_systems"] for r in proposed], PROPOSED, [r["master_key"] for r in proposed],

@@ -47,4 +47,11 @@ def apply_registry_event(rows: dict[str, dict[str, str]], event: Any, seen: dict
             row["updated_at"] = at
             row["status_reason"] = event.reason
             changed.add(master)
+    elif name == "MasterKeysReactivated":  # back to Active by hand, or to its status before by a run
+        for master in event.master_keys:
+            row = rows[master]
+            row["status"] = event.status
+            row["updated_at"] = at
+            row["status_reason"] = event.reason
+            changed.add(master)
     return changed

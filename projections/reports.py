@@ -31,7 +31,7 @@ REPORTS = (SUMMARY, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, AUDIT, DUPLICAT
 
 SUMMARY_COLUMNS = (
     "run_id", "generated_at", "mode", "system", "status", "rows_read", "rows_rejected", "unique_keys",
-    "matched_in_A", "missing_in_A", "missing_from_system", "duplicate_keys", "match_rate",
+    "matched_in_A", "missing_in_A", "missing_from_system", "duplicate_keys", "match_rate", "status_reason",
 )  # fmt: skip
 MISSING_IN_A_COLUMNS = (
     "run_id", "detected_at", "system", "source_key", "normalized_key", "proposed_master_key", "strategy",
@@ -55,6 +55,7 @@ class RunInfo:
     finished_at: str
     mode: str
     dry_run: bool = False
+    held_back: Mapping[str, str] = attrs.field(factory=dict)  # system whose export was held back -> why
 
 
 def render_reports(
@@ -86,7 +87,8 @@ def render_reports(
     }
     if run is not None and recon is not None:
         found = detected or run
-        reports[SUMMARY] = summary_columns(run, {s: system_counts(r) for s, r in recon.systems.items()})
+        counts = {s: system_counts(r, run.held_back.get(s, "")) for s, r in recon.systems.items()}
+        reports[SUMMARY] = summary_columns(run, counts)
         _missing_in_a(reports[MISSING_IN_A], found, recon, statuses)
         _missing_from_system(reports[MISSING_FROM_SYSTEM], found, recon)
         _duplicates(reports[DUPLICATES], found, recon)
@@ -114,15 +116,17 @@ COUNTS = (
 )  # fmt: skip
 
 
-def system_counts(r: SystemResult) -> dict[str, Any]:
-    """One system's line of the summary, as the run's KPIs also record it (None: unavailable)."""
+def system_counts(r: SystemResult, held_back: str = "") -> dict[str, Any]:
+    """One system's line of the summary, as the run's KPIs also record it. ``held_back``: why the run held the
+    system's export back (its counts are then those of the rows that stood in for it)."""
     if r.snapshot is None:
-        return {"status": "unavailable"}
+        return {"status": "unavailable", "status_reason": r.unavailable_reason}
     values = [
         r.snapshot.rows_read, r.rows_rejected, r.unique_keys, r.matched, len(r.missing_in_a),
         len(r.missing_from_system), len(r.duplicates),
     ]  # fmt: skip
-    return {"status": "ok", **dict(zip(COUNTS, values, strict=True))}
+    status = {"status": "suspect", "status_reason": held_back} if held_back else {"status": "ok"}
+    return {**status, **dict(zip(COUNTS, values, strict=True))}
 
 
 def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Columns:
@@ -136,17 +140,21 @@ def _empty(columns: Sequence[str]) -> Columns:
 
 def summary_columns(run: RunInfo, systems: Mapping[str, Mapping[str, Any]]) -> Columns:
     """reconciliation_summary.csv from each system's counts (``system_counts``, or a run's KPIs, which hold the
-    same): the match rate is computed from the counts, so both give the same text."""
+    same): the match rate is computed from the counts, so both give the same text. A suspect system's counts
+    are those of the rows that stood in for its export; ``status_reason`` says why a system was suspect or
+    unavailable."""
     out = _empty(SUMMARY_COLUMNS)
     mode = f"{run.mode} (dry-run)" if run.dry_run else run.mode
     for system in SYSTEMS:
         counts = systems[system]
-        if counts["status"] != "ok":
-            values = [run.run_id, run.finished_at, mode, system, "unavailable", *[""] * 8]
+        status, reason = counts["status"], counts.get("status_reason", "")
+        if status not in ("ok", "suspect"):
+            values = [run.run_id, run.finished_at, mode, system, "unavailable", *[""] * 8, reason]
         else:
             union = counts["unique_keys"] + counts["missing_from_system"]
             rate = counts["matched_in_A"] / union if union else 1.0
-            values = [run.run_id, run.finished_at, mode, system, "ok", *(counts[c] for c in COUNTS), f"{rate:.4f}"]
+            numbers = [counts[c] for c in COUNTS]
+            values = [run.run_id, run.finished_at, mode, system, status, *numbers, f"{rate:.4f}", reason]
         for column, value in zip(SUMMARY_COLUMNS, values, strict=True):
             out[column].append(value)
     return out

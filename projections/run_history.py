@@ -29,6 +29,8 @@ def apply_run_event(rows: dict[str, dict[str, Any]], event: Any) -> str | None:
         _add_error(rows[key], f"{event.system} unavailable: {event.reason}")
     elif name == "SourceSuperseded" and getattr(event, "unavailable", ""):  # read again after a resume
         _drop_error(rows[key], f"{event.system} unavailable: {event.unavailable}")
+    elif name == "SourceHeldBack":
+        _add_error(rows[key], f"{event.system} suspect: {event.reason}")
     elif name == "Completed":
         row = rows[key]
         row.update(finished_at=at, status="completed", kpis=json.dumps(event.kpis, sort_keys=True))

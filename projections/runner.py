@@ -269,7 +269,7 @@ class Projections:
         changes = change_columns(
             RunKeys.of(run.run_id, recon), previous, registry_rows, audit, audit_run_id=f"{run.run_id} (dry-run)"
         )
-        info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True)
+        info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True, held_back=run.held_back)
         self.manifest.forget(self.output_dir)  # the folder will show what the log does not hold
         return render_reports(self.output_dir, self.write, info, recon, registry_rows, audit, runs, changes)
 
@@ -330,7 +330,7 @@ class Projections:
         recon = info = changes = detected = None
         if completed:
             latest, basis = completed[0], _basis(completed)
-            info = RunInfo(latest["run_id"], latest["finished_at"], latest["mode"])
+            info = RunInfo(latest["run_id"], latest["finished_at"], latest["mode"], held_back=_held_back(latest))
             if basis is not latest:
                 detected = RunInfo(basis["run_id"], basis["finished_at"], basis["mode"])
             if fresh is not None and fresh_run_id == latest["run_id"]:
@@ -399,7 +399,8 @@ class Projections:
         if any(s["holder"] != run["originator_id"] or s["depth"] for s in sources.values()):
             # An incremental run: its systems' rows are partly other runs'. Each system's rows are asked for by
             # the run holding them, which a process may have at hand (or kept beside the store).
-            available = {s for s, found in kpis.get("systems", {}).items() if found.get("status") == "ok"}
+            systems = kpis.get("systems", {}).items()
+            available = {s for s, found in systems if found.get("status") in ("ok", "suspect")}
             if available and available == set(sources):
                 snapshots = self.store.rows_held({s: state["holder"] for s, state in sources.items()})
             else:  # a store written before every run listed its sources
@@ -443,6 +444,16 @@ def _by_run(seen: dict[str, str]) -> dict[str, list[str]]:
     for master in sorted(seen):
         grouped.setdefault(seen[master], []).append(master)
     return grouped
+
+
+def _held_back(run: dict[str, Any]) -> dict[str, str]:
+    """The systems whose export a completed run held back as suspect, and why (its history row's KPIs)."""
+    kpis = json.loads(run["kpis"]) if run["kpis"] else {}
+    return {
+        system: found.get("status_reason", "")
+        for system, found in kpis.get("systems", {}).items()
+        if found.get("status") == "suspect"
+    }
 
 
 def _basis(completed: list[dict[str, Any]]) -> dict[str, Any]:

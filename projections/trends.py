@@ -37,7 +37,7 @@ class TrendPoint:
     run_id: str
     finished_at: str
     system: str
-    status: str  # ok | unavailable
+    status: str  # ok | suspect (the counts of the rows that stood in for a held-back export) | unavailable
     unique_keys: int | None = None
     matched_in_A: int | None = None
     missing_in_A: int | None = None
@@ -81,10 +81,11 @@ def _stamp(run: Mapping[str, Any]) -> str:
 
 
 def _point(run_id: str, finished_at: str, system: str, kpis: Mapping[str, Any] | None) -> TrendPoint:
-    if not kpis or kpis.get("status", "ok") != "ok":
+    status = kpis.get("status", "ok") if kpis else "unavailable"
+    if not kpis or status not in ("ok", "suspect"):
         return TrendPoint(run_id, finished_at, system, "unavailable")
     counts = {name: int(kpis.get(name) or 0) for name in COUNTS}
-    return TrendPoint(run_id, finished_at, system, "ok", **counts, match_rate=float(kpis.get("match_rate", 0.0)))
+    return TrendPoint(run_id, finished_at, system, status, **counts, match_rate=float(kpis.get("match_rate", 0.0)))
 
 
 def trend_rows(runs: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
@@ -153,7 +154,7 @@ def trend_figure(points: Sequence[TrendPoint]) -> Figure:
         series = [by_key.get((run, system)) for run in runs]
         rates.plot(*_broken(xs, [_value(p, "match_rate") for p in series], axis.cuts), **style)
         gaps.plot(*_broken(xs, [_value(p, "discrepancies") for p in series], axis.cuts), **style)
-        down = [x for x, p in zip(xs, series, strict=True) if p is None or p.status != "ok"]
+        down = [x for x, p in zip(xs, series, strict=True) if p is None or p.status == "unavailable"]
         down_marks.append((down, style["color"]))
     for down, color in down_marks:
         if down:

@@ -23,11 +23,11 @@ from tests.e2e.test_crash_resume import keysync
 
 SYSTEMS = "ABCDE"
 # Columns that name a run or the moment of one: the only ones in which an incremental run's reports may differ
-# from a full run's (and "file", since the two stores compared read from two folders). The audit log is the
-# event log itself, which differs by design.
+# from a full run's (and "file" and "status_reason", since the two stores compared read from two folders). The
+# audit log is the event log itself, which differs by design.
 RUN_COLUMNS = {
     "run_id", "generated_at", "detected_at", "finished_at", "mode", "created_run_id", "last_seen_run_id",
-    "created_at", "updated_at", "file",
+    "created_at", "updated_at", "file", "status_reason",
 }  # fmt: skip
 START = {
     "A": ["CUST-1", "CUST-2", "CUST-3", "CUST-4"],

@@ -705,3 +705,25 @@ def test_letters_and_ascii_fold_are_read_and_default_to_the_old_rules(tmp_path: 
     config = load_config(write(tmp_path, "normalize: {ascii_fold: true, letters: unicode}\n"))
     assert config.normalize == NormalizationRules(ascii_fold=True, letters="unicode")
     assert (Config().normalize.ascii_fold, Config().normalize.letters) == (False, "ascii")
+
+
+# ---- processing.max_shrink
+
+
+def test_max_shrink_is_half_by_default_and_a_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_config().processing.max_shrink == 0.5
+    assert load_config(write(tmp_path, "processing: {max_shrink: 1}\n")).processing.max_shrink == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("processing: {max_shrink: 1.5}", "processing.max_shrink: 1.5 is out of range (must be between 0 and 1)"),
+        ("processing: {max_shrink: -0.1}", "processing.max_shrink: -0.1 is out of range (must be between 0 and 1)"),
+        ("processing: {max_shrink: half}", "processing.max_shrink: 'half' is not a number"),
+    ],
+)
+def test_max_shrink_errors(tmp_path: Path, text: str, expected: str) -> None:
+    file = write(tmp_path, text)
+    assert error_of(file) == f"{file}: {expected}"

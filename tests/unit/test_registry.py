@@ -1,6 +1,10 @@
 """The master-key lifecycle, on the aggregate alone."""
 
+import copy
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keysync.domain.reconciliation import OutOfAuthorityKey
 from keysync.domain.registry import (
@@ -8,6 +12,8 @@ from keysync.domain.registry import (
     DEPRECATED,
     PROPOSED,
     REASON_IN_AUTHORITY,
+    REASON_RULES_CHANGED,
+    REASON_SEEN_AGAIN,
     REASON_VANISHED,
     IllegalTransitionError,
     Registry,
@@ -84,12 +90,103 @@ def test_source_systems_accumulate_across_runs():
     assert registry.systems["X-1"] == "B|D"
 
 
-def test_a_deprecated_key_that_turns_up_again_stays_deprecated_but_is_noted_as_seen():
+def test_a_key_deprecated_by_hand_that_turns_up_again_stays_deprecated_but_is_noted_as_seen():
     registry = Registry()
     registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=False, actor="me")
-    registry.record_run("r2", {}, set(), ALL, auto_approve=False, actor="me")  # vanished: deprecated
+    registry.deprecate(["X-1"], "merged", "me")
     registry.collect_events()
     registry.record_run("r3", found("X-1", systems=("C",)), set(), ALL, auto_approve=False, actor="me")
     [event] = registry.collect_events()
     assert type(event).__name__ == "MasterKeysSeen" and event.entries == [["X-1", "B|C"]]
     assert registry.status["X-1"] == DEPRECATED
+
+
+@pytest.mark.parametrize("before", [PROPOSED, ACTIVE])
+@pytest.mark.parametrize("rules_changed", [False, True])
+def test_a_key_a_run_found_nowhere_returns_to_its_status_when_seen_again(before, rules_changed):
+    registry = Registry()
+    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=before == ACTIVE, actor="me")
+    decided = registry.decide_run("r2", {}, set(), ALL, auto_approve=False, actor="me", rules_changed=rules_changed)
+    assert decided.deprecated == {REASON_RULES_CHANGED if rules_changed else REASON_VANISHED: ["X-1"]}
+    registry.collect_events()
+    decided = registry.decide_run("r3", found("X-1", systems=("C",)), set(), ALL, auto_approve=False, actor="me")
+    assert decided.returned == {before: ["X-1"]} and registry.status["X-1"] == before
+    _seen, back = registry.collect_events()
+    assert type(back).__name__ == "MasterKeysReactivated"
+    assert (back.master_keys, back.status, back.reason, back.run_id) == (["X-1"], before, REASON_SEEN_AGAIN, "r3")
+    registry.record_run("r4", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    assert not registry.collect_events()[1:]  # seen once more: nothing else to decide
+
+
+def test_a_key_that_entered_a_does_not_return_by_itself():
+    registry = Registry()
+    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
+    registry.record_run("r2", {}, {"X-1"}, ALL, auto_approve=False, actor="me")
+    registry.record_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    assert registry.status["X-1"] == DEPRECATED
+
+
+def test_a_vanished_key_deprecated_again_by_hand_no_longer_returns_by_itself():
+    registry = Registry()
+    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
+    registry.record_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
+    registry.reactivate(["X-1"], "a bad export", "me")
+    registry.deprecate(["X-1"], "retired", "me")
+    registry.record_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    assert registry.status["X-1"] == DEPRECATED
+
+
+def test_reactivate_brings_deprecated_keys_to_active_and_refuses_the_rest_whole():
+    registry = Registry()
+    registry.record_run("r1", found("X-1", "X-2", "X-3"), set(), ALL, auto_approve=False, actor="me")
+    registry.deprecate(["X-1", "X-2"], "merged", "me")
+    with pytest.raises(IllegalTransitionError, match="cannot make X-3 Active again: it is Proposed"):
+        registry.reactivate(["X-1", "X-3"], "undo", "me")
+    with pytest.raises(UnknownMasterKeyError, match="NOPE"):
+        registry.reactivate(["X-1", "NOPE"], "undo", "me")
+    assert registry.status == {"X-1": DEPRECATED, "X-2": DEPRECATED, "X-3": PROPOSED}
+    registry.collect_events()
+    assert registry.reactivate(["X-1", "X-1"], "undo", "me") == ["X-1"]
+    [event] = registry.collect_events()
+    assert (type(event).__name__, event.status, event.reason, event.actor) == ("MasterKeysReactivated", ACTIVE,
+                                                                                "undo", "me")  # fmt: skip
+    assert registry.status == {"X-1": ACTIVE, "X-2": DEPRECATED, "X-3": PROPOSED}
+
+
+def test_the_stored_events_replay_into_the_same_registry_and_copies_are_independent():
+    registry = Registry()
+    registry.record_run("r1", found("X-1", "X-2"), set(), ALL, auto_approve=True, actor="me")
+    registry.record_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
+    replayed = None
+    for event in registry.collect_events():
+        replayed = event.mutate(replayed)
+    assert replayed.status == registry.status and replayed.returns_to == {"X-1": ACTIVE, "X-2": ACTIVE}
+    copied = copy.deepcopy(replayed)
+    copied.record_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    assert copied.status["X-1"] == ACTIVE and replayed.status["X-1"] == DEPRECATED
+
+
+def test_a_registry_from_a_snapshot_taken_before_keys_could_return_still_works():
+    registry = Registry()
+    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
+    del registry.__dict__["returns_to"]  # as an older snapshot loads
+    registry.record_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
+    registry.record_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    assert registry.status["X-1"] == ACTIVE
+
+
+KEYS = ["X-1", "X-2", "X-3"]
+
+
+@given(st.lists(st.tuples(st.frozensets(st.sampled_from(KEYS)), st.booleans()), max_size=8))
+def test_whatever_the_runs_a_key_found_is_never_deprecated_and_keeps_the_status_it_was_given(runs):
+    """Runs that find some keys and not others (approving what they propose, or not): a key a run finds is never
+    Deprecated after it, and is Active exactly when the run that first proposed it approved it."""
+    registry, approved_at_proposal = Registry(), {}
+    for i, (keys, auto_approve) in enumerate(runs):
+        proposed = registry.record_run(f"r{i}", found(*sorted(keys)), set(), ALL, auto_approve=auto_approve, actor="me")
+        approved_at_proposal.update(dict.fromkeys(proposed, auto_approve))
+        for key in keys:
+            assert registry.status[key] == (ACTIVE if approved_at_proposal[key] else PROPOSED)
+        for key in set(registry.status) - keys:
+            assert registry.status[key] == DEPRECATED

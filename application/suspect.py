@@ -1,0 +1,98 @@
+"""Suspect exports: one bad export (header only, a truncated file, a test set of ten keys) must not cost the
+registry its master keys.
+
+A downstream system's export whose valid rows fell by more than ``max_shrink`` (a share) against the system's last
+accepted export is suspect: the run holds it back, and the rows of that accepted export stand in for it, so that
+nothing is deprecated, opened or closed on its account. The baseline is always the last accepted export: a suspect
+one never becomes it, so two suspect runs in a row do not make the shrink normal. ``--accept-shrink`` (or
+``max_shrink: 1``) takes the new export as it is. A system with no accepted export yet is read as it is.
+
+Every completed run lists each system's last accepted export in its KPIs (``accepted``); a store written before
+then has it from the run's ``sources`` or, older still, from its summary counts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import attrs
+
+from keysync.application.incremental import BaseSnapshot, SourceState
+from keysync.domain.observations import AUTHORITY, Fingerprint
+
+MAX_SHRINK = 0.5
+
+
+@attrs.frozen
+class Accepted:
+    """A system's last accepted export: the run that accepted it (``run_id``), the run whose events hold its rows
+    (``holder``, an originator id, ``depth`` deltas from a whole observation) and its valid rows."""
+
+    run_id: str
+    holder: str
+    depth: int
+    rows: int
+    file: str = ""
+    fingerprint: list[Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Accepted:
+        fields = attrs.fields_dict(cls)
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def state(self) -> SourceState | None:
+        """Where the system's rows are, for the next incremental run (None when the export had no fingerprint)."""
+        if self.fingerprint is None:
+            return None
+        return SourceState(self.file, Fingerprint(*self.fingerprint), self.holder, self.depth, self.rows)
+
+
+def accepted_of(run: Mapping[str, Any]) -> dict[str, Accepted]:
+    """Each system's last accepted export as of a completed run (``run``: its run-history row)."""
+    kpis = json.loads(run["kpis"]) if run.get("kpis") else {}
+    if "accepted" in kpis:
+        return {s: Accepted.from_json(v) for s, v in kpis["accepted"].items()}
+    found = {}
+    for system, counts in kpis.get("systems", {}).items():
+        if counts.get("status") != "ok":
+            continue
+        state = kpis.get("sources", {}).get(system)
+        if state is not None:
+            found[system] = Accepted(
+                run["run_id"], state["holder"], state["depth"], state["rows"], state["file"], state["fingerprint"]
+            )
+        else:  # a store written before runs listed their sources: every export was read whole
+            rows = int(counts.get("rows_read") or 0) - int(counts.get("rows_rejected") or 0)
+            found[system] = Accepted(run["run_id"], run["originator_id"], 0, max(rows, 0))
+    return found
+
+
+@attrs.frozen
+class ShrinkGuard:
+    """What a run needs to hold back a suspect export: each system's last accepted export, the share of its
+    valid rows an export may lose, the systems whose new export is taken as it is, and how to get a run's rows."""
+
+    accepted: Mapping[str, Accepted]
+    rows_of: BaseSnapshot
+    max_shrink: float = MAX_SHRINK
+    accept: Collection[str] = frozenset()
+
+    def suspicion(self, system: str, rows: int) -> str:
+        """Why an export of ``system`` with ``rows`` valid rows is suspect, or "" when it is not. System A is
+        never held back: without valid keys it fails the run, as it always did."""
+        before = self.accepted.get(system)
+        if system == AUTHORITY or system in self.accept or before is None or before.rows == 0:
+            return ""
+        if before.rows - rows <= self.max_shrink * before.rows:
+            return ""
+        fell = "has no valid rows" if rows == 0 else f"has {rows:,} valid rows"
+        return (
+            f"its export {fell}, against {before.rows:,} in the one accepted in run {before.run_id} (a fall of "
+            f"{(before.rows - rows) / before.rows:.0%}, more than processing.max_shrink {self.max_shrink:.0%}); "
+            f"those rows stand in for it: `keysync run --accept-shrink {system}` takes the new export as it is"
+        )
