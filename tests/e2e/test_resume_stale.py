@@ -49,11 +49,12 @@ def missing_in_a(project: Project) -> set[tuple[str, str]]:
 
 
 def reports(output: Path) -> dict:
-    """The reports, less the audit log (a resumed run's log holds the interruption's events too), and less the
-    mode (the fresh run is a full one)."""
+    """The reports, less the audit log (a resumed run's log holds the interruption's events too), the mode (the
+    fresh run is a full one) and a system's status_reason (it names the project's own file)."""
     found = stable_reports(output)
     del found["audit_log.csv"]
-    return {name: [{k: v for k, v in row.items() if k != "mode"} for row in rows] for name, rows in found.items()}
+    unlike = {"mode", "status_reason"}
+    return {name: [{k: v for k, v in row.items() if k not in unlike} for row in rows] for name, rows in found.items()}
 
 
 def fresh_reports(project: Project, tmp_path: Path) -> dict:
@@ -116,6 +117,8 @@ def test_a_recorded_export_missing_at_resume_is_unavailable_as_in_a_fresh_run(se
     assert "System B cannot be read now: read again" in resumed.stderr
     summary = {r["system"]: r["status"] for r in seeded.report("reconciliation_summary.csv")}
     assert summary == {"A": "ok", "B": "unavailable", "C": "ok", "D": "ok", "E": "ok"}
+    reason = next(r["status_reason"] for r in seeded.report("reconciliation_summary.csv") if r["system"] == "B")
+    assert str(seeded.input / "B.csv") in reason
     assert ("B", "X-1") not in missing_in_a(seeded)
     assert reports(seeded.output) == fresh_reports(seeded, tmp_path)
 
