@@ -82,10 +82,11 @@ def render(
     cells = [_cells(row, columns, times) for row in shown]
     numeric = [bool(shown) and all(_is_number(_value(row, columns, i)) for row in shown) for i in range(len(columns))]
     header = [safe(c) for c in columns]
-    natural = [max([_width(header[i]), *(_width(row[i]) for row in cells)]) for i in range(len(columns))]
+    heads = [_width(h) for h in header]
+    body = [max((_width(row[i]) for row in cells), default=0) for i in range(len(columns))]
     limit = width or terminal_width()
     kept = [c in set(keep) or c.endswith("_id") or i in times for i, c in enumerate(columns)]
-    widths = natural if style.wide else _fitted(natural, kept, limit)
+    widths = _fitted(heads, body, kept, sys.maxsize if style.wide else limit)
     lines = [safe(title), _line(header, widths, [False] * len(columns)), _line(["─" * w for w in widths], widths, [])]
     lines += [_line(row, widths, numeric) for row in cells]
     if not style.wide:
@@ -135,12 +136,23 @@ def _on_terminal() -> bool:
     return sys.stdout.isatty() and sys.stdin.isatty()
 
 
-def _fitted(natural: list[int], kept: list[bool], limit: int) -> list[int]:
-    """Widths that fit ``limit``: the widest cuttable columns are narrowed first, to the same width."""
-    room = limit - len(GAP) * (len(natural) - 1) - sum(w for w, k in zip(natural, kept, strict=True) if k)
-    cuttable = sorted(w for w, k in zip(natural, kept, strict=True) if not k)
-    if sum(cuttable) <= room:
+def _fitted(header: list[int], body: list[int], kept: list[bool], limit: int) -> list[int]:
+    """Widths that fit ``limit``: headers wider than their values are cut first, then the widest cuttable columns
+    are narrowed, to the same width."""
+    natural = [max(h, b) for h, b in zip(header, body, strict=True)]
+    body = [n if k else b for n, b, k in zip(natural, body, kept, strict=True)]  # a kept column keeps its header
+    room = limit - len(GAP) * (len(natural) - 1)
+    if sum(natural) <= room:
         return natural
+    if sum(body) <= room:  # the values fit: the headers share what is left
+        widths, spare = list(body), room - sum(body)
+        for i, (h, b) in enumerate(zip(header, body, strict=True)):
+            grow = min(max(h - b, 0), spare)
+            widths[i] += grow
+            spare -= grow
+        return widths
+    room -= sum(b for b, k in zip(body, kept, strict=True) if k)
+    cuttable = sorted(b for b, k in zip(body, kept, strict=True) if not k)
     cap, left = 0, room
     for n, w in enumerate(cuttable):
         share = left // (len(cuttable) - n)
@@ -148,7 +160,7 @@ def _fitted(natural: list[int], kept: list[bool], limit: int) -> list[int]:
             cap = share
             break
         left -= w
-    return [w if k else max(min(w, cap), min(w, NARROWEST)) for w, k in zip(natural, kept, strict=True)]
+    return [b if k else max(min(b, cap), min(b, NARROWEST)) for b, k in zip(body, kept, strict=True)]
 
 
 def _value(row: Sequence[Any] | Mapping[str, Any], columns: Sequence[str], i: int) -> Any:
