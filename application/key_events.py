@@ -35,7 +35,7 @@ def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
         return None if entry is None else f"{PROPOSED}{entry[0]} (from {entry[2]})"
     if name == "MasterKeysSeen":
         entry = next((e for e in event.entries if e[0] == key), None)
-        return None if entry is None else f"seen as master key in {entry[1]}"
+        return None if entry is None else f"seen again as a master key (source systems now {entry[1]})"
     if name in ("MasterKeysActivated", "MasterKeysDeprecated"):
         if key not in event.master_keys:
             return None

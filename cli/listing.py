@@ -94,6 +94,12 @@ def render(
     return lines, len(rows) - len(shown)
 
 
+def fits(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int | None = None) -> bool:
+    """Whether every row fits the terminal whole (headers and values uncut)."""
+    lines, _ = render("", columns, rows, Style(limit=0, wide=True))
+    return max(_width(line) for line in lines) <= (width or terminal_width())
+
+
 def show(
     title: str,
     columns: Sequence[str],

@@ -8,7 +8,7 @@ import click
 
 from keysync.application.bootstrap import build
 from keysync.application.trends import CHANGE_COLUMNS, CompareError, compare_runs
-from keysync.cli.listing import Style, listing_options, show
+from keysync.cli.listing import Style, fits, listing_options, show
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.domain.observations import DOWNSTREAM
 from keysync.projections.trends import TrendPoint, plot_format, trend_points, write_trend_plot
@@ -57,9 +57,13 @@ def trends_command(config_path: Path | None, last: int | None, plot: Path | None
     if as_json:
         print_json([p.as_dict() for p in points])
     else:
-        rows = _matrix(points)
-        show(f"Trends ({len(rows)} completed runs, oldest first)", ("run_id", "finished_at", *DOWNSTREAM), rows, style,
-             after=["cell: match rate, missing_in_A/missing_from_system"])  # fmt: skip
+        rows, columns = _matrix(points), ["run_id", "finished_at", *DOWNSTREAM]
+        caption = "cell: match rate, missing_in_A/missing_from_system"
+        if not style.wide and not fits(columns, rows):
+            # The systems' cells are what trends is for: the time of each run gives way to them first.
+            rows, columns = [[row[0], *row[2:]] for row in rows], [columns[0], *columns[2:]]
+            caption += " (--wide adds finished_at)"
+        show(f"Trends ({len(rows)} completed runs, oldest first)", columns, rows, style, after=[caption])
     if plot is not None:
         if not points:
             raise click.ClickException("no completed runs to plot: run keysync run first")
