@@ -7,7 +7,6 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from textwrap import wrap
 
 import click
 
@@ -15,7 +14,7 @@ from keysync.application.bootstrap import build
 from keysync.application.history import AuditFilter, event_types
 from keysync.cli.audit_chain import seal_command, verify_command
 from keysync.cli.display import safe
-from keysync.cli.listing import Style, listing_options, show, terminal_width
+from keysync.cli.listing import Style, listing_options, show
 from keysync.cli.options import config_option, csv_option, json_option, load, print_json, user_errors
 
 HISTORY_COLUMNS = (
@@ -60,9 +59,6 @@ def history_command(config_path: Path | None, last: int | None, style: Style, as
         cells = [[row[c] for c in shown] for row in rows]
         failed = [row for row in rows[: style.limit or None] if row["errors"]]
         reasons = [f"{row['run_id']} {row['status']}: {row['errors']}" for row in failed]
-        if not style.wide:
-            reasons = [part for reason in reasons for part in wrap(reason, terminal_width(), break_long_words=False,
-                                                                   break_on_hyphens=False)]  # fmt: skip
         show(f"Runs ({len(rows)})", list(shown.values()), cells, style, after=reasons)
 
 

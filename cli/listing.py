@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from textwrap import wrap
 from typing import Any
 
 import attrs
@@ -110,11 +111,19 @@ def show(
     before: Sequence[str] = (),
     after: Sequence[str] = (),
 ) -> None:
-    """Print a listing (``before`` and ``after``: whole lines of data around it), and say on stderr how many rows
-    it left out."""
+    """Print a listing (``before`` and ``after``: sentences around it, wrapped to the terminal's width but never
+    cut), and say on stderr how many rows it left out."""
     lines, left_out = render(title, columns, rows, style, keep=keep)
-    emit([*(safe(line) for line in before), *lines, *(safe(line) for line in after)], style)
+    emit([*_wrapped(before, style), *lines, *_wrapped(after, style)], style)
     say_left_out(left_out)
+
+
+def _wrapped(sentences: Sequence[str], style: Style) -> list[str]:
+    if style.wide:
+        return [safe(s) for s in sentences]
+    width = terminal_width()
+    # Words are never split: an id or a file name in a sentence must stay whole, to be copied.
+    return [line for s in sentences for line in wrap(safe(s), width, break_long_words=False, break_on_hyphens=False)]
 
 
 def say_left_out(left_out: int) -> None:
