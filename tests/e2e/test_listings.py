@@ -192,18 +192,18 @@ def _keysync(project, args: list[str], *, terminal: bool, pager: Path) -> str:
         return done.stdout
     leader, follower = pty.openpty()
     try:
-        done = subprocess.run(command, env=env, stdin=follower, stdout=follower, stderr=subprocess.PIPE, check=True)
+        process = subprocess.Popen(command, env=env, stdin=follower, stdout=follower, stderr=subprocess.DEVNULL)
         os.close(follower)
         chunks = []
-        while True:
+        while True:  # read as it comes: a full terminal buffer would block the command
             try:
                 chunk = os.read(leader, 65536)
-            except OSError:  # the terminal's other side is closed: all read
+            except OSError:  # the command has ended and closed its side of the terminal: all read
                 break
             if not chunk:
                 break
             chunks.append(chunk)
-        assert done.returncode == 0
+        assert process.wait(timeout=60) == 0
         return b"".join(chunks).decode()
     finally:
         os.close(leader)
