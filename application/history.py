@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keysync.domain.columns import unpack_text
+from keysync.application.key_events import PROPOSED, SEEN, meaning
 from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.registry import Registry
@@ -64,22 +64,13 @@ def audit_events(projections: Projections, rules: NormalizationRules, chosen: Au
             continue
         if chosen.since and event.timestamp < chosen.since:
             continue
-        if wanted_key is not None and not _mentions(event, wanted_key, rules):
+        if wanted_key is None:
+            yield audit_row(event_id, run_id, event)
             continue
-        yield audit_row(event_id, run_id, event)
-
-
-def _mentions(event: Any, key: str, rules: NormalizationRules) -> bool:
-    name = type(event).__name__
-    if name in ("KeysObserved", "RowsAdded"):
-        return key in normalize_keys(unpack_text(event.keys), rules)
-    if name == "MasterKeysProposed":
-        return any(key in (entry[0], entry[1]) for entry in event.entries)
-    if name == "MasterKeysSeen":
-        return any(key == entry[0] for entry in event.entries)
-    if name in ("MasterKeysActivated", "MasterKeysDeprecated", "MasterKeysReactivated"):
-        return key in event.master_keys
-    return False
+        said = meaning(event, wanted_key, rules)
+        if said is not None:
+            # "for_key": what the event did to the key asked about (a batch's count says nothing of it).
+            yield audit_row(event_id, run_id, event) | {"for_key": said}
 
 
 @attrs.frozen
@@ -113,15 +104,55 @@ def key_timeline(projections: Projections, rules: NormalizationRules, key: str) 
             elif not rows and present[system]:
                 sightings.append(Sighting(run["run_id"], run["finished_at"], system, "vanished"))
             present[system] = bool(rows)
-    registry = [
-        row
-        for row in audit_events(projections, rules, AuditFilter(key=wanted))
-        if row["event_type"].startswith("MasterKeys")
-    ]
+    events = list(audit_events(projections, rules, AuditFilter(key=wanted)))
+    registry = [row for row in events if row["event_type"].startswith("MasterKeys")]
+    master = _proposed_master(registry) or wanted
+    row = next((r for r in projections.recorder.registry_rows() if r["master_key"] == master), None)
     return {
         "key": key,
         "normalized_key": wanted,
+        "master_key": master if row else "",
+        "status": row["status"] if row else "",
+        "status_reason": row["status_reason"] if row else "",
         "present_in": [s for s, here in present.items() if here],
         "sightings": [attrs.asdict(s) for s in sightings],
         "registry": registry,
+        "timeline": _timeline(events, sightings),
     }
+
+
+def _proposed_master(registry: list[dict[str, Any]]) -> str:
+    """The master key a proposal made of the key (under the namespaced strategy it is not the key itself)."""
+    for row in registry:
+        said = row["for_key"]
+        if said.startswith(PROPOSED):
+            return said[len(PROPOSED) :].split(" (from ", 1)[0]
+    return ""
+
+
+def _timeline(events: list[dict[str, Any]], sightings: list[Sighting]) -> list[dict[str, str]]:
+    """One line per thing that happened to the key, in time order: a run's sightings in several systems are one
+    line ("seen in B, D"), an appearance or a vanishing is its own."""
+    lines: list[dict[str, str]] = []
+    for row in events:
+        said, last = row["for_key"], lines[-1] if lines else None
+        if (
+            said.startswith(SEEN)
+            and last is not None
+            and last["run_id"] == row["run_id"]
+            and last["what"].startswith(SEEN)
+        ):
+            systems = last["what"][len(SEEN) :].split(", ")
+            last["what"] = SEEN + ", ".join(dict.fromkeys([*systems, said[len(SEEN) :]]))
+            continue
+        lines.append({"at": row["created_at"], "run_id": row["run_id"], "event_type": row["event_type"], "what": said})
+    lines += [
+        {
+            "at": s.at,
+            "run_id": s.run_id,
+            "event_type": "",
+            "what": f"{s.change} {'in' if s.change == 'appeared' else 'from'} {s.system}",
+        }
+        for s in sightings
+    ]
+    return sorted(lines, key=lambda line: line["at"])

@@ -42,6 +42,7 @@ from keysync.application.suspect import ShrinkGuard, accepted_of
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.reconciliation import Reconciliation
 from keysync.domain.run import RUNNING, ReconciliationRun
+from keysync.projections.registry_view import matching
 
 if TYPE_CHECKING:
     from keysync.projections.runner import Projections
@@ -400,12 +401,17 @@ class KeySync:
         self.projections.catch_up()
         return reactivated
 
-    def registry_rows(self, status: str | None = None, as_of: str = "") -> list[dict[str, str]]:
-        """The registry now, or as it stood at the moment ``as_of`` names (a run id or an ISO 8601 time)."""
+    def registry_rows(
+        self, status: str | None = None, as_of: str = "", *, system: str | None = None, search: str | None = None
+    ) -> list[dict[str, str]]:
+        """The registry now, or as it stood at the moment ``as_of`` names (a run id or an ISO 8601 time); only
+        the master keys seen in ``system`` and holding ``search``, when given."""
         self.projections.update_views()
         if as_of:
-            return registry_as_of(self.projections, as_of, status)
-        return self.projections.recorder.registry_rows(status)
+            rows = registry_as_of(self.projections, as_of, status)
+        else:
+            rows = self.projections.recorder.registry_rows(status)
+        return matching(rows, system, search)
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         self.projections.update_views()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,8 +13,9 @@ import click
 from keysync.application.bootstrap import build
 from keysync.application.history import AuditFilter, event_types
 from keysync.cli.audit_chain import seal_command, verify_command
-from keysync.cli.display import stdout, table
-from keysync.cli.options import config_option, json_option, load, print_json, user_errors
+from keysync.cli.display import safe
+from keysync.cli.listing import Style, listing_options, show
+from keysync.cli.options import config_option, csv_option, json_option, load, print_json, user_errors
 
 HISTORY_COLUMNS = (
     "run_id", "started_at", "finished_at", "status", "mode", "duration_s", "errors",
@@ -23,8 +25,6 @@ HISTORY_COLUMNS = (
 
 
 def _flat(run: dict) -> dict:
-    import json
-
     kpis = json.loads(run["kpis"]) if run["kpis"] else {}
     return {c: run.get(c, kpis.get(c, "")) for c in HISTORY_COLUMNS}
 
@@ -32,10 +32,11 @@ def _flat(run: dict) -> dict:
 @click.command("history")
 @config_option
 @click.option("--last", type=click.IntRange(min=1), help="Only the newest N runs.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@listing_options
+@csv_option
 @json_option
 @user_errors
-def history_command(config_path: Path | None, last: int | None, as_csv: bool, as_json: bool) -> None:
+def history_command(config_path: Path | None, last: int | None, style: Style, as_csv: bool, as_json: bool) -> None:
     """List runs, newest first, with their status, duration, errors and KPIs.
 
     Example: keysync history --last 10
@@ -50,20 +51,15 @@ def history_command(config_path: Path | None, last: int | None, as_csv: bool, as
         writer.writeheader()
         writer.writerows(rows)
     else:
-        # The counts under short names and the start to the second, so that a terminal's width holds the table;
-        # each failed run's reason follows it whole (in a column it would be squeezed to nothing).
-        shown = {"run_id": "run_id", "started_at": "started (UTC)", "status": "status", "mode": "mode",
+        # The counts under short names, so that a terminal's width holds the table; each failed run's reason
+        # follows it whole (in a column it would be cut to nothing).
+        shown = {"run_id": "run_id", "started_at": "started_at", "status": "status", "mode": "mode",
                  "duration_s": "seconds", "missing_in_A_count": "missing_in_A",
                  "missing_from_system_count": "missing_from_sys", "duplicate_keys_count": "duplicates"}  # fmt: skip
-        cells = [
-            {name: row[c] for c, name in shown.items()} | {"started (UTC)": row["started_at"][:19].replace("T", " ")}
-            for row in rows
-        ]
-        console = stdout()
-        console.print(table(f"Runs ({len(rows)})", list(shown.values()), cells))
-        for row in rows:
-            if row["errors"]:
-                console.print(f"{row['run_id']} {row['status']}: {row['errors']}", markup=False, highlight=False)
+        cells = [[row[c] for c in shown] for row in rows]
+        failed = [row for row in rows[: style.limit or None] if row["errors"]]
+        reasons = [f"{row['run_id']} {row['status']}: {row['errors']}" for row in failed]
+        show(f"Runs ({len(rows)})", list(shown.values()), cells, style, after=reasons)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -82,12 +78,13 @@ def _since(value: str | None) -> datetime | None:
 @click.option("--key", help="Only events about this key (compared after normalization).")
 @click.option("--since", help="Only events at or after this ISO 8601 time.")
 @click.option("--type", "event_type", help="Only this event type, e.g. MasterKeysActivated.")
+@listing_options
 @json_option
 @click.pass_context
 @user_errors
 def audit_command(
     ctx: click.Context, config_path: Path | None, run_id: str | None, key: str | None, since: str | None,
-    event_type: str | None, as_json: bool,
+    event_type: str | None, style: Style, as_json: bool,
 ) -> None:  # fmt: skip
     """Replay the event log and print the matching events in order; `keysync audit verify` checks that the
     log still holds what it held when it was sealed.
@@ -104,9 +101,19 @@ def audit_command(
     rows = build(load(config_path)).audit(chosen)
     if as_json:
         print_json(rows)
+    elif key is not None:
+        # Which event did what to the key, who did it and when: the payload's counts say nothing of one key.
+        cells = [[r["event_id"], r["run_id"], r["event_type"], r["created_at"], _actor(r), r["for_key"]] for r in rows]
+        show(f"Events about {key} ({len(rows)})", AUDIT_KEY_COLUMNS, cells, style)
     else:
-        stdout().print(table(f"Events ({len(rows)})", ("event_id", "run_id", "event_type", "created_at",
-                                                         "payload"), rows))  # fmt: skip
+        show(f"Events ({len(rows)})", ("event_id", "run_id", "event_type", "created_at", "payload"), rows, style)
+
+
+AUDIT_KEY_COLUMNS = ("event_id", "run_id", "event_type", "created_at", "actor", "what")
+
+
+def _actor(row: dict) -> str:
+    return str(json.loads(row["payload"]).get("actor", ""))
 
 
 audit_command.add_command(verify_command)
@@ -116,10 +123,12 @@ audit_command.add_command(seal_command)
 @click.command("key")
 @config_option
 @click.argument("key")
+@listing_options
 @json_option
 @user_errors
-def key_command(config_path: Path | None, key: str, as_json: bool) -> None:
-    """Show one key's timeline: where it was seen, when it appeared or vanished, its registry history.
+def key_command(config_path: Path | None, key: str, style: Style, as_json: bool) -> None:
+    """Show one key: its registry status and why, then its timeline (where it was seen, when it appeared or
+    vanished, how the registry and the sandbox changed it), oldest first.
 
     Example: keysync key CUST-12345
     """
@@ -127,13 +136,16 @@ def key_command(config_path: Path | None, key: str, as_json: bool) -> None:
     if as_json:
         print_json(timeline)
         return
-    console = stdout()
-    if not (timeline["sightings"] or timeline["registry"]):
-        console.print(f"{timeline['normalized_key']}: no run has seen it, and no master key is it", markup=False,
-                      highlight=False)  # fmt: skip
+    name = timeline["normalized_key"]
+    if not timeline["timeline"]:
+        click.echo(safe(f"{name}: no run has seen it, and no master key is it"))
         return
-    console.print(f"{timeline['normalized_key']}: now in {', '.join(timeline['present_in']) or 'no system'}",
-                  markup=False, highlight=False)  # fmt: skip
-    console.print(table("Sightings", ("run_id", "at", "system", "change", "last_seen_at"), timeline["sightings"]))
-    console.print(table("Registry", ("event_id", "run_id", "event_type", "created_at", "payload"),
-                        timeline["registry"]))  # fmt: skip
+    if timeline["status"]:
+        master = "" if timeline["master_key"] == name else f" (master key {timeline['master_key']})"
+        reason = f": {timeline['status_reason']}" if timeline["status_reason"] else ""
+        status = f"{name}{master}: {timeline['status']}{reason}"
+    else:
+        status = f"{name}: not a master key"
+    present = f"now in {', '.join(timeline['present_in']) or 'no system'}"
+    rows = [[line["at"], line["run_id"], line["what"]] for line in timeline["timeline"]]
+    show("Timeline", ("at", "run_id", "what"), rows, style, before=[status, present])

@@ -7,10 +7,23 @@ from pathlib import Path
 import click
 
 from keysync.application.bootstrap import build
-from keysync.cli.display import stdout, table
-from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
+from keysync.cli.listing import Style, listing_options, show
+from keysync.cli.options import (
+    config_option,
+    csv_option,
+    json_option,
+    load,
+    message,
+    print_csv,
+    print_json,
+    user_errors,
+)
+from keysync.domain.observations import SYSTEMS
 from keysync.domain.registry import STATUSES
 from keysync.projections.views import REGISTRY_COLUMNS
+
+# The table's columns on a terminal; --wide shows every column of the registry.
+SHOWN = ("master_key", "status", "source_systems", "source_key", "updated_at", "status_reason")
 
 
 @click.group("registry")
@@ -24,20 +37,35 @@ def registry_group() -> None:
 @registry_group.command("list")
 @config_option
 @click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only keys in this status.")
+@click.option("--system", type=click.Choice(SYSTEMS, case_sensitive=False),
+              help="Only master keys seen in this system.")  # fmt: skip
+@click.option("--search", metavar="TEXT", help="Only master keys whose master or source key holds TEXT (any case).")
 @click.option("--as-of", "as_of", metavar="RUN_ID|TIME", default="", help="The registry as it stood then.")
+@listing_options
+@csv_option
 @json_option
 @user_errors
-def list_command(config_path: Path | None, status: str | None, as_of: str, as_json: bool) -> None:
-    """List master keys, now or as they stood at a run or a time.
+def list_command(
+    config_path: Path | None, status: str | None, system: str | None, search: str | None, as_of: str,
+    style: Style, as_csv: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """List master keys, now or as they stood at a run or a time: the first 50 in a table (--limit), every one
+    with --json or --csv.
 
-    Example: keysync registry list --status Proposed --as-of 2026-11-01
+    Example: keysync registry list --status Proposed --system B --search CUST-12 --as-of 2026-11-01
     """
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
     status = next((s for s in STATUSES if status and s.lower() == status.lower()), None)
-    rows = build(load(config_path)).registry_rows(status, as_of=as_of)
+    config = load(config_path)
+    rows = build(config).registry_rows(status, as_of=as_of, system=system and system.upper(), search=search)
     if as_json:
         print_json(rows)
+    elif as_csv:
+        print_csv(REGISTRY_COLUMNS, rows, escape_formulas=config.reports.escape_formulas)
     else:
-        stdout().print(table(f"Master keys ({len(rows)})", REGISTRY_COLUMNS, rows))
+        columns = REGISTRY_COLUMNS if style.wide else SHOWN
+        show(f"Master keys ({len(rows)})", columns, rows, style)
 
 
 @registry_group.command("approve")

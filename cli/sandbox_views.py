@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from keysync.cli.display import stdout, table
+from keysync.cli.listing import Style, listing_options, show
 from keysync.cli.options import config_option, json_option, message, print_json
-from keysync.cli.sandbox_common import hints_line, sandbox_errors, service, shown_keys, status_table
+from keysync.cli.sandbox_common import STATUS_COLUMNS, hints_line, sandbox_errors, service, shown_keys, status_table
 from keysync.domain.observations import SYSTEMS
 from keysync.infrastructure.report_files import write_csv_atomic
 
@@ -21,6 +22,7 @@ CSV_COLUMNS = ("rows", "unique_keys", "only_here", "matched_in_A", "out_of_autho
 
 @click.command("status")
 @config_option
+@listing_options
 @json_option
 @click.option(
     "--csv",
@@ -29,7 +31,7 @@ CSV_COLUMNS = ("rows", "unique_keys", "only_here", "matched_in_A", "out_of_autho
     help="Write the summary as CSV (- = standard output).",
 )
 @sandbox_errors
-def status_command(config_path: Path | None, as_json: bool, csv_path: Path | None) -> None:
+def status_command(config_path: Path | None, style: Style, as_json: bool, csv_path: Path | None) -> None:
     """Per system: rows, distinct keys, keys only there, System A's keys held, keys not in A, A's keys missing,
     duplicates and rejected rows; and what a run would report on these files.
 
@@ -57,8 +59,8 @@ def status_command(config_path: Path | None, as_json: bool, csv_path: Path | Non
     elif as_json:
         print_json(status.as_dict())
     else:
-        stdout().print(status_table(status))
-        click.echo(hints_line(status))
+        rows = [[s, *(status.systems[s][c] for c in STATUS_COLUMNS)] for s in SYSTEMS]
+        show("Sandbox", ["system", *STATUS_COLUMNS.values()], rows, style, after=[hints_line(status)])
 
 
 @click.command("history")

@@ -8,7 +8,7 @@ import click
 
 from keysync.application.bootstrap import build
 from keysync.application.trends import CHANGE_COLUMNS, CompareError, compare_runs
-from keysync.cli.display import stdout, table
+from keysync.cli.listing import Style, fits, listing_options, show
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.domain.observations import DOWNSTREAM
 from keysync.projections.trends import TrendPoint, plot_format, trend_points, write_trend_plot
@@ -24,10 +24,7 @@ def _matrix(points: list[TrendPoint]) -> list[list[str]]:
     """One row per run, one cell per downstream system: fits a terminal and shows drift down each column."""
     runs = {p.run_id: p.finished_at for p in points}
     cells = {(p.run_id, p.system): p for p in points}
-    return [
-        [run, finished[:19].replace("T", " "), *(_cell(cells.get((run, s))) for s in DOWNSTREAM)]
-        for run, finished in runs.items()
-    ]
+    return [[run, finished, *(_cell(cells.get((run, s))) for s in DOWNSTREAM)] for run, finished in runs.items()]
 
 
 def _plot_path(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
@@ -48,9 +45,10 @@ def _plot_path(_ctx: click.Context, _param: click.Parameter, value: Path | None)
     callback=_plot_path,
     help="Also draw match rate and discrepancies per system over the runs to FILE.png or FILE.svg.",
 )
+@listing_options
 @json_option
 @user_errors
-def trends_command(config_path: Path | None, last: int | None, plot: Path | None, as_json: bool) -> None:
+def trends_command(config_path: Path | None, last: int | None, plot: Path | None, style: Style, as_json: bool) -> None:
     """Show match rate and discrepancy counts per completed run and system, oldest first.
 
     Example: keysync trends --last 20 --plot trends.png
@@ -59,13 +57,13 @@ def trends_command(config_path: Path | None, last: int | None, plot: Path | None
     if as_json:
         print_json([p.as_dict() for p in points])
     else:
-        rows = _matrix(points)
-        grid = table(f"Trends ({len(rows)} completed runs, oldest first)", ("run_id", "finished_at", *DOWNSTREAM), rows)
-        grid.caption = "cell: match rate, missing_in_A/missing_from_system"
-        grid.caption_justify = "left"
-        for column in grid.columns[2:]:
-            column.min_width, column.no_wrap = len("unavailable"), True
-        stdout().print(grid)
+        rows, columns = _matrix(points), ["run_id", "finished_at", *DOWNSTREAM]
+        caption = "cell: match rate, missing_in_A/missing_from_system"
+        if not style.wide and not fits(columns, rows):
+            # The systems' cells are what trends is for: the time of each run gives way to them first.
+            rows, columns = [[row[0], *row[2:]] for row in rows], [columns[0], *columns[2:]]
+            caption += " (--wide adds finished_at)"
+        show(f"Trends ({len(rows)} completed runs, oldest first)", columns, rows, style, after=[caption])
     if plot is not None:
         if not points:
             raise click.ClickException("no completed runs to plot: run keysync run first")
@@ -76,9 +74,10 @@ def trends_command(config_path: Path | None, last: int | None, plot: Path | None
 @config_option
 @click.argument("run_a")
 @click.argument("run_b")
+@listing_options
 @json_option
 @user_errors
-def compare_command(config_path: Path | None, run_a: str, run_b: str, as_json: bool) -> None:
+def compare_command(config_path: Path | None, run_a: str, run_b: str, style: Style, as_json: bool) -> None:
     """Show the discrepancies opened and resolved going from run RUN_A to run RUN_B, per system and key.
 
     Example: keysync compare 87e0c925b3db da6d1422b188
@@ -91,5 +90,5 @@ def compare_command(config_path: Path | None, run_a: str, run_b: str, as_json: b
         print_json(comparison.as_dict())
     else:
         rows = [[c.system, c.kind, c.change, c.key] for c in comparison.changes]
-        stdout().print(table(f"Changes from {run_a} to {run_b} ({len(rows)})", CHANGE_COLUMNS, rows))
+        show(f"Changes from {run_a} to {run_b} ({len(rows)})", CHANGE_COLUMNS, rows, style)
     message(comparison.summary())

@@ -55,3 +55,14 @@ def apply_registry_event(rows: dict[str, dict[str, str]], event: Any, seen: dict
             row["status_reason"] = event.reason
             changed.add(master)
     return changed
+
+
+def matching(rows: list[dict[str, str]], system: str | None = None, search: str | None = None) -> list[dict[str, str]]:
+    """The rows of master keys seen in ``system`` (one of their source systems) whose master or source key holds
+    ``search`` (ignoring case)."""
+    if system:
+        rows = [row for row in rows if system in row["source_systems"].split("|")]
+    if search:
+        text = search.casefold()
+        rows = [row for row in rows if text in row["master_key"].casefold() or text in row["source_key"].casefold()]
+    return rows

@@ -49,7 +49,8 @@ def test_key_timeline_shows_appearance_vanishing_and_registry_changes(any_projec
     assert changes == [("B", "appeared"), ("B", "vanished"), ("D", "appeared")]
     assert timeline["present_in"] == ["D"]
     assert [e["event_type"] for e in timeline["registry"]] == ["MasterKeysProposed", "MasterKeysSeen"]
-    assert "Sightings" in any_project.invoke("key", "X-1").stdout
+    shown = any_project.invoke("key", "X-1").stdout
+    assert shown.startswith("X-1: Proposed\nnow in D\n") and "vanished from B" in shown and "appeared in D" in shown
 
 
 def test_every_run_adds_its_systems_to_the_trend_report(any_project, write_systems):

@@ -68,3 +68,10 @@ def test_the_shell_completes_command_names_and_options(any_project):
     assert shell.completenames("re") == ["redo", "remove-key", "reset"]
     assert "--systems" in shell.completedefault("--sy", "add-key X --sy", 10, 14)
     assert "shell" not in shell.completenames("sh")
+
+
+def test_batch_lines_take_h_for_help_as_every_command_does(any_project):
+    script = any_project.root / "help.ks"
+    script.write_text("status -h\n", encoding="utf-8")
+    result = sandbox(any_project, "batch", str(script))
+    assert "Usage:" in result.stdout and "-h, --help" in result.stdout

@@ -151,6 +151,8 @@ def test_registry_reactivate_brings_a_deprecated_key_back_to_active(approved):
     assert "cannot make DKEY-02 Active again: it is Active" in refused.stderr and "Traceback" not in refused.output
     assert approved.invoke("registry", "reactivate", "NOPE", "--reason", "why", expect=1).stderr.count("NOPE")
     assert json.loads(approved.invoke("doctor", "--json").stdout)["healthy"]
+    timeline = json.loads(approved.invoke("key", "DKEY-01", "--json").stdout)["timeline"]
+    assert any("back to Active" in str(entry) and "the merge was undone" in str(entry) for entry in timeline)
 
 
 def test_accept_shrink_names_downstream_systems_only(approved):
