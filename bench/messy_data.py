@@ -294,15 +294,15 @@ def _mask(n: int, rows: np.ndarray) -> pa.Array:
 
 def _modify(rng: np.random.Generator, lines: pa.Array, round_: int) -> pa.Array:
     """New last_seen_at for each line with five fields; every other one gets a new key too."""
-    text = pc.cast(lines, pa.large_string())
+    text = pc.cast(lines, pa.string())
     fields = pc.split_pattern(pc.utf8_rtrim(text, "\n"), ",")
     ok = pc.equal(pc.list_value_length(fields), 5)
-    safe = pc.if_else(ok, fields, pa.scalar(["", "", "", "", ""], pa.list_(pa.large_string())))
+    safe = pc.if_else(ok, fields, pa.scalar(["", "", "", "", ""], pa.list_(pa.string())))
     part = [pc.list_element(safe, i) for i in range(5)]
-    fresh = pa.array([f"CHG{round_}-{i:0{DIGITS}d}" for i in range(len(lines))], pa.large_string())
+    fresh = pa.array([f"CHG{round_}-{i:0{DIGITS}d}" for i in range(len(lines))], pa.string())
     new_key = pa.array(rng.random(len(lines)) < 0.5)
     key = pc.if_else(new_key, fresh, part[1])
-    seen = _stamps(rng, len(lines), round_).cast(pa.large_string())
+    seen = _stamps(rng, len(lines), round_)
     rebuilt = pc.binary_join_element_wise(part[0], key, part[2], part[3], seen, ",")
     rebuilt = pc.binary_join_element_wise(rebuilt, "\n", "")
     return pc.if_else(ok, rebuilt, text).cast(pa.large_binary())
