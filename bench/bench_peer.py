@@ -51,8 +51,9 @@ GB = 1024.0  # MB
 # --- whole processes ----------------------------------------------------------------------------------------
 
 
-def timed(command: list[str], cwd: Path, label: str) -> tuple[float, float]:
-    """Run ``command`` to its end: (wall seconds, peak RSS in MB of the process and the children it waited for)."""
+def timed(command: list[str], cwd: Path, label: str) -> tuple[float, float, float]:
+    """Run ``command`` to its end: (wall seconds, peak RSS in MB, CPU seconds), of the process and the children
+    it waited for. On a shared machine CPU seconds move less than wall time."""
     out, err = cwd / f"{label}.stdout", cwd / f"{label}.stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         begun = time.perf_counter()
@@ -63,7 +64,7 @@ def timed(command: list[str], cwd: Path, label: str) -> tuple[float, float]:
     if process.returncode != 0:
         tail = err.read_text(errors="replace").strip().splitlines()[-5:]
         raise SystemExit(f"{' '.join(command)} exited {process.returncode}:\n" + "\n".join(tail))
-    return wall, usage.ru_maxrss / 1024  # Linux reports KiB
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # Linux reports KiB
 
 
 def write_config(folder: Path, data: Path, pad_numbers: int) -> Path:
@@ -138,7 +139,8 @@ def agreement(keysync_output: Path, peer_output: Path) -> str:
 
 def full_runs(data: Path, repeat: int, pad_numbers: int) -> dict[str, object]:
     """Median wall time and peak memory of KeySync's full run and of the peer, alternating, fresh each time."""
-    figures: dict[str, list[float]] = {"keysync_s": [], "keysync_mb": [], "peer_s": [], "peer_mb": []}
+    figures: dict[str, list[float]] = {name: [] for name in ("keysync_s", "keysync_mb", "keysync_cpu", "peer_s",
+                                                             "peer_mb", "peer_cpu")}  # fmt: skip
     check = ""
     for i in range(repeat):
         with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
@@ -147,10 +149,11 @@ def full_runs(data: Path, repeat: int, pad_numbers: int) -> dict[str, object]:
             order = ("keysync", "peer") if i % 2 == 0 else ("peer", "keysync")  # neither always goes first
             for who in order:
                 command = keysync("run", "-c", str(config)) if who == "keysync" else peer(config, folder / "peer")
-                seconds, peak = timed(command, folder, who)
+                seconds, peak, cpu = timed(command, folder, who)
                 figures[f"{who}_s"].append(seconds)
                 figures[f"{who}_mb"].append(peak)
-                print(f"  {who}: {seconds:.2f} s, {peak:.0f} MB", file=sys.stderr)
+                figures[f"{who}_cpu"].append(cpu)
+                print(f"  {who}: {seconds:.2f} s, {peak:.0f} MB, {cpu:.2f} CPU s", file=sys.stderr)
             if not check:
                 check = agreement(folder / "output", folder / "peer")
     medians: dict[str, object] = {name: statistics.median(values) for name, values in figures.items()}
@@ -182,11 +185,11 @@ def incremental_runs(data: Path, repeat: int, pad_numbers: int, rate: float, see
         for system in SYSTEMS:
             shutil.copyfile(data / f"{system}.csv", exports / f"{system}.csv")
         config = write_config(folder, exports, pad_numbers)
-        full, full_mb = timed(keysync("run", "-c", str(config)), folder, "full")
+        full, full_mb, _ = timed(keysync("run", "-c", str(config)), folder, "full")
         print(f"  full: {full:.2f} s, {full_mb:.0f} MB", file=sys.stderr)
         for round_ in range(1, repeat + 1):
             messy_data.change(exports, rate, seed, round_)
-            seconds, peak = timed(keysync("run", "-c", str(config), "-m", "incremental"), folder, "changed")
+            seconds, peak, _ = timed(keysync("run", "-c", str(config), "-m", "incremental"), folder, "changed")
             figures["changed"].append(seconds)
             figures["changed_mb"].append(peak)
             figures["unchanged"].append(
@@ -212,7 +215,9 @@ def verdict(ok: bool) -> str:
 
 def print_full(console: Console, results: dict[int, dict[str, object]], repeat: int) -> None:
     table = Table(title=f"Full run: KeySync against the polars peer (medians of {repeat})")
-    for column in ("keys/system", "KeySync s", "peer s", "ratio", "KeySync peak MB", "peer peak MB", "diff rows"):
+    columns = ("keys/system", "KeySync s", "peer s", "ratio", "KeySync peak MB", "peer peak MB", "KeySync CPU s",
+               "peer CPU s", "diff rows")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column == "diff rows" else "right")
     for keys, r in results.items():
         table.add_row(
@@ -222,6 +227,8 @@ def print_full(console: Console, results: dict[int, dict[str, object]], repeat: 
             f"{r['keysync_s'] / r['peer_s']:.2f}",
             f"{r['keysync_mb']:.0f}",
             f"{r['peer_mb']:.0f}",
+            f"{r['keysync_cpu']:.1f}",
+            f"{r['peer_cpu']:.1f}",
             str(r["check"]),
         )
     console.print(table)
