@@ -246,8 +246,8 @@ def print_full(console: Console, results: dict[int, dict[str, object]], repeat: 
 
 def print_incremental(console: Console, results: dict[int, dict[str, object]], rate: float, repeat: int) -> None:
     table = Table(title=f"Incremental runs, {rate:.0%} of every export changed (medians of {repeat})")
-    columns = ("keys/system", "full s", "changed s", "floor s", "target s", "unchanged s", "--version s",
-               "target s", "full/changed", "full/unchanged", "diff rows")  # fmt: skip
+    columns = ("keys/system", "full s", "changed s", "changed peak MB", "floor s", "target s", "unchanged s",
+               "--version s", "target s", "full/changed", "full/unchanged", "diff rows")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for keys, r in results.items():
@@ -257,6 +257,7 @@ def print_incremental(console: Console, results: dict[int, dict[str, object]], r
             f"{keys:,}",
             f"{r['full']:.2f}",
             f"{r['changed']:.2f}",
+            f"{r['changed_mb']:.0f}",
             f"{r['floor']:.2f}",
             f"{changed_target:.2f} {verdict(r['changed'] <= changed_target)}",
             f"{r['unchanged']:.2f}",
