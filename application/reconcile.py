@@ -8,7 +8,7 @@ An incremental run (keysync.application.incremental) fingerprints each export fi
 read, and a changed one records only the rows removed and added since the run that last held its rows. When no
 export changed and the rules are the same, the run carries the last reconciliation over instead of redoing it.
 
-Either way a downstream export whose valid rows fell too far is held back as suspect, and the rows of the
+Either way an export whose valid rows fell too far is held back as suspect, and the rows of the
 system's last accepted export stand in for it (keysync.application.suspect).
 """
 

@@ -1,11 +1,13 @@
 """Suspect exports: one bad export (header only, a truncated file, a test set of ten keys) must not cost the
 registry its master keys.
 
-A downstream system's export whose valid rows fell by more than ``max_shrink`` (a share) against the system's last
+A system's export whose valid rows fell by more than ``max_shrink`` (a share) against the system's last
 accepted export is suspect: the run holds it back, and the rows of that accepted export stand in for it, so that
 nothing is deprecated, opened or closed on its account. The baseline is always the last accepted export: a suspect
 one never becomes it, so two suspect runs in a row do not make the shrink normal. ``--accept-shrink`` (or
-``max_shrink: 1``) takes the new export as it is. A system with no accepted export yet is read as it is.
+``max_shrink: 1``) takes the new export as it is. A system with no accepted export yet is read as it is. System A
+is guarded too: ten keys in A would otherwise make every downstream key out of authority, and fill the registry
+with proposals.
 
 Every completed run lists each system's last accepted export in its KPIs (``accepted``); a store written before
 then has it from the run's ``sources`` or, older still, from its summary counts.
@@ -20,7 +22,7 @@ from typing import Any
 import attrs
 
 from keysync.application.incremental import BaseSnapshot, SourceState
-from keysync.domain.observations import AUTHORITY, Fingerprint
+from keysync.domain.observations import Fingerprint
 
 MAX_SHRINK = 0.5
 
@@ -83,10 +85,9 @@ class ShrinkGuard:
     accept: Collection[str] = frozenset()
 
     def suspicion(self, system: str, rows: int) -> str:
-        """Why an export of ``system`` with ``rows`` valid rows is suspect, or "" when it is not. System A is
-        never held back: without valid keys it fails the run, as it always did."""
+        """Why an export of ``system`` with ``rows`` valid rows is suspect, or "" when it is not."""
         before = self.accepted.get(system)
-        if system == AUTHORITY or system in self.accept or before is None or before.rows == 0:
+        if system in self.accept or before is None or before.rows == 0:
             return ""
         if before.rows - rows <= self.max_shrink * before.rows:
             return ""

@@ -18,7 +18,7 @@ from keysync.application.service import Interruption, RunInterrupted, RunOutcome
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.domain.normalization import NormalizationRules
-from keysync.domain.observations import DOWNSTREAM
+from keysync.domain.observations import SYSTEMS
 from keysync.domain.registry import REASON_SEEN_AGAIN
 from keysync.infrastructure.config import override
 from keysync.infrastructure.logs import setup_logging
@@ -75,7 +75,7 @@ def run_command(
     """Reconcile Systems B-E against System A and write the reports (the seven of the contract, the trend report
     and the changes since the last run).
 
-    A downstream export whose valid rows fell by more than processing.max_shrink against the system's last
+    An export whose valid rows fell by more than processing.max_shrink against the system's last
     accepted export is held back as suspect: those rows stand in for it, and nothing is deprecated on its account.
 
     Example: keysync run --generate-data --scenario drift --keys 2000
@@ -192,14 +192,11 @@ def interruption_line(where: Interruption | None) -> str:
 
 
 def _systems(given: tuple[str, ...]) -> list[str]:
-    """--accept-shrink D,E (or given twice): the downstream systems named, checked."""
+    """--accept-shrink D,E (or given twice): the systems named, checked."""
     named = [s.strip().upper() for value in given for s in value.split(",") if s.strip()]
-    wrong = [s for s in named if s not in DOWNSTREAM]
+    wrong = [s for s in named if s not in SYSTEMS]
     if wrong:
-        raise click.BadParameter(
-            f"{', '.join(wrong)}: name downstream systems ({', '.join(DOWNSTREAM)}); System A is never held back",
-            param_hint="--accept-shrink",
-        )
+        raise click.BadParameter(f"{', '.join(wrong)}: name systems ({', '.join(SYSTEMS)})", param_hint="--accept-shrink")
     return list(dict.fromkeys(named))
 
 

@@ -132,7 +132,7 @@ class Processing:
     lock_timeout_s: float = 30.0  # > 0, <= 86400
     timeout_s: float = 300.0  # > 0, <= 86400; the time limit of one attempt at reading one system's export
     retries: int = 2  # 0..10; attempts after a failed or timed-out read, with a growing pause in between
-    # 0..1; a downstream export that lost more than this share of the valid rows of the system's last accepted
+    # 0..1; an export that lost more than this share of the valid rows of the system's last accepted
     # export is held back as suspect (1: never)
     max_shrink: float = 0.5
 

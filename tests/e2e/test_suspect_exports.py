@@ -155,9 +155,29 @@ def test_registry_reactivate_brings_a_deprecated_key_back_to_active(approved):
     assert any("back to Active" in str(entry) and "the merge was undone" in str(entry) for entry in timeline)
 
 
-def test_accept_shrink_names_downstream_systems_only(approved):
-    result = approved.invoke("run", "--accept-shrink", "A", expect=2)
-    assert "System A is never held back" in result.stderr
+def test_accept_shrink_names_known_systems_only(approved):
+    result = approved.invoke("run", "--accept-shrink", "B,Q", expect=2)
+    assert "Q: name systems (A, B, C, D, E)" in result.stderr
+
+
+@pytest.mark.parametrize("kept", [[], A[:1]], ids=["header-only", "one-key"])
+def test_a_shrunken_authority_is_held_back_and_proposes_nothing(approved, kept):
+    approved.write_system("A", kept)
+    outcome, stderr = run(approved)
+    assert "System A's export was held back as suspect" in stderr
+    assert (outcome["proposed"], outcome["deprecated"]) == (0, 0)
+    assert set(statuses(approved).values()) == {"Active"} and len(statuses(approved)) == len(ONLY_D)
+    assert summary(approved)["A"]["status"] == "suspect"
+    assert sorted(r["normalized_key"] for r in approved.report(MISSING_IN_A)) == ONLY_D  # A's accepted rows
+
+    # Taken as it is, a small A puts B's keys out of authority: the run proposes them, as asked; an empty A leaves
+    # nothing to reconcile against, and the run fails saying so.
+    if not kept:
+        failed = approved.invoke("run", "--accept-shrink", "A", expect=1)
+        assert "has no valid keys: nothing to reconcile against" in failed.stderr
+        return
+    outcome, _ = run(approved, "--accept-shrink", "A")
+    assert summary(approved)["A"]["status"] == "ok" and outcome["proposed"] == len(A) - len(kept)
 
 
 def test_a_run_over_the_sandboxs_exports_says_so(project):
