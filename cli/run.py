@@ -196,7 +196,9 @@ def _systems(given: tuple[str, ...]) -> list[str]:
     named = [s.strip().upper() for value in given for s in value.split(",") if s.strip()]
     wrong = [s for s in named if s not in SYSTEMS]
     if wrong:
-        raise click.BadParameter(f"{', '.join(wrong)}: name systems ({', '.join(SYSTEMS)})", param_hint="--accept-shrink")
+        raise click.BadParameter(
+            f"{', '.join(wrong)}: name systems ({', '.join(SYSTEMS)})", param_hint="--accept-shrink"
+        )
     return list(dict.fromkeys(named))
 
 
