@@ -58,6 +58,18 @@ for command in COMMANDS:
     cli.add_command(command)
 
 
+def _help_options_everywhere(command: click.Command) -> None:
+    """-h on every command, whichever context runs it: click builds a command's help option once, from the first
+    context that asks, so a command run as the root of its own context (`sandbox shell`, `batch`) would otherwise
+    know only --help from then on."""
+    command.context_settings.setdefault("help_option_names", ["-h", "--help"])
+    for sub in getattr(command, "commands", {}).values():
+        _help_options_everywhere(sub)
+
+
+_help_options_everywhere(cli)
+
+
 def main() -> None:
     try:
         cli()

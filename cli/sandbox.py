@@ -27,8 +27,7 @@ from keysync.domain.sandbox import DEFAULT_KEYS, DEFAULT_SEED
 from keysync.domain.sandbox_rows import CORRUPTIONS, VARIANTS
 
 
-# Its own -h too: `sandbox shell` and `batch` run this group as the root of each command line they read.
-@click.group("sandbox", context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("sandbox")
 def sandbox_group() -> None:
     """Edit Systems A-E by hand to try reconciliation out: add, remove and modify keys, undo, save states.
 
