@@ -144,8 +144,15 @@ def run_command(
         message(f"Resumed run {outcome.run_id}, which had been interrupted.")
     for system, why in outcome.superseded.items():
         message(f"System {system} {why}: read again (the log keeps both recordings; the run used the newer).")
-    for system, reason in outcome.result.run.held_back.items():  # said with --json too: it is news for a person
+    held_back = outcome.result.run.held_back
+    for system, reason in held_back.items():  # said with --json too: it is news for a person
         message(f"System {system}'s export was held back as suspect: {reason}.")
+    edited = [s for s in sandboxed if s in held_back]
+    if edited:  # the sandbox's few keys are meant: say how to take them
+        message(
+            f"The sandbox's exports of {', '.join(edited)} were held back against the last accepted ones: "
+            f"`keysync run --accept-shrink {','.join(edited)}` reconciles them as they are."
+        )
     if as_json:
         print_json(outcome_json(outcome))
     else:

@@ -185,6 +185,17 @@ def test_a_run_over_the_sandboxs_exports_says_so(project):
     assert "Reconciling sandbox data" in project.invoke("run").stderr
 
 
+def test_a_run_over_sandbox_exports_held_back_says_how_to_take_them(project, write_systems):
+    write_systems(A=A, B=A, C=A, D=D, E=A)
+    project.invoke("run")
+    project.invoke("sandbox", "init", "--keys", "3", "--yes")
+    stderr = project.invoke("run").stderr
+    assert "The sandbox's exports of A, B, C, D, E were held back" in stderr
+    assert "`keysync run --accept-shrink A,B,C,D,E` reconciles them as they are" in stderr
+    project.invoke("run", "--accept-shrink", "A,B,C,D,E")
+    assert {row["status"] for row in project.report(SUMMARY)} == {"ok"}
+
+
 def test_a_run_over_other_exports_does_not_mention_the_sandbox(project, write_systems):
     write_systems(A=A, B=A, C=A, D=D, E=A)
     assert "sandbox" not in project.invoke("run").stderr
