@@ -14,10 +14,12 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import attrs
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Characters that separate the parts of a key. Whitespace means anything str.isspace() accepts.
 DELIMITER_PUNCTUATION = "-_./\\:|"
@@ -149,49 +151,238 @@ def keys_that_lost_letters(keys: Iterable[str], rules: NormalizationRules) -> li
     return [key for key in dict.fromkeys(key for key in keys if not key.isascii()) if lost_letters(key, rules)]
 
 
-# ---- Bulk path -------------------------------------------------------------------------------------
-# ASCII keys (nearly all keys in practice; NFKC is the identity on ASCII) are joined into one latin-1
-# byte string with _SEP before, between and after them, and each rule becomes a C-speed pass over
-# it: bytes.translate (uppercase, strip_non_alnum, marking delimiters), then numpy (collapse, padding).
-# _SEP is not ASCII, so no rule treats it as whitespace, delimiter or digit: runs never cross from
-# one key into the next, and a key's leading or trailing bytes are those next to a _SEP.
+# ---- Bulk path: Arrow arrays -----------------------------------------------------------------------
+# Most real keys are already canonical, so the rows a rule would change are found first, in a few numpy
+# passes over the array's bytes, and only those are normalized:
+#
+# 1. Suspects: a key is left as it is unless it holds a byte some rule acts on (not ASCII, lower case, a
+#    character strip_non_alnum drops, a delimiter other than the joiner), the joiner at either end or twice
+#    in a row, edge whitespace for trim alone, or a digit run shorter than pad_numbers. The test may send a
+#    canonical key on (that costs time only), never the reverse.
+# 2. Non-ASCII suspects (few) are NFKC-composed one by one with unicodedata, the reference's own tables:
+#    pyarrow's utf8_normalize follows a newer Unicode than this Python and disagrees on code points this
+#    Python leaves unassigned. Those NFKC turns into ASCII (full-width forms) go on with the ASCII keys; the
+#    rest (upper() and ascii_fold, letters "unicode" are Python's Unicode too) go through normalize_key.
+# 3. ASCII suspects are laid end to end with _SEP before, between and after them, and each rule is one
+#    C-speed pass over those bytes: bytes.translate (uppercase, strip_non_alnum, delimiter marking), then
+#    numpy (trim, collapse, padding). _SEP is not ASCII, so no rule treats it as whitespace, delimiter or
+#    digit: runs never cross from one key into the next, and a key's edges are the bytes next to a _SEP.
 
 _SCALAR_BELOW = 64  # measured: below ~30 keys the set-up costs more than it saves
-_CHUNK = 100_000  # keys per pass: bounds memory and keeps the buffers cache-sized
+_CHUNK = 1 << 20  # rows per suspect scan: bounds the size of its temporary arrays
 _SEP = 0x80
 _DELIM = 0x81  # every delimiter becomes this byte until runs are collapsed; not ASCII either
 
 # str.isspace() on ASCII is more than " \t\n\r\f\v": \x1c-\x1f count too (for strip() and re's \s).
-_ASCII_DELIMS = {c for c in range(128) if chr(c).isspace() or chr(c) in DELIMITER_PUNCTUATION}
+_ASCII_SPACES = {c for c in range(128) if chr(c).isspace()}
+_ASCII_DELIMS = _ASCII_SPACES | {ord(c) for c in DELIMITER_PUNCTUATION}
 _ASCII_ALNUM = {c for c in range(128) if chr(c).isalnum()}
+_IS_SPACE = np.array([c in _ASCII_SPACES for c in range(256)])
+
+Keys = pa.Array | pa.ChunkedArray
 
 
-def normalize_keys(keys: list[str], rules: NormalizationRules) -> list[str]:
-    """Normalize many keys: exactly [normalize_key(k, rules) for k in keys], but vectorized."""
+def normalize_array(keys: Keys, rules: NormalizationRules) -> Keys:
+    """Normalize an Arrow array of keys (string or large_string, no nulls): the values of
+    [normalize_key(k, rules) for k in keys], in an array of the same kind (chunks stay chunks)."""
+    if isinstance(keys, pa.ChunkedArray):
+        return pa.chunked_array([normalize_array(chunk, rules) for chunk in keys.chunks], keys.type)
+    rows, normalized = _changed_rows(keys, rules)
+    if not len(rows):
+        return keys
+    # One take from the keys followed by their normalized rows: cheaper than pc.replace_with_mask.
+    order = np.arange(len(keys))
+    order[rows] = len(keys) + np.arange(len(rows))
+    return pa.concat_arrays([keys.cast(normalized.type), normalized]).take(pa.array(order))
+
+
+def normalize_keys(keys: Sequence[str], rules: NormalizationRules) -> list[str]:
+    """Normalize many keys: exactly [normalize_key(k, rules) for k in keys], through normalize_array's steps.
+    The keys no rule changes are returned as the very strings given (no copy of each)."""
     if len(keys) < _SCALAR_BELOW:
         return [normalize_key(key, rules) for key in keys]
-    if "".join(keys).isascii():  # one C-level scan; the usual case
-        return _normalize_ascii(keys, rules)
-    # Mixed input: vectorize the ASCII keys, send the rest through the reference, keep the order.
-    ascii_out = iter(_normalize_ascii([key for key in keys if key.isascii()], rules))
-    return [next(ascii_out) if key.isascii() else normalize_key(key, rules) for key in keys]
+    try:
+        array = pa.array(keys, pa.string())
+    except UnicodeEncodeError:  # a lone surrogate (a JSON "\ud800"): not text Arrow holds
+        return _normalize_with_surrogates(keys, rules)
+    rows, normalized = _changed_rows(array, rules)
+    out = np.array(keys, dtype=object)
+    out[rows] = normalized.to_numpy(zero_copy_only=False)
+    return out.tolist()
 
 
-def _normalize_ascii(keys: list[str], rules: NormalizationRules) -> list[str]:
-    table, delete = _byte_rules(rules)
-    sep = chr(_SEP)
-    out: list[str] = []
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
-        if rules.trim and not rules.strip_non_alnum and not rules.collapse_delims:
-            chunk = [key.strip() for key in chunk]  # otherwise a later step drops edge whitespace anyway
-        data = sep.join(["", *chunk, ""]).encode("latin-1").translate(table, delete)
-        if rules.collapse_delims:
-            data = _collapse(data, rules.collapse_delims.encode("ascii"))
-        if rules.pad_numbers:
-            data = _pad_numbers(data, rules.pad_numbers)
-        out += data.decode("latin-1").split(sep)[1:-1]
+def _normalize_with_surrogates(keys: Sequence[str], rules: NormalizationRules) -> list[str]:
+    odd = [i for i, key in enumerate(keys) if not key.isascii() and not _is_utf8(key)]
+    out = list(keys)
+    for i in odd:
+        out[i] = ""
+    out = normalize_keys(out, rules)
+    for i in odd:
+        out[i] = normalize_key(keys[i], rules)
     return out
+
+
+def _is_utf8(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _changed_rows(keys: pa.Array, rules: NormalizationRules) -> tuple[np.ndarray, pa.Array]:
+    """The rows whose key a rule may change (sorted), and their normalized keys."""
+    if not (pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type)):
+        raise TypeError(f"keys must be an Arrow string array, got {keys.type}")
+    if keys.null_count:
+        raise ValueError("keys must not be null")
+    suspect = [_suspects(keys.slice(start, _CHUNK), rules) for start in range(0, len(keys), _CHUNK)]
+    rows = np.flatnonzero(np.concatenate(suspect)) if suspect else np.zeros(0, dtype=np.int64)
+    return rows, _normalize_suspects(keys.take(pa.array(rows)), rules)
+
+
+def _buffers(keys: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The array's offsets (from 0, as int64) and the bytes they point into, without copying the bytes."""
+    if not len(keys):
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+    _, offsets_buffer, data_buffer = keys.buffers()
+    dtype = np.int64 if pa.types.is_large_string(keys.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype)[keys.offset : keys.offset + len(keys) + 1].astype(np.int64)
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
+    return offsets - offsets[0], data[offsets[0] : offsets[-1]]
+
+
+def _suspects(keys: pa.Array, rules: NormalizationRules) -> np.ndarray:
+    """Per row of ``keys``, whether a rule may change its key (every key a rule changes is a suspect)."""
+    offsets, data = _buffers(keys)
+    if not len(data):
+        return np.zeros(len(keys), dtype=bool)  # only empty keys: no rule changes those
+    table, edge, joiner = _suspect_bytes(rules)
+    bad = np.frombuffer(bytearray(data).translate(table), dtype=bool)  # writable: bytearray
+    if joiner is not None:  # the joiner twice in a row
+        is_joiner = data == joiner
+        bad[1:] |= is_joiner[1:] & is_joiner[:-1]
+    if rules.pad_numbers > 1:
+        bad |= _short_digit_runs(data, offsets, rules.pad_numbers)
+    # An empty key's segment is its neighbour's byte (one past the end is not allowed): it may be a suspect for
+    # nothing, which costs time only.
+    starts = np.minimum(offsets[:-1], len(data) - 1)
+    suspect = np.logical_or.reduceat(bad, starts)
+    if edge is not None:
+        suspect |= edge[data[starts]] | edge[data[offsets[1:] - 1]]
+    return suspect
+
+
+@functools.cache
+def _suspect_bytes(rules: NormalizationRules) -> tuple[bytes, np.ndarray | None, int | None]:
+    """A bytes.translate table marking (with 1) the bytes that make a key suspect anywhere, which bytes do so at
+    either end of a key (None: none), and the joiner if it is one byte (else None)."""
+    suspect = set(range(128, 256))  # not ASCII: NFKC, and maybe more
+    if rules.uppercase:
+        suspect |= set(range(ord("a"), ord("z") + 1))
+    if rules.strip_non_alnum:
+        suspect |= set(range(128)) - _ASCII_ALNUM - (_ASCII_DELIMS if rules.collapse_delims else set())
+    joiner = ord(rules.collapse_delims) if len(rules.collapse_delims) == 1 else None
+    edge = np.zeros(256, dtype=bool)
+    if rules.collapse_delims:  # every delimiter run must already be one joiner, inside the key
+        suspect |= _ASCII_DELIMS - {joiner}
+        if joiner is not None:
+            edge[joiner] = True
+    elif rules.trim and not rules.strip_non_alnum:
+        edge[list(_ASCII_SPACES)] = True
+    table = bytes(c in suspect for c in range(256))
+    return table, edge if edge.any() else None, joiner
+
+
+def _short_digit_runs(data: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
+    """Per byte, whether a run of ASCII digits shorter than width begins there, or a run crosses from one key
+    into the next there (the scan below sees it as one: both keys are suspects then)."""
+    digit = (data - ord("0")) < 10  # uint8 wraps around below '0'
+    short = np.empty_like(digit)
+    short[0] = digit[0]
+    np.greater(digit[1:], digit[:-1], out=short[1:])  # the first digit of each run
+    long = _all_within(digit, width)  # [i]: bytes i .. i + width - 1 are digits
+    np.greater(short[: len(long)], long, out=short[: len(long)])
+    inner = offsets[(offsets > 0) & (offsets < len(data))]
+    crossed = inner[digit[inner - 1] & digit[inner]]
+    short[crossed] = short[crossed - 1] = True
+    return short
+
+
+def _all_within(mask: np.ndarray, size: int) -> np.ndarray:
+    """[i] = mask[i : i + size].all(), for every i where that window fits: log2(size) passes, not size."""
+    if len(mask) < size:
+        return np.zeros(0, dtype=bool)
+    span = 1
+    while span * 2 <= size:
+        mask = mask[:-span] & mask[span:]  # now [i] covers 2 * span elements
+        span *= 2
+    overlap = size - span  # two windows of span elements, overlapping, cover size elements
+    return mask[: len(mask) - overlap] & mask[overlap:]
+
+
+def _normalize_suspects(keys: pa.Array, rules: NormalizationRules) -> pa.Array:
+    """Normalize every key of ``keys``: see the steps above."""
+    not_ascii = _rows(pc.invert(pc.string_is_ascii(keys)))
+    if not len(not_ascii):
+        return _normalize_ascii(keys, rules)
+    raw = keys.take(pa.array(not_ascii))
+    composed = _nfkc(raw)
+    special = _rows(pc.invert(pc.string_is_ascii(composed)))  # still not ASCII after NFKC: for the reference
+    composed = _replaced(composed, special, pa.nulls(len(special), keys.type).fill_null(""))
+    out = _normalize_ascii(_replaced(keys, not_ascii, composed), rules)
+    if not len(special):
+        return out
+    return _replaced(out, not_ascii[special], [normalize_key(key, rules) for key in raw.take(special).to_pylist()])
+
+
+# Where pyarrow's NFKC (utf8proc, a newer Unicode) agrees with this Python's, code point by code point (a test
+# checks every one): Latin-1, the ideographic space, and the half-width and full-width forms.
+_SAME_NFKC = r"^[\x{0}-\x{ff}\x{3000}\x{ff00}-\x{ffef}]*$"
+
+
+def _nfkc(keys: pa.Array) -> pa.Array:
+    """NFKC as unicodedata does it: through pyarrow's utf8_normalize for the keys made only of characters on
+    which the two agree (full-width keys, say), one by one for the rest."""
+    composed = pc.utf8_normalize(keys, "NFKC")
+    other = _rows(pc.invert(pc.match_substring_regex(keys, _SAME_NFKC)))
+    if not len(other):
+        return composed
+    return _replaced(composed, other, [unicodedata.normalize("NFKC", key) for key in keys.take(other).to_pylist()])
+
+
+def _rows(mask: pa.Array) -> np.ndarray:
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+
+
+def _replaced(keys: pa.Array, rows: np.ndarray, values: pa.Array | list[str]) -> pa.Array:
+    """``keys`` with the key in each of ``rows`` replaced by the value at the same place in ``values``."""
+    if not len(rows):
+        return keys
+    mask = np.zeros(len(keys), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(keys, pa.array(mask), pa.array(values, keys.type))
+
+
+def _normalize_ascii(keys: pa.Array, rules: NormalizationRules) -> pa.Array:
+    """Normalize keys that are all ASCII, one pass per rule over their bytes laid end to end."""
+    offsets, data = _buffers(keys)
+    laid = np.insert(data, offsets, _SEP)  # a _SEP before every key and after the last
+    if rules.trim and not rules.strip_non_alnum and not rules.collapse_delims:
+        laid = _trim(laid)  # otherwise a later step drops edge whitespace anyway
+    table, delete = _byte_rules(rules)
+    text = laid.tobytes().translate(table, delete)
+    if rules.collapse_delims:
+        text = _collapse(text, rules.collapse_delims.encode("ascii"))
+    if rules.pad_numbers:
+        text = _pad_numbers(text, rules.pad_numbers)
+    laid = np.frombuffer(text, dtype=np.uint8)
+    sep = laid == _SEP
+    offsets = np.flatnonzero(sep) - np.arange(len(keys) + 1)  # each _SEP before a key shifts it by one
+    large = pa.types.is_large_string(keys.type) or offsets[-1] >= 2**31
+    kind, dtype = (pa.large_string(), np.int64) if large else (pa.string(), np.int32)
+    buffers = [None, pa.py_buffer(offsets.astype(dtype)), pa.py_buffer(laid[~sep])]
+    return pa.Array.from_buffers(kind, len(keys), buffers)
 
 
 @functools.cache
@@ -215,6 +406,16 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flips[0::2] + 1, flips[1::2]
 
 
+def _trim(laid: np.ndarray) -> np.ndarray:
+    """Drop the whitespace runs at either end of each key."""
+    starts, ends = _runs(_IS_SPACE[laid])
+    at_edge = (laid[starts - 1] == _SEP) | (laid[ends + 1] == _SEP)
+    inside = np.zeros(len(laid), dtype=np.int8)
+    inside[starts[at_edge]] = 1  # runs are apart: no start is another run's end + 1
+    inside[ends[at_edge] + 1] = -1
+    return laid[np.cumsum(inside) == 0]
+
+
 def _collapse(data: bytes, joiner: bytes) -> bytes:
     """Turn every run of _DELIM inside a key into joiner; drop the runs at either end of a key."""
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -228,7 +429,7 @@ def _collapse(data: bytes, joiner: bytes) -> bytes:
 def _pad_numbers(data: bytes, width: int) -> bytes:
     """Left-pad with '0' every run of ASCII digits shorter than width."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    starts, ends = _runs((buf - ord("0")) < 10)  # uint8 wraps around below '0'
+    starts, ends = _runs((buf - ord("0")) < 10)
     missing = width - (ends - starts + 1)
     short = missing > 0
     if not short.any():
