@@ -1,12 +1,15 @@
 """Key normalization: the issue's examples, each rule on and off, and the properties (idempotence, and
-the bulk path agreeing with the scalar reference on every input)."""
+the bulk paths, on lists and on Arrow arrays, agreeing with the scalar reference on every input)."""
 
 from __future__ import annotations
 
 import random
+import unicodedata
 from unittest import mock
 
 import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -18,6 +21,7 @@ from keysync.domain.normalization import (
     NormalizationRules,
     keys_that_lost_letters,
     lost_letters,
+    normalize_array,
     normalize_key,
     normalize_keys,
 )
@@ -140,8 +144,8 @@ def test_bulk_equals_scalar_small(keys: list[str], rules: NormalizationRules) ->
 
 @given(keys=st.lists(texts, max_size=30), rules=rules_strategy)
 def test_bulk_equals_scalar_vectorized(keys: list[str], rules: NormalizationRules) -> None:
-    # A threshold of 0 and tiny chunks send even short lists (mixed ASCII or not) through the numpy
-    # path, across several chunks.
+    # A threshold of 0 and tiny chunks send even short lists (mixed ASCII or not) through the Arrow
+    # path, its scan for the keys a rule changes cut into several slices.
     with mock.patch.object(normalization, "_SCALAR_BELOW", 0), mock.patch.object(normalization, "_CHUNK", 7):
         assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
 
@@ -240,3 +244,83 @@ def test_lost_letters_means_a_letter_went_missing(raw: str, rules: Normalization
     if lost_letters(raw, rules):
         kept = normalize_key(raw, attrs.evolve(rules, letters="unicode"))
         assert sum(c.isalnum() for c in kept) > sum(c.isalnum() for c in normalize_key(raw, rules))
+
+
+# ---- normalize_array: Arrow arrays in, Arrow arrays out ----------------------------------------------
+
+# Text Arrow can hold (no lone surrogates), heavy in what the rules and the scan for changed keys act on: keys
+# that are canonical or nearly (the scan must tell them apart), whitespace of every kind, delimiters, full-width
+# and half-width forms, accents (composed and not), Cyrillic, CJK, other scripts' digits, control characters, and
+# code points this Python's Unicode leaves unassigned that pyarrow's newer one gives an NFKC mapping (U+209D,
+# U+A7F1, U+1CCD6: pyarrow would make them "w", "S", "A").
+NEAR_CANONICAL = "AZ09-_ a"
+ARROW_CHARS = KEY_CHARS + "\u2000\u200b\u3000\u1680\u202f\uff3f\uff0e\uff65ｶﾞ٠۵߀०๓１\u209d\ua7f1\U0001ccd6"
+arrow_text = st.one_of(
+    st.text(st.sampled_from(NEAR_CANONICAL), max_size=12),
+    st.text(st.sampled_from(ARROW_CHARS), max_size=20),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=20),
+)
+arrow_types = st.sampled_from([pa.string(), pa.large_string()])
+
+
+@given(keys=st.lists(arrow_text, max_size=40), rules=rules_strategy, kind=arrow_types, cut=st.integers(0, 3))
+@example(keys=["AB-1", "23"], rules=NormalizationRules(pad_numbers=3), kind=pa.string(), cut=0)  # runs meet
+@example(keys=["1", "", "2"], rules=NormalizationRules(pad_numbers=2), kind=pa.string(), cut=0)  # across ""
+@example(keys=["A-", "-B", "A--B"], rules=NormalizationRules(), kind=pa.string(), cut=0)
+@example(keys=["CUST\u209d", "ＣＵＳＴ－１"], rules=NormalizationRules(), kind=pa.string(), cut=0)
+def test_array_equals_reference(keys: list[str], rules: NormalizationRules, kind: pa.DataType, cut: int) -> None:
+    # Tiny slices for the scan, and an array that starts inside its buffers (a slice), like a reader's chunk.
+    array = pa.array(["#", *keys], kind).slice(1) if cut else pa.array(keys, kind)
+    with mock.patch.object(normalization, "_CHUNK", cut * 3 or normalization._CHUNK):
+        normalized = normalize_array(array, rules)
+    assert normalized.type == kind
+    assert normalized.to_pylist() == [normalize_key(key, rules) for key in keys]
+    assert normalize_array(normalized, rules).equals(normalized)  # idempotent
+
+
+@settings(max_examples=30)
+@given(keys=st.lists(arrow_text, min_size=1, max_size=12), rules=rules_strategy, chunks=st.integers(1, 4))
+def test_chunked_array_stays_chunked(keys: list[str], rules: NormalizationRules, chunks: int) -> None:
+    array = pa.chunked_array([pa.array(keys, pa.string())] * chunks)
+    normalized = normalize_array(array, rules)
+    assert [len(chunk) for chunk in normalized.chunks] == [len(keys)] * chunks
+    assert normalized.to_pylist() == [normalize_key(key, rules) for key in keys] * chunks
+
+
+def test_array_on_many_typical_keys() -> None:
+    rng = random.Random(11)
+    forms = ["CUST-{}", "cust_{}", " PROD-ABC-{}  ", "TXN.2024.{}", "ＣＵＳＴ－{}", "#x..{}--*", "Ж-{}", "{}", ""]
+    keys = [rng.choice(forms).format(rng.randrange(10 ** rng.randrange(1, 9))) for _ in range(20_011)]
+    for rules in (NormalizationRules(), ALL_ON, only(trim=True, pad_numbers=8), NormalizationRules(letters="unicode")):
+        expected = [normalize_key(key, rules) for key in keys]
+        assert normalize_array(pa.array(keys), rules).to_pylist() == expected
+        assert normalize_keys(keys, rules) == expected
+
+
+@pytest.mark.parametrize("rules", [NormalizationRules(), ALL_ON, ALL_OFF])
+def test_canonical_keys_come_back_as_they_are(rules: NormalizationRules) -> None:
+    keys = [f"CUST-{n:05d}" for n in range(200)]
+    array = pa.array(keys)
+    assert normalize_array(array, rules) is array  # nothing to do: not even a copy
+    listed = normalize_keys(keys, rules)
+    assert listed == keys
+    assert all(out is key for out, key in zip(listed, keys, strict=True))  # the same strings, not copies
+
+
+def test_pyarrow_nfkc_agrees_with_python_where_normalize_array_uses_it() -> None:
+    # normalize_array lets pyarrow compose the keys made only of these characters (full-width keys, say).
+    # pyarrow's Unicode is newer than some Pythons': elsewhere the two disagree (U+209D is "w" in one).
+    ranges = [range(0x100), range(0x3000, 0x3001), range(0xFF00, 0xFFF0)]
+    chars = [chr(c) for r in ranges for c in r]
+    assert all(pc.match_substring_regex(pa.array(chars), normalization._SAME_NFKC).to_pylist())
+    others = pa.array(["\u0100", "a\u3001", "\U0001ccd6"])
+    assert not any(pc.match_substring_regex(others, normalization._SAME_NFKC).to_pylist())
+    composed = pc.utf8_normalize(pa.array(chars), "NFKC").to_pylist()
+    assert composed == [unicodedata.normalize("NFKC", c) for c in chars]
+
+
+def test_array_must_hold_strings_and_no_nulls() -> None:
+    with pytest.raises(TypeError, match="string"):
+        normalize_array(pa.array([1, 2]), NormalizationRules())
+    with pytest.raises(ValueError, match="null"):
+        normalize_array(pa.array(["A", None]), NormalizationRules())
