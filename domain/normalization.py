@@ -258,18 +258,20 @@ def _suspects(keys: pa.Array, rules: NormalizationRules) -> np.ndarray:
     if not len(data):
         return np.zeros(len(keys), dtype=bool)  # only empty keys: no rule changes those
     table, edge, joiner = _suspect_bytes(rules)
-    bad = np.frombuffer(bytearray(data).translate(table), dtype=bool)  # writable: bytearray
+    # One byte more, never suspect, so that every key's segment for reduceat below is in range; an empty key's
+    # segment is its neighbour's first byte then, and it may be a suspect for nothing (that costs time only).
+    padded = bytearray(data)
+    padded.append(0)
+    bad = np.frombuffer(padded.translate(table), dtype=bool)  # writable: a bytearray
+    bad[-1] = False
     if joiner is not None:  # the joiner twice in a row
         is_joiner = data == joiner
-        bad[1:] |= is_joiner[1:] & is_joiner[:-1]
+        bad[1:-1] |= is_joiner[1:] & is_joiner[:-1]
     if rules.pad_numbers > 1:
-        bad |= _short_digit_runs(data, offsets, rules.pad_numbers)
-    # An empty key's segment is its neighbour's byte (one past the end is not allowed): it may be a suspect for
-    # nothing, which costs time only.
-    starts = np.minimum(offsets[:-1], len(data) - 1)
-    suspect = np.logical_or.reduceat(bad, starts)
-    if edge is not None:
-        suspect |= edge[data[starts]] | edge[data[offsets[1:] - 1]]
+        bad[:-1] |= _short_digit_runs(data, offsets, rules.pad_numbers)
+    suspect = np.logical_or.reduceat(bad, offsets[:-1])
+    if edge is not None:  # an empty key reads a neighbour's byte here: again time only
+        suspect |= edge[data[np.minimum(offsets[:-1], len(data) - 1)]] | edge[data[offsets[1:] - 1]]
     return suspect
 
 

@@ -267,6 +267,7 @@ arrow_types = st.sampled_from([pa.string(), pa.large_string()])
 @example(keys=["AB-1", "23"], rules=NormalizationRules(pad_numbers=3), kind=pa.string(), cut=0)  # runs meet
 @example(keys=["1", "", "2"], rules=NormalizationRules(pad_numbers=2), kind=pa.string(), cut=0)  # across ""
 @example(keys=["A-", "-B", "A--B"], rules=NormalizationRules(), kind=pa.string(), cut=0)
+@example(keys=["0-", ""], rules=only(strip_non_alnum=True), kind=pa.string(), cut=0)  # an empty key last
 @example(keys=["CUST\u209d", "ＣＵＳＴ－１"], rules=NormalizationRules(), kind=pa.string(), cut=0)
 def test_array_equals_reference(keys: list[str], rules: NormalizationRules, kind: pa.DataType, cut: int) -> None:
     # Tiny slices for the scan, and an array that starts inside its buffers (a slice), like a reader's chunk.
