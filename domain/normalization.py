@@ -191,7 +191,7 @@ def normalize_array(keys: Keys, rules: NormalizationRules) -> Keys:
     if not len(rows):
         return keys
     # One take from the keys followed by their normalized rows: cheaper than pc.replace_with_mask.
-    order = np.arange(len(keys))
+    order = np.arange(len(keys), dtype=np.int32 if 2 * len(keys) < 2**31 else np.int64)
     order[rows] = len(keys) + np.arange(len(rows))
     return pa.concat_arrays([keys.cast(normalized.type), normalized]).take(pa.array(order))
 
@@ -264,36 +264,37 @@ def _suspects(keys: pa.Array, rules: NormalizationRules) -> np.ndarray:
     padded.append(0)
     bad = np.frombuffer(padded.translate(table), dtype=bool)  # writable: a bytearray
     bad[-1] = False
-    if joiner is not None:  # the joiner twice in a row
-        is_joiner = data == joiner
-        bad[1:-1] |= is_joiner[1:] & is_joiner[:-1]
     if rules.pad_numbers > 1:
         bad[:-1] |= _short_digit_runs(data, offsets, rules.pad_numbers)
+    # Where a key starts and ends (an empty key reads a neighbour's byte here: again time only).
+    first, last = np.minimum(offsets[:-1], len(data) - 1), offsets[1:] - 1
+    if joiner is not None:  # the joiner twice in a row, or at either end
+        is_joiner = data == joiner
+        bad[1:-1] |= is_joiner[1:] & is_joiner[:-1]
+        return np.logical_or.reduceat(bad, offsets[:-1]) | is_joiner[first] | is_joiner[last]
     suspect = np.logical_or.reduceat(bad, offsets[:-1])
-    if edge is not None:  # an empty key reads a neighbour's byte here: again time only
-        suspect |= edge[data[np.minimum(offsets[:-1], len(data) - 1)]] | edge[data[offsets[1:] - 1]]
+    if edge is not None:
+        suspect |= edge[data[first]] | edge[data[last]]
     return suspect
 
 
 @functools.cache
 def _suspect_bytes(rules: NormalizationRules) -> tuple[bytes, np.ndarray | None, int | None]:
-    """A bytes.translate table marking (with 1) the bytes that make a key suspect anywhere, which bytes do so at
-    either end of a key (None: none), and the joiner if it is one byte (else None)."""
+    """A bytes.translate table marking (with 1) the bytes that make a key suspect anywhere; the bytes that do at
+    either end of a key, if some besides the joiner do (else None); and the joiner if it is one byte (else None:
+    off, or longer, and then every delimiter makes a key suspect)."""
     suspect = set(range(128, 256))  # not ASCII: NFKC, and maybe more
     if rules.uppercase:
         suspect |= set(range(ord("a"), ord("z") + 1))
     if rules.strip_non_alnum:
         suspect |= set(range(128)) - _ASCII_ALNUM - (_ASCII_DELIMS if rules.collapse_delims else set())
     joiner = ord(rules.collapse_delims) if len(rules.collapse_delims) == 1 else None
-    edge = np.zeros(256, dtype=bool)
     if rules.collapse_delims:  # every delimiter run must already be one joiner, inside the key
         suspect |= _ASCII_DELIMS - {joiner}
-        if joiner is not None:
-            edge[joiner] = True
-    elif rules.trim and not rules.strip_non_alnum:
-        edge[list(_ASCII_SPACES)] = True
-    table = bytes(c in suspect for c in range(256))
-    return table, edge if edge.any() else None, joiner
+    edge = None
+    if rules.trim and not rules.strip_non_alnum and not rules.collapse_delims:
+        edge = np.array([c in _ASCII_SPACES for c in range(256)])
+    return bytes(c in suspect for c in range(256)), edge, joiner
 
 
 def _short_digit_runs(data: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
