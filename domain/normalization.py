@@ -159,10 +159,11 @@ def keys_that_lost_letters(keys: Iterable[str], rules: NormalizationRules) -> li
 #    character strip_non_alnum drops, a delimiter other than the joiner), the joiner at either end or twice
 #    in a row, edge whitespace for trim alone, or a digit run shorter than pad_numbers. The test may send a
 #    canonical key on (that costs time only), never the reverse.
-# 2. Non-ASCII suspects (few) are NFKC-composed one by one with unicodedata, the reference's own tables:
-#    pyarrow's utf8_normalize follows a newer Unicode than this Python and disagrees on code points this
-#    Python leaves unassigned. Those NFKC turns into ASCII (full-width forms) go on with the ASCII keys; the
-#    rest (upper() and ascii_fold, letters "unicode" are Python's Unicode too) go through normalize_key.
+# 2. Non-ASCII suspects (few) are NFKC-composed: full-width keys by a byte fold, the rest one by one with
+#    unicodedata, the reference's own tables (pyarrow's utf8_normalize follows a newer Unicode than some
+#    Pythons and disagrees on code points they leave unassigned). Those NFKC turns into ASCII go on with the
+#    ASCII keys; the rest (upper(), ascii_fold and letters "unicode" are Python's Unicode too) go through
+#    normalize_key.
 # 3. ASCII suspects are laid end to end with _SEP before, between and after them, and each rule is one
 #    C-speed pass over those bytes: bytes.translate (uppercase, strip_non_alnum, delimiter marking), then
 #    numpy (trim, collapse, padding). _SEP is not ASCII, so no rule treats it as whitespace, delimiter or
@@ -339,19 +340,39 @@ def _normalize_suspects(keys: pa.Array, rules: NormalizationRules) -> pa.Array:
     return _replaced(out, not_ascii[special], [normalize_key(key, rules) for key in raw.take(special).to_pylist()])
 
 
-# Where pyarrow's NFKC (utf8proc, a newer Unicode) agrees with this Python's, code point by code point (a test
-# checks every one): Latin-1, the ideographic space, and the half-width and full-width forms.
-_SAME_NFKC = r"^[\x{0}-\x{ff}\x{3000}\x{ff00}-\x{ffef}]*$"
+# Keys made only of ASCII and full-width forms of it (U+FF01-U+FF5E, and U+3000 for a space), which NFKC turns
+# character by character into ASCII: most non-ASCII keys in practice.
+_FULL_WIDTH = r"^[\x{0}-\x{7f}\x{3000}\x{ff01}-\x{ff5e}]*$"
 
 
 def _nfkc(keys: pa.Array) -> pa.Array:
-    """NFKC as unicodedata does it: through pyarrow's utf8_normalize for the keys made only of characters on
-    which the two agree (full-width keys, say), one by one for the rest."""
-    composed = pc.utf8_normalize(keys, "NFKC")
-    other = _rows(pc.invert(pc.match_substring_regex(keys, _SAME_NFKC)))
-    if not len(other):
-        return composed
-    return _replaced(composed, other, [unicodedata.normalize("NFKC", key) for key in keys.take(other).to_pylist()])
+    """NFKC as unicodedata does it: full-width keys folded as bytes, the rest one by one. (pyarrow's
+    utf8_normalize follows a newer Unicode than some Pythons, and would disagree with normalize_key.)"""
+    wide = _rows(pc.match_substring_regex(keys, _FULL_WIDTH))
+    if len(wide) == len(keys):
+        return _fold_full_width(keys)
+    others = np.setdiff1d(np.arange(len(keys)), wide, assume_unique=True)
+    composed = [unicodedata.normalize("NFKC", key) for key in keys.take(others).to_pylist()]
+    order = np.empty(len(keys), dtype=np.int64)
+    order[wide] = np.arange(len(wide))
+    order[others] = len(wide) + np.arange(len(others))
+    folded = _fold_full_width(keys.take(pa.array(wide)))
+    return pa.concat_arrays([folded, pa.array(composed, keys.type)]).take(pa.array(order))
+
+
+def _fold_full_width(keys: pa.Array) -> pa.Array:
+    """NFKC of keys that match _FULL_WIDTH: each three-byte character becomes the ASCII byte it stands for."""
+    offsets, data = _buffers(keys)
+    lead = np.flatnonzero(data >= 0xE0)  # E3 80 80 is U+3000; EF BC 81-BF, EF BD 80-9E are U+FF01-U+FF5E
+    second, third = data[lead + 1], data[lead + 2]
+    ascii_byte = np.where(data[lead] == 0xE3, ord(" "), np.where(second == 0xBC, third - 0x60, third - 0x20))
+    folded = data.copy()
+    folded[lead] = ascii_byte
+    kept = (data & 0xC0) != 0x80  # every byte but the two continuation bytes of each character
+    before = np.concatenate([[0], np.cumsum(kept)])  # kept bytes before each position
+    kind, dtype = (pa.large_string(), np.int64) if pa.types.is_large_string(keys.type) else (pa.string(), np.int32)
+    buffers = [None, pa.py_buffer(before[offsets].astype(dtype)), pa.py_buffer(folded[kept])]
+    return pa.Array.from_buffers(kind, len(keys), buffers)
 
 
 def _rows(mask: pa.Array) -> np.ndarray:

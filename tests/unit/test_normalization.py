@@ -251,8 +251,8 @@ def test_lost_letters_means_a_letter_went_missing(raw: str, rules: Normalization
 # Text Arrow can hold (no lone surrogates), heavy in what the rules and the scan for changed keys act on: keys
 # that are canonical or nearly (the scan must tell them apart), whitespace of every kind, delimiters, full-width
 # and half-width forms, accents (composed and not), Cyrillic, CJK, other scripts' digits, control characters, and
-# code points this Python's Unicode leaves unassigned that pyarrow's newer one gives an NFKC mapping (U+209D,
-# U+A7F1, U+1CCD6: pyarrow would make them "w", "S", "A").
+# code points some Pythons' Unicode leaves unassigned that a newer one gives an NFKC mapping (U+209D, U+A7F1,
+# U+1CCD6: pyarrow's utf8_normalize makes them "w", "S", "A").
 NEAR_CANONICAL = "AZ09-_ a"
 ARROW_CHARS = KEY_CHARS + "\u2000\u200b\u3000\u1680\u202f\uff3f\uff0e\uff65ｶﾞ٠۵߀०๓１\u209d\ua7f1\U0001ccd6"
 arrow_text = st.one_of(
@@ -308,16 +308,18 @@ def test_canonical_keys_come_back_as_they_are(rules: NormalizationRules) -> None
     assert all(out is key for out, key in zip(listed, keys, strict=True))  # the same strings, not copies
 
 
-def test_pyarrow_nfkc_agrees_with_python_where_normalize_array_uses_it() -> None:
-    # normalize_array lets pyarrow compose the keys made only of these characters (full-width keys, say).
-    # pyarrow's Unicode is newer than some Pythons': elsewhere the two disagree (U+209D is "w" in one).
-    ranges = [range(0x100), range(0x3000, 0x3001), range(0xFF00, 0xFFF0)]
-    chars = [chr(c) for r in ranges for c in r]
-    assert all(pc.match_substring_regex(pa.array(chars), normalization._SAME_NFKC).to_pylist())
-    others = pa.array(["\u0100", "a\u3001", "\U0001ccd6"])
-    assert not any(pc.match_substring_regex(others, normalization._SAME_NFKC).to_pylist())
-    composed = pc.utf8_normalize(pa.array(chars), "NFKC").to_pylist()
-    assert composed == [unicodedata.normalize("NFKC", c) for c in chars]
+def test_full_width_keys_are_folded_as_nfkc_does() -> None:
+    # normalize_array folds the keys made only of ASCII and the full-width forms of it as bytes.
+    wide = ["\u3000", *map(chr, range(0xFF01, 0xFF5F))]
+    keys = [f"a{c}{c}1{c}" for c in wide] + ["ＣＵＳＴ－００１", "", "plain"]
+    assert all(pc.match_substring_regex(pa.array(keys), normalization._FULL_WIDTH).to_pylist())
+    for kind in (pa.string(), pa.large_string()):
+        folded = normalization._fold_full_width(pa.array(["#", *keys], kind).slice(1))
+        assert folded.type == kind
+        assert folded.to_pylist() == [unicodedata.normalize("NFKC", key) for key in keys]
+    # Characters that are not full-width forms of ASCII: composed one by one.
+    others = ["\uff00", "\uff5f", "\uff65", "ｶﾞ", "é", "\u3001", "\U0001ccd6"]
+    assert not any(pc.match_substring_regex(pa.array(others), normalization._FULL_WIDTH).to_pylist())
 
 
 def test_array_must_hold_strings_and_no_nulls() -> None:
