@@ -369,9 +369,10 @@ def _fold_full_width(keys: pa.Array) -> pa.Array:
     folded = data.copy()
     folded[lead] = ascii_byte
     kept = (data & 0xC0) != 0x80  # every byte but the two continuation bytes of each character
-    before = np.concatenate([[0], np.cumsum(kept)])  # kept bytes before each position
     kind, dtype = (pa.large_string(), np.int64) if pa.types.is_large_string(keys.type) else (pa.string(), np.int32)
-    buffers = [None, pa.py_buffer(before[offsets].astype(dtype)), pa.py_buffer(folded[kept])]
+    before = np.zeros(len(data) + 1, dtype=dtype)  # kept bytes before each position
+    np.cumsum(kept, out=before[1:])
+    buffers = [None, pa.py_buffer(before[offsets]), pa.py_buffer(folded[kept])]
     return pa.Array.from_buffers(kind, len(keys), buffers)
 
 
