@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import numpy as np
 
-from keysync.domain.columns import unpack_text
-from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
+from keysync.domain.columns import Column, text_array, unpack_text
+from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys, rows_normalized_to
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.registry import Registry
 
@@ -72,7 +73,7 @@ def audit_events(projections: Projections, rules: NormalizationRules, chosen: Au
 def _mentions(event: Any, key: str, rules: NormalizationRules) -> bool:
     name = type(event).__name__
     if name in ("KeysObserved", "RowsAdded"):
-        return key in normalize_keys(unpack_text(event.keys), rules)
+        return len(_rows_holding(event.keys, key, rules)) > 0
     if name == "MasterKeysProposed":
         return any(key in (entry[0], entry[1]) for entry in event.entries)
     if name == "MasterKeysSeen":
@@ -80,6 +81,16 @@ def _mentions(event: Any, key: str, rules: NormalizationRules) -> bool:
     if name in ("MasterKeysActivated", "MasterKeysDeprecated"):
         return key in event.master_keys
     return False
+
+
+def _rows_holding(keys: Column, wanted: str, rules: NormalizationRules) -> np.ndarray:
+    """The rows whose key normalizes to ``wanted``: through Arrow, with no Python string per row."""
+    try:
+        array = text_array(keys)
+    except UnicodeEncodeError:  # a lone surrogate (from a JSON escape): not text Arrow holds
+        normalized = normalize_keys(unpack_text(keys), rules)
+        return np.array([i for i, k in enumerate(normalized) if k == wanted], dtype=np.int64)
+    return rows_normalized_to(array, wanted, rules)
 
 
 @attrs.frozen
@@ -105,8 +116,7 @@ def key_timeline(projections: Projections, rules: NormalizationRules, key: str) 
             snapshot = snapshots.get(system)
             if snapshot is None:
                 continue  # an unavailable system says nothing about the key
-            normalized = normalize_keys(snapshot.keys, rules)
-            rows = [i for i, k in enumerate(normalized) if k == wanted]
+            rows = _rows_holding(snapshot.keys, wanted, rules).tolist()
             seen = max((snapshot.last_seen_at[i] for i in rows), default="")
             if rows and not present[system]:
                 sightings.append(Sighting(run["run_id"], run["finished_at"], system, "appeared", seen))

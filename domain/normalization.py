@@ -197,6 +197,11 @@ def normalize_array(keys: Keys, rules: NormalizationRules) -> Keys:
     return pa.concat_arrays([keys.cast(normalized.type), normalized]).take(pa.array(order))
 
 
+def rows_normalized_to(keys: Keys, wanted: str, rules: NormalizationRules) -> np.ndarray:
+    """The rows of ``keys`` whose key normalizes to ``wanted`` (a normalized key), in order."""
+    return np.flatnonzero(pc.equal(normalize_array(keys, rules), wanted).to_numpy(zero_copy_only=False))
+
+
 def normalize_keys(keys: Sequence[str], rules: NormalizationRules) -> list[str]:
     """Normalize many keys: exactly [normalize_key(k, rules) for k in keys], through normalize_array's steps.
     The keys no rule changes are returned as the very strings given (no copy of each)."""

@@ -24,6 +24,7 @@ from keysync.domain.normalization import (
     normalize_array,
     normalize_key,
     normalize_keys,
+    rows_normalized_to,
 )
 
 ALL_ON = NormalizationRules(pad_numbers=5)
@@ -142,6 +143,7 @@ def test_bulk_equals_scalar_small(keys: list[str], rules: NormalizationRules) ->
     assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
 
 
+@settings(deadline=None)  # the first call loads pyarrow's compute functions
 @given(keys=st.lists(texts, max_size=30), rules=rules_strategy)
 def test_bulk_equals_scalar_vectorized(keys: list[str], rules: NormalizationRules) -> None:
     # A threshold of 0 and tiny chunks send even short lists (mixed ASCII or not) through the Arrow
@@ -150,7 +152,7 @@ def test_bulk_equals_scalar_vectorized(keys: list[str], rules: NormalizationRule
         assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
 
 
-@settings(max_examples=25)
+@settings(max_examples=25, deadline=None)
 @given(keys=st.lists(texts, min_size=1, max_size=10), rules=rules_strategy)
 def test_bulk_equals_scalar_above_threshold(keys: list[str], rules: NormalizationRules) -> None:
     many = (keys * (normalization._SCALAR_BELOW // len(keys) + 1))[: normalization._SCALAR_BELOW + 5]
@@ -263,6 +265,7 @@ arrow_text = st.one_of(
 arrow_types = st.sampled_from([pa.string(), pa.large_string()])
 
 
+@settings(deadline=None)  # the first call loads pyarrow's compute functions
 @given(keys=st.lists(arrow_text, max_size=40), rules=rules_strategy, kind=arrow_types, cut=st.integers(0, 3))
 @example(keys=["AB-1", "23"], rules=NormalizationRules(pad_numbers=3), kind=pa.string(), cut=0)  # runs meet
 @example(keys=["1", "", "2"], rules=NormalizationRules(pad_numbers=2), kind=pa.string(), cut=0)  # across ""
@@ -279,7 +282,7 @@ def test_array_equals_reference(keys: list[str], rules: NormalizationRules, kind
     assert normalize_array(normalized, rules).equals(normalized)  # idempotent
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(keys=st.lists(arrow_text, min_size=1, max_size=12), rules=rules_strategy, chunks=st.integers(1, 4))
 def test_chunked_array_stays_chunked(keys: list[str], rules: NormalizationRules, chunks: int) -> None:
     array = pa.chunked_array([pa.array(keys, pa.string())] * chunks)
@@ -327,3 +330,19 @@ def test_array_must_hold_strings_and_no_nulls() -> None:
         normalize_array(pa.array([1, 2]), NormalizationRules())
     with pytest.raises(ValueError, match="null"):
         normalize_array(pa.array(["A", None]), NormalizationRules())
+
+
+def test_rows_normalized_to_a_key() -> None:
+    keys = pa.array([" cust_1 ", "CUST-2", "cust-1", "ＣＵＳＴ－１", "CUST-10"])
+    assert rows_normalized_to(keys, "CUST-1", NormalizationRules()).tolist() == [0, 2, 3]
+    assert rows_normalized_to(keys, "CUST-00001", NormalizationRules(pad_numbers=5)).tolist() == [0, 2, 3]
+    assert rows_normalized_to(pa.chunked_array([keys, keys]), "CUST-2", NormalizationRules()).tolist() == [1, 6]
+
+
+def test_the_audit_finds_a_key_also_in_a_column_arrow_cannot_hold() -> None:
+    from keysync.application.history import _rows_holding
+
+    rules = NormalizationRules()
+    assert _rows_holding("cust_1\nx\ud800\nCUST-1", "CUST-1", rules).tolist() == [0, 2]
+    assert _rows_holding("cust_1\nCUST-2", "CUST-2", rules).tolist() == [1]
+    assert _rows_holding(["a-\ud800", "A"], "A", rules).tolist() == [0, 1]
