@@ -151,9 +151,10 @@ def keys_that_lost_letters(keys: Iterable[str], rules: NormalizationRules) -> li
     return [key for key in dict.fromkeys(key for key in keys if not key.isascii()) if lost_letters(key, rules)]
 
 
-# ---- Bulk path: Arrow arrays -----------------------------------------------------------------------
-# Most real keys are already canonical, so the rows a rule would change are found first, in a few numpy
-# passes over the array's bytes, and only those are normalized:
+# ---- Bulk paths: Arrow arrays, and lists -------------------------------------------------------------
+# An Arrow array's keys are never turned into Python strings. Most real keys are already canonical, so the
+# rows a rule would change are found first, in a few numpy passes over the array's bytes, and only those
+# are normalized:
 #
 # 1. Suspects: a key is left as it is unless it holds a byte some rule acts on (not ASCII, lower case, a
 #    character strip_non_alnum drops, a delimiter other than the joiner), the joiner at either end or twice
@@ -168,8 +169,11 @@ def keys_that_lost_letters(keys: Iterable[str], rules: NormalizationRules) -> li
 #    C-speed pass over those bytes: bytes.translate (uppercase, strip_non_alnum, delimiter marking), then
 #    numpy (trim, collapse, padding). _SEP is not ASCII, so no rule treats it as whitespace, delimiter or
 #    digit: runs never cross from one key into the next, and a key's edges are the bytes next to a _SEP.
+#
+# A list of strings takes step 3 alone, on all its ASCII keys, joined into one byte string and split back.
 
-_SCALAR_BELOW = 100  # measured: below ~100 keys the Arrow set-up (~0.15 ms) costs more than it saves
+_SCALAR_BELOW = 64  # measured: below ~30 keys a list's set-up costs more than it saves
+_LIST_CHUNK = 100_000  # keys of a list per pass: bounds memory and keeps the buffers cache-sized
 _CHUNK = 1 << 20  # rows per suspect scan: bounds the size of its temporary arrays
 _SEP = 0x80
 _DELIM = 0x81  # every delimiter becomes this byte until runs are collapsed; not ASCII either
@@ -203,37 +207,34 @@ def rows_normalized_to(keys: Keys, wanted: str, rules: NormalizationRules) -> np
 
 
 def normalize_keys(keys: Sequence[str], rules: NormalizationRules) -> list[str]:
-    """Normalize many keys: exactly [normalize_key(k, rules) for k in keys], through normalize_array's steps.
-    The keys no rule changes are returned as the very strings given (no copy of each)."""
+    """Normalize many keys: exactly [normalize_key(k, rules) for k in keys], but vectorized.
+
+    A list is not taken through Arrow: its strings joined into one byte string go through the same byte passes
+    at less cost than an array built from them and a list built back, once many keys change (measured on the
+    mock exports: 0.29 s against 0.42 s for a million keys of which half change)."""
     if len(keys) < _SCALAR_BELOW:
         return [normalize_key(key, rules) for key in keys]
-    try:
-        array = pa.array(keys, pa.string())
-    except UnicodeEncodeError:  # a lone surrogate (a JSON "\ud800"): not text Arrow holds
-        return _normalize_with_surrogates(keys, rules)
-    rows, normalized = _changed_rows(array, rules)
-    out = np.array(keys, dtype=object)
-    out[rows] = normalized.to_numpy(zero_copy_only=False)
-    return out.tolist()
+    if "".join(keys).isascii():  # one C-level scan; the usual case
+        return _normalize_ascii_list(keys, rules)
+    # Mixed input: NFKC first (full-width keys become ASCII), vectorize what is ASCII then, send the rest through
+    # the reference, keep the order.
+    composed = [key if key.isascii() else unicodedata.normalize("NFKC", key) for key in keys]
+    ascii_out = iter(_normalize_ascii_list([key for key in composed if key.isascii()], rules))
+    pairs = zip(keys, composed, strict=True)
+    return [next(ascii_out) if done.isascii() else normalize_key(key, rules) for key, done in pairs]
 
 
-def _normalize_with_surrogates(keys: Sequence[str], rules: NormalizationRules) -> list[str]:
-    odd = [i for i, key in enumerate(keys) if not key.isascii() and not _is_utf8(key)]
-    out = list(keys)
-    for i in odd:
-        out[i] = ""
-    out = normalize_keys(out, rules)
-    for i in odd:
-        out[i] = normalize_key(keys[i], rules)
+def _normalize_ascii_list(keys: Sequence[str], rules: NormalizationRules) -> list[str]:
+    table, delete = _byte_rules(rules)
+    sep = chr(_SEP)
+    out: list[str] = []
+    for start in range(0, len(keys), _LIST_CHUNK):
+        chunk = keys[start : start + _LIST_CHUNK]
+        if rules.trim and not rules.strip_non_alnum and not rules.collapse_delims:
+            chunk = [key.strip() for key in chunk]  # otherwise a later step drops edge whitespace anyway
+        data = sep.join(["", *chunk, ""]).encode("latin-1").translate(table, delete)
+        out += _apply_byte_rules(data, rules).decode("latin-1").split(sep)[1:-1]
     return out
-
-
-def _is_utf8(key: str) -> bool:
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _changed_rows(keys: pa.Array, rules: NormalizationRules) -> tuple[np.ndarray, pa.Array]:
@@ -401,18 +402,22 @@ def _normalize_ascii(keys: pa.Array, rules: NormalizationRules) -> pa.Array:
     if rules.trim and not rules.strip_non_alnum and not rules.collapse_delims:
         laid = _trim(laid)  # otherwise a later step drops edge whitespace anyway
     table, delete = _byte_rules(rules)
-    text = laid.tobytes().translate(table, delete)
-    if rules.collapse_delims:
-        text = _collapse(text, rules.collapse_delims.encode("ascii"))
-    if rules.pad_numbers:
-        text = _pad_numbers(text, rules.pad_numbers)
-    laid = np.frombuffer(text, dtype=np.uint8)
+    laid = np.frombuffer(_apply_byte_rules(laid.tobytes().translate(table, delete), rules), dtype=np.uint8)
     sep = laid == _SEP
     offsets = np.flatnonzero(sep) - np.arange(len(keys) + 1)  # each _SEP before a key shifts it by one
     large = pa.types.is_large_string(keys.type) or offsets[-1] >= 2**31
     kind, dtype = (pa.large_string(), np.int64) if large else (pa.string(), np.int32)
     buffers = [None, pa.py_buffer(offsets.astype(dtype)), pa.py_buffer(laid[~sep])]
     return pa.Array.from_buffers(kind, len(keys), buffers)
+
+
+def _apply_byte_rules(data: bytes, rules: NormalizationRules) -> bytes:
+    """Collapse and padding over keys laid end to end between _SEPs, after _byte_rules' translate."""
+    if rules.collapse_delims:
+        data = _collapse(data, rules.collapse_delims.encode("ascii"))
+    if rules.pad_numbers:
+        data = _pad_numbers(data, rules.pad_numbers)
+    return data
 
 
 @functools.cache
