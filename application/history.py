@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keysync.application.key_events import PROPOSED, SEEN, meaning
-from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
+from keysync.application.key_events import PROPOSED, SEEN, meaning, rows_holding
+from keysync.domain.normalization import NormalizationRules, normalize_key
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.registry import Registry
 
@@ -96,8 +96,7 @@ def key_timeline(projections: Projections, rules: NormalizationRules, key: str) 
             snapshot = snapshots.get(system)
             if snapshot is None:
                 continue  # an unavailable system says nothing about the key
-            normalized = normalize_keys(snapshot.keys, rules)
-            rows = [i for i, k in enumerate(normalized) if k == wanted]
+            rows = rows_holding(snapshot.keys, wanted, rules).tolist()
             seen = max((snapshot.last_seen_at[i] for i in rows), default="")
             if rows and not present[system]:
                 sightings.append(Sighting(run["run_id"], run["finished_at"], system, "appeared", seen))

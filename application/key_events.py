@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from keysync.domain.columns import unpack_text
-from keysync.domain.normalization import NormalizationRules, normalize_keys
+import numpy as np
+
+from keysync.domain.columns import Column, text_array, unpack_text
+from keysync.domain.normalization import NormalizationRules, normalize_keys, rows_normalized_to
 
 # Sandbox edits: the rows they removed and added ([system, position, source_key, ...] each), by event type.
 SANDBOX_EDITS = {
@@ -28,7 +30,7 @@ def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
     """What ``event`` did to or said of the normalized ``key``; None when it does not concern the key."""
     name = type(event).__name__
     if name in ("KeysObserved", "RowsAdded"):
-        found = key in normalize_keys(unpack_text(event.keys), rules)
+        found = len(rows_holding(event.keys, key, rules)) > 0
         return (f"{SEEN}{event.system}" if name == "KeysObserved" else f"added to {event.system}") if found else None
     if name == "MasterKeysProposed":
         entry = next((e for e in event.entries if key in (e[0], e[1])), None)
@@ -70,3 +72,14 @@ def _systems_holding(entries: Sequence[Sequence[Any]], key: str, rules: Normaliz
         return []
     normalized = normalize_keys([str(e[2]) for e in entries], rules)
     return list(dict.fromkeys(e[0] for e, k in zip(entries, normalized, strict=True) if k == key))
+
+
+def rows_holding(keys: Column, wanted: str, rules: NormalizationRules) -> np.ndarray:
+    """The rows of a stored key column whose key normalizes to ``wanted``: through Arrow, with no Python string per
+    row."""
+    try:
+        array = text_array(keys)
+    except UnicodeEncodeError:  # a lone surrogate (from a JSON escape): not text Arrow holds
+        normalized = normalize_keys(unpack_text(keys), rules)
+        return np.array([i for i, k in enumerate(normalized) if k == wanted], dtype=np.int64)
+    return rows_normalized_to(array, wanted, rules)

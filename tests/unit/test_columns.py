@@ -2,10 +2,10 @@
 built in runs reads like its list."""
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keysync.domain.columns import Runs, pack_lines, pack_text, text_length, unpack_lines, unpack_text
+from keysync.domain.columns import Runs, pack_lines, pack_text, text_array, text_length, unpack_lines, unpack_text
 
 
 @given(st.lists(st.text()))
@@ -13,6 +13,18 @@ def test_text_columns_round_trip(values):
     packed = pack_text(values)
     assert unpack_text(packed) == values
     assert text_length(packed) == len(values)
+
+
+@settings(deadline=None)  # the first call loads pyarrow's compute functions
+@given(st.lists(st.text(st.characters(exclude_categories=("Cs",)))))
+def test_text_columns_read_into_arrow_alike(values):
+    assert text_array(pack_text(values)).to_pylist() == values
+
+
+def test_a_text_column_holding_a_lone_surrogate_is_not_arrow_text():
+    for column in (pack_text(["A", "\ud800"]), ["A", "\ud800"]):
+        with pytest.raises(UnicodeEncodeError):
+            text_array(column)
 
 
 @given(st.lists(st.integers(min_value=1, max_value=10_000)))

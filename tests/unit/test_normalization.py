@@ -1,12 +1,15 @@
 """Key normalization: the issue's examples, each rule on and off, and the properties (idempotence, and
-the bulk path agreeing with the scalar reference on every input)."""
+the bulk paths, on lists and on Arrow arrays, agreeing with the scalar reference on every input)."""
 
 from __future__ import annotations
 
 import random
+import unicodedata
 from unittest import mock
 
 import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -18,8 +21,10 @@ from keysync.domain.normalization import (
     NormalizationRules,
     keys_that_lost_letters,
     lost_letters,
+    normalize_array,
     normalize_key,
     normalize_keys,
+    rows_normalized_to,
 )
 
 ALL_ON = NormalizationRules(pad_numbers=5)
@@ -138,15 +143,16 @@ def test_bulk_equals_scalar_small(keys: list[str], rules: NormalizationRules) ->
     assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
 
 
+@settings(deadline=None)  # the first call loads pyarrow's compute functions
 @given(keys=st.lists(texts, max_size=30), rules=rules_strategy)
 def test_bulk_equals_scalar_vectorized(keys: list[str], rules: NormalizationRules) -> None:
-    # A threshold of 0 and tiny chunks send even short lists (mixed ASCII or not) through the numpy
+    # A threshold of 0 and tiny chunks send even short lists (mixed ASCII or not) through the byte
     # path, across several chunks.
-    with mock.patch.object(normalization, "_SCALAR_BELOW", 0), mock.patch.object(normalization, "_CHUNK", 7):
+    with mock.patch.object(normalization, "_SCALAR_BELOW", 0), mock.patch.object(normalization, "_LIST_CHUNK", 7):
         assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
 
 
-@settings(max_examples=25)
+@settings(max_examples=25, deadline=None)
 @given(keys=st.lists(texts, min_size=1, max_size=10), rules=rules_strategy)
 def test_bulk_equals_scalar_above_threshold(keys: list[str], rules: NormalizationRules) -> None:
     many = (keys * (normalization._SCALAR_BELOW // len(keys) + 1))[: normalization._SCALAR_BELOW + 5]
@@ -162,7 +168,7 @@ def test_bulk_equals_scalar_on_many_typical_keys() -> None:
         for _ in range(5_003)
     ]
     rule_sets = (ALL_ON, NormalizationRules(), only(trim=True, uppercase=True, pad_numbers=6))
-    with mock.patch.object(normalization, "_CHUNK", 1_000):
+    with mock.patch.object(normalization, "_LIST_CHUNK", 1_000):
         for rules in rule_sets:
             assert normalize_keys(keys, rules) == [normalize_key(key, rules) for key in keys]
 
@@ -240,3 +246,100 @@ def test_lost_letters_means_a_letter_went_missing(raw: str, rules: Normalization
     if lost_letters(raw, rules):
         kept = normalize_key(raw, attrs.evolve(rules, letters="unicode"))
         assert sum(c.isalnum() for c in kept) > sum(c.isalnum() for c in normalize_key(raw, rules))
+
+
+# ---- normalize_array: Arrow arrays in, Arrow arrays out ----------------------------------------------
+
+# Text Arrow can hold (no lone surrogates), heavy in what the rules and the scan for changed keys act on: keys
+# that are canonical or nearly (the scan must tell them apart), whitespace of every kind, delimiters, full-width
+# and half-width forms, accents (composed and not), Cyrillic, CJK, other scripts' digits, control characters, and
+# code points some Pythons' Unicode leaves unassigned that a newer one gives an NFKC mapping (U+209D, U+A7F1,
+# U+1CCD6: pyarrow's utf8_normalize makes them "w", "S", "A").
+NEAR_CANONICAL = "AZ09-_ a"
+ARROW_CHARS = KEY_CHARS + "\u2000\u200b\u3000\u1680\u202f\uff3f\uff0e\uff65ｶﾞ٠۵߀०๓１\u209d\ua7f1\U0001ccd6"
+arrow_text = st.one_of(
+    st.text(st.sampled_from(NEAR_CANONICAL), max_size=12),
+    st.text(st.sampled_from(ARROW_CHARS), max_size=20),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=20),
+)
+arrow_types = st.sampled_from([pa.string(), pa.large_string()])
+
+
+@settings(deadline=None)  # the first call loads pyarrow's compute functions
+@given(keys=st.lists(arrow_text, max_size=40), rules=rules_strategy, kind=arrow_types, cut=st.integers(0, 3))
+@example(keys=["AB-1", "23"], rules=NormalizationRules(pad_numbers=3), kind=pa.string(), cut=0)  # runs meet
+@example(keys=["1", "", "2"], rules=NormalizationRules(pad_numbers=2), kind=pa.string(), cut=0)  # across ""
+@example(keys=["A-", "-B", "A--B"], rules=NormalizationRules(), kind=pa.string(), cut=0)
+@example(keys=["0-", ""], rules=only(strip_non_alnum=True), kind=pa.string(), cut=0)  # an empty key last
+@example(keys=["CUST\u209d", "ＣＵＳＴ－１"], rules=NormalizationRules(), kind=pa.string(), cut=0)
+def test_array_equals_reference(keys: list[str], rules: NormalizationRules, kind: pa.DataType, cut: int) -> None:
+    # Tiny slices for the scan, and an array that starts inside its buffers (a slice), like a reader's chunk.
+    array = pa.array(["#", *keys], kind).slice(1) if cut else pa.array(keys, kind)
+    with mock.patch.object(normalization, "_CHUNK", cut * 3 or normalization._CHUNK):
+        normalized = normalize_array(array, rules)
+    assert normalized.type == kind
+    assert normalized.to_pylist() == [normalize_key(key, rules) for key in keys]
+    assert normalize_array(normalized, rules).equals(normalized)  # idempotent
+
+
+@settings(max_examples=30, deadline=None)
+@given(keys=st.lists(arrow_text, min_size=1, max_size=12), rules=rules_strategy, chunks=st.integers(1, 4))
+def test_chunked_array_stays_chunked(keys: list[str], rules: NormalizationRules, chunks: int) -> None:
+    array = pa.chunked_array([pa.array(keys, pa.string())] * chunks)
+    normalized = normalize_array(array, rules)
+    assert [len(chunk) for chunk in normalized.chunks] == [len(keys)] * chunks
+    assert normalized.to_pylist() == [normalize_key(key, rules) for key in keys] * chunks
+
+
+def test_array_on_many_typical_keys() -> None:
+    rng = random.Random(11)
+    forms = ["CUST-{}", "cust_{}", " PROD-ABC-{}  ", "TXN.2024.{}", "ＣＵＳＴ－{}", "#x..{}--*", "Ж-{}", "{}", ""]
+    keys = [rng.choice(forms).format(rng.randrange(10 ** rng.randrange(1, 9))) for _ in range(20_011)]
+    for rules in (NormalizationRules(), ALL_ON, only(trim=True, pad_numbers=8), NormalizationRules(letters="unicode")):
+        expected = [normalize_key(key, rules) for key in keys]
+        assert normalize_array(pa.array(keys), rules).to_pylist() == expected
+        assert normalize_keys(keys, rules) == expected
+
+
+@pytest.mark.parametrize("rules", [NormalizationRules(), ALL_ON, ALL_OFF])
+def test_an_array_of_canonical_keys_comes_back_as_it_is(rules: NormalizationRules) -> None:
+    keys = [f"CUST-{n:05d}" for n in range(200)]
+    array = pa.array(keys)
+    assert normalize_array(array, rules) is array  # nothing to do: not even a copy
+
+
+def test_full_width_keys_are_folded_as_nfkc_does() -> None:
+    # normalize_array folds the keys made only of ASCII and the full-width forms of it as bytes.
+    wide = ["\u3000", *map(chr, range(0xFF01, 0xFF5F))]
+    keys = [f"a{c}{c}1{c}" for c in wide] + ["ＣＵＳＴ－００１", "", "plain"]
+    assert all(pc.match_substring_regex(pa.array(keys), normalization._FULL_WIDTH).to_pylist())
+    for kind in (pa.string(), pa.large_string()):
+        folded = normalization._fold_full_width(pa.array(["#", *keys], kind).slice(1))
+        assert folded.type == kind
+        assert folded.to_pylist() == [unicodedata.normalize("NFKC", key) for key in keys]
+    # Characters that are not full-width forms of ASCII: composed one by one.
+    others = ["\uff00", "\uff5f", "\uff65", "ｶﾞ", "é", "\u3001", "\U0001ccd6"]
+    assert not any(pc.match_substring_regex(pa.array(others), normalization._FULL_WIDTH).to_pylist())
+
+
+def test_array_must_hold_strings_and_no_nulls() -> None:
+    with pytest.raises(TypeError, match="string"):
+        normalize_array(pa.array([1, 2]), NormalizationRules())
+    with pytest.raises(ValueError, match="null"):
+        normalize_array(pa.array(["A", None]), NormalizationRules())
+
+
+def test_rows_normalized_to_a_key() -> None:
+    keys = pa.array([" cust_1 ", "CUST-2", "cust-1", "ＣＵＳＴ－１", "CUST-10"])
+    assert rows_normalized_to(keys, "CUST-1", NormalizationRules()).tolist() == [0, 2, 3]
+    assert rows_normalized_to(keys, "CUST-00001", NormalizationRules(pad_numbers=5)).tolist() == [0, 2, 3]
+    assert rows_normalized_to(pa.chunked_array([keys, keys]), "CUST-2", NormalizationRules()).tolist() == [1, 6]
+
+
+def test_the_audit_finds_a_key_also_in_a_column_arrow_cannot_hold() -> None:
+    from keysync.application.key_events import rows_holding
+
+    rules = NormalizationRules()
+    assert rows_holding("cust_1\nx\ud800\nCUST-1", "CUST-1", rules).tolist() == [0, 2]
+    assert rows_holding("cust_1\nCUST-2", "CUST-2", rules).tolist() == [1]
+    assert rows_holding(["a-\ud800", "A"], "A", rules).tolist() == [0, 1]
