@@ -1,6 +1,8 @@
 """The composition root: the one place that wires the event store, readers, projections and writers together.
 
-Nothing is opened at import time; ``build`` opens the store when a command needs it.
+Nothing is opened at import time, and nothing heavy is imported then either: every command imports this module,
+so the store, the engine, pyarrow and the projections are imported by the functions below, when a command
+builds the application.
 """
 
 from __future__ import annotations
@@ -14,34 +16,22 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eventsourcing.utils import get_topic
-
-from keysync.application.ports import RunLock, StoreUnavailable
-from keysync.application.reconcile import RunSettings, SourceSpec
-from keysync.application.retry import RetryPolicy
-from keysync.application.service import KeySync
-from keysync.application.store import KeySyncStore
-from keysync.infrastructure import faults
-from keysync.infrastructure.compression import ZstdCompressor
-from keysync.infrastructure.config import Config, ConfigError
-from keysync.infrastructure.export_reader import ExportReader
-from keysync.infrastructure.fingerprints import file_fingerprint
-from keysync.infrastructure.mock_history import generate_history
-from keysync.infrastructure.mockdata import generate
-from keysync.infrastructure.report_files import write_csv_atomic
-from keysync.infrastructure.report_lock import report_folder_lock
-from keysync.infrastructure.report_manifest import FolderManifest
-from keysync.infrastructure.row_cache import RowFiles
-from keysync.infrastructure.run_lock import file_lock
-from keysync.projections.runner import Projections
-from keysync.projections.views import ViewRecorder, Views
-
 if TYPE_CHECKING:
+    from keysync.application.ports import RunLock
+    from keysync.application.reconcile import RunSettings
+    from keysync.application.service import KeySync
+    from keysync.infrastructure.config import Config
     from keysync.infrastructure.postgres_store import PostgresTarget
+    from keysync.projections.runner import Projections
 
 
 def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
     """The eventsourcing settings for the configured store."""
+    from eventsourcing.utils import get_topic
+
+    from keysync.application.ports import StoreUnavailable
+    from keysync.infrastructure.compression import ZstdCompressor
+
     if config.store.backend == "postgres":
         return {
             **postgres_target(config).env(create_tables=create_tables),
@@ -81,6 +71,7 @@ def current_user() -> str:
 
 
 def postgres_target(config: Config) -> PostgresTarget:
+    from keysync.infrastructure.config import ConfigError
     from keysync.infrastructure.postgres_store import PostgresTarget
 
     try:
@@ -100,6 +91,20 @@ def build(
     """The application on ``config``'s store. ``runs_again``: a process that runs reconciliations one after
     another (keysync schedule) keeps each export it read in an incremental run, to read the next one's changes
     line by line; a command that runs once keeps nothing."""
+    from keysync.application.service import KeySync
+    from keysync.application.store import KeySyncStore
+    from keysync.infrastructure import faults
+    from keysync.infrastructure.export_reader import ExportReader
+    from keysync.infrastructure.fingerprints import file_fingerprint
+    from keysync.infrastructure.mock_history import generate_history
+    from keysync.infrastructure.mockdata import generate
+    from keysync.infrastructure.report_files import write_csv_atomic
+    from keysync.infrastructure.report_lock import report_folder_lock
+    from keysync.infrastructure.report_manifest import FolderManifest
+    from keysync.infrastructure.row_cache import RowFiles
+    from keysync.projections.runner import Projections
+    from keysync.projections.views import ViewRecorder, Views
+
     postgres = config.store.backend == "postgres"
     store = KeySyncStore(env=store_env(config, create_tables=create_tables))
     store.after_save = faults.after_saving
@@ -151,6 +156,8 @@ def _run_lock(config: Config, projections: Projections) -> RunLock:
             return f"another run is in progress ({which}); try again when it has finished"
 
         return lambda: advisory_lock(target, holder)
+    from keysync.infrastructure.run_lock import file_lock
+
     lock_path = config.store.path.with_name(config.store.path.name + ".lock")
     return lambda: file_lock(lock_path)
 
@@ -158,6 +165,9 @@ def _run_lock(config: Config, projections: Projections) -> RunLock:
 def run_settings(
     config: Config, *, dry_run: bool = False, actor: str | None = None, accept_shrink: Collection[str] = ()
 ) -> RunSettings:
+    from keysync.application.reconcile import RunSettings, SourceSpec
+    from keysync.application.retry import RetryPolicy
+
     return RunSettings(
         sources={s: SourceSpec(s, src.path, src.type) for s, src in config.sources.items()},
         rules=config.normalize,

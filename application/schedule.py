@@ -22,14 +22,12 @@ import subprocess
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
-from croniter import CroniterError, croniter
 
-from keysync.application.ports import RunInProgress
-from keysync.application.reconcile import RunFailed
-from keysync.application.service import ConflictError, ReportsNotWritten, RunOutcome
+if TYPE_CHECKING:
+    from keysync.application.service import RunOutcome
 
 __all__ = [
     "NotifyFailed",
@@ -46,7 +44,7 @@ log = logging.getLogger("keysync")
 
 Clock = Callable[[], datetime]
 SleepUntil = Callable[[datetime], None]
-Job = Callable[[], RunOutcome]
+Job = Callable[[], "RunOutcome"]
 Notify = Callable[[dict[str, Any]], None]
 
 NOTIFY_TIMEOUT_S = 30.0
@@ -72,6 +70,8 @@ def _as_utc(moment: datetime) -> datetime:
 
 def next_fire_times(cron: str, after: datetime, count: int = 1) -> list[datetime]:
     """The next ``count`` fire times of ``cron`` (read in UTC) strictly after ``after``, as aware UTC times."""
+    from croniter import CroniterError, croniter  # here: `keysync --help` need not load it
+
     start = _as_utc(after)
     try:
         times = croniter(cron, start)
@@ -98,6 +98,10 @@ class ScheduledRun:
 
 def describe_error(error: Exception) -> tuple[str | None, str]:
     """The run id (when known) and a one-line message for a run's exception."""
+    from keysync.application.ports import RunInProgress
+    from keysync.application.reconcile import RunFailed
+    from keysync.application.service import ConflictError, ReportsNotWritten
+
     if isinstance(error, RunFailed):
         return error.run.run_id, error.reason
     if isinstance(error, ReportsNotWritten):
@@ -107,6 +111,18 @@ def describe_error(error: Exception) -> tuple[str | None, str]:
     if isinstance(error, OSError):
         return None, f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
     return None, f"{type(error).__name__}: {error}"
+
+
+def _expected(error: Exception) -> bool:
+    """Whether a run's exception is one a run can meet (the data's, the store's, another run's), not a bug.
+
+    The engine's errors are imported here, not at the top: the command line imports this module for
+    ``keysync --help``, which need not load the engine."""
+    from keysync.application.ports import RunInProgress
+    from keysync.application.reconcile import RunFailed
+    from keysync.application.service import ConflictError, ReportsNotWritten
+
+    return isinstance(error, RunFailed | ConflictError | RunInProgress | OSError | ReportsNotWritten)
 
 
 def _default_summary(outcome: RunOutcome) -> dict[str, Any]:
@@ -200,7 +216,7 @@ class Scheduler:
         except Exception as error:
             run_id, reason = describe_error(error)
             fields = {"run_id": run_id, "scheduled_for": fire_time.isoformat(), "error": reason}
-            if isinstance(error, RunFailed | ConflictError | RunInProgress | OSError | ReportsNotWritten):
+            if _expected(error):
                 log.error("scheduled run failed: %s", reason, extra={"fields": fields})
             else:  # a bug, most likely: keep the traceback in the log
                 log.exception("scheduled run failed: %s", reason, extra={"fields": fields})

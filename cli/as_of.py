@@ -6,11 +6,9 @@ from pathlib import Path
 
 import click
 
-from keysync.application.as_of import AsOfError, reports_as_of
 from keysync.application.bootstrap import build
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
-from keysync.projections.views import REGISTRY_COLUMNS
 
 
 @click.command("show-as-of")
@@ -31,6 +29,9 @@ def show_as_of_command(config_path: Path | None, moment: str, output_dir: Path |
 
     Example: keysync show-as-of 2026-01-15T12:00:00Z -o reports-jan15
     """
+    from keysync.application.as_of import AsOfError, reports_as_of
+    from keysync.projections.views import REGISTRY_COLUMNS
+
     projections = build(load(config_path)).projections
     try:
         found = reports_as_of(projections, moment, output_dir)

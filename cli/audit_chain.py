@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from keysync.application.audit_chain import AuditTrail, verdict
 from keysync.application.bootstrap import build
 from keysync.cli.display import safe
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
+
+if TYPE_CHECKING:
+    from keysync.application.audit_chain import AuditTrail
 
 DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 TAIL_NOTE = (
@@ -21,6 +24,8 @@ TAIL_NOTE = (
 
 
 def _trail(config_path: Path | None) -> AuditTrail:
+    from keysync.application.audit_chain import AuditTrail
+
     # `keysync audit -c FILE verify` works too: the group's -c is the fallback.
     parent = click.get_current_context().parent
     fallback = parent.params.get("config_path") if parent is not None else None
@@ -45,6 +50,8 @@ def verify_command(config_path: Path | None, expect: str | None, as_json: bool) 
 
     Example: keysync audit verify --expect 3f0c...e1 (a digest printed by an earlier verify)
     """
+    from keysync.application.audit_chain import verdict
+
     report = _trail(config_path).verify(expect)
     if as_json:
         print_json(report.as_dict())

@@ -1,16 +1,20 @@
-"""Rendering for the terminal: rich tables on stdout, with data made safe to print."""
+"""Rendering for the terminal: rich tables on stdout, with data made safe to print.
+
+rich is imported by the functions that render, not here: every command imports this module for ``safe``, and
+most print no table.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from keysync.infrastructure.terminal_safety import escape_controls
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 def safe(value: Any) -> str:
@@ -19,19 +23,29 @@ def safe(value: Any) -> str:
     return escape_controls(value)
 
 
-class _SafeConsole(Console):
-    """A console whose plain strings are escaped before rich renders them (rich's own styling is untouched): a
-    command that prints data in a line of its own cannot forget to escape it."""
+@functools.cache
+def _safe_console() -> type[Console]:
+    from rich.console import Console
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        super().print(*(safe(o) if isinstance(o, str) else o for o in objects), **kwargs)
+    class SafeConsole(Console):
+        """A console whose plain strings are escaped before rich renders them (rich's own styling is untouched): a
+        command that prints data in a line of its own cannot forget to escape it."""
+
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            super().print(*(safe(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    return SafeConsole
 
 
 def stdout() -> Console:
-    return _SafeConsole(highlight=False, soft_wrap=False)
+    return _safe_console()(highlight=False, soft_wrap=False)
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     # Titles quote data too (a run id, a scenario's name): escaped, and never read as rich markup.
     grid = Table(title=Text(safe(title)), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     # Text, not str: a key like "[bold]" must print as itself, not as rich markup.

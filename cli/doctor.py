@@ -6,12 +6,9 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from keysync.application.doctor_bootstrap import build_doctor
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
-from keysync.infrastructure.config import override
 
 
 @click.command("doctor")
@@ -25,6 +22,11 @@ def doctor_command(config_path: Path | None, output_dir: Path | None, as_json: b
 
     Example: keysync doctor --json
     """
+    from rich.console import Console
+
+    from keysync.application.doctor_bootstrap import build_doctor
+    from keysync.infrastructure.config import override
+
     config = override(load(config_path), output_dir=output_dir)
     doctor = build_doctor(config)
     with Console(stderr=True).status("Examining...") as status:

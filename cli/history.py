@@ -11,7 +11,6 @@ from pathlib import Path
 import click
 
 from keysync.application.bootstrap import build
-from keysync.application.history import AuditFilter, event_types
 from keysync.cli.audit_chain import seal_command, verify_command
 from keysync.cli.display import safe
 from keysync.cli.listing import Style, listing_options, show
@@ -93,6 +92,8 @@ def audit_command(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from keysync.application.history import AuditFilter, event_types
+
     known = event_types()
     if event_type is not None and event_type.lower() not in {name.lower() for name in known}:
         raise click.BadParameter(f"{event_type!r} is not an event type; the types: {', '.join(known)}",

@@ -1,10 +1,13 @@
-"""The keysync command line: thin commands that parse, call one use case and print."""
+"""The keysync command line: thin commands that parse, call one use case and print.
+
+Importing the commands is cheap (tests/integration/test_startup.py holds them to it): each imports the engine,
+the store, pyarrow and the like in its body, when it runs, so `keysync --help` or `config show` start at once.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import version
 
 import click
 
@@ -27,7 +30,7 @@ from keysync.cli.trends import compare_command, trends_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version("keysync"), prog_name="keysync")
+@click.version_option(package_name="keysync", prog_name="keysync")  # the version is looked up only when asked
 def cli() -> None:
     """KeySync reconciles business keys across System A (the authority) and Systems B-E.
 

@@ -6,13 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import yaml
 
 from keysync.application.bootstrap import build, run_settings
-from keysync.application.reconcile import RunFailed
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
-from keysync.infrastructure.config import config_as_dict, override
-from keysync.infrastructure.mockdata import DEFAULT_AS_OF, SCENARIOS
+from keysync.infrastructure.mock_options import DEFAULT_AS_OF, SCENARIOS
 
 
 @click.command("generate")
@@ -47,6 +44,8 @@ def generate_command(
 
     Example: keysync generate --days 30 --end-date 2026-12-06 (the 30 days up to that date)
     """
+    from keysync.infrastructure.config import override
+
     config = override(load(config_path), scenario=scenario, keys=keys, seed=seed)
     sim = config.simulation
     options = {
@@ -81,6 +80,9 @@ def replay_history_command(config_path: Path | None, folder: Path, auto_approve:
 
     Example: keysync replay-history input/history && keysync trends --plot trends.png
     """
+    from keysync.application.reconcile import RunFailed
+    from keysync.infrastructure.config import override
+
     config = override(load(config_path), auto_approve=auto_approve)
     replayed, failed = 0, []
     for day, outcome in build(config).replay_history(folder, run_settings(config)):
@@ -144,6 +146,10 @@ def show_command(config_path: Path | None, as_json: bool) -> None:
 
     Example: keysync config show --json
     """
+    import yaml
+
+    from keysync.infrastructure.config import config_as_dict
+
     data = config_as_dict(load(config_path))
     if as_json:
         print_json(data)

@@ -1,4 +1,8 @@
-"""Options and error handling shared by every command."""
+"""Options and error handling shared by every command.
+
+Every command imports this module, so it imports little: the config, the store and the engine are imported by
+the functions that use them, and ``keysync --help`` or ``config show`` never load pyarrow or the event store.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +15,14 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from eventsourcing.domain import EventSourcingError
-from eventsourcing.persistence import PersistenceError
-from eventsourcing.utils import TopicError
 
-from keysync.application.as_of import AsOfError
-from keysync.application.ports import RunInProgress, StoreUnavailable
-from keysync.application.reconcile import RunFailed
-from keysync.application.service import ConflictError, HistoryError, MigrationError, ReportsNotWritten
 from keysync.cli.display import safe
-from keysync.domain.registry import RegistryError
-from keysync.infrastructure.cell_safety import neutralised_values
-from keysync.infrastructure.config import Config, ConfigError, Processing, load_config
-from keysync.infrastructure.logs import setup_logging
-from keysync.infrastructure.report_files import ReportWriteError
+
+if TYPE_CHECKING:
+    from keysync.infrastructure.config import Config
 
 
 def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,6 +59,9 @@ def configs_adjusted(adjust: Callable[[Config], Config]) -> Iterator[None]:
 
 
 def load(config_path: Path | None) -> Config:
+    from keysync.infrastructure.config import load_config
+    from keysync.infrastructure.logs import setup_logging
+
     config = load_config(config_path)
     if config.path is None and not _loaded.said_defaults:
         # No -c, no $KEYSYNC_CONFIG and no ./keysync-config.yaml: say so, or it looks configured.
@@ -81,6 +79,8 @@ def load(config_path: Path | None) -> Config:
 def inert_settings(config: Config) -> list[str]:
     """Settings of the original config schema that this version accepts but does not act on, when set otherwise
     than their defaults: saying so beats silence."""
+    from keysync.infrastructure.config import Processing
+
     said = []
     if config.processing.checkpoint_interval != Processing().checkpoint_interval:
         said.append("processing.checkpoint_interval has no effect: a run checkpoints after each system it reads")
@@ -94,6 +94,7 @@ def store_label(config: Config) -> str:
     if config.store.backend != "postgres":
         return str(config.store.path)
     from keysync.application.bootstrap import postgres_target
+    from keysync.infrastructure.config import ConfigError
 
     try:
         return str(postgres_target(config))
@@ -119,29 +120,58 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def _translated(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return command(*args, **kwargs)
-    except (
-        ConfigError, RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError, AsOfError,
-        StoreUnavailable, ReportsNotWritten,
-    ) as error:  # fmt: skip
-        raise click.ClickException(str(error)) from error
-    except RunFailed as error:
-        raise click.ClickException(f"run {error.run.run_id} failed: {error.reason}") from error
-    except PersistenceError as error:
-        raise click.ClickException(_store_problem(error)) from error
-    except sqlite3.Error as error:  # eventsourcing lets some through unwrapped, e.g. opening a store on a full disk
-        raise click.ClickException(_store_problem(error)) from error
-    except (EventSourcingError, TopicError) as error:  # e.g. an event whose class this version does not know
-        raise click.ClickException(f"the event store holds something this version cannot read: {error}") from error
+    except click.ClickException:
+        raise  # already a line for the user
     except BrokenPipeError:
         raise  # the reader of our output went away (| head): not an error to report
-    except ReportWriteError as error:  # says which report, why, and that nothing stored is lost
-        raise click.ClickException(str(error)) from error
-    except OSError as error:
-        raise click.ClickException(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")) from error
     except Exception as error:
-        if type(error).__module__.startswith("psycopg"):  # a server that went away mid-command, say
-            raise click.ClickException(_store_problem(error)) from error
-        raise
+        line = _user_error_line(error)
+        if line is None:
+            raise
+        raise click.ClickException(line) from error
+
+
+def _user_error_line(error: Exception) -> str | None:
+    """The line to show for an error a user can cause, or None for any other (a bug: its traceback is wanted).
+
+    The error classes are imported here, when something went wrong, rather than at the top: they come with the
+    store and the engine, which a command that needs neither should not pay for on every start."""
+    from keysync.infrastructure.config import ConfigError
+
+    if isinstance(error, ConfigError):  # the commonest, often before anything else is loaded: check it alone first
+        return str(error)
+
+    from eventsourcing.domain import EventSourcingError
+    from eventsourcing.persistence import PersistenceError
+    from eventsourcing.utils import TopicError
+
+    from keysync.application.as_of import AsOfError
+    from keysync.application.ports import RunInProgress, StoreUnavailable
+    from keysync.application.reconcile import RunFailed
+    from keysync.application.service import ConflictError, HistoryError, MigrationError, ReportsNotWritten
+    from keysync.domain.registry import RegistryError
+    from keysync.infrastructure.report_files import ReportWriteError
+
+    if isinstance(error, (
+        RegistryError, ConflictError, RunInProgress, HistoryError, MigrationError, AsOfError,
+        StoreUnavailable, ReportsNotWritten,
+    )):  # fmt: skip
+        return str(error)
+    if isinstance(error, RunFailed):
+        return f"run {error.run.run_id} failed: {error.reason}"
+    if isinstance(error, PersistenceError):
+        return _store_problem(error)
+    if isinstance(error, sqlite3.Error):  # eventsourcing lets some through unwrapped, e.g. opening a full disk's store
+        return _store_problem(error)
+    if isinstance(error, EventSourcingError | TopicError):  # e.g. an event whose class this version does not know
+        return f"the event store holds something this version cannot read: {error}"
+    if isinstance(error, ReportWriteError):  # says which report, why, and that nothing stored is lost
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+    if type(error).__module__.startswith("psycopg"):  # a server that went away mid-command, say
+        return _store_problem(error)
+    return None
 
 
 def error_line(error: BaseException) -> str:
@@ -170,6 +200,8 @@ def csv_option(command: Callable[..., Any]) -> Callable[..., Any]:
 def print_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, escape_formulas: bool = True) -> None:
     """Rows as CSV on stdout, every row; a text cell a spreadsheet would run as a formula is quoted as the
     reports' are (``reports.escape_formulas``)."""
+    from keysync.infrastructure.cell_safety import neutralised_values
+
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:

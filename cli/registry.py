@@ -19,8 +19,7 @@ from keysync.cli.options import (
     user_errors,
 )
 from keysync.domain.observations import SYSTEMS
-from keysync.domain.registry import STATUSES
-from keysync.projections.views import REGISTRY_COLUMNS
+from keysync.domain.statuses import STATUSES
 
 # The table's columns on a terminal; --wide shows every column of the registry.
 SHOWN = ("master_key", "status", "source_systems", "source_key", "updated_at", "status_reason")
@@ -54,6 +53,8 @@ def list_command(
 
     Example: keysync registry list --status Proposed --system B --search CUST-12 --as-of 2026-11-01
     """
+    from keysync.projections.views import REGISTRY_COLUMNS  # with the store: not for every command's start
+
     if as_json and as_csv:
         raise click.UsageError("give --json or --csv, not both")
     status = next((s for s in STATUSES if status and s.lower() == status.lower()), None)

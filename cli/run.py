@@ -5,24 +5,20 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from keysync.application.bootstrap import build, run_settings
-from keysync.application.notify import failed_run_summary, notify_after_run
-from keysync.application.reconcile import RunFailed
-from keysync.application.sandbox_bootstrap import sandbox_exports_read
-from keysync.application.service import Interruption, RunInterrupted, RunOutcome
 from keysync.cli.display import stdout, table
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
-from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS
-from keysync.domain.registry import REASON_SEEN_AGAIN
-from keysync.infrastructure.config import override
 from keysync.infrastructure.logs import setup_logging
-from keysync.infrastructure.mockdata import SCENARIOS
+from keysync.infrastructure.mock_options import SCENARIOS
+
+if TYPE_CHECKING:
+    from keysync.application.service import Interruption, RunOutcome
+    from keysync.domain.normalization import NormalizationRules
 
 EXIT_DISCREPANCY = 3
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
@@ -80,6 +76,15 @@ def run_command(
 
     Example: keysync run --generate-data --scenario drift --keys 2000
     """
+    from rich.console import Console
+
+    from keysync.application.notify import failed_run_summary
+    from keysync.application.reconcile import RunFailed
+    from keysync.application.sandbox_bootstrap import sandbox_exports_read
+    from keysync.application.service import RunInterrupted
+    from keysync.domain.normalization import NormalizationRules
+    from keysync.infrastructure.config import override
+
     accepted_shrink = _systems(accept_shrink)
     mock = {"--scenario": scenario, "--keys": keys, "--seed": seed}
     unused = [name for name, value in mock.items() if value is not None]
@@ -210,6 +215,8 @@ def _systems(given: tuple[str, ...]) -> list[str]:
 
 
 def _notify(command: str, summary: dict) -> None:
+    from keysync.application.notify import notify_after_run
+
     problem = notify_after_run(command, summary)
     if problem:
         message(problem)
@@ -274,6 +281,8 @@ def show(outcome: RunOutcome) -> None:
 
 def _decisions(kpis: dict[str, Any]) -> list[list[Any]]:
     """The run's registry decisions, a row each: proposed, deprecated (by reason), returned (by status)."""
+    from keysync.domain.registry import REASON_SEEN_AGAIN
+
     rows = [["proposed", kpis["proposed_count"], "", _first(kpis.get("proposed_first", []), kpis["proposed_count"])]]
     deprecated = kpis.get("deprecated", [])
     rows += [["deprecated", d["count"], d["reason"], _first(d["first"], d["count"])] for d in deprecated]

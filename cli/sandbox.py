@@ -23,8 +23,7 @@ from keysync.cli.sandbox_common import (
     systems_option,
     user_option,
 )
-from keysync.domain.sandbox import DEFAULT_KEYS, DEFAULT_SEED
-from keysync.domain.sandbox_rows import CORRUPTIONS, VARIANTS
+from keysync.domain.sandbox_rows import CORRUPTIONS, DEFAULT_KEYS, DEFAULT_SEED, VARIANTS
 
 
 @click.group("sandbox")

@@ -8,20 +8,17 @@ import io
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from keysync.application.sandbox import Change, NoRunYetError, SandboxService
-from keysync.application.sandbox_bootstrap import build_sandbox
-from keysync.application.sandbox_ports import SandboxBusy, SandboxFilesError, StateFileError
-from keysync.application.sandbox_scenarios import ScenarioError
-from keysync.application.sandbox_views import SandboxStatus
 from keysync.cli.display import safe, table
 from keysync.cli.options import load, message, print_json, user_errors
 from keysync.domain.observations import SYSTEMS
-from keysync.domain.sandbox import SandboxError
+
+if TYPE_CHECKING:
+    from keysync.application.sandbox import Change, SandboxService
+    from keysync.application.sandbox_views import SandboxStatus
 
 STATUS_COLUMNS = {  # status column -> heading (the table fits 80 columns; JSON and CSV have matched_in_A too)
     "rows": "rows",
@@ -42,10 +39,20 @@ def sandbox_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (SandboxError, SandboxFilesError, SandboxBusy, StateFileError, ScenarioError, NoRunYetError) as error:
+        except _sandbox_failures() as error:  # an except clause is evaluated only once something was raised
             raise click.ClickException(safe(str(error))) from error
 
     return wrapper
+
+
+def _sandbox_failures() -> tuple[type[Exception], ...]:
+    # Imported when needed: they come with the sandbox's service, which --help need not load.
+    from keysync.application.sandbox import NoRunYetError
+    from keysync.application.sandbox_ports import SandboxBusy, SandboxFilesError, StateFileError
+    from keysync.application.sandbox_scenarios import ScenarioError
+    from keysync.domain.sandbox import SandboxError
+
+    return SandboxError, SandboxFilesError, SandboxBusy, StateFileError, ScenarioError, NoRunYetError
 
 
 def parse_systems(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[str] | None:
@@ -69,6 +76,8 @@ def user_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def service(config_path: Path | None, user: str | None = None) -> SandboxService:
+    from keysync.application.sandbox_bootstrap import build_sandbox
+
     return build_sandbox(load(config_path), actor=user)
 
 
@@ -149,5 +158,7 @@ def report_change(change: Change, said: str, as_json: bool) -> None:
 
 def show_status(status: SandboxStatus) -> None:
     """The per-system totals and the hints, as a message (stderr): the summary after an operation."""
+    from rich.console import Console
+
     Console(stderr=True, highlight=False, soft_wrap=False).print(status_table(status))
     message(hints_line(status))

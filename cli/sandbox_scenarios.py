@@ -5,23 +5,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import click
 
 from keysync.application.bootstrap import build
-from keysync.application.sandbox_bootstrap import build_sandbox, sandbox_run_settings, with_rules
-from keysync.application.sandbox_scenarios import Check, Scenario
-from keysync.application.sandbox_views import HINTS
 from keysync.cli.display import safe, stdout, table
 from keysync.cli.options import config_option, configs_adjusted, json_option, load, message, print_json
 from keysync.cli.sandbox_common import confirm_replacing_exports, sandbox_errors, service
 from keysync.cli.sandbox_scripting import dispatch, split_line
-from keysync.domain.normalization import NormalizationRules
-from keysync.infrastructure.config import Config
-from keysync.infrastructure.sandbox_scenarios import library_names, load_scenario
 
-Rules = tuple[NormalizationRules, str]  # normalization rules and strategy
+if TYPE_CHECKING:
+    from keysync.application.sandbox_scenarios import Scenario
+    from keysync.domain.normalization import NormalizationRules
+    from keysync.infrastructure.config import Config
+
+    Rules = tuple[NormalizationRules, str]  # normalization rules and strategy
 
 
 def describe_rules(rules: Rules, *, beside: Rules | None = None) -> str:
@@ -67,6 +67,8 @@ def list_command(config_path: Path | None, as_json: bool) -> None:
 
     Example: keysync sandbox scenario list
     """
+    from keysync.infrastructure.sandbox_scenarios import library_names, load_scenario
+
     scenarios = [load_scenario(name) for name in library_names()]
     if as_json:
         print_json([s.as_dict() for s in scenarios])
@@ -85,6 +87,8 @@ def show_command(config_path: Path | None, name: str, as_json: bool) -> None:
 
     Example: keysync sandbox scenario show network-partition
     """
+    from keysync.infrastructure.sandbox_scenarios import load_scenario
+
     found = load_scenario(name)
     if as_json:
         print_json(found.as_dict())
@@ -124,6 +128,11 @@ def run_command(
 
     Example: keysync sandbox scenario run data-corruption --step
     """
+    from keysync.application.sandbox_bootstrap import build_sandbox, sandbox_run_settings, with_rules
+    from keysync.application.sandbox_scenarios import Check
+    from keysync.application.sandbox_views import HINTS
+    from keysync.infrastructure.sandbox_scenarios import load_scenario
+
     found = load_scenario(name)
     said, other_rules = rules_said(found, load(config_path))
     message(said)

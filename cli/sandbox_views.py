@@ -13,7 +13,6 @@ from keysync.cli.listing import Style, listing_options, show
 from keysync.cli.options import config_option, json_option, message, print_json
 from keysync.cli.sandbox_common import STATUS_COLUMNS, hints_line, sandbox_errors, service, shown_keys, status_table
 from keysync.domain.observations import SYSTEMS
-from keysync.infrastructure.report_files import write_csv_atomic
 
 SUMMED = ("rows", "out_of_authority", "missing_vs_A", "duplicates", "rejected")
 CSV_COLUMNS = ("rows", "unique_keys", "only_here", "matched_in_A", "out_of_authority", "missing_vs_A", "duplicates",
@@ -54,6 +53,8 @@ def status_command(config_path: Path | None, style: Style, as_json: bool, csv_pa
             writer.writerow(columns)
             writer.writerows(zip(*columns.values(), strict=True))
             return
+        from keysync.infrastructure.report_files import write_csv_atomic  # pyarrow: only to write the file
+
         write_csv_atomic(csv_path, columns)
         message(f"Wrote {csv_path}")
     elif as_json:

@@ -8,7 +8,6 @@ import click
 
 from keysync.application.bootstrap import build, postgres_target
 from keysync.cli.options import config_option, error_line, json_option, load, message, print_json, user_errors
-from keysync.infrastructure.config import override
 
 
 @click.group("store")
@@ -61,6 +60,8 @@ def migrate_command(config_path: Path | None, dsn: str) -> None:
 
     Example: keysync store migrate --to postgresql://me@db:5432/keysync
     """
+    from keysync.infrastructure.config import override
+
     config = load(config_path)
     target_config = override(config, backend="postgres", dsn=dsn)
     into = postgres_target(target_config)

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from keysync.application.bootstrap import build
-from keysync.application.trends import CHANGE_COLUMNS, CompareError, compare_runs
 from keysync.cli.listing import Style, fits, listing_options, show
 from keysync.cli.options import config_option, json_option, load, message, print_json, user_errors
 from keysync.domain.observations import DOWNSTREAM
@@ -82,6 +81,8 @@ def compare_command(config_path: Path | None, run_a: str, run_b: str, style: Sty
 
     Example: keysync compare 87e0c925b3db da6d1422b188
     """
+    from keysync.application.trends import CHANGE_COLUMNS, CompareError, compare_runs
+
     try:
         comparison = compare_runs(build(load(config_path)).projections, run_a, run_b)
     except CompareError as error:

@@ -23,9 +23,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from keysync.domain.reconciliation import OutOfAuthorityKey
+from keysync.domain.statuses import ACTIVE, DEPRECATED, PROPOSED
 
-PROPOSED, ACTIVE, DEPRECATED = "Proposed", "Active", "Deprecated"
-STATUSES = (PROPOSED, ACTIVE, DEPRECATED)
 _ALLOWED = {ACTIVE: {PROPOSED}, DEPRECATED: {PROPOSED, ACTIVE}}
 
 REASON_IN_AUTHORITY = "key now exists in System A"

@@ -23,6 +23,8 @@ from eventsourcing.domain import Aggregate, event
 
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.sandbox_rows import (
+    DEFAULT_KEYS,
+    DEFAULT_SEED,
     InvalidRowError,
     Row,
     apply_diff,
@@ -36,7 +38,6 @@ from keysync.domain.sandbox_rows import (
 )
 
 SANDBOX_ID = uuid5(NAMESPACE_URL, "keysync:sandbox")
-DEFAULT_KEYS, DEFAULT_SEED = 1000, 42
 _STATE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SAMPLE = 5  # keys kept per operation for the history
 

@@ -42,6 +42,7 @@ _CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
 ENTITY_PREFIXES = {"CUST": "customer", "PROD": "product", "TXN": "transaction"}
 VARIANTS = ("lower", "upper", "spaces", "delims", "pad", "corrupt")
 CORRUPTIONS = ("control", "empty", "long", "bytes")
+DEFAULT_KEYS, DEFAULT_SEED = 1000, 42  # what sandbox init generates unless told otherwise: keys per system, seed
 _DELIMITERS = "-_./:| "
 _BASELINE_END = datetime(2026, 1, 1, tzinfo=UTC)
 _LOCATIONS = ("", "WH-01", "WH-02", "WH-03", "REGION-EU", "REGION-US")

@@ -28,6 +28,7 @@ import yaml
 
 from keysync.domain.normalization import LETTERS, NormalizationRules
 from keysync.domain.observations import SYSTEMS
+from keysync.infrastructure.mock_options import SCENARIOS
 
 __all__ = [
     "CONFIG_ENV",
@@ -56,7 +57,6 @@ DEFAULT_CONFIG_FILE = "keysync-config.yaml"
 
 SOURCE_TYPES = ("csv", "json")
 STRATEGIES = ("mirror", "namespaced")
-SCENARIOS = ("normal", "drift", "failure", "recovery")
 MODES = ("full", "incremental")
 BACKENDS = ("sqlite", "postgres")
 

@@ -43,13 +43,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keysync.domain.observations import AUTHORITY, DOWNSTREAM, SYSTEMS
+from keysync.infrastructure.mock_options import DEFAULT_AS_OF, SCENARIOS
 
-SCENARIOS = ("normal", "drift", "failure", "recovery")
 KINDS = ("csv", "json")
 COLUMNS = ("source_system", "source_key", "entity_type", "location_ref", "last_seen_at")
 ENTITY_TYPES = ("customer", "product", "transaction")
 CORRUPTIONS = ("control_char", "empty_key", "too_long", "not_utf8", "field_count")
-DEFAULT_AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
 MAX_KEY_LENGTH = 256
 
 # Share of each downstream system's keys (union with A) that A also has; the rest is split about equally
