@@ -26,8 +26,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 import yaml
 
-from keysync.domain.normalization import LETTERS, NormalizationRules
 from keysync.domain.observations import SYSTEMS
+from keysync.domain.rules import LETTERS, NormalizationRules
 from keysync.infrastructure.mock_options import SCENARIOS
 
 __all__ = [

@@ -60,3 +60,8 @@ def test_a_command_loads_only_what_it_uses(project: Project):
     chart = project.root / "trends.png"
     assert "matplotlib" in _heavy_loaded(_command("trends", "--plot", str(chart), "-c", config))
     assert chart.exists()
+
+
+def test_reading_the_config_loads_no_heavy_library(project: Project):
+    # The rules a config names are plain values: checking them needs no array library.
+    assert _heavy_loaded(_command("config", "show", "-c", str(project.config))) == []
