@@ -7,8 +7,9 @@ PostgreSQL; only the SQL dialect differs.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
@@ -41,6 +42,13 @@ AUDIT_COLUMNS = ("event_id", "run_id", "event_type", "payload", "created_at")
 TABLES = ("registry_view", "run_history", "audit_view")
 KEY_OF = {"registry_view": "master_key", "run_history": "run_id", "audit_view": "event_id"}
 COLUMNS_OF = {"registry_view": REGISTRY_COLUMNS, "run_history": RUN_COLUMNS, "audit_view": AUDIT_COLUMNS}
+# The open discrepancies, duplicates and rejected lines with the run that first found each
+# (keysync.projections.first_detected), and one row with an empty id naming the run they stand after and the rules
+# they were read under (in ``identity``). Rows are found by a digest of (kind, system, identity): a rejected line's
+# raw text can be longer than an index entry may be.
+FIRST_DETECTED = "first_detected"
+FIRST_DETECTED_COLUMNS = ("id", "kind", "system", "identity", "run_id", "detected_at")
+Detection = tuple[str, str, str, str, str]  # kind, system, identity, run_id, detected_at
 
 
 def columns_sql(table: str, integer_key: bool = False) -> str:
@@ -91,6 +99,63 @@ class Views:
             return False
         return True
 
+    # First detections ------------------------------------------------------------------------------------------
+
+    def first_detected(self) -> tuple[str, str, list[Detection]] | None:
+        """The stored first detections: the run they stand after, the rules they were read under, and each open
+        one; None when none are stored."""
+        self._create_first_detected()
+        columns = ", ".join(FIRST_DETECTED_COLUMNS)
+        rows = self._select(f"SELECT {columns} FROM {self.qualified(FIRST_DETECTED)}", ())
+        basis = next((row for row in rows if row["id"] == ""), None)
+        if basis is None:
+            return None
+        found = [tuple(row[c] for c in FIRST_DETECTED_COLUMNS[1:]) for row in rows if row["id"] != ""]
+        return basis["run_id"], basis["identity"], found  # type: ignore[return-value]
+
+    def save_first_detected(
+        self,
+        since: tuple[str, str] | None,
+        basis: tuple[str, str],
+        opened: Iterable[Detection],
+        resolved: Iterable[tuple[str, str, str]],
+    ) -> bool:
+        """Move the stored first detections from ``since`` (run_id, rules; None: replace whatever is stored) to
+        ``basis``, adding ``opened`` and removing ``resolved`` (kind, system, identity). Returns False, having
+        written nothing, when what is stored no longer stands after ``since`` (another process moved it)."""
+        self._create_first_detected()
+        table, p = self.qualified(FIRST_DETECTED), self.placeholder
+        try:
+            with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+                self.claim_write(c)
+                c.execute(f"SELECT run_id, identity FROM {table} WHERE id = {p}", ("",))
+                stored = c.fetchone()
+                if since is not None:
+                    if stored is None or (stored["run_id"], stored["identity"]) != since:
+                        return False
+                    ids = [(_detection_id(*r),) for r in resolved]
+                    if ids:
+                        c.executemany(f"DELETE FROM {table} WHERE id = {p}", ids)
+                else:
+                    c.execute(f"DELETE FROM {table}")
+                c.execute(f"DELETE FROM {table} WHERE id = {p}", ("",))
+                rows = [(_detection_id(*d[:3]), *d) for d in opened]
+                rows.append(("", "", "", basis[1], basis[0], ""))
+                values = ", ".join([p] * len(FIRST_DETECTED_COLUMNS))
+                c.executemany(f"INSERT INTO {table} VALUES ({values})", rows)
+        except IntegrityError:
+            return False
+        return True
+
+    def _create_first_detected(self) -> None:
+        # Created on first use: a store written before this table existed gets it without `store init`.
+        if getattr(self, "_first_detected_ready", False):
+            return
+        columns = ", ".join(f"{c} TEXT" for c in FIRST_DETECTED_COLUMNS)
+        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(FIRST_DETECTED)} ({columns}, PRIMARY KEY (id))")
+        self._first_detected_ready = True
+
     def seen_sql(self) -> str:
         """Set last_seen_run_id on the registry rows whose master keys ``key_list`` gives (two parameters)."""
         raise NotImplementedError
@@ -107,8 +172,9 @@ class Views:
 
     def reset(self, *names: str) -> None:
         """Forget the read models and the named positions, for a rebuild from the log."""
+        self._create_first_detected()
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table in TABLES:
+            for table in (*TABLES, FIRST_DETECTED):
                 c.execute(f"DELETE FROM {self.qualified(table)}")
             for name in names:
                 c.execute(self.forget_position_sql(), (name,))
@@ -146,6 +212,10 @@ class Views:
         with self.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
             c.execute(query, params)
             return [dict(row) for row in c.fetchall()]
+
+
+def _detection_id(kind: str, system: str, identity: str) -> str:
+    return hashlib.blake2b(json.dumps([kind, system, identity]).encode(), digest_size=16).hexdigest()
 
 
 class ViewRecorder(Views, SQLiteTrackingRecorder):
