@@ -74,6 +74,10 @@ class Delta:
     opened: dict[Group, dict[str, Found]] = attrs.field(factory=dict)
     resolved: dict[Group, list[str]] = attrs.field(factory=dict)
 
+    @property
+    def groups(self) -> set[Group]:
+        return self.opened.keys() | self.resolved.keys()
+
 
 @attrs.define
 class FirstDetected:
@@ -120,19 +124,21 @@ class FirstDetected:
         found = [group.get(k, shown_by) for k in identities]
         return [f[0] for f in found], [f[1] for f in found]
 
-    def rows(self) -> Iterator[tuple[str, str, str, str, str]]:
-        """(kind, system, identity, run_id, at) of everything open."""
-        for (kind, system), found in self.open.items():
-            for identity, (run_id, at) in found.items():
-                yield kind, system, identity, run_id, at
+    def rows(self, groups: Iterable[Group] | None = None) -> Iterator[tuple[str, str, str, str, list[str]]]:
+        """(kind, system, run_id, at, identities) of what each run opened and is still open, for ``groups``
+        (None: every group): one per run, as the store keeps them."""
+        for group in self.open if groups is None else groups:
+            by_run: dict[Found, list[str]] = {}
+            for identity, found in self.open.get(group, {}).items():
+                by_run.setdefault(found, []).append(identity)
+            for (run_id, at), identities in by_run.items():
+                yield *group, run_id, at, identities
 
     @classmethod
-    def from_rows(cls, run_id: str, rows: Iterable[tuple[str, str, str, str, str]]) -> FirstDetected:
+    def from_rows(cls, run_id: str, rows: Iterable[tuple[str, str, str, str, list[str]]]) -> FirstDetected:
         state = cls(run_id)
-        shared: dict[Found, Found] = {}  # one tuple per run, however many rows name it
-        for kind, system, identity, found_run, at in rows:
-            found = shared.setdefault((found_run, at), (found_run, at))
-            state.open.setdefault((kind, system), {})[identity] = found
+        for kind, system, found_run, at, identities in rows:
+            state.open.setdefault((kind, system), {}).update(dict.fromkeys(identities, (found_run, at)))
         return state
 
 

@@ -382,8 +382,7 @@ class Projections:
         if not pending:
             return state
         basis_id = _basis(completed)["run_id"]
-        opened: list[tuple[str, str, str, str, str]] = []
-        resolved: list[tuple[str, str, str]] = []
+        touched: set[tuple[str, str]] = set()
         for run in pending:
             kpis = json.loads(run["kpis"]) if run["kpis"] else {}
             if "carried_from" in kpis:
@@ -393,14 +392,10 @@ class Projections:
                 recon = basis_recon
             else:
                 recon = self.reconciliation_of(run["originator_id"])
-            delta = state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis))
-            opened += [(k, s, i, *found) for (k, s), ids in delta.opened.items() for i, found in ids.items()]
-            resolved += [(k, s, i) for (k, s), ids in delta.resolved.items() for i in ids]
-        if live:
-            if len(pending) == 1 and since is not None:
-                self.recorder.save_first_detected(since, (state.run_id, rules), opened, resolved)
-            else:  # several runs at once (or the first time): an opened one may have been resolved since
-                self.recorder.save_first_detected(None, (state.run_id, rules), state.rows(), [])
+            touched |= state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis)).groups
+        if live:  # the groups a run changed are written again; the first time, all of them
+            groups = touched if since is not None else None
+            self.recorder.save_first_detected(since, (state.run_id, rules), groups or (), state.rows(groups))
         return state
 
     def reconciliation_of(
