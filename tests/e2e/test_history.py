@@ -51,7 +51,7 @@ def test_key_timeline_shows_appearance_vanishing_and_registry_changes(any_projec
     assert [e["event_type"] for e in timeline["registry"]] == ["MasterKeysProposed", "MasterKeysSeen"]
     shown = any_project.invoke("key", "X-1").stdout
     assert timeline["last_seen_run_id"] == second  # master_key_registry.csv no longer says it
-    assert shown.startswith(f"X-1: Proposed\nnow in D, last seen by run {second}\n")
+    assert shown.startswith(f"X-1: Proposed\nnow in D\nlast seen by run {second}\n")
     assert "vanished from B" in shown and "appeared in D" in shown
 
 
