@@ -113,6 +113,7 @@ def key_timeline(projections: Projections, rules: NormalizationRules, key: str) 
         "master_key": master if row else "",
         "status": row["status"] if row else "",
         "status_reason": row["status_reason"] if row else "",
+        "last_seen_run_id": row["last_seen_run_id"] if row else "",  # the registry report no longer carries it
         "present_in": [s for s, here in present.items() if here],
         "sightings": [attrs.asdict(s) for s in sightings],
         "registry": registry,

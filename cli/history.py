@@ -148,5 +148,8 @@ def key_command(config_path: Path | None, key: str, style: Style, as_json: bool)
     else:
         status = f"{name}: not a master key"
     present = f"now in {', '.join(timeline['present_in']) or 'no system'}"
+    before = [status, present]
+    if timeline["last_seen_run_id"]:  # master_key_registry.csv no longer says it
+        before.append(f"last seen by run {timeline['last_seen_run_id']}")
     rows = [[line["at"], line["run_id"], line["what"]] for line in timeline["timeline"]]
-    show("Timeline", ("at", "run_id", "what"), rows, style, before=[status, present])
+    show("Timeline", ("at", "run_id", "what"), rows, style, before=before)

@@ -13,8 +13,10 @@ import attrs
 
 from keysync.domain.observations import AUTHORITY, SYSTEMS
 from keysync.domain.reconciliation import Duplicate, Reconciliation, SystemResult, master_key_for
+from keysync.projections import first_detected as kinds
 from keysync.projections.changes import CHANGE_COLUMNS, CHANGES_REPORT
 from keysync.projections.changes import Columns as ChangeColumns
+from keysync.projections.first_detected import FirstDetected
 from keysync.projections.trends import TREND_COLUMNS, TREND_REPORT, trend_rows
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS
 
@@ -33,15 +35,21 @@ SUMMARY_COLUMNS = (
     "run_id", "generated_at", "mode", "system", "status", "rows_read", "rows_rejected", "unique_keys",
     "matched_in_A", "missing_in_A", "missing_from_system", "duplicate_keys", "match_rate", "status_reason",
 )  # fmt: skip
+# The rows of the four reports below are what is open, each since the run that first found it (first_detected_*):
+# a row that stays open stays the same, byte for byte, however many runs find it again.
+FIRST_DETECTED_COLUMNS = ("first_detected_run_id", "first_detected_at")
 MISSING_IN_A_COLUMNS = (
-    "run_id", "detected_at", "system", "source_key", "normalized_key", "proposed_master_key", "strategy",
+    *FIRST_DETECTED_COLUMNS, "system", "source_key", "normalized_key", "proposed_master_key", "strategy",
     "registry_status", "entity_type", "last_seen_at",
 )  # fmt: skip
 MISSING_FROM_SYSTEM_COLUMNS = (
-    "run_id", "detected_at", "system", "master_key", "source_key_in_A", "entity_type", "last_seen_in_A",
+    *FIRST_DETECTED_COLUMNS, "system", "master_key", "source_key_in_A", "entity_type", "last_seen_in_A",
 )  # fmt: skip
-DUPLICATE_COLUMNS = ("run_id", "system", "normalized_key", "occurrences", "source_keys")
-REJECTED_COLUMNS = ("run_id", "system", "file", "line", "severity", "reason", "raw")
+DUPLICATE_COLUMNS = (*FIRST_DETECTED_COLUMNS, "system", "normalized_key", "occurrences", "source_keys")
+REJECTED_COLUMNS = (*FIRST_DETECTED_COLUMNS, "system", "file", "line", "severity", "reason", "raw")
+# The registry's read model keeps when each master key was last seen (keysync key, registry list --json); the
+# report leaves it out, since every run would rewrite it in nearly every row.
+REGISTRY_REPORT_COLUMNS = tuple(c for c in REGISTRY_COLUMNS if c != "last_seen_run_id")
 
 Columns = dict[str, list[Any]]
 Writer = Callable[[Path, Mapping[str, Sequence[Any]]], Path]
@@ -68,12 +76,14 @@ def render_reports(
     runs: Sequence[Mapping[str, Any]] = (),
     changes: ChangeColumns | None = None,
     detected: RunInfo | None = None,
+    first_detected: FirstDetected | None = None,
 ) -> list[Path]:
     """Write every report. Without a completed run the run-level reports hold only their header.
     ``runs`` are the run-history rows, newest first, for the trend report; ``changes`` the columns of
-    changes_since_last_run.csv (keysync.projections.changes.change_columns), None for none. ``detected`` is the
-    run that computed ``recon``, when ``run`` carried it over unchanged: the rows of the discrepancy, duplicate
-    and rejected-row reports name it.
+    changes_since_last_run.csv (keysync.projections.changes.change_columns), None for none. ``first_detected``:
+    when each open discrepancy, duplicate and rejected line was first found, as it stands after ``run``; a row
+    it does not hold names ``detected``, the run that computed ``recon`` (``run`` itself unless it carried
+    ``recon`` over unchanged).
 
     Reports are built column by column: at a million keys per system that is several times faster than
     building rows, and the writer hands whole columns to pyarrow."""
@@ -87,13 +97,16 @@ def render_reports(
     }
     if run is not None and recon is not None:
         found = detected or run
+        since = first_detected or FirstDetected()
+        shown = (found.run_id, found.finished_at)
+        columns = _FirstDetectedColumns(since, shown)
         counts = {s: system_counts(r, run.held_back.get(s, "")) for s, r in recon.systems.items()}
         reports[SUMMARY] = summary_columns(run, counts)
-        _missing_in_a(reports[MISSING_IN_A], found, recon, statuses)
-        _missing_from_system(reports[MISSING_FROM_SYSTEM], found, recon)
-        _duplicates(reports[DUPLICATES], found, recon)
-        _rejected(reports[REJECTED], found, recon)
-    reports[REGISTRY] = _columns(registry_rows, REGISTRY_COLUMNS)
+        _missing_in_a(reports[MISSING_IN_A], columns, recon, statuses)
+        _missing_from_system(reports[MISSING_FROM_SYSTEM], columns, recon)
+        _duplicates(reports[DUPLICATES], columns, recon)
+        _rejected(reports[REJECTED], columns, recon)
+    reports[REGISTRY] = _columns(registry_rows, REGISTRY_REPORT_COLUMNS)
     every = {**reports, **run_level_reports(audit_rows, runs, changes)}
     return [write(output_dir / name, every[name]) for name in REPORTS]
 
@@ -160,7 +173,20 @@ def summary_columns(run: RunInfo, systems: Mapping[str, Mapping[str, Any]]) -> C
     return out
 
 
-def _missing_in_a(out: Columns, run: RunInfo, recon: Reconciliation, statuses: Mapping[str, str]) -> None:
+@attrs.frozen
+class _FirstDetectedColumns:
+    since: FirstDetected
+    shown: tuple[str, str]  # (run_id, at) of the run showing the reconciliation
+
+    def add(self, out: Columns, kind: str, system: str, identities: Iterable[str]) -> None:
+        run_ids, ats = self.since.columns(kind, system, identities, self.shown)
+        out["first_detected_run_id"] += run_ids
+        out["first_detected_at"] += ats
+
+
+def _missing_in_a(
+    out: Columns, first: _FirstDetectedColumns, recon: Reconciliation, statuses: Mapping[str, str]
+) -> None:
     for r in recon.downstream:
         if r.snapshot is None or not r.missing_in_a:
             continue
@@ -168,8 +194,7 @@ def _missing_in_a(out: Columns, run: RunInfo, recon: Reconciliation, statuses: M
         rows = _gather(r.first_row, keys)
         masters = keys if recon.strategy == "mirror" else [master_key_for(r.system, k, recon.strategy) for k in keys]
         n = len(keys)
-        out["run_id"] += [run.run_id] * n
-        out["detected_at"] += [run.finished_at] * n
+        first.add(out, kinds.MISSING_IN_A, r.system, keys)
         out["system"] += [r.system] * n
         out["source_key"] += _gather(r.snapshot.keys, rows)
         out["normalized_key"] += keys
@@ -180,7 +205,7 @@ def _missing_in_a(out: Columns, run: RunInfo, recon: Reconciliation, statuses: M
         out["last_seen_at"] += _last_seen(r, keys, rows)
 
 
-def _missing_from_system(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
+def _missing_from_system(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
     authority = recon.systems[AUTHORITY]
     assert authority.snapshot is not None
     for r in recon.downstream:
@@ -189,8 +214,7 @@ def _missing_from_system(out: Columns, run: RunInfo, recon: Reconciliation) -> N
         keys = r.missing_from_system
         rows = _gather(authority.first_row, keys)
         n = len(keys)
-        out["run_id"] += [run.run_id] * n
-        out["detected_at"] += [run.finished_at] * n
+        first.add(out, kinds.MISSING_FROM_SYSTEM, r.system, keys)
         out["system"] += [r.system] * n
         out["master_key"] += keys
         out["source_key_in_A"] += _gather(authority.snapshot.keys, rows)
@@ -219,23 +243,21 @@ def raw_forms(duplicate: Duplicate) -> str:
     return " | ".join(key if n == 1 else f"{key} (x{n})" for key, n in zip(duplicate.source_keys, rows, strict=True))
 
 
-def _duplicates(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
+def _duplicates(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
     for r in recon.systems.values():
+        first.add(out, kinds.DUPLICATE, r.system, [d.normalized_key for d in r.duplicates])
         for d in r.duplicates:
             for column, value in zip(
-                DUPLICATE_COLUMNS,
-                [run.run_id, r.system, d.normalized_key, d.occurrences, raw_forms(d)],
-                strict=True,
+                DUPLICATE_COLUMNS[2:], [r.system, d.normalized_key, d.occurrences, raw_forms(d)], strict=True
             ):
                 out[column].append(value)
 
 
-def _rejected(out: Columns, run: RunInfo, recon: Reconciliation) -> None:
+def _rejected(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
     for r in recon.systems.values():
+        first.add(out, kinds.REJECTED, r.system, [row.raw for row in r.rejected])
         for row in r.rejected:
             for column, value in zip(
-                REJECTED_COLUMNS,
-                [run.run_id, row.system, row.file, row.line, row.severity, row.reason, row.raw],
-                strict=True,
+                REJECTED_COLUMNS[2:], [row.system, row.file, row.line, row.severity, row.reason, row.raw], strict=True
             ):
                 out[column].append(value)

@@ -32,6 +32,7 @@ from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
 from keysync.projections.changes import CHANGE_COLUMNS, RunKeys, change_columns
+from keysync.projections.first_detected import FirstDetected, held_back_systems
 from keysync.projections.registry_view import apply_registry_event
 from keysync.projections.reports import (
     CHANGES,
@@ -270,8 +271,12 @@ class Projections:
             RunKeys.of(run.run_id, recon), previous, registry_rows, audit, audit_run_id=f"{run.run_id} (dry-run)"
         )
         info = RunInfo(run.run_id, run.modified_on.isoformat(), run.mode, dry_run=True, held_back=run.held_back)
+        first_detected = self.first_detected(completed, live=True).copy()
+        first_detected.advance(info.run_id, info.finished_at, recon, set(run.held_back))
         self.manifest.forget(self.output_dir)  # the folder will show what the log does not hold
-        return render_reports(self.output_dir, self.write, info, recon, registry_rows, audit, runs, changes)
+        return render_reports(
+            self.output_dir, self.write, info, recon, registry_rows, audit, runs, changes, first_detected=first_detected
+        )
 
     def _render(self, fresh: Reconciliation | None, fresh_run_id: str, position: int) -> list[Path]:
         """Render the reports up to ``position``. When the folder already shows the latest reconciliation (a run
@@ -292,7 +297,7 @@ class Projections:
             written = self._render_run_level(completed[0], audit, runs)
         else:
             self.manifest.forget(self.output_dir)  # until every file is written
-            written = self.render(self.output_dir, self.registry_rows(), audit, runs, fresh, fresh_run_id)
+            written = self.render(self.output_dir, self.registry_rows(), audit, runs, fresh, fresh_run_id, live=True)
         self.manifest.write(
             self.output_dir, {"position": position, "basis_event": basis_event, "rules": self._rules_shown()}
         )
@@ -323,11 +328,13 @@ class Projections:
         runs: list[dict[str, Any]],
         fresh: Reconciliation | None = None,
         fresh_run_id: str = "",
+        *,
+        live: bool = False,
     ) -> list[Path]:
         """Write every report into ``output_dir`` from these read models (registry rows by master key, audit rows
-        in log order, runs newest first): the live ones, or a replay's (keysync show-as-of)."""
+        in log order, runs newest first): the live ones (``live``), or a replay's (keysync show-as-of)."""
         completed = [r for r in runs if r["status"] == "completed"]
-        recon = info = changes = detected = None
+        recon = info = changes = detected = first_detected = None
         if completed:
             latest, basis = completed[0], _basis(completed)
             info = RunInfo(latest["run_id"], latest["finished_at"], latest["mode"], held_back=_held_back(latest))
@@ -340,9 +347,56 @@ class Projections:
             previous = self.run_keys(completed[1]) if len(completed) > 1 else None
             keys = self.run_keys(latest, recon)
             changes = change_columns(keys, previous, registry_rows, audit_rows)
+            first_detected = self.first_detected(completed, recon, live=live)
         return render_reports(
-            output_dir, self.write, info, recon, registry_rows, audit_rows, runs, changes, detected=detected
+            output_dir,
+            self.write,
+            info,
+            recon,
+            registry_rows,
+            audit_rows,
+            runs,
+            changes,
+            detected=detected,
+            first_detected=first_detected,
         )
+
+    def first_detected(
+        self, completed: list[dict[str, Any]], basis_recon: Reconciliation | None = None, *, live: bool = False
+    ) -> FirstDetected:
+        """When each open discrepancy, duplicate and rejected line was first found, as it stands after the latest
+        of ``completed`` (completed runs' history rows, newest first). ``basis_recon``: the reconciliation the
+        latest run's results are, if at hand. ``live``: these are the live run history's runs; the folding starts
+        from what is stored and what it adds is stored. Otherwise (a replay) every run is folded again."""
+        rules = json.dumps(self.rules.as_options(), sort_keys=True)
+        oldest_first = completed[::-1]
+        state, since = FirstDetected(), None
+        stored = self.recorder.first_detected() if live else None
+        if stored is not None:
+            run_id, stored_rules, rows = stored
+            # Read under other rules, or standing after a run the history does not hold: fold every run again.
+            if stored_rules == rules and any(r["run_id"] == run_id for r in oldest_first):
+                state, since = FirstDetected.from_rows(run_id, rows), (run_id, rules)
+        done = next((i + 1 for i, r in enumerate(oldest_first) if r["run_id"] == state.run_id), 0)
+        pending = oldest_first[done:]
+        if not pending:
+            return state
+        basis_id = _basis(completed)["run_id"]
+        touched: set[tuple[str, str]] = set()
+        for run in pending:
+            kpis = json.loads(run["kpis"]) if run["kpis"] else {}
+            if "carried_from" in kpis:
+                state.run_id = run["run_id"]  # the same reconciliation as the run it carried over: nothing changes
+                continue
+            if run["run_id"] == basis_id and basis_recon is not None:
+                recon = basis_recon
+            else:
+                recon = self.reconciliation_of(run["originator_id"])
+            touched |= state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis)).groups
+        if live:  # the groups a run changed are written again; the first time, all of them
+            groups = touched if since is not None else None
+            self.recorder.save_first_detected(since, (state.run_id, rules), groups or (), state.rows(groups))
+        return state
 
     def reconciliation_of(
         self, originator_id: str, rules: NormalizationRules | None = None, strategy: str | None = None

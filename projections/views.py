@@ -8,11 +8,13 @@ PostgreSQL; only the SQL dialect differs.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+from keysync.domain.columns import pack_text
 
 REGISTRY_COLUMNS = (
     "master_key",
@@ -41,6 +43,12 @@ AUDIT_COLUMNS = ("event_id", "run_id", "event_type", "payload", "created_at")
 TABLES = ("registry_view", "run_history", "audit_view")
 KEY_OF = {"registry_view": "master_key", "run_history": "run_id", "audit_view": "event_id"}
 COLUMNS_OF = {"registry_view": REGISTRY_COLUMNS, "run_history": RUN_COLUMNS, "audit_view": AUDIT_COLUMNS}
+# The open discrepancies, duplicates and rejected lines (keysync.projections.first_detected): one row per kind,
+# system and the run that first found them, their identities packed into one text (a run opens 100,000s at once),
+# and one row with an empty kind naming the run they stand after and the rules they were read under.
+FIRST_DETECTED = "first_detected"
+FIRST_DETECTED_COLUMNS = ("kind", "system", "run_id", "detected_at", "identities")
+Opened = tuple[str, str, str, str, list[str]]  # kind, system, run_id, detected_at, identities
 
 
 def columns_sql(table: str, integer_key: bool = False) -> str:
@@ -91,6 +99,60 @@ class Views:
             return False
         return True
 
+    # First detections ------------------------------------------------------------------------------------------
+
+    def first_detected(self) -> tuple[str, str, list[Opened]] | None:
+        """The stored first detections: the run they stand after, the rules they were read under, and what each
+        run still open opened; None when none are stored."""
+        self._create_first_detected()
+        columns = ", ".join(FIRST_DETECTED_COLUMNS)
+        rows = self._select(f"SELECT {columns} FROM {self.qualified(FIRST_DETECTED)}", ())
+        basis = next((row for row in rows if row["kind"] == ""), None)
+        if basis is None:
+            return None
+        found = [
+            (row["kind"], row["system"], row["run_id"], row["detected_at"], _unpack(row["identities"]))
+            for row in rows
+            if row["kind"] != ""
+        ]
+        return basis["run_id"], basis["identities"], found
+
+    def save_first_detected(
+        self,
+        since: tuple[str, str] | None,
+        basis: tuple[str, str],
+        groups: Iterable[tuple[str, str]],
+        rows: Iterable[Opened],
+    ) -> bool:
+        """Move the stored first detections from ``since`` (run_id, rules; None: replace whatever is stored) to
+        ``basis``, replacing the rows of ``groups`` (kind, system) by ``rows``. Returns False, having written
+        nothing, when what is stored no longer stands after ``since`` (another process moved it)."""
+        self._create_first_detected()
+        table, p = self.qualified(FIRST_DETECTED), self.placeholder
+        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            self.claim_write(c)
+            if since is not None:
+                c.execute(f"SELECT run_id, identities FROM {table} WHERE kind = {p}", ("",))
+                stored = c.fetchone()
+                if stored is None or (stored["run_id"], stored["identities"]) != since:
+                    return False
+                c.executemany(f"DELETE FROM {table} WHERE kind = {p} AND system = {p}", [("", ""), *groups])
+            else:
+                c.execute(f"DELETE FROM {table}")
+            values = [(*row[:4], _pack(row[4])) for row in rows]
+            values.append(("", "", basis[0], "", basis[1]))
+            c.executemany(f"INSERT INTO {table} VALUES ({', '.join([p] * len(FIRST_DETECTED_COLUMNS))})", values)
+        return True
+
+    def _create_first_detected(self) -> None:
+        # Created on first use: a store written before this table existed gets it without `store init`.
+        if getattr(self, "_first_detected_ready", False):
+            return
+        columns = ", ".join(f"{c} TEXT" for c in FIRST_DETECTED_COLUMNS)
+        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(FIRST_DETECTED)} ({columns})")
+        self._first_detected_ready = True
+
     def seen_sql(self) -> str:
         """Set last_seen_run_id on the registry rows whose master keys ``key_list`` gives (two parameters)."""
         raise NotImplementedError
@@ -107,8 +169,9 @@ class Views:
 
     def reset(self, *names: str) -> None:
         """Forget the read models and the named positions, for a rebuild from the log."""
+        self._create_first_detected()
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table in TABLES:
+            for table in (*TABLES, FIRST_DETECTED):
                 c.execute(f"DELETE FROM {self.qualified(table)}")
             for name in names:
                 c.execute(self.forget_position_sql(), (name,))
@@ -146,6 +209,17 @@ class Views:
         with self.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
             c.execute(query, params)
             return [dict(row) for row in c.fetchall()]
+
+
+def _pack(identities: list[str]) -> str:
+    """Identities as one text: "t" and the identities joined by line breaks when none holds one (keys and escaped
+    raw lines never do), else "j" and a JSON list."""
+    packed = pack_text(identities)
+    return "t" + packed if isinstance(packed, str) else "j" + json.dumps(packed)
+
+
+def _unpack(text: str) -> list[str]:
+    return text[1:].split("\n") if text[0] == "t" else json.loads(text[1:])
 
 
 class ViewRecorder(Views, SQLiteTrackingRecorder):

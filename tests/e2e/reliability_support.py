@@ -30,6 +30,7 @@ from keysync.projections.reports import (
     MISSING_IN_A,
     MISSING_IN_A_COLUMNS,
     REGISTRY,
+    REGISTRY_REPORT_COLUMNS,
     REJECTED,
     REJECTED_COLUMNS,
     SUMMARY,
@@ -37,13 +38,13 @@ from keysync.projections.reports import (
     TREND,
 )
 from keysync.projections.trends import TREND_COLUMNS
-from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS
+from keysync.projections.views import AUDIT_COLUMNS
 
 HEADERS = {
     SUMMARY: SUMMARY_COLUMNS,
     MISSING_IN_A: MISSING_IN_A_COLUMNS,
     MISSING_FROM_SYSTEM: MISSING_FROM_SYSTEM_COLUMNS,
-    REGISTRY: REGISTRY_COLUMNS,
+    REGISTRY: REGISTRY_REPORT_COLUMNS,
     AUDIT: AUDIT_COLUMNS,
     DUPLICATES: DUPLICATE_COLUMNS,
     REJECTED: REJECTED_COLUMNS,

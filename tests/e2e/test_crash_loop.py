@@ -14,7 +14,7 @@ What "equal" means at the end, honestly:
   compared file by file);
 - the run-level reports (summary, both diffs, duplicates, rejected rows, the latest run's trend rows) equal those
   of a fresh store that ran once on the same final A-E files, ignoring only the columns that name the run or the
-  moment (run_id, generated_at, detected_at, finished_at), the rejected rows' file path (another folder), and
+  moment (run_id, generated_at, first_detected_*, finished_at), the rejected rows' file path (another folder), and
   diff_missing_in_A's registry_status (a key deprecated in an earlier run stays Deprecated; a fresh store has
   only Proposed keys);
 - the registry, the audit log and the changes since the previous run depend on the whole history, which the fresh
@@ -67,10 +67,10 @@ from tests.e2e.reliability_support import (
 # Columns that name the run or the moment, or depend on the store's history (see the module's docstring).
 IGNORED = {
     SUMMARY: {"run_id", "generated_at"},
-    MISSING_IN_A: {"run_id", "detected_at", "registry_status"},
-    MISSING_FROM_SYSTEM: {"run_id", "detected_at"},
-    DUPLICATES: {"run_id"},
-    REJECTED: {"run_id", "file"},
+    MISSING_IN_A: {"first_detected_run_id", "first_detected_at", "registry_status"},
+    MISSING_FROM_SYSTEM: {"first_detected_run_id", "first_detected_at"},
+    DUPLICATES: {"first_detected_run_id", "first_detected_at"},
+    REJECTED: {"first_detected_run_id", "first_detected_at", "file"},
     TREND: {"run_id", "finished_at"},
 }
 RECORDED = {"SourceRead", "SourceUnavailable", "SourceUnchanged", "SourceChanged"}  # a system's one record per run

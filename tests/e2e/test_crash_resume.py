@@ -17,8 +17,8 @@ from keysync.projections.reports import REPORTS
 
 A = ["CUST-1", "CUST-2", "CUST-3", "PROD-1"]
 # Columns that name the run or the moment, and so differ between any two runs.
-VOLATILE = {"run_id", "detected_at", "generated_at", "finished_at", "created_at", "updated_at", "created_run_id",
-            "last_seen_run_id", "event_id", "payload", "file"}  # fmt: skip
+VOLATILE = {"run_id", "first_detected_run_id", "first_detected_at", "generated_at", "finished_at", "created_at",
+            "updated_at", "created_run_id", "event_id", "payload", "file"}  # fmt: skip
 
 
 def keysync(project, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -43,14 +43,16 @@ def test_key_timeline_shows_appearance_vanishing_and_registry_changes(any_projec
     any_project.invoke("run")
     any_project.write_system("B", A)
     any_project.write_system("D", ["x 1"])
-    any_project.invoke("run")
+    second = json.loads(any_project.invoke("run", "--json").stdout)["run_id"]
     timeline = json.loads(any_project.invoke("key", "x-1", "--json").stdout)
     changes = [(s["system"], s["change"]) for s in timeline["sightings"]]
     assert changes == [("B", "appeared"), ("B", "vanished"), ("D", "appeared")]
     assert timeline["present_in"] == ["D"]
     assert [e["event_type"] for e in timeline["registry"]] == ["MasterKeysProposed", "MasterKeysSeen"]
     shown = any_project.invoke("key", "X-1").stdout
-    assert shown.startswith("X-1: Proposed\nnow in D\n") and "vanished from B" in shown and "appeared in D" in shown
+    assert timeline["last_seen_run_id"] == second  # master_key_registry.csv no longer says it
+    assert shown.startswith(f"X-1: Proposed\nnow in D\nlast seen by run {second}\n")
+    assert "vanished from B" in shown and "appeared in D" in shown
 
 
 def test_every_run_adds_its_systems_to_the_trend_report(any_project, write_systems):

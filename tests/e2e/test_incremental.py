@@ -26,7 +26,7 @@ SYSTEMS = "ABCDE"
 # from a full run's (and "file" and "status_reason", since the two stores compared read from two folders). The
 # audit log is the event log itself, which differs by design.
 RUN_COLUMNS = {
-    "run_id", "generated_at", "detected_at", "finished_at", "mode", "created_run_id", "last_seen_run_id",
+    "run_id", "generated_at", "first_detected_run_id", "first_detected_at", "finished_at", "mode", "created_run_id",
     "created_at", "updated_at", "file", "status_reason",
 }  # fmt: skip
 START = {
@@ -80,7 +80,7 @@ def test_a_run_on_unchanged_exports_reads_nothing_and_carries_the_last_reconcili
     after = reports(project, everything=True)
     # The discrepancies are those the first run found, and say so; the summary names the new run.
     assert after["diff_missing_in_A.csv"] == before["diff_missing_in_A.csv"]
-    assert {r["run_id"] for r in after["diff_missing_in_A.csv"]} == {first["run_id"]}
+    assert {r["first_detected_run_id"] for r in after["diff_missing_in_A.csv"]} == {first["run_id"]}
     assert {r["run_id"] for r in after["reconciliation_summary.csv"]} == {second["run_id"]}
     assert after["changes_since_last_run.csv"] == []
     assert len(after["trend_report.csv"]) == 2 * len(before["trend_report.csv"])
