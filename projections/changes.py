@@ -10,10 +10,11 @@ One row per change, under run_id (the latest run), system, change, key, detail:
   deprecations made by hand between runs); system holds the master key's source systems (``B|D``), detail the
   raw source key it was proposed for, or the reason it was deprecated.
 
-Rows come system by system (A-E), then the registry's, each group's keys sorted, with one exception: with no
-previous completed run, the previous state is empty, so every key of the first run is ``key_added`` (and every
-discrepancy it found ``discrepancy_opened``), and those ``key_added`` rows follow each system's export instead.
-At a million keys per system, sorting them would double the cost of the whole report.
+- ``first_run``: the latest run is the first completed one, so every key is new: one row per available system
+  says how many keys it has (key empty), instead of a ``key_added`` row per key, which at a million keys per system
+  would make this report the largest of all. Its discrepancies are ``discrepancy_opened`` rows as usual.
+
+Rows come system by system (A-E), then the registry's, each group's keys sorted.
 
 A system unavailable in either run has no key or discrepancy rows. Its empty key list says nothing about its
 keys: "every key removed" (or added, when it comes back) would be false. The contract's change values have no
@@ -23,12 +24,12 @@ Cost. A run's keys are kept as ``RunKeys``: System A's normalized keys, and for 
 two discrepancy lists, since a downstream system's keys are A's minus its propagation gaps plus its
 out-of-authority keys. Comparing two runs of a million keys per system then walks System A's keys twice and
 otherwise only the discrepancies and A's changes; a ``RunKeys`` taken from a reconciliation copies none of its
-keys. Only the first run is expensive, because every key is a row (5 million at a million keys per system).
+keys, and a first run walks only its discrepancies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, KeysView, Mapping, Sequence, Set
+from collections.abc import Collection, Iterator, Mapping, Sequence, Set
 from itertools import chain
 from typing import Any, NamedTuple
 
@@ -44,7 +45,8 @@ CHANGE_COLUMNS = ("run_id", "system", "change", "key", "detail")
 KEY_ADDED, KEY_REMOVED = "key_added", "key_removed"
 OPENED, RESOLVED = "discrepancy_opened", "discrepancy_resolved"
 PROPOSED, DEPRECATED_CHANGE = "master_key_proposed", "master_key_deprecated"
-CHANGES = (KEY_ADDED, KEY_REMOVED, OPENED, RESOLVED, PROPOSED, DEPRECATED_CHANGE)
+FIRST_RUN = "first_run"
+CHANGES = (KEY_ADDED, KEY_REMOVED, OPENED, RESOLVED, PROPOSED, DEPRECATED_CHANGE, FIRST_RUN)
 MISSING_IN_A, MISSING_FROM_SYSTEM = "missing_in_A", "missing_from_system"
 
 Columns = dict[str, Sequence[Any]]
@@ -59,8 +61,6 @@ class RunKeys:
     authority: Set[str]
     missing_in_a: Mapping[str, Collection[str]]
     missing_from_system: Mapping[str, Collection[str]]
-    # Every available system's keys in export order, while the reconciliation is at hand (for a first run).
-    exported: Mapping[str, KeysView[str]] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
     def of(cls, run_id: str, recon: Reconciliation) -> RunKeys:
@@ -71,12 +71,7 @@ class RunKeys:
             recon.authority.first_row.keys(),
             {r.system: r.missing_in_a for r in available},
             {r.system: r.missing_from_system for r in available},
-            {s: r.first_row.keys() for s, r in recon.systems.items() if r.available},
         )
-
-    def compact(self) -> RunKeys:
-        """Without the downstream systems' whole key sets: what is worth keeping in memory for the next run."""
-        return attrs.evolve(self, exported={})
 
     @classmethod
     def from_keys(cls, run_id: str, keys: Mapping[str, Set[str]]) -> RunKeys:
@@ -92,6 +87,12 @@ class RunKeys:
 
     def available(self, system: str) -> bool:
         return system == AUTHORITY or system in self.missing_in_a
+
+    def key_count(self, system: str) -> int:
+        """How many normalized keys an available system has: A's, less its gaps, plus its out-of-authority keys."""
+        if system == AUTHORITY:
+            return len(self.authority)
+        return len(self.authority) - len(self.missing_from_system[system]) + len(self.missing_in_a[system])
 
 
 def change_columns(
@@ -133,23 +134,11 @@ def _first_run(latest: RunKeys) -> Iterator[_Group]:
     for system in (AUTHORITY, *DOWNSTREAM):
         if not latest.available(system):
             continue
-        yield system, KEY_ADDED, _export_order(latest, system), ""
+        count = latest.key_count(system)
+        yield system, FIRST_RUN, [""], f"the first completed run: its {count:,} key{'s' * (count != 1)} are all new"
         if system != AUTHORITY:
             yield system, OPENED, sorted(latest.missing_in_a[system]), MISSING_IN_A
             yield system, OPENED, sorted(latest.missing_from_system[system]), MISSING_FROM_SYSTEM
-
-
-def _export_order(run: RunKeys, system: str) -> list[str]:
-    """A system's keys in the order of its export (of each key's last row), when the reconciliation's index is at
-    hand, else sorted."""
-    exported = run.exported.get(system)
-    if exported is not None:
-        # first_row was filled from the last row backwards: reversed, its keys come in export order.
-        return list(reversed(exported))  # type: ignore[call-overload]
-    if system == AUTHORITY:
-        return sorted(run.authority)
-    gaps = _as_set(run.missing_from_system[system])
-    return sorted(chain((k for k in run.authority if k not in gaps), run.missing_in_a[system]))
 
 
 def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:

@@ -5,8 +5,8 @@ Two projections, each with its own tracked position:
 - "reports": the CSV files, re-rendered whenever the log has moved past what they show.
 
 changes_since_last_run.csv compares the latest completed run with the one before: each run's keys are kept here
-(``RunKeys``, compact) for the last two runs rendered, so a process that runs again (keysync schedule,
-replay-history) never recomputes the previous run from the log; a new process does, once.
+(``RunKeys``: A's keys and the discrepancies) for the last two runs rendered, so a process that runs again
+(keysync schedule, replay-history) never recomputes the previous run from the log; a new process does, once.
 """
 
 from __future__ import annotations
@@ -420,7 +420,7 @@ class Projections:
             keys = RunKeys.of(run_id, recon)  # costs nothing, and knows the export order a first run shows
         elif keys is None:
             keys = self._run_keys_from_log(run)
-        self._run_keys[run_id] = keys.compact()  # newest last
+        self._run_keys[run_id] = keys  # newest last
         while len(self._run_keys) > KEPT_RUN_KEYS:
             del self._run_keys[next(iter(self._run_keys))]
         return keys
