@@ -63,20 +63,24 @@ def second(value: Any) -> Any:
     return value
 
 
+# Never cut: what a person copies into the next command (a run id, a master key for `key` or `reactivate`).
+WHOLE = IDS | {"master_key"}
+
+
 def render(
     title: str,
     columns: Sequence[str],
     rows: Sequence[Sequence[Any] | Mapping[str, Any]],
     style: Style,
     *,
-    keep: Iterable[str] = IDS,
+    keep: Iterable[str] = WHOLE,
     width: int | None = None,
 ) -> tuple[list[str], int]:
     """The listing's lines (title, header, rule, then one line per shown row) and how many rows were left out.
 
-    Ids (columns named ``..._id`` or in ``keep``: they are copied into the next command) and times (columns
-    named ``at`` or ``..._at``, shown to the second) are never cut; the others are cut from the widest down until
-    the line fits ``width`` (the terminal's).
+    Ids and master keys (columns named ``..._id`` or in ``keep``: they are copied into the next command) and times
+    (columns named ``at`` or ``..._at``, shown to the second) are never cut; the others are cut from the widest down
+    until the line fits ``width`` (the terminal's).
     """
     shown = rows[: style.limit] if style.limit else rows
     times = [i for i, c in enumerate(columns) if c == "at" or c.endswith("_at")]
@@ -107,7 +111,7 @@ def show(
     rows: Sequence[Sequence[Any] | Mapping[str, Any]],
     style: Style,
     *,
-    keep: Iterable[str] = IDS,
+    keep: Iterable[str] = WHOLE,
     before: Sequence[str] = (),
     after: Sequence[str] = (),
 ) -> None:

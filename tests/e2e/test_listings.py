@@ -67,6 +67,12 @@ def test_a_long_value_is_cut_with_an_ellipsis_and_wide_shows_it_whole(listed):
     assert LONG in row and "…" not in row and "created_run_id" in whole.stdout  # every column, every value
 
 
+def test_a_master_key_is_never_cut_it_is_copied_into_the_next_command(listed, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    rows = rows_of(listed.invoke("registry", "list", "--search", "extra").stdout)
+    assert [row.split()[0] for row in rows] == EXTRA[:50]
+
+
 def test_limit_zero_shows_every_row_and_json_and_csv_are_always_complete(listed):
     everything = listed.invoke("registry", "list", "--limit", "0")
     three = listed.invoke("registry", "list", "--limit", "3")
