@@ -27,7 +27,7 @@ import attrs
 from keysync.application.incremental import MAX_DELTA_SHARE, BaseSnapshot, Incremental, SourceState
 from keysync.application.ports import ChangeReader, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
-from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard
+from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
 from keysync.domain.line_changes import LineChanges, apply_line_changes
 from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
@@ -206,7 +206,7 @@ def observe(
                 outcome = _apply(settings, incremental, outcome, read_source)
             taken = outcome[2] if isinstance(outcome, tuple) else outcome
             suspicion = (
-                observation.guard.suspicion(system, len(taken))
+                observation.guard.suspicion(system, valid_rows(taken, settings.rules))
                 if observation.guard is not None and isinstance(taken, SourceSnapshot)
                 else ""
             )

@@ -20,9 +20,12 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from keysync.application.incremental import BaseSnapshot, SourceState
-from keysync.domain.observations import Fingerprint
+from keysync.domain.normalization import NormalizationRules, normalize_keys
+from keysync.domain.observations import Fingerprint, SourceSnapshot
 
 MAX_SHRINK = 0.5
 
@@ -97,3 +100,12 @@ class ShrinkGuard:
             f"{(before.rows - rows) / before.rows:.0%}, more than processing.max_shrink {self.max_shrink:.0%}); "
             f"those rows stand in for it: `keysync run --accept-shrink {system}` takes the new export as it is"
         )
+
+
+def valid_rows(snapshot: SourceSnapshot, rules: NormalizationRules) -> int:
+    """The rows of an export whose key survives normalization: what an export of junk keys ("***", a script the rules
+    strip) is not. An ASCII letter or digit survives every rule, so only the keys without one are normalized."""
+    keys = pa.array(snapshot.keys, pa.string())
+    doubtful = pc.invert(pc.match_substring_regex(keys, "[A-Za-z0-9]"))
+    candidates = keys.filter(doubtful).to_pylist()
+    return len(snapshot) - sum(1 for key in normalize_keys(candidates, rules) if not key)

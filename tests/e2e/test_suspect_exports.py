@@ -107,6 +107,14 @@ def test_a_proposed_key_deprecated_as_vanished_returns_to_proposed(any_project, 
     assert {statuses(any_project)[k] for k in ONLY_D[1:]} == {"Proposed"}
 
 
+def test_an_export_of_keys_that_normalize_to_nothing_is_held_back(approved):
+    # Rows the reader takes, but whose keys the rules strip to nothing: no more valid than an empty export.
+    approved.write_system("D", [*D[:3], *["!!!", "***", "Жук", "--"] * 4])
+    outcome, stderr = run(approved)
+    assert "System D's export was held back as suspect: its export has 3 valid rows, against 14" in stderr
+    assert outcome["deprecated"] == 0 and set(statuses(approved).values()) == {"Active"}
+
+
 @pytest.mark.parametrize("mode", ["full", "incremental"])
 def test_two_suspect_runs_in_a_row_stay_suspect(approved, mode):
     approved.write_system("D", ONLY_D[:2])  # 14 valid rows fell to 2
