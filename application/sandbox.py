@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from keysync.application.sandbox_views import (
 )
 from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
+from keysync.application.suspect import MAX_SHRINK, ShrinkGuard, accepted_of
 from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS, SourceSnapshot
 from keysync.domain.sandbox import SANDBOX_ID, Operation, Original, Sandbox, check_state_name
@@ -63,6 +64,7 @@ class SandboxSettings:
     rules: NormalizationRules = attrs.Factory(NormalizationRules)
     strategy: str = "mirror"
     auto_approve: bool = False
+    max_shrink: float = MAX_SHRINK  # as processing.max_shrink: the share of valid rows an export may lose
 
 
 class NoRunYetError(Exception):
@@ -121,9 +123,21 @@ class SandboxService:
         """Every operation, oldest first."""
         return list(self.sandbox().operations)
 
-    def predict(self) -> Prediction:
-        """The next run's outcome, from the sandbox's rows and the registry alone (nothing is run or saved)."""
-        return predict(self.sandbox(), self.settings, self.store.registry())
+    def predict(self, accept_shrink: Collection[str] = ()) -> Prediction:
+        """The next run's outcome, from the sandbox's rows and the registry alone (nothing is run or saved), and
+        which exports that run would hold back as suspect (bar those in ``accept_shrink``)."""
+        return predict(self.sandbox(), self.settings, self.store.registry(), self._shrink_guard(accept_shrink))
+
+    def _shrink_guard(self, accept_shrink: Collection[str]) -> ShrinkGuard | None:
+        """What the next run holds back by: each system's last accepted export, listed in the latest completed
+        run's KPIs, as the run itself finds it."""
+        if self.keysync is None:
+            return None
+        completed = [r for r in self.keysync.runs() if r["status"] == "completed"]
+        if not completed:
+            return None
+        accepted = accepted_of(completed[0])
+        return ShrinkGuard(accepted, self.store.base_snapshots(), self.settings.max_shrink, frozenset(accept_shrink))
 
     def compare_last_run(self) -> Comparison:
         """The prediction for the sandbox's rows against the latest completed run."""

@@ -6,6 +6,7 @@ own adapters; nothing is opened at import time.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import attrs
@@ -76,6 +77,7 @@ def sandbox_settings(config: Config) -> SandboxSettings:
         rules=config.normalize,
         strategy=config.provisioning.strategy,
         auto_approve=config.provisioning.auto_approve,
+        max_shrink=config.processing.max_shrink,
     )
 
 
@@ -93,11 +95,13 @@ def build_sandbox(config: Config, *, actor: str | None = None) -> SandboxService
     )
 
 
-def sandbox_run_settings(config: Config, *, actor: str | None = None) -> RunSettings:
+def sandbox_run_settings(
+    config: Config, *, actor: str | None = None, accept_shrink: Collection[str] = ()
+) -> RunSettings:
     """Settings for a run that reads the sandbox's files (the same as ``keysync run``'s unless sandbox.input_dir
-    points elsewhere)."""
+    points elsewhere); the exports of ``accept_shrink`` are taken as they are, however small."""
     sources = {s: SourceSpec(s, path, "csv") for s, path in sandbox_files(config).items()}
-    return attrs.evolve(run_settings(config, actor=actor), sources=sources)
+    return attrs.evolve(run_settings(config, actor=actor, accept_shrink=accept_shrink), sources=sources)
 
 
 def with_rules(config: Config, rules: NormalizationRules, strategy: str) -> Config:

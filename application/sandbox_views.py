@@ -23,6 +23,7 @@ from keysync.domain.sandbox_rows import snapshot
 
 if TYPE_CHECKING:
     from keysync.application.sandbox import SandboxSettings
+    from keysync.application.suspect import ShrinkGuard
 
 # Hint name -> the run's KPI of the same number.
 HINTS = {
@@ -104,6 +105,8 @@ class Prediction:
     new_master_keys: list[str]  # out-of-authority master keys the registry does not hold yet: to be proposed
     deprecations: int  # registry keys the run would deprecate (now in System A, or vanished)
     affected: list[str]  # systems a run would find something in
+    # system -> why the run would hold its export back as suspect (and reconcile the last accepted rows instead)
+    held_back: dict[str, str] = attrs.Factory(dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,13 +116,18 @@ class Prediction:
             "new_master_keys_sample": self.new_master_keys[:10],
             "deprecations": self.deprecations,
             "systems_affected": self.affected,
+            "held_back": self.held_back,
             "systems": self.status.systems,
         }
 
 
-def predict(sandbox: Sandbox, settings: SandboxSettings, registry: Registry) -> Prediction:
+def predict(
+    sandbox: Sandbox, settings: SandboxSettings, registry: Registry, guard: ShrinkGuard | None = None
+) -> Prediction:
     """The next run's outcome from the sandbox's rows and the registry as it stands. The registry's own
-    ``record_run`` decides, on a copy that is never saved, so the prediction follows its rules exactly."""
+    ``record_run`` decides, on a copy that is never saved, so the prediction follows its rules exactly. With
+    ``guard``, the prediction also says which exports the run would hold back as suspect: the run then reconciles
+    the last accepted rows in their place, and reports other numbers than these."""
     status = sandbox_status(sandbox, settings)
     recon = status.reconciliation
     proposed = registry.record_run(
@@ -138,7 +146,9 @@ def predict(sandbox: Sandbox, settings: SandboxSettings, registry: Registry) -> 
         for s, row in status.systems.items()
         if row["out_of_authority"] or row["missing_vs_A"] or row["duplicates"] or row["rejected"]
     ]
-    return Prediction(status, proposed, deprecated, affected)
+    valid = {s: row["rows"] - row["rejected"] for s, row in status.systems.items()}
+    suspicions = {s: guard.suspicion(s, rows) for s, rows in valid.items()} if guard is not None else {}
+    return Prediction(status, proposed, deprecated, affected, {s: why for s, why in suspicions.items() if why})
 
 
 @attrs.frozen

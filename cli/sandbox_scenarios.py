@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,21 +117,38 @@ def _rules_shown(found: Scenario) -> str:
 @click.argument("name")
 @click.option("--step", "stepwise", is_flag=True, help="Pause before each step: Enter runs it, q stops.")
 @click.option("-y", "--yes", is_flag=True, help="Replace exports the sandbox did not write without asking.")
+@click.option(
+    "--accept-shrink",
+    is_flag=True,
+    help="Take the scenario's exports as they are, however far smaller than the last accepted ones "
+    "(as keysync run --accept-shrink A,B,C,D,E).",
+)
 @json_option
 @click.pass_context
 @sandbox_errors
 def run_command(
-    ctx: click.Context, config_path: Path | None, name: str, stepwise: bool, yes: bool, as_json: bool
+    ctx: click.Context,
+    config_path: Path | None,
+    name: str,
+    stepwise: bool,
+    yes: bool,
+    accept_shrink: bool,
+    as_json: bool,
 ) -> None:
     """Run a scenario's steps on the sandbox (replacing its data), then a real reconciliation, and check the
     outcome: a pass/fail table, exit 1 on any mismatch, so scenarios can run in CI. Files at the sandbox's paths
     that it did not write (real exports) are replaced only once confirmed, or with --yes.
+
+    After a run over larger exports, the run holds the scenario's exports back as suspect (their valid rows fell
+    by more than processing.max_shrink) and the checks fail against the last accepted rows: --accept-shrink takes
+    the scenario's exports as they are.
 
     Example: keysync sandbox scenario run data-corruption --step
     """
     from keysync.application.sandbox_bootstrap import build_sandbox, sandbox_run_settings, with_rules
     from keysync.application.sandbox_scenarios import Check
     from keysync.application.sandbox_views import HINTS
+    from keysync.domain.observations import SYSTEMS
     from keysync.infrastructure.sandbox_scenarios import load_scenario
 
     found = load_scenario(name)
@@ -154,9 +172,13 @@ def run_command(
             if code:
                 raise click.ClickException(f"scenario {found.name}: step {number} failed (exit {code}): {safe(line)}")
         config = load(config_path)
-        prediction = build_sandbox(config).predict()
+        accepted = SYSTEMS if accept_shrink else ()
+        prediction = build_sandbox(config).predict(accept_shrink=accepted)
         message("Reconciling the sandbox's files...")
-        kpis = build(config).run(sandbox_run_settings(config)).result.run.kpis
+        run = build(config).run(sandbox_run_settings(config, accept_shrink=accepted)).result.run
+    kpis, held_back = run.kpis, dict(run.held_back)
+    if held_back:  # before the checks: it explains why they fail
+        message(_held_back_line(name, sorted(held_back)))
     checks = found.checks(kpis)
     # The impact analysis is checked too: what the sandbox predicted before the run against what the run found.
     checks += [Check(f"predicted {hint}", prediction.status.hints[hint], kpis[kpi]) for hint, kpi in HINTS.items()]
@@ -166,6 +188,7 @@ def run_command(
         print_json({"scenario": found.name, "passed": passed,
                     "rules": {"normalize": attrs.asdict(config.normalize), "strategy": config.provisioning.strategy,
                               "own": other_rules},
+                    "held_back": held_back,
                     "checks": [{"what": c.what, "expected": c.expected, "actual": c.actual, "ok": c.ok}
                                for c in checks]})  # fmt: skip
     else:
@@ -181,6 +204,20 @@ def run_command(
         )
     if not passed:
         ctx.exit(1)
+
+
+def _held_back_line(name: str, systems: list[str]) -> str:
+    """Why a scenario's checks compare against other rows than its own, and how to take its exports."""
+    named = ", ".join(systems)
+    if len(systems) == 1:
+        theirs = "its export is far smaller than the last accepted one"
+    else:
+        theirs = "their exports are far smaller than the last accepted ones"
+    return (
+        f"The run held back {named} as suspect: {theirs}, so the checks compare against those rows. "
+        f"`keysync sandbox scenario run {safe(shlex.quote(name))} --accept-shrink` takes the scenario's exports "
+        "as they are."
+    )
 
 
 def _stop_here() -> bool:

@@ -121,6 +121,13 @@ def predict_command(config_path: Path | None, compare_last_run: bool, as_json: b
         message("The prediction matches the run.")
         return
     prediction = sandbox.predict()
+    if prediction.held_back:  # said with --json too: that run will not report the numbers below
+        held = sorted(prediction.held_back)
+        message(
+            f"The next run would hold back {', '.join(held)} as suspect (far smaller than the last accepted "
+            "exports) and reconcile those rows instead, so it would report other numbers than these: "
+            f"`keysync run --accept-shrink {','.join(held)}` takes them as they are."
+        )
     if as_json:
         print_json(prediction.as_dict())
         return
