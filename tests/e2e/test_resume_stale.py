@@ -286,3 +286,13 @@ def test_a_held_back_export_configured_from_another_file_is_read_again_and_held_
     assert log["SourceSuperseded", "D"] == 1 and log["SourceHeldBack", "D"] == 2
     held = [e.file for e in logged_events(held_back_d.config) if kind(e) == "SourceHeldBack"]
     assert held[-1] == str(held_back_d.input / "D-moved.csv")
+
+
+def test_a_held_back_export_within_the_resumed_runs_max_shrink_is_read_again_and_taken(held_back_d):
+    held_back_d.write_config("processing: {max_shrink: 0.9}\n")  # D fell by 85%
+
+    resumed = run(held_back_d, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "System D was held back as suspect and is within processing.max_shrink now: read again" in resumed.stderr
+    assert json.loads(resumed.stdout)["suspect"] == {}
+    assert statuses(held_back_d)["D"] == "ok"
