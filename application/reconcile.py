@@ -85,6 +85,22 @@ class RunFailed(Exception):
         self.reason = reason
 
 
+@attrs.frozen
+class HeldExport:
+    """What a run read of an export it held back as suspect (keysync.application.suspect): a resumed run reads it
+    again when the export changed since, or when the resumed run would take it."""
+
+    file: str
+    fingerprint: Fingerprint | None  # None: read by a reader that gives none (nothing to compare with)
+    rows: int  # its valid rows
+
+    def unchanged(self, now: Fingerprint) -> bool:
+        return self.fingerprint is not None and (now.size, now.sha256) == (
+            self.fingerprint.size,
+            self.fingerprint.sha256,
+        )
+
+
 @attrs.define
 class Observation:
     """A run's observations so far: a new run has none, a resumed one has what it had recorded."""
@@ -101,6 +117,7 @@ class Observation:
     deltas: dict[str, tuple[SourceSnapshot, RowDelta]] = attrs.Factory(dict)  # changed system -> (base, delta)
     superseded: dict[str, str] = attrs.Factory(dict)  # resumed: system read again -> why (application.resume)
     guard: ShrinkGuard | None = None  # holds back suspect exports (None: every export is taken as it is)
+    held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
 
     @classmethod
     def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
@@ -113,6 +130,10 @@ class Observation:
             if name in RECORDINGS:
                 recorded.pop(e.system, None)
                 observation.unchanged.discard(e.system)
+                observation.held.pop(e.system, None)
+            if name == "SourceHeldBack":
+                fingerprint = Fingerprint(*e.fingerprint) if e.fingerprint else None
+                observation.held[e.system] = HeldExport(e.file, fingerprint, e.rows)
             if name not in ("SourceRead", "SourceChanged", "SourceUnchanged") or not e.fingerprint:
                 continue
             if name == "SourceRead":
@@ -267,6 +288,7 @@ def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSna
     system = snapshot.system
     accepted = guard.accepted[system]
     observation.run.hold_back(snapshot, reason, accepted.as_json())
+    observation.held[system] = HeldExport(snapshot.file, snapshot.fingerprint, len(snapshot))
     observation.snapshots[system] = guard.rows_of(accepted.holder, system)
     state = accepted.state()
     if state is not None:  # the next incremental run compares the export with the accepted one

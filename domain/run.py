@@ -13,7 +13,9 @@ A resumed run may find that a system it recorded before the interruption has cha
 ``SourceSuperseded`` and then records the system again. The log keeps both recordings; the newer one is the run's.
 A suspect export (one whose valid rows fell too far, keysync.application.suspect) is held back: ``SourceHeldBack``
 says what was read and why it was not taken, and names the run holding the system's last accepted rows, which
-stand in for it in this run, as an unchanged export's do.
+stand in for it in this run, as an unchanged export's do. It is a recording like the others: a resumed run may set
+it aside too (its export changed, or the resumed run takes it as it is), and the system is then no longer suspect
+unless its new recording holds it back again.
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ class ReconciliationRun(Aggregate):
 
     def supersede(self, system: str, file: str, why: str) -> None:
         """Set aside what this run recorded of ``system`` (``why``: its export changed since, say), to record it
-        again; ``unavailable`` keeps the reason it had been unavailable, if it was."""
-        self._source_superseded(system, file, why, self.unavailable.get(system, ""))
+        again; the event keeps the reason it had been unavailable or held back, if it was."""
+        self._source_superseded(
+            system, file, why, self.unavailable.get(system, ""), held_back=self.held_back.get(system, "")
+        )
 
     def complete(self, kpis: dict[str, Any]) -> None:
         self._complete(kpis)
@@ -125,7 +129,7 @@ class ReconciliationRun(Aggregate):
 
     @event("SourceRead")
     def _read_source(self, system: str, file: str, rows_read: int, fingerprint: list[Any] | None) -> None:
-        self.unavailable.pop(system, None)
+        self._set_aside(system)
         self.observed[system] = 0
 
     @event("KeysObserved")
@@ -144,7 +148,7 @@ class ReconciliationRun(Aggregate):
     def _source_unchanged(
         self, system: str, file: str, fingerprint: list[Any], base: str, depth: int, rows: int
     ) -> None:
-        self.unavailable.pop(system, None)
+        self._set_aside(system)
         self.observed[system] = rows
 
     @event("SourceChanged")
@@ -159,7 +163,7 @@ class ReconciliationRun(Aggregate):
         rows: int,
         lines: list[Any],
     ) -> None:
-        self.unavailable.pop(system, None)
+        self._set_aside(system)
         self.observed[system] = rows
 
     @event("RowsRemoved")
@@ -193,19 +197,25 @@ class ReconciliationRun(Aggregate):
         reason: str,
         accepted: dict[str, Any],
     ) -> None:
+        self._set_aside(system)
         self.observed[system] = accepted["rows"]
         self.held_back[system] = reason
         self.stand_ins[system] = accepted
 
     @event("SourceUnavailable")
     def _source_unavailable(self, system: str, file: str, reason: str) -> None:
-        self.observed.pop(system, None)
+        self._set_aside(system)
         self.unavailable[system] = reason
 
     @event("SourceSuperseded")
-    def _source_superseded(self, system: str, file: str, why: str, unavailable: str) -> None:
-        self.observed.pop(system, None)
-        self.unavailable.pop(system, None)
+    def _source_superseded(self, system: str, file: str, why: str, unavailable: str, held_back: str = "") -> None:
+        self._set_aside(system)
+
+    def _set_aside(self, system: str) -> None:
+        """Forget the system's older recording in this run: a newer one (or none yet, when superseded) is the
+        run's."""
+        for recorded in (self.observed, self.unavailable, self.held_back, self.stand_ins):
+            recorded.pop(system, None)  # type: ignore[attr-defined]
 
     @event("Completed")
     def _complete(self, kpis: dict[str, Any]) -> None:
@@ -219,7 +229,9 @@ class ReconciliationRun(Aggregate):
 
 
 # The events that begin a system's recording in a run, and the one that sets a recording aside.
-RECORDINGS = {"SourceRead", "SourceChanged", "SourceUnchanged", "SourceUnavailable", "SourceSuperseded"}
+RECORDINGS = {
+    "SourceRead", "SourceChanged", "SourceUnchanged", "SourceUnavailable", "SourceHeldBack", "SourceSuperseded",
+}  # fmt: skip
 ROW_FIELDS = ("keys", "entity_types", "location_refs", "last_seen_at")  # a row's values, as SourceSnapshot names them
 BaseSnapshot = Callable[[str, str], SourceSnapshot]  # (run originator id, system) -> that run's rows of the system
 

@@ -27,8 +27,11 @@ def apply_run_event(rows: dict[str, dict[str, Any]], event: Any) -> str | None:
         }
     elif name == "SourceUnavailable":
         _add_error(rows[key], f"{event.system} unavailable: {event.reason}")
-    elif name == "SourceSuperseded" and getattr(event, "unavailable", ""):  # read again after a resume
-        _drop_error(rows[key], f"{event.system} unavailable: {event.unavailable}")
+    elif name == "SourceSuperseded":  # read again after a resume: its older recording's error goes with it
+        if getattr(event, "unavailable", ""):
+            _drop_error(rows[key], f"{event.system} unavailable: {event.unavailable}")
+        if getattr(event, "held_back", ""):
+            _drop_error(rows[key], f"{event.system} suspect: {event.held_back}")
     elif name == "SourceHeldBack":
         _add_error(rows[key], f"{event.system} suspect: {event.reason}")
     elif name == "Completed":

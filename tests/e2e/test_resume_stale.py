@@ -48,6 +48,10 @@ def missing_in_a(project: Project) -> set[tuple[str, str]]:
     return {(r["system"], r["normalized_key"]) for r in project.report("diff_missing_in_A.csv")}
 
 
+def missing_from_system(project: Project) -> set[tuple[str, str]]:
+    return {(r["system"], r["master_key"]) for r in project.report("diff_missing_from_system.csv")}
+
+
 def reports(output: Path) -> dict:
     """The reports, less the audit log (a resumed run's log holds the interruption's events too), the mode (the
     fresh run is a full one) and a system's status_reason (it names the project's own file)."""
@@ -206,3 +210,89 @@ def test_ctrl_c_after_the_run_is_stored_says_that_only_its_reports_lag(seeded):
     _out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "is complete and stored, its reports may lag behind: `keysync reports` writes them" in err
+
+
+# A run interrupted just after it held a suspect export of D back: every system has K1..K20, then D is cut to three
+# keys. The run stores Started, SourceRead and KeysObserved for A, B and C, then D's SourceHeldBack: 8 events.
+KEYS = [f"K{i}" for i in range(1, 21)]
+AFTER_D_HELD_BACK = "8"
+
+
+@pytest.fixture
+def held_back_d(project: Project, write_systems) -> Project:
+    write_systems(A=KEYS, B=KEYS, C=KEYS, D=KEYS, E=KEYS)
+    assert run(project).returncode == 0
+    project.write_system("D", KEYS[:3])
+    interrupted_after(project, AFTER_D_HELD_BACK)
+    log = recorded(project)
+    assert log["SourceHeldBack", "D"] == 1 and log["SourceRead", "E"] == 1  # E: the first run's recording only
+    return project
+
+
+def statuses(project: Project) -> dict[str, str]:
+    return {r["system"]: r["status"] for r in project.report("reconciliation_summary.csv")}
+
+
+def test_a_resumed_run_reads_again_a_held_back_export_that_was_restored(held_back_d):
+    held_back_d.write_system("D", [*KEYS, "K21"])
+
+    resumed = run(held_back_d, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "System D changed since it was recorded: read again" in resumed.stderr
+    assert "held back" not in resumed.stderr
+    assert json.loads(resumed.stdout)["suspect"] == {}
+    assert statuses(held_back_d) == dict.fromkeys("ABCDE", "ok")
+    assert missing_in_a(held_back_d) == {("D", "K21")}  # the restored export's rows, not the last accepted ones
+    log = recorded(held_back_d)
+    assert log["SourceSuperseded", "D"] == 1 and log["SourceRead", "D"] == 2  # the first run's, and this one
+    history = json.loads(held_back_d.invoke("history", "--json").stdout)
+    assert "D suspect" not in history[0]["errors"]  # set aside with the held-back recording
+
+
+def test_accept_shrink_given_to_the_resumed_run_takes_the_held_back_export(held_back_d):
+    resumed = run(held_back_d, "--json", "--accept-shrink", "D")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "System D was held back as suspect and is taken as it is now (--accept-shrink): read again" in (
+        resumed.stderr
+    )
+    assert json.loads(resumed.stdout)["suspect"] == {}
+    summary = {r["system"]: r for r in held_back_d.report("reconciliation_summary.csv")}
+    assert summary["D"]["status"] == "ok" and summary["D"]["unique_keys"] == "3"
+    assert {k for s, k in missing_from_system(held_back_d) if s == "D"} == set(KEYS[3:])
+    assert recorded(held_back_d)["SourceSuperseded", "D"] == 1
+
+
+def test_a_held_back_export_unchanged_at_resume_stays_held_back_without_a_second_read(held_back_d):
+    resumed = run(held_back_d, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "read again" not in resumed.stderr
+    assert "System D's export was held back as suspect: its export has 3 valid rows" in resumed.stderr
+    assert json.loads(resumed.stdout)["suspect"].keys() == {"D"}
+    assert statuses(held_back_d)["D"] == "suspect"
+    log = recorded(held_back_d)
+    assert log["SourceHeldBack", "D"] == 1 and log["SourceRead", "D"] == 1 and log["SourceSuperseded", "D"] == 0
+
+
+def test_a_held_back_export_configured_from_another_file_is_read_again_and_held_back_again(held_back_d):
+    shutil.copy(held_back_d.input / "D.csv", held_back_d.input / "D-moved.csv")
+    sources = "".join(f"  {s}: {{type: csv, path: ./input/{s}.csv}}\n" for s in "ABCE")
+    held_back_d.write_config(f"sources:\n{sources}  D: {{type: csv, path: ./input/D-moved.csv}}\n")
+
+    resumed = run(held_back_d, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "System D is configured from another file now: read again" in resumed.stderr
+    assert json.loads(resumed.stdout)["suspect"].keys() == {"D"}  # the new file is as small: held back again
+    log = recorded(held_back_d)
+    assert log["SourceSuperseded", "D"] == 1 and log["SourceHeldBack", "D"] == 2
+    held = [e.file for e in logged_events(held_back_d.config) if kind(e) == "SourceHeldBack"]
+    assert held[-1] == str(held_back_d.input / "D-moved.csv")
+
+
+def test_a_held_back_export_within_the_resumed_runs_max_shrink_is_read_again_and_taken(held_back_d):
+    held_back_d.write_config("processing: {max_shrink: 0.9}\n")  # D fell by 85%
+
+    resumed = run(held_back_d, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "System D was held back as suspect and is within processing.max_shrink now: read again" in resumed.stderr
+    assert json.loads(resumed.stdout)["suspect"] == {}
+    assert statuses(held_back_d)["D"] == "ok"

@@ -1,5 +1,5 @@
 """A run that records a system again (a resumed run whose export changed meanwhile): folding its events gives the
-newer recording, whatever the two were (rows whole, rows as a delta, unchanged, unavailable)."""
+newer recording, whatever the two were (rows whole, rows as a delta, unchanged, unavailable, held back)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def rows(keys: list[str], seed: int) -> SourceSnapshot:
     return SourceSnapshot("B", "B.csv", n, keys, ["c"] * n, [""] * n, [""] * n, list(range(2, n + 2)), [], fp)
 
 
-# One recording of System B: ("whole"|"delta"|"unchanged"|"unavailable", keys it stands for)
+# One recording of System B: ("whole"|"delta"|"unchanged"|"unavailable"|"held back", keys it stands for)
 recordings = st.tuples(
-    st.sampled_from(["whole", "delta", "unchanged", "unavailable"]),
+    st.sampled_from(["whole", "delta", "unchanged", "unavailable", "held back"]),
     st.lists(st.sampled_from(["K1", "K2", "K3", "K4", "K5"]), max_size=5),
 )
 
@@ -38,6 +38,9 @@ def record(run: ReconciliationRun, how: str, keys: list[str], seed: int) -> tupl
         run.observe_changes(snapshot, BASE_RUN, 1, snapshot_delta(BASE, snapshot), batch_size=2)
     elif how == "unchanged":
         run.observe_unchanged("B", "B.csv", snapshot.fingerprint, BASE_RUN, 0, len(BASE))  # type: ignore[arg-type]
+        return BASE.keys, ""
+    elif how == "held back":  # the base run's rows stand in for the suspect export
+        run.hold_back(snapshot, f"suspect {seed}", {"run_id": "r0", "holder": BASE_RUN, "depth": 0, "rows": 3})
         return BASE.keys, ""
     else:
         run.mark_unavailable("B", "B.csv", f"reason {seed}")
@@ -65,6 +68,9 @@ def test_the_newest_recording_of_a_system_is_the_runs(history: list[tuple[str, l
     assert unavailable.get("B", "") == reason
     assert run.unavailable.get("B", "") == reason
     assert ("B" in run.observed) == (keys is not None)
+    held = history[-1][0] == "held back"
+    assert run.held_back.get("B") == (f"suspect {len(history)}" if held else None)
+    assert ("B" in run.stand_ins) == held
 
 
 def test_a_superseded_recording_not_yet_replaced_leaves_the_system_to_read() -> None:
@@ -76,3 +82,12 @@ def test_a_superseded_recording_not_yet_replaced_leaves_the_system_to_read() -> 
     snapshots, unavailable = snapshots_from_events(run.collect_events())
     assert snapshots == {} and unavailable == {}
     assert run.observed == {} and run.unavailable == {}
+
+
+def test_a_held_back_recording_set_aside_leaves_the_system_to_read_and_no_longer_suspect() -> None:
+    run = ReconciliationRun(run_id="r1", mode="full", options={}, actor="test")
+    run.hold_back(rows(["K1"], 1), "suspect", {"run_id": "r0", "holder": BASE_RUN, "depth": 0, "rows": 3})
+    run.supersede("B", "B.csv", "is to be taken as it is now (--accept-shrink)")
+    snapshots, unavailable = snapshots_from_events(run.collect_events(), base_snapshot)
+    assert snapshots == {} and unavailable == {}
+    assert run.observed == {} and run.held_back == {} and run.stand_ins == {}
