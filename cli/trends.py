@@ -16,7 +16,8 @@ from keysync.projections.trends import TrendPoint, plot_format, trend_points, wr
 def _cell(point: TrendPoint | None) -> str:
     if point is None or point.match_rate is None:
         return "unavailable"
-    return f"{point.match_rate:.1%} {point.missing_in_A}/{point.missing_from_system}"
+    held_back = "*" if point.status == "suspect" else ""  # the counts of the last accepted export, standing in
+    return f"{point.match_rate:.1%} {point.missing_in_A}/{point.missing_from_system}{held_back}"
 
 
 def _matrix(points: list[TrendPoint]) -> list[list[str]]:
@@ -58,6 +59,8 @@ def trends_command(config_path: Path | None, last: int | None, plot: Path | None
     else:
         rows, columns = _matrix(points), ["run_id", "finished_at", *DOWNSTREAM]
         caption = "cell: match rate, missing_in_A/missing_from_system"
+        if any(p.status == "suspect" for p in points):
+            caption += "; * held back as suspect: the last accepted export's counts"
         if not style.wide and not fits(columns, rows):
             # The systems' cells are what trends is for: the time of each run gives way to them first.
             rows, columns = [[row[0], *row[2:]] for row in rows], [columns[0], *columns[2:]]

@@ -63,6 +63,16 @@ def test_a_header_only_export_is_held_back_and_nothing_is_deprecated(approved):
     assert summary(approved)["D"]["status"] == "ok"
 
 
+def test_trends_mark_a_held_back_systems_counts(approved):
+    approved.write_system("D", [])
+    run(approved)
+    table = approved.invoke("trends", "--wide").stdout
+    last = table.splitlines()[-2] if "held back" in table.splitlines()[-1] else table.splitlines()[-1]
+    assert "* held back as suspect" in table
+    d_cell = [cell for cell in last.split("  ") if cell.strip()][-2]  # columns: run_id, finished_at, B, C, D, E
+    assert d_cell.strip().endswith("*") and not last.rstrip().endswith("*")
+
+
 def test_the_closing_table_says_suspect_and_what_the_run_decided(approved):
     approved.write_system("D", ["DKEY-01"])
     result = approved.invoke("run")
