@@ -86,18 +86,23 @@ def approve_command(config_path: Path | None, keys: tuple[str, ...], all_propose
     message(f"Approved {len(approved)} master key(s).")
 
 
+def _said(_ctx: click.Context, _param: click.Parameter, reason: str) -> str:
+    """A reason that says something: the audit trail keeps it."""
+    if not reason.strip():
+        raise click.BadParameter("say why (it is kept in the audit trail)")
+    return reason
+
+
 @registry_group.command("deprecate")
 @config_option
 @click.argument("keys", nargs=-1, required=True)
-@click.option("--reason", required=True, help="Why the keys are deprecated (kept in the audit trail).")
+@click.option("--reason", required=True, callback=_said, help="Why the keys are deprecated (kept in the audit trail).")
 @user_errors
 def deprecate_command(config_path: Path | None, keys: tuple[str, ...], reason: str) -> None:
     """Deprecate master keys.
 
     Example: keysync registry deprecate CUST-99999 --reason "merged into CUST-12345"
     """
-    if not reason.strip():
-        raise click.BadParameter("say why (it is kept in the audit trail)", param_hint="--reason")
     deprecated = build(load(config_path)).deprecate(keys, reason)
     message(f"Deprecated {len(deprecated)} master key(s).")
 
@@ -105,14 +110,14 @@ def deprecate_command(config_path: Path | None, keys: tuple[str, ...], reason: s
 @registry_group.command("reactivate")
 @config_option
 @click.argument("keys", nargs=-1, required=True)
-@click.option("--reason", required=True, help="Why the keys are Active again (kept in the audit trail).")
+@click.option(
+    "--reason", required=True, callback=_said, help="Why the keys are Active again (kept in the audit trail)."
+)
 @user_errors
 def reactivate_command(config_path: Path | None, keys: tuple[str, ...], reason: str) -> None:
     """Bring Deprecated master keys back to Active.
 
     Example: keysync registry reactivate CUST-12345 --reason "System D's export was truncated"
     """
-    if not reason.strip():
-        raise click.BadParameter("say why (it is kept in the audit trail)", param_hint="--reason")
     reactivated = build(load(config_path)).reactivate(keys, reason)
     message(f"Reactivated {len(reactivated)} master key(s).")
