@@ -54,7 +54,7 @@ class SourceState:
         return cls(data["file"], Fingerprint(*data["fingerprint"]), data["holder"], data["depth"], data["rows"])
 
     def unchanged(self, now: Fingerprint) -> bool:
-        return (now.size, now.sha256) == (self.fingerprint.size, self.fingerprint.sha256)
+        return self.fingerprint.same_content(now)
 
 
 @attrs.frozen

@@ -95,10 +95,7 @@ class HeldExport:
     rows: int  # its valid rows
 
     def unchanged(self, now: Fingerprint) -> bool:
-        return self.fingerprint is not None and (now.size, now.sha256) == (
-            self.fingerprint.size,
-            self.fingerprint.sha256,
-        )
+        return self.fingerprint is not None and self.fingerprint.same_content(now)
 
 
 @attrs.define
@@ -225,15 +222,13 @@ def observe(
             if isinstance(outcome, LineChanges):
                 assert incremental is not None
                 outcome = _apply(settings, incremental, outcome, read_source)
-            taken = outcome[2] if isinstance(outcome, tuple) else outcome
-            suspicion = (
-                observation.guard.suspicion(system, valid_rows(taken, settings.rules))
-                if observation.guard is not None and isinstance(taken, SourceSnapshot)
-                else ""
-            )
+            taken, guard = outcome[2] if isinstance(outcome, tuple) else outcome, observation.guard
+            suspicion = ""
+            if guard is not None and isinstance(taken, SourceSnapshot) and guard.guards(system):
+                suspicion = guard.suspicion(system, valid_rows(taken, settings.rules))
             if suspicion:
-                assert isinstance(taken, SourceSnapshot) and observation.guard is not None
-                _hold_back(observation, observation.guard, taken, suspicion)
+                assert isinstance(taken, SourceSnapshot) and guard is not None
+                _hold_back(observation, guard, taken, suspicion)
             elif isinstance(outcome, SourceSnapshot):
                 _record(settings, observation, outcome, incremental)
             elif isinstance(outcome, tuple):

@@ -125,12 +125,12 @@ def predict(
     sandbox: Sandbox, settings: SandboxSettings, registry: Registry, guard: ShrinkGuard | None = None
 ) -> Prediction:
     """The next run's outcome from the sandbox's rows and the registry as it stands. The registry's own
-    ``record_run`` decides, on a copy that is never saved, so the prediction follows its rules exactly. With
+    ``decide_run`` decides, on a copy that is never saved, so the prediction follows its rules exactly. With
     ``guard``, the prediction also says which exports the run would hold back as suspect: the run then reconciles
     the last accepted rows in their place, and reports other numbers than these."""
     status = sandbox_status(sandbox, settings)
     recon = status.reconciliation
-    proposed = registry.record_run(
+    decided = registry.decide_run(
         "prediction",
         recon.out_of_authority(),
         recon.authority.first_row.keys(),
@@ -138,9 +138,7 @@ def predict(
         auto_approve=settings.auto_approve,
         actor="prediction",
     )
-    deprecated = sum(
-        len(e.master_keys) for e in registry.collect_events() if type(e).__name__ == "MasterKeysDeprecated"
-    )
+    proposed, deprecated = decided.proposed, sum(map(len, decided.deprecated.values()))
     affected = [
         s
         for s, row in status.systems.items()

@@ -41,6 +41,7 @@ from keysync.application.store import ConflictError, KeySyncStore
 from keysync.application.suspect import ShrinkGuard, accepted_of
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.reconciliation import Reconciliation
+from keysync.domain.registry import Registry
 from keysync.domain.run import RUNNING, ReconciliationRun
 from keysync.projections.registry_view import matching
 
@@ -373,33 +374,26 @@ class KeySync:
 
     def approve(self, keys: Iterable[str], *, all_proposed: bool = False) -> list[str]:
         """Activate Proposed master keys; an unknown or non-Proposed key refuses the whole command."""
-        registry = self.store.registry()
-        approved = registry.approve_all(self.actor) if all_proposed else registry.approve(keys, self.actor)
-        self._save(registry)
-        log.info(
-            "approved %d master key(s)", len(approved), extra={"fields": {"actor": self.actor, "keys": approved[:20]}}
-        )
-        self.projections.catch_up()
-        return approved
+        if all_proposed:
+            return self._decide("approved", lambda registry: registry.approve_all(self.actor))
+        return self._decide("approved", lambda registry: registry.approve(keys, self.actor))
 
     def deprecate(self, keys: Iterable[str], reason: str) -> list[str]:
-        registry = self.store.registry()
-        deprecated = registry.deprecate(keys, reason, self.actor)
-        self._save(registry)
-        log.info("deprecated %d master key(s): %s", len(deprecated), reason,
-                 extra={"fields": {"actor": self.actor, "keys": deprecated[:20]}})  # fmt: skip
-        self.projections.catch_up()
-        return deprecated
+        return self._decide("deprecated", lambda registry: registry.deprecate(keys, reason, self.actor), reason)
 
     def reactivate(self, keys: Iterable[str], reason: str) -> list[str]:
         """Bring Deprecated master keys back to Active; an unknown or non-Deprecated key refuses the whole command."""
+        return self._decide("reactivated", lambda registry: registry.reactivate(keys, reason, self.actor), reason)
+
+    def _decide(self, verb: str, decide: Callable[[Registry], list[str]], reason: str = "") -> list[str]:
+        """One person's registry decision: carried out on the registry, saved, logged, and shown in the reports."""
         registry = self.store.registry()
-        reactivated = registry.reactivate(keys, reason, self.actor)
+        keys = decide(registry)
         self._save(registry)
-        log.info("reactivated %d master key(s): %s", len(reactivated), reason,
-                 extra={"fields": {"actor": self.actor, "keys": reactivated[:20]}})  # fmt: skip
+        log.info("%s %d master key(s)%s", verb, len(keys), f": {reason}" if reason else "",
+                 extra={"fields": {"actor": self.actor, "keys": keys[:20]}})  # fmt: skip
         self.projections.catch_up()
-        return reactivated
+        return keys
 
     def registry_rows(
         self, status: str | None = None, as_of: str = "", *, system: str | None = None, search: str | None = None

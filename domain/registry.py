@@ -92,23 +92,6 @@ class Registry(Aggregate):
 
     # Commands ------------------------------------------------------------------------------------------------
 
-    def record_run(
-        self,
-        run_id: str,
-        out_of_authority: Mapping[str, OutOfAuthorityKey],
-        authority_keys: Collection[str],
-        available_systems: Collection[str],
-        *,
-        auto_approve: bool,
-        actor: str,
-        rules_changed: bool = False,
-    ) -> list[str]:
-        """``decide_run``, returning only the newly proposed master keys."""
-        return self.decide_run(
-            run_id, out_of_authority, authority_keys, available_systems,
-            auto_approve=auto_approve, actor=actor, rules_changed=rules_changed,
-        ).proposed  # fmt: skip
-
     def decide_run(
         self,
         run_id: str,

@@ -33,24 +33,24 @@ def event_names(registry: Registry) -> list[str]:
 
 def test_a_run_proposes_each_new_key_once_in_one_batch_event():
     registry = Registry()
-    assert registry.record_run("r1", found("X-1", "X-2"), set(), ALL, auto_approve=False, actor="me") == [
+    assert registry.decide_run("r1", found("X-1", "X-2"), set(), ALL, auto_approve=False, actor="me").proposed == [
         "X-1",
         "X-2",
     ]
-    assert registry.record_run("r2", found("X-1", "X-2"), set(), ALL, auto_approve=False, actor="me") == []
+    assert registry.decide_run("r2", found("X-1", "X-2"), set(), ALL, auto_approve=False, actor="me").proposed == []
     assert event_names(registry) == ["Created", "MasterKeysProposed", "MasterKeysSeen"]
     assert registry.status == {"X-1": PROPOSED, "X-2": PROPOSED}
 
 
 def test_auto_approve_activates_new_proposals_in_the_same_run():
     registry = Registry()
-    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
+    registry.decide_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
     assert registry.status["X-1"] == ACTIVE
 
 
 def test_approve_then_deprecate_and_illegal_transitions_change_nothing():
     registry = Registry()
-    registry.record_run("r1", found("X-1", "X-2"), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1", "X-2"), set(), ALL, auto_approve=False, actor="me")
     assert registry.approve(["X-1"], "me") == ["X-1"]
     with pytest.raises(IllegalTransitionError, match="X-1"):
         registry.approve(["X-2", "X-1"], "me")
@@ -65,37 +65,37 @@ def test_approve_then_deprecate_and_illegal_transitions_change_nothing():
 
 def test_a_key_that_appears_in_a_is_deprecated_with_that_reason():
     registry = Registry()
-    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1"), set(), ALL, auto_approve=False, actor="me")
     registry.collect_events()
-    registry.record_run("r2", {}, {"X-1"}, ALL, auto_approve=False, actor="me")
+    registry.decide_run("r2", {}, {"X-1"}, ALL, auto_approve=False, actor="me")
     [event] = [e for e in registry.collect_events() if type(e).__name__ == "MasterKeysDeprecated"]
     assert event.master_keys == ["X-1"] and event.reason == REASON_IN_AUTHORITY
 
 
 def test_a_vanished_key_is_deprecated_only_when_its_systems_were_all_read():
     registry = Registry()
-    registry.record_run("r1", found("X-1", systems=("B", "D")), set(), ALL, auto_approve=False, actor="me")
-    registry.record_run("r2", {}, set(), ALL - {"D"}, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1", systems=("B", "D")), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r2", {}, set(), ALL - {"D"}, auto_approve=False, actor="me")
     assert registry.status["X-1"] == PROPOSED  # D was unavailable: the key may still be there
     registry.collect_events()
-    registry.record_run("r3", {}, set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r3", {}, set(), ALL, auto_approve=False, actor="me")
     [event] = registry.collect_events()
     assert event.reason == REASON_VANISHED and registry.status["X-1"] == DEPRECATED
 
 
 def test_source_systems_accumulate_across_runs():
     registry = Registry()
-    registry.record_run("r1", found("X-1", systems=("B",)), set(), ALL, auto_approve=False, actor="me")
-    registry.record_run("r2", found("X-1", systems=("D",)), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1", systems=("B",)), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r2", found("X-1", systems=("D",)), set(), ALL, auto_approve=False, actor="me")
     assert registry.systems["X-1"] == "B|D"
 
 
 def test_a_key_deprecated_by_hand_that_turns_up_again_stays_deprecated_but_is_noted_as_seen():
     registry = Registry()
-    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1"), set(), ALL, auto_approve=False, actor="me")
     registry.deprecate(["X-1"], "merged", "me")
     registry.collect_events()
-    registry.record_run("r3", found("X-1", systems=("C",)), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r3", found("X-1", systems=("C",)), set(), ALL, auto_approve=False, actor="me")
     [event] = registry.collect_events()
     assert type(event).__name__ == "MasterKeysSeen" and event.entries == [["X-1", "B|C"]]
     assert registry.status["X-1"] == DEPRECATED
@@ -105,7 +105,7 @@ def test_a_key_deprecated_by_hand_that_turns_up_again_stays_deprecated_but_is_no
 @pytest.mark.parametrize("rules_changed", [False, True])
 def test_a_key_a_run_found_nowhere_returns_to_its_status_when_seen_again(before, rules_changed):
     registry = Registry()
-    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=before == ACTIVE, actor="me")
+    registry.decide_run("r1", found("X-1"), set(), ALL, auto_approve=before == ACTIVE, actor="me")
     decided = registry.decide_run("r2", {}, set(), ALL, auto_approve=False, actor="me", rules_changed=rules_changed)
     assert decided.deprecated == {REASON_RULES_CHANGED if rules_changed else REASON_VANISHED: ["X-1"]}
     registry.collect_events()
@@ -114,31 +114,31 @@ def test_a_key_a_run_found_nowhere_returns_to_its_status_when_seen_again(before,
     _seen, back = registry.collect_events()
     assert type(back).__name__ == "MasterKeysReactivated"
     assert (back.master_keys, back.status, back.reason, back.run_id) == (["X-1"], before, REASON_SEEN_AGAIN, "r3")
-    registry.record_run("r4", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r4", found("X-1"), set(), ALL, auto_approve=False, actor="me")
     assert not registry.collect_events()[1:]  # seen once more: nothing else to decide
 
 
 def test_a_key_that_entered_a_does_not_return_by_itself():
     registry = Registry()
-    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
-    registry.record_run("r2", {}, {"X-1"}, ALL, auto_approve=False, actor="me")
-    registry.record_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
+    registry.decide_run("r2", {}, {"X-1"}, ALL, auto_approve=False, actor="me")
+    registry.decide_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
     assert registry.status["X-1"] == DEPRECATED
 
 
 def test_a_vanished_key_deprecated_again_by_hand_no_longer_returns_by_itself():
     registry = Registry()
-    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
-    registry.record_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
+    registry.decide_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
     registry.reactivate(["X-1"], "a bad export", "me")
     registry.deprecate(["X-1"], "retired", "me")
-    registry.record_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
     assert registry.status["X-1"] == DEPRECATED
 
 
 def test_reactivate_brings_deprecated_keys_to_active_and_refuses_the_rest_whole():
     registry = Registry()
-    registry.record_run("r1", found("X-1", "X-2", "X-3"), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1", "X-2", "X-3"), set(), ALL, auto_approve=False, actor="me")
     registry.deprecate(["X-1", "X-2"], "merged", "me")
     with pytest.raises(IllegalTransitionError, match="cannot make X-3 Active again: it is Proposed"):
         registry.reactivate(["X-1", "X-3"], "undo", "me")
@@ -155,23 +155,23 @@ def test_reactivate_brings_deprecated_keys_to_active_and_refuses_the_rest_whole(
 
 def test_the_stored_events_replay_into_the_same_registry_and_copies_are_independent():
     registry = Registry()
-    registry.record_run("r1", found("X-1", "X-2"), set(), ALL, auto_approve=True, actor="me")
-    registry.record_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r1", found("X-1", "X-2"), set(), ALL, auto_approve=True, actor="me")
+    registry.decide_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
     replayed = None
     for event in registry.collect_events():
         replayed = event.mutate(replayed)
     assert replayed.status == registry.status and replayed.returns_to == {"X-1": ACTIVE, "X-2": ACTIVE}
     copied = copy.deepcopy(replayed)
-    copied.record_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    copied.decide_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
     assert copied.status["X-1"] == ACTIVE and replayed.status["X-1"] == DEPRECATED
 
 
 def test_a_registry_from_a_snapshot_taken_before_keys_could_return_still_works():
     registry = Registry()
-    registry.record_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
+    registry.decide_run("r1", found("X-1"), set(), ALL, auto_approve=True, actor="me")
     del registry.__dict__["returns_to"]  # as an older snapshot loads
-    registry.record_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
-    registry.record_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r2", {}, set(), ALL, auto_approve=False, actor="me")
+    registry.decide_run("r3", found("X-1"), set(), ALL, auto_approve=False, actor="me")
     assert registry.status["X-1"] == ACTIVE
 
 
@@ -184,7 +184,9 @@ def test_whatever_the_runs_a_key_found_is_never_deprecated_and_keeps_the_status_
     Deprecated after it, and is Active exactly when the run that first proposed it approved it."""
     registry, approved_at_proposal = Registry(), {}
     for i, (keys, auto_approve) in enumerate(runs):
-        proposed = registry.record_run(f"r{i}", found(*sorted(keys)), set(), ALL, auto_approve=auto_approve, actor="me")
+        proposed = registry.decide_run(
+            f"r{i}", found(*sorted(keys)), set(), ALL, auto_approve=auto_approve, actor="me"
+        ).proposed
         approved_at_proposal.update(dict.fromkeys(proposed, auto_approve))
         for key in keys:
             assert registry.status[key] == (ACTIVE if approved_at_proposal[key] else PROPOSED)
