@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,11 +29,11 @@ from keysync.application.ports import ChangeReader, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
 from keysync.domain.line_changes import LineChanges, apply_line_changes
-from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
+from keysync.domain.normalization import NormalizationRules, normalize_key
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
-from keysync.domain.reconciliation import Earlier, Reconciliation, SystemResult, reconcile
+from keysync.domain.reconciliation import Reconciliation, SystemResult, reconcile
 from keysync.domain.registry import Registry, RunDecisions
-from keysync.domain.row_delta import RowDelta, snapshot_delta, splice
+from keysync.domain.row_delta import RowDelta, snapshot_delta
 from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
 
 
@@ -386,21 +386,11 @@ def conclude(
             state = observation.states[system]
             observation.snapshots[system] = incremental.base_snapshot(state.holder, system)
 
-    def timed_normalize(keys: Any, rules: NormalizationRules) -> list[str]:
-        with timed(timings, "normalize"):
-            return normalize_keys(keys, rules)
-
     say("normalizing and comparing")
-    begun, normalizing = time.perf_counter(), timings.get("normalize", 0.0)
-    recon = reconcile(
-        observation.snapshots,
-        settings.rules,
-        settings.strategy,
-        unavailable_reasons=observation.reasons,
-        normalizer=timed_normalize,
-        earlier=_earlier(observation, settings.rules, previous),
-    )
-    timings["compare"] = time.perf_counter() - begun - (timings.get("normalize", 0.0) - normalizing)
+    with timed(timings, "compare"):
+        recon = reconcile(
+            observation.snapshots, settings.rules, settings.strategy, unavailable_reasons=observation.reasons
+        )
     if not recon.authority.unique_keys:
         authority = recon.authority
         rejected = authority.rejected[:3]
@@ -413,47 +403,6 @@ def conclude(
         run.fail(reason)
         raise RunFailed(run, reason)
     return settle(settings, observation, recon, registry, progress=say)
-
-
-def _earlier(
-    observation: Observation, rules: NormalizationRules, previous: Reconciliation | None
-) -> dict[str, Earlier]:
-    """The previous reconciliation's results that this one can build on: those computed under the same rules
-    from the very rows (the same objects) that this run's rows are, or are a delta from."""
-    if previous is None or previous.rules != rules:
-        return {}
-    found = {}
-    for system, snapshot in observation.snapshots.items():
-        result = previous.systems[system]
-        if result.snapshot is None:
-            continue
-        if result.snapshot is snapshot:
-            found[system] = Earlier(result)
-        elif system in observation.deltas and observation.deltas[system][0] is result.snapshot:
-            found[system] = Earlier(result, observation.deltas[system][1])
-    return found
-
-
-def keys_built_on(
-    observation: Observation, recon: Reconciliation, systems: Iterable[str]
-) -> dict[str, Set[str]] | None:
-    """Each of ``systems``' normalized keys in the rows this run built on, worked out from this run's
-    reconciliation ``recon``: the same keys for an unchanged system, this run's rows with their delta undone for a
-    changed one (only the rows removed are normalized). None when some system was neither."""
-    found: dict[str, Set[str]] = {}
-    for system in systems:
-        result = recon.systems.get(system)
-        if result is None or not result.available:
-            return None
-        if system in observation.unchanged:
-            found[system] = result.first_row.keys()
-        elif system in observation.deltas:
-            base, delta = observation.deltas[system]
-            removed = normalize_keys([base.keys[i] for i in delta.removed], recon.rules)
-            found[system] = set(splice(result.normalized, delta.added, delta.removed, removed)) - {""}
-        else:
-            return None
-    return found
 
 
 def settle(
@@ -469,7 +418,7 @@ def settle(
     decided = registry.decide_run(
         run.run_id,
         recon.out_of_authority(),
-        recon.authority.first_row.keys(),
+        set(recon.authority.key_list()),
         recon.available_systems,
         auto_approve=settings.auto_approve,
         actor=settings.actor,

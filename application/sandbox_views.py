@@ -73,7 +73,7 @@ def sandbox_status(
     sandbox: Sandbox, settings: SandboxSettings, snapshots: Mapping[str, SourceSnapshot] | None = None
 ) -> SandboxStatus:
     recon = reconcile_sandbox(sandbox, settings, snapshots)
-    key_sets = {s: recon.systems[s].first_row.keys() for s in SYSTEMS}
+    key_sets = {s: set(recon.systems[s].key_list()) for s in SYSTEMS}
     seen_in = Counter(key for keys in key_sets.values() for key in keys)
     systems = {}
     for s in SYSTEMS:
@@ -133,7 +133,7 @@ def predict(
     decided = registry.decide_run(
         "prediction",
         recon.out_of_authority(),
-        recon.authority.first_row.keys(),
+        set(recon.authority.key_list()),
         recon.available_systems,
         auto_approve=settings.auto_approve,
         actor="prediction",

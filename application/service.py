@@ -30,7 +30,6 @@ from keysync.application.reconcile import (
     SourceSpec,
     carry_over,
     conclude,
-    keys_built_on,
     new_run,
     observe,
     settle,
@@ -252,12 +251,8 @@ class KeySync:
         at_hand = observation.unchanged | set(observation.deltas)
         if not (available and available == set(baseline.sources) and available <= at_hand):
             return
-        keys = keys_built_on(observation, recon, available) if recon.rules == self.projections.rules else None
-        if keys is not None:
-            self.projections.note_run_keys(baseline.run_id, keys)
-        else:  # normalized under other rules than the reports': from the rows
-            rows = {s: incremental.base_snapshot(state.holder, s) for s, state in baseline.sources.items()}
-            self.projections.note_run_rows(baseline.run_id, rows)
+        rows = {s: incremental.base_snapshot(state.holder, s) for s, state in baseline.sources.items()}
+        self.projections.note_run_rows(baseline.run_id, rows)
 
     def _dry_run(self, settings: RunSettings, progress: Progress | None) -> RunOutcome:
         self.projections.update_views()

@@ -93,7 +93,7 @@ class RunComparison:
 
 def _lists(recon: Reconciliation, system: str) -> dict[str, list[str]]:
     result = recon.systems[system]
-    return {"missing_in_A": result.missing_in_a, "missing_from_system": result.missing_from_system}
+    return {"missing_in_A": result.missing_in_a_keys(), "missing_from_system": result.missing_from_system_keys()}
 
 
 def compare_reconciliations(

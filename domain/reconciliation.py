@@ -1,27 +1,34 @@
-"""Reconciliation: compare each downstream system's normalized keys with System A's.
+"""Reconciliation: compare each downstream system's normalized keys with System A's, column by column.
 
 Keys compare as unique normalized keys per system. For a downstream system S:
 matched = |S and A|, missing_in_A = S - A (out of authority), missing_from_system = A - S (propagation gap),
 match_rate = matched / |S union A|. Duplicates are normalized keys that occur more than once in one system.
 
-Everything here works on plain dicts and sets, so that a million keys per system compares in C speed.
+How, at a million keys per system: every available system's normalized keys are dictionary-encoded together,
+so each distinct key gets one integer code, and the dictionary is sorted once. From then on a system is a count
+per code, and its keys, its discrepancies and its duplicates are numpy masks over the codes taken in key order:
+every result comes out sorted without sorting it. Python sees only the rows already known to be special: the
+rows of duplicated keys (their raw forms) and the rows whose key normalized away (rejected).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
-from itertools import compress
-from operator import not_
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from keysync.domain.normalization import NormalizationRules, keys_that_lost_letters, normalize_keys
+from keysync.domain.normalization import NormalizationRules, keys_that_lost_letters, normalize_array
 from keysync.domain.observations import AUTHORITY, SYSTEMS, RejectedRow, SourceSnapshot
-from keysync.domain.row_delta import RowDelta, splice
 
 STRATEGIES = ("mirror", "namespaced")
+KEY_COLUMNS = ("normalized_key", "source_key", "entity_type", "last_seen_at", "occurrences")
+DUPLICATE_COLUMNS = ("normalized_key", "occurrences", "source_keys")
+_STRING = pa.string()
 
 
 def master_key_for(system: str, normalized_key: str, strategy: str) -> str:
@@ -31,28 +38,32 @@ def master_key_for(system: str, normalized_key: str, strategy: str) -> str:
     return normalized_key
 
 
-@attrs.frozen
-class Duplicate:
-    normalized_key: str
-    occurrences: int
-    source_keys: list[str]  # the distinct raw forms, in file order
-    rows: list[int] = attrs.field(factory=list)  # how many rows hold each of them, in the same order
+def _no_keys() -> pa.Table:
+    return pa.table({c: pa.array([], pa.int64() if c == "occurrences" else _STRING) for c in KEY_COLUMNS})
+
+
+def _no_duplicates() -> pa.Table:
+    return pa.table({c: pa.array([], pa.int64() if c == "occurrences" else _STRING) for c in DUPLICATE_COLUMNS})
 
 
 @attrs.frozen
 class SystemResult:
-    """One system's side of a reconciliation. An unavailable system has ``snapshot`` None and no diffs."""
+    """One system's side of a reconciliation. An unavailable system has ``snapshot`` None and no diffs.
+
+    ``keys``: the system's distinct normalized keys, sorted, each with the raw key and entity type of its first
+    row, its latest last_seen_at (ISO 8601 in UTC compares as text) and how many rows hold it (KEY_COLUMNS).
+    ``missing_in_a`` holds the rows of ``keys`` that System A lacks; ``missing_from_system`` the rows of A's
+    ``keys`` this system lacks (A's raw key, entity type and last seen). ``duplicates``: the keys held by more
+    than one row, with every raw form in file order, joined by " | " ("CUST-1 | cust-1 (x2)")."""
 
     system: str
     snapshot: SourceSnapshot | None
     unavailable_reason: str = ""
-    normalized: list[str] = attrs.field(factory=list)  # per accepted row, "" where the key normalized away
-    first_row: dict[str, int] = attrs.field(factory=dict)  # normalized key -> index of its first row
+    keys: pa.Table = attrs.field(factory=_no_keys)
     rejected: list[RejectedRow] = attrs.field(factory=list)  # reader rejections plus empty-after-normalization
-    duplicates: list[Duplicate] = attrs.field(factory=list)
-    missing_in_a: list[str] = attrs.field(factory=list)  # sorted normalized keys
-    missing_from_system: list[str] = attrs.field(factory=list)  # sorted A keys absent here
-    latest_seen: dict[str, str] = attrs.field(factory=dict)  # duplicated key -> its latest last_seen_at
+    duplicates: pa.Table = attrs.field(factory=_no_duplicates)
+    missing_in_a: pa.Table = attrs.field(factory=_no_keys)
+    missing_from_system: pa.Table = attrs.field(factory=_no_keys)
 
     @property
     def available(self) -> bool:
@@ -60,7 +71,7 @@ class SystemResult:
 
     @property
     def unique_keys(self) -> int:
-        return len(self.first_row)
+        return self.keys.num_rows
 
     @property
     def rows_rejected(self) -> int:
@@ -68,25 +79,25 @@ class SystemResult:
 
     @property
     def matched(self) -> int:
-        return self.unique_keys - len(self.missing_in_a)
+        return self.unique_keys - self.missing_in_a.num_rows
 
     @property
     def match_rate(self) -> float:
-        union = self.unique_keys + len(self.missing_from_system)
+        union = self.unique_keys + self.missing_from_system.num_rows
         return self.matched / union if union else 1.0
 
-    def source_key(self, normalized_key: str) -> str:
-        assert self.snapshot is not None
-        return self.snapshot.keys[self.first_row[normalized_key]]
+    def key_list(self) -> list[str]:
+        """The system's normalized keys, sorted, as Python strings."""
+        return self.keys["normalized_key"].to_pylist()
 
-    def entity_type(self, normalized_key: str) -> str:
-        assert self.snapshot is not None
-        return self.snapshot.entity_types[self.first_row[normalized_key]]
+    def missing_in_a_keys(self) -> list[str]:
+        return self.missing_in_a["normalized_key"].to_pylist()
 
-    def last_seen_at(self, normalized_key: str) -> str:
-        """The latest last_seen_at among the key's rows (ISO 8601 strings in UTC compare as text)."""
-        assert self.snapshot is not None
-        return self.latest_seen.get(normalized_key) or self.snapshot.last_seen_at[self.first_row[normalized_key]]
+    def missing_from_system_keys(self) -> list[str]:
+        return self.missing_from_system["normalized_key"].to_pylist()
+
+    def duplicate_keys(self) -> list[str]:
+        return self.duplicates["normalized_key"].to_pylist()
 
 
 class OutOfAuthorityKey(NamedTuple):
@@ -120,46 +131,40 @@ class Reconciliation:
         """Master key -> its sources, over every available downstream system."""
         found: dict[str, OutOfAuthorityKey] = {}
         for result in self.downstream:
-            if not result.missing_in_a:
+            missing = result.missing_in_a
+            if not missing.num_rows:
                 continue
-            raw, first, system = result.snapshot.keys, result.first_row, result.system  # type: ignore[union-attr]
+            system = result.system
             prefix = f"A-{system}-" if self.strategy == "namespaced" else ""
-            for key in result.missing_in_a:
+            keys, raws = missing["normalized_key"].to_pylist(), missing["source_key"].to_pylist()
+            for key, raw in zip(keys, raws, strict=True):
                 master = prefix + key
                 if master in found:
                     found[master].systems.append(system)
                 else:
-                    found[master] = OutOfAuthorityKey(master, key, [system], raw[first[key]])
+                    found[master] = OutOfAuthorityKey(master, key, [system], raw)
         return found
 
     def keys_that_lost_letters(self) -> list[str]:
         """The distinct raw keys, over the available systems in A-E order, from which strip_non_alnum dropped a
         letter or digit that normalize.ascii_fold or normalize.letters "unicode" would have kept."""
         found: dict[str, None] = {}
+        if not self.rules.drops_letters:
+            return []
         for result in self.systems.values():
             if result.snapshot is not None:
-                found.update(dict.fromkeys(keys_that_lost_letters(result.snapshot.keys, self.rules)))
+                raw = _text(result.snapshot.keys)
+                unusual = raw.filter(pc.invert(pc.string_is_ascii(raw))).to_pylist()
+                found.update(dict.fromkeys(keys_that_lost_letters(unusual, self.rules)))
         return list(found)
 
     def totals(self) -> dict[str, int]:
         return {
-            "missing_in_A_count": sum(len(r.missing_in_a) for r in self.downstream),
-            "missing_from_system_count": sum(len(r.missing_from_system) for r in self.downstream),
-            "duplicate_keys_count": sum(len(r.duplicates) for r in self.systems.values()),
+            "missing_in_A_count": sum(r.missing_in_a.num_rows for r in self.downstream),
+            "missing_from_system_count": sum(r.missing_from_system.num_rows for r in self.downstream),
+            "duplicate_keys_count": sum(r.duplicates.num_rows for r in self.systems.values()),
             "rows_rejected_count": sum(r.rows_rejected for r in self.systems.values()),
         }
-
-
-Normalizer = Callable[[Sequence[str], NormalizationRules], list[str]]
-
-
-@attrs.frozen
-class Earlier:
-    """A system's result in an earlier reconciliation under the same rules, and the row delta from the rows it
-    was computed from to the rows now (None: the same rows). Only the rows added are normalized again."""
-
-    result: SystemResult
-    delta: RowDelta | None = None
 
 
 def reconcile(
@@ -168,145 +173,165 @@ def reconcile(
     strategy: str = "mirror",
     *,
     unavailable_reasons: Mapping[str, str] | None = None,
-    normalizer: Normalizer = normalize_keys,
-    earlier: Mapping[str, Earlier] | None = None,
 ) -> Reconciliation:
-    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system.
-
-    ``earlier`` results (the same rules, all from one earlier reconciliation) make this one an update of that
-    one: only the rows added are normalized, and only the keys of the rows removed or added are compared again."""
+    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    reasons, before = unavailable_reasons or {}, earlier or {}
-    results: dict[str, SystemResult] = {}
-    touched: dict[str, set[str]] = {}  # system -> the keys of its rows removed or added since its earlier result
-    for system in SYSTEMS:
-        snapshot, past = snapshots.get(system), before.get(system)
-        results[system] = _index(system, snapshot, rules, normalizer, reasons.get(system, "not read"), past)
-        if snapshot is not None and past is not None:
-            touched[system] = _touched(past, results[system].normalized)
-    authority = results[AUTHORITY].first_row.keys()
-    for system, result in results.items():
-        if system == AUTHORITY or not result.available:
+    reasons = unavailable_reasons or {}
+    read = {s: snapshot for s in SYSTEMS if (snapshot := snapshots.get(s)) is not None}
+    normalized = {s: normalize_array(_text(snapshot.keys), rules) for s, snapshot in read.items()}
+    coded = _Codes.of(normalized)
+    counts = {s: coded.counts(s) for s in read}
+    results: dict[str, SystemResult] = {
+        s: SystemResult(s, None, reasons.get(s, "not read")) for s in SYSTEMS if s not in read
+    }
+    for system, snapshot in read.items():
+        results[system] = _index(system, snapshot, coded, counts[system])
+    authority = counts.get(AUTHORITY, np.zeros(coded.size, dtype=np.int64)) > 0
+    in_order = authority[coded.order]
+    for system in read:
+        if system == AUTHORITY:
             continue
-        keys = result.first_row.keys()
-        if system in touched and AUTHORITY in touched:
-            past = before[system].result
-            changed = touched[system] | touched[AUTHORITY]
-            result.missing_in_a.extend(_updated(past.missing_in_a, changed, keys, authority))
-            result.missing_from_system.extend(_updated(past.missing_from_system, changed, authority, keys))
-        else:
-            result.missing_in_a.extend(sorted(keys - authority))
-            result.missing_from_system.extend(sorted(authority - keys))
-    return Reconciliation(rules=rules, strategy=strategy, systems=results)
+        here = counts[system][coded.order]
+        result = results[system]
+        out = ~in_order[here > 0]
+        gaps = (here == 0)[in_order]
+        results[system] = attrs.evolve(
+            result,
+            missing_in_a=result.keys.filter(pa.array(out)),
+            missing_from_system=results[AUTHORITY].keys.filter(pa.array(gaps)) if AUTHORITY in read else _no_keys(),
+        )
+    return Reconciliation(rules=rules, strategy=strategy, systems={s: results[s] for s in SYSTEMS})
 
 
-def _touched(past: Earlier, normalized: list[str]) -> set[str]:
-    if past.delta is None:
-        return set()
-    removed = map(past.result.normalized.__getitem__, past.delta.removed)
-    return {*removed, *map(normalized.__getitem__, past.delta.added)} - {""}
+@attrs.frozen
+class _Codes:
+    """Every system's normalized keys as integer codes into one shared dictionary of distinct keys, and the codes
+    in key order (``order``): the order of Python's str comparison, which is UTF-8 byte order."""
+
+    dictionary: pa.Array
+    codes: dict[str, np.ndarray]  # system -> one code per row
+    order: np.ndarray  # codes sorted by their key
+    empty: int  # the code of "" (a key that normalized away), -1 if none did
+
+    @property
+    def size(self) -> int:
+        return len(self.dictionary)
+
+    @classmethod
+    def of(cls, normalized: Mapping[str, pa.Array]) -> _Codes:
+        arrays = [a.cast(pa.large_string()) for a in normalized.values()]
+        if not arrays:
+            return cls(pa.array([], _STRING), {}, np.zeros(0, dtype=np.int64), -1)
+        encoded = pc.dictionary_encode(pa.concat_arrays(arrays))
+        dictionary = encoded.dictionary
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        bounds = np.cumsum([0, *map(len, arrays)])
+        per_system = {s: codes[bounds[i] : bounds[i + 1]] for i, s in enumerate(normalized)}
+        order = pc.sort_indices(dictionary).to_numpy(zero_copy_only=False)
+        empty = pc.index(dictionary, "").as_py()
+        return cls(dictionary, per_system, order, empty)
+
+    def counts(self, system: str) -> np.ndarray:
+        """How many of the system's rows hold each code; the empty key counts for none (its rows are rejected)."""
+        counts = np.bincount(self.codes[system], minlength=self.size)
+        if self.empty >= 0:
+            counts[self.empty] = 0
+        return counts
 
 
-def _updated(before: list[str], changed: set[str], inside: Collection[str], outside: Collection[str]) -> list[str]:
-    """The sorted keys in ``inside`` and not in ``outside``, from the same list ``before`` by re-deciding only the
-    ``changed`` keys."""
-    kept = compress(before, map(not_, map(changed.__contains__, before)))
-    return sorted([*kept, *(k for k in changed if k in inside and k not in outside)])
-
-
-def _index(
-    system: str,
-    snapshot: SourceSnapshot | None,
-    rules: NormalizationRules,
-    normalizer: Normalizer,
-    unavailable_reason: str,
-    earlier: Earlier | None = None,
-) -> SystemResult:
-    if snapshot is None:
-        return SystemResult(system=system, snapshot=None, unavailable_reason=unavailable_reason)
-    if earlier is None:
-        normalized = normalizer(snapshot.keys, rules)
-    elif earlier.delta is None:  # the same rows: everything but the comparison with System A stands
-        return attrs.evolve(earlier.result, snapshot=snapshot, missing_in_a=[], missing_from_system=[])
-    else:
-        added = normalizer([snapshot.keys[j] for j in earlier.delta.added], rules)
-        normalized = splice(earlier.result.normalized, earlier.delta.removed, earlier.delta.added, added)
-        return _patched(earlier.result, snapshot, normalized, earlier.delta)
-    n = len(normalized)
-    first_row = _first_rows(normalized)
-    emptied = list(compress(range(n), map(not_, normalized))) if "" in normalized else []
-    duplicates: list[Duplicate] = []
-    latest_seen: dict[str, str] = {}
-    if len(first_row) < n - len(emptied):  # some key occurs twice: find which
-        counts = Counter(normalized)
-        counts.pop("", None)
-        duplicated = {k for k, c in counts.items() if c > 1}
-        duplicates, latest_seen = _duplicates(snapshot, normalized, duplicated, counts)
+def _index(system: str, snapshot: SourceSnapshot, coded: _Codes, counts: np.ndarray) -> SystemResult:
+    codes = coded.codes[system]
+    mine = coded.order[counts[coded.order] > 0]  # the system's codes, in key order
+    present, first = np.unique(codes, return_index=True)  # each code's first row
+    first_row = np.zeros(coded.size, dtype=np.int64)
+    first_row[present] = first
+    rows = pa.array(first_row[mine])
+    raw, types, seen = _text(snapshot.keys), _text(snapshot.entity_types), _text(snapshot.last_seen_at)
+    occurrences = counts[mine]
+    latest = seen.take(rows)
+    duplicates = _no_duplicates()
+    if (occurrences > 1).any():
+        latest, duplicates = _duplicated(codes, counts, mine, coded.dictionary, raw, seen, latest)
+    keys = pa.table(
+        [coded.dictionary.take(pa.array(mine)).cast(_STRING), raw.take(rows), types.take(rows), latest,
+         pa.array(occurrences, pa.int64())],
+        names=list(KEY_COLUMNS),
+    )  # fmt: skip
+    emptied = np.flatnonzero(codes == coded.empty) if coded.empty >= 0 else np.zeros(0, dtype=np.int64)
     return SystemResult(
         system=system,
         snapshot=snapshot,
-        normalized=normalized,
-        first_row=first_row,
+        keys=keys,
         rejected=_rejected(system, snapshot, emptied),
         duplicates=duplicates,
-        latest_seen=latest_seen,
     )
 
 
-def _patched(before: SystemResult, snapshot: SourceSnapshot, normalized: list[str], delta: RowDelta) -> SystemResult:
-    """``before`` after the rows of ``delta`` were removed and added (``normalized``: every row's key now). The
-    counts and duplicates of the keys involved are worked out again, the rest stands; first rows are rebuilt (rows
-    may have moved, and a dict built in C costs little)."""
-    old = before.normalized
-    counts = {d.normalized_key: d.occurrences for d in before.duplicates}  # every other key known: once
-
-    def count(key: str) -> int:
-        return counts[key] if key in counts else int(key in before.first_row)
-
-    gone = {old[i] for i in delta.removed} - {""}
-    came = {normalized[j] for j in delta.added} - {""}
-    for key in map(old.__getitem__, delta.removed):
-        if key:
-            counts[key] = count(key) - 1
-    for key in map(normalized.__getitem__, delta.added):
-        if key:
-            counts[key] = count(key) + 1
-    first = _first_rows(normalized)
-    involved = gone | came
-    duplicated = {k for k in involved if counts[k] > 1}
-    found, latest = _duplicates(snapshot, normalized, duplicated, counts)
-    kept = (d for d in before.duplicates if d.normalized_key not in involved)
-    emptied = list(compress(range(len(normalized)), map(not_, normalized))) if "" in normalized else []
-    return SystemResult(
-        system=before.system,
-        snapshot=snapshot,
-        normalized=normalized,
-        first_row=first,
-        rejected=_rejected(before.system, snapshot, emptied),
-        duplicates=sorted([*kept, *found], key=lambda d: d.normalized_key),
-        latest_seen={k: v for k, v in before.latest_seen.items() if k not in involved} | latest,
+def _duplicated(
+    codes: np.ndarray,
+    counts: np.ndarray,
+    mine: np.ndarray,
+    dictionary: pa.Array,
+    raw: pa.Array,
+    seen: pa.Array,
+    latest: pa.Array,
+) -> tuple[pa.Array, pa.Table]:
+    """The latest last_seen_at of every key (the duplicated keys' worked out from all their rows), and the
+    duplicates table. Only the duplicated keys' rows are visited in Python."""
+    at = np.flatnonzero(counts[codes] > 1)  # the rows of duplicated keys, in file order
+    dup_codes = codes[at]
+    forms: dict[int, Counter[str]] = {}
+    newest: dict[int, str] = {}
+    for code, key, when in zip(dup_codes.tolist(), raw.take(at).to_pylist(), seen.take(at).to_pylist(), strict=True):
+        forms.setdefault(code, Counter())[key] += 1
+        if when > newest.get(code, ""):
+            newest[code] = when
+    position = np.full(len(dictionary), -1, dtype=np.int64)
+    position[mine] = np.arange(len(mine))
+    duplicated = mine[counts[mine] > 1]  # in key order
+    at_position = position[duplicated]
+    replace = np.zeros(len(mine), dtype=bool)
+    replace[at_position] = True
+    first_seen = latest.take(pa.array(at_position)).to_pylist()
+    values = [newest.get(code) or now for code, now in zip(duplicated.tolist(), first_seen, strict=True)]
+    latest = pc.replace_with_mask(latest, pa.array(replace), pa.array(values, _STRING))
+    table = pa.table(
+        {
+            "normalized_key": dictionary.take(pa.array(duplicated)).cast(_STRING),
+            "occurrences": pa.array(counts[duplicated], pa.int64()),
+            "source_keys": pa.array([_raw_forms(forms[c]) for c in duplicated.tolist()], _STRING),
+        }
     )
+    return latest, table
 
 
-def _first_rows(normalized: list[str]) -> dict[str, int]:
-    """Each key's first row. Built backwards, so that the first occurrence wins the dict slot, at C speed."""
-    first = dict(zip(reversed(normalized), range(len(normalized) - 1, -1, -1), strict=True))
-    first.pop("", None)
-    return first
+def _raw_forms(forms: Counter[str]) -> str:
+    """Every raw form of a duplicated key, in file order, joined by " | "; one held by several rows says how many
+    ("CUST-1 | cust-1 (x2)"), so that occurrences always add up to what the cell shows."""
+    return " | ".join(key if n == 1 else f"{key} (x{n})" for key, n in forms.items())
 
 
-def _rejected(system: str, snapshot: SourceSnapshot, emptied: list[int]) -> list[RejectedRow]:
+def _rejected(system: str, snapshot: SourceSnapshot, emptied: np.ndarray) -> list[RejectedRow]:
     """The reader's rejections and the rows whose key normalized away, in line order."""
     rejected = list(snapshot.rejected)
-    for i in emptied:
-        # The snapshot keeps fields, not lines: the row is shown as its fields in the contract's column order.
-        row = [system, snapshot.keys[i], snapshot.entity_types[i], snapshot.location_refs[i], snapshot.last_seen_at[i]]
-        rejected.append(
-            RejectedRow(
-                system, snapshot.file, snapshot.lines[i], "error", "key is empty after normalization", _csv_line(row)
+    if len(emptied):
+        at = pa.array(emptied)
+        columns = [_text(c).take(at).to_pylist() for c in (snapshot.keys, snapshot.entity_types,
+                                                            snapshot.location_refs, snapshot.last_seen_at)]  # fmt: skip
+        lines = _numbers(snapshot.lines)[emptied].tolist()
+        for line, *fields in zip(lines, *columns, strict=True):
+            # The snapshot keeps fields, not lines: the row is shown as its fields in the contract's column order.
+            rejected.append(
+                RejectedRow(
+                    system,
+                    snapshot.file,
+                    line,
+                    "error",
+                    "key is empty after normalization",
+                    _csv_line([system, *fields]),
+                )
             )
-        )
     rejected.sort(key=lambda r: (r.line, r.severity))
     return rejected
 
@@ -315,19 +340,16 @@ def _csv_line(fields: list[str]) -> str:
     return ",".join(f'"{f.replace(chr(34), chr(34) * 2)}"' if any(c in f for c in ',"\r\n') else f for f in fields)
 
 
-def _duplicates(
-    snapshot: SourceSnapshot, normalized: list[str], duplicated: set[str], counts: Mapping[str, int]
-) -> tuple[list[Duplicate], dict[str, str]]:
-    if not duplicated:
-        return [], {}
-    forms: dict[str, Counter[str]] = {key: Counter() for key in duplicated}  # in file order, as dicts are
-    latest: dict[str, str] = dict.fromkeys(duplicated, "")
-    # Only the duplicated keys' rows are visited in Python; finding them runs in C.
-    for i in compress(range(len(normalized)), map(duplicated.__contains__, normalized)):
-        key = normalized[i]
-        forms[key][snapshot.keys[i]] += 1
-        seen = snapshot.last_seen_at[i]
-        if seen > latest[key]:
-            latest[key] = seen
-    found = [Duplicate(key, counts[key], list(forms[key]), list(forms[key].values())) for key in sorted(duplicated)]
-    return found, latest
+def _text(values: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column of text as one Arrow string array (a snapshot's columns are Arrow arrays or lists)."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values, pa.Array):
+        return values
+    return pa.array(values, _STRING)
+
+
+def _numbers(values: Any) -> np.ndarray:
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values.to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.int64)

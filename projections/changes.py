@@ -64,13 +64,13 @@ class RunKeys:
 
     @classmethod
     def of(cls, run_id: str, recon: Reconciliation) -> RunKeys:
-        """Taken from a reconciliation without copying its keys (the sets are views of its own)."""
+        """Taken from a reconciliation: System A's keys, and each available downstream system's discrepancies."""
         available = [r for r in recon.downstream if r.available]
         return cls(
             run_id,
-            recon.authority.first_row.keys(),
-            {r.system: r.missing_in_a for r in available},
-            {r.system: r.missing_from_system for r in available},
+            set(recon.authority.key_list()),
+            {r.system: set(r.missing_in_a_keys()) for r in available},
+            {r.system: set(r.missing_from_system_keys()) for r in available},
         )
 
     @classmethod

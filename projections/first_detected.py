@@ -48,9 +48,9 @@ def found_in(recon: Reconciliation) -> dict[Group, Set[str]]:
         if not result.available:
             continue
         if system != AUTHORITY:
-            found[MISSING_IN_A, system] = set(result.missing_in_a)
-            found[MISSING_FROM_SYSTEM, system] = set(result.missing_from_system)
-        found[DUPLICATE, system] = {d.normalized_key for d in result.duplicates}
+            found[MISSING_IN_A, system] = set(result.missing_in_a_keys())
+            found[MISSING_FROM_SYSTEM, system] = set(result.missing_from_system_keys())
+        found[DUPLICATE, system] = set(result.duplicate_keys())
         found[REJECTED, system] = {row.raw for row in result.rejected}
     return found
 

@@ -3,16 +3,18 @@ from the read models and the latest run's reconciliation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import compress, repeat
+from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from keysync.domain.observations import AUTHORITY, SYSTEMS
-from keysync.domain.reconciliation import Duplicate, Reconciliation, SystemResult, master_key_for
+from keysync.domain.observations import SYSTEMS
+from keysync.domain.reconciliation import Reconciliation, SystemResult
 from keysync.projections import first_detected as kinds
 from keysync.projections.changes import CHANGE_COLUMNS, CHANGES_REPORT
 from keysync.projections.changes import Columns as ChangeColumns
@@ -51,7 +53,7 @@ REJECTED_COLUMNS = (*FIRST_DETECTED_COLUMNS, "system", "file", "line", "severity
 # report leaves it out, since every run would rewrite it in nearly every row.
 REGISTRY_REPORT_COLUMNS = tuple(c for c in REGISTRY_COLUMNS if c != "last_seen_run_id")
 
-Columns = dict[str, list[Any]]
+Columns = dict[str, Any]  # name -> a list of values or an Arrow array
 Writer = Callable[[Path, Mapping[str, Sequence[Any]]], Path]
 
 
@@ -102,9 +104,9 @@ def render_reports(
         columns = _FirstDetectedColumns(since, shown)
         counts = {s: system_counts(r, run.held_back.get(s, "")) for s, r in recon.systems.items()}
         reports[SUMMARY] = summary_columns(run, counts)
-        _missing_in_a(reports[MISSING_IN_A], columns, recon, statuses)
-        _missing_from_system(reports[MISSING_FROM_SYSTEM], columns, recon)
-        _duplicates(reports[DUPLICATES], columns, recon)
+        reports[MISSING_IN_A] = _missing_in_a(columns, recon, statuses)
+        reports[MISSING_FROM_SYSTEM] = _missing_from_system(columns, recon)
+        reports[DUPLICATES] = _duplicates(columns, recon)
         _rejected(reports[REJECTED], columns, recon)
     reports[REGISTRY] = _columns(registry_rows, REGISTRY_REPORT_COLUMNS)
     every = {**reports, **run_level_reports(audit_rows, runs, changes)}
@@ -135,8 +137,8 @@ def system_counts(r: SystemResult, held_back: str = "") -> dict[str, Any]:
     if r.snapshot is None:
         return {"status": "unavailable", "status_reason": r.unavailable_reason}
     values = [
-        r.snapshot.rows_read, r.rows_rejected, r.unique_keys, r.matched, len(r.missing_in_a),
-        len(r.missing_from_system), len(r.duplicates),
+        r.snapshot.rows_read, r.rows_rejected, r.unique_keys, r.matched, r.missing_in_a.num_rows,
+        r.missing_from_system.num_rows, r.duplicates.num_rows,
     ]  # fmt: skip
     status = {"status": "suspect", "status_reason": held_back} if held_back else {"status": "ok"}
     return {**status, **dict(zip(COUNTS, values, strict=True))}
@@ -178,84 +180,83 @@ class _FirstDetectedColumns:
     since: FirstDetected
     shown: tuple[str, str]  # (run_id, at) of the run showing the reconciliation
 
-    def add(self, out: Columns, kind: str, system: str, identities: Iterable[str]) -> None:
+    def add(self, out: _Parts, kind: str, system: str, identities: list[str]) -> None:
         run_ids, ats = self.since.columns(kind, system, identities, self.shown)
-        out["first_detected_run_id"] += run_ids
-        out["first_detected_at"] += ats
+        out.add("first_detected_run_id", pa.array(run_ids, pa.string()))
+        out.add("first_detected_at", pa.array(ats, pa.string()))
 
 
-def _missing_in_a(
-    out: Columns, first: _FirstDetectedColumns, recon: Reconciliation, statuses: Mapping[str, str]
-) -> None:
+class _Parts:
+    """A report's columns gathered system by system as Arrow arrays, handed to the writer as chunked arrays."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.parts: dict[str, list[pa.Array]] = {c: [] for c in columns}
+
+    def add(self, column: str, values: pa.Array | pa.ChunkedArray) -> None:
+        self.parts[column].extend(values.chunks if isinstance(values, pa.ChunkedArray) else [values])
+
+    def repeat(self, column: str, value: str, count: int) -> None:
+        self.parts[column].append(pa.repeat(pa.scalar(value, pa.string()), count))
+
+    def columns(self) -> dict[str, Any]:
+        return {c: pa.chunked_array(chunks) if chunks else [] for c, chunks in self.parts.items()}
+
+
+def _missing_in_a(first: _FirstDetectedColumns, recon: Reconciliation, statuses: Mapping[str, str]) -> Columns:
+    out = _Parts(MISSING_IN_A_COLUMNS)
     for r in recon.downstream:
-        if r.snapshot is None or not r.missing_in_a:
+        table = r.missing_in_a
+        if r.snapshot is None or not table.num_rows:
             continue
-        keys = r.missing_in_a
-        rows = _gather(r.first_row, keys)
-        masters = keys if recon.strategy == "mirror" else [master_key_for(r.system, k, recon.strategy) for k in keys]
-        n = len(keys)
-        first.add(out, kinds.MISSING_IN_A, r.system, keys)
-        out["system"] += [r.system] * n
-        out["source_key"] += _gather(r.snapshot.keys, rows)
-        out["normalized_key"] += keys
-        out["proposed_master_key"] += masters
-        out["strategy"] += [recon.strategy] * n
-        out["registry_status"] += map(statuses.get, masters, repeat(""))
-        out["entity_type"] += _gather(r.snapshot.entity_types, rows)
-        out["last_seen_at"] += _last_seen(r, keys, rows)
+        keys, n = table["normalized_key"], table.num_rows
+        masters = keys if recon.strategy == "mirror" else pc.binary_join_element_wise(f"A-{r.system}-", keys, "")
+        listed = keys.to_pylist()
+        first.add(out, kinds.MISSING_IN_A, r.system, listed)
+        out.repeat("system", r.system, n)
+        out.add("source_key", table["source_key"])
+        out.add("normalized_key", keys)
+        out.add("proposed_master_key", masters)
+        out.repeat("strategy", recon.strategy, n)
+        masters_listed = listed if recon.strategy == "mirror" else masters.to_pylist()
+        out.add("registry_status", pa.array(list(map(statuses.get, masters_listed, repeat(""))), pa.string()))
+        out.add("entity_type", table["entity_type"])
+        out.add("last_seen_at", table["last_seen_at"])
+    return out.columns()
 
 
-def _missing_from_system(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
-    authority = recon.systems[AUTHORITY]
-    assert authority.snapshot is not None
+def _missing_from_system(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
+    out = _Parts(MISSING_FROM_SYSTEM_COLUMNS)
     for r in recon.downstream:
-        if not r.missing_from_system:
+        table = r.missing_from_system
+        if not table.num_rows:
             continue
-        keys = r.missing_from_system
-        rows = _gather(authority.first_row, keys)
-        n = len(keys)
-        first.add(out, kinds.MISSING_FROM_SYSTEM, r.system, keys)
-        out["system"] += [r.system] * n
-        out["master_key"] += keys
-        out["source_key_in_A"] += _gather(authority.snapshot.keys, rows)
-        out["entity_type"] += _gather(authority.snapshot.entity_types, rows)
-        out["last_seen_in_A"] += _last_seen(authority, keys, rows)
+        first.add(out, kinds.MISSING_FROM_SYSTEM, r.system, table["normalized_key"].to_pylist())
+        out.repeat("system", r.system, table.num_rows)
+        out.add("master_key", table["normalized_key"])
+        out.add("source_key_in_A", table["source_key"])
+        out.add("entity_type", table["entity_type"])
+        out.add("last_seen_in_A", table["last_seen_at"])
+    return out.columns()
 
 
-def _last_seen(r: SystemResult, keys: list[str], rows: list[int]) -> list[str]:
-    found = _gather(r.snapshot.last_seen_at, rows)  # type: ignore[union-attr]
-    latest = r.latest_seen  # only duplicated keys are here (their latest row); the rest have one row
-    if latest:
-        for k in compress(range(len(keys)), map(latest.__contains__, keys)):
-            found[k] = latest[keys[k]] or found[k]
-    return found
-
-
-def _gather(values: Sequence[Any] | Mapping[Any, Any], at: Iterable[Any]) -> list[Any]:
-    """values[i] for each i, looked up in C (a report has hundreds of thousands of rows)."""
-    return list(map(values.__getitem__, at))
-
-
-def raw_forms(duplicate: Duplicate) -> str:
-    """Every raw form of a duplicated key, in file order, joined by " | "; one held by several rows says how many
-    ("CUST-1 | cust-1 (x2)"), so that occurrences always add up to what the cell shows."""
-    rows = duplicate.rows or [1] * len(duplicate.source_keys)
-    return " | ".join(key if n == 1 else f"{key} (x{n})" for key, n in zip(duplicate.source_keys, rows, strict=True))
-
-
-def _duplicates(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
+def _duplicates(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
+    out = _Parts(DUPLICATE_COLUMNS)
     for r in recon.systems.values():
-        first.add(out, kinds.DUPLICATE, r.system, [d.normalized_key for d in r.duplicates])
-        for d in r.duplicates:
-            for column, value in zip(
-                DUPLICATE_COLUMNS[2:], [r.system, d.normalized_key, d.occurrences, raw_forms(d)], strict=True
-            ):
-                out[column].append(value)
+        table = r.duplicates
+        if not table.num_rows:
+            continue
+        first.add(out, kinds.DUPLICATE, r.system, table["normalized_key"].to_pylist())
+        out.repeat("system", r.system, table.num_rows)
+        for column in ("normalized_key", "occurrences", "source_keys"):
+            out.add(column, table[column])
+    return out.columns()
 
 
 def _rejected(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
     for r in recon.systems.values():
-        first.add(out, kinds.REJECTED, r.system, [row.raw for row in r.rejected])
+        run_ids, ats = first.since.columns(kinds.REJECTED, r.system, [row.raw for row in r.rejected], first.shown)
+        out["first_detected_run_id"] += run_ids
+        out["first_detected_at"] += ats
         for row in r.rejected:
             for column, value in zip(
                 REJECTED_COLUMNS[2:], [row.system, row.file, row.line, row.severity, row.reason, row.raw], strict=True

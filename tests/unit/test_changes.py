@@ -32,7 +32,7 @@ def runs(draw: st.DrawFn) -> Reconciliation:
 
 
 def key_sets(recon: Reconciliation) -> dict[str, set[str]]:
-    return {s: set(r.first_row) for s, r in recon.systems.items() if r.available}
+    return {s: set(r.key_list()) for s, r in recon.systems.items() if r.available}
 
 
 def plain(latest: Reconciliation, previous: Reconciliation | None) -> list[tuple[str, str, str, str]]:

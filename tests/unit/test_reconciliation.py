@@ -3,10 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keysync.domain.normalization import NormalizationRules
+from keysync.domain.normalization import NormalizationRules, normalize_key
 from keysync.domain.observations import SYSTEMS, SourceSnapshot
-from keysync.domain.reconciliation import Earlier, master_key_for, reconcile
-from keysync.domain.row_delta import RowDelta, row_delta, rows_of
+from keysync.domain.reconciliation import master_key_for, reconcile
 
 RULES = NormalizationRules()
 
@@ -24,27 +23,28 @@ def test_classifies_missing_both_ways_after_normalization():
         RULES,
     )  # fmt: skip
     b = recon.systems["B"]
-    assert (b.matched, b.missing_in_a, b.missing_from_system) == (2, ["CUST-9"], ["CUST-3"])
+    assert (b.matched, b.missing_in_a_keys(), b.missing_from_system_keys()) == (2, ["CUST-9"], ["CUST-3"])
     assert b.match_rate == 2 / 4
     assert recon.systems["C"].match_rate == 1.0
-    assert recon.systems["D"].missing_from_system == ["CUST-1", "CUST-2", "CUST-3"]
-    assert recon.systems["E"].source_key("CUST-3") == "cust.3"
+    assert recon.systems["D"].missing_from_system_keys() == ["CUST-1", "CUST-2", "CUST-3"]
+    assert recon.systems["E"].keys.to_pylist()[0]["source_key"] == "cust.3"
+    assert recon.systems["B"].missing_from_system.to_pylist()[0]["source_key"] == "CUST-3"  # A's raw form
 
 
 def test_an_unavailable_system_has_no_diffs():
     recon = reconcile({"A": snap("A", "K-1"), "B": snap("B", "K-2")}, RULES, unavailable_reasons={"C": "gone"})
     c = recon.systems["C"]
     assert not c.available and c.unavailable_reason == "gone"
-    assert c.missing_in_a == [] and c.missing_from_system == []
+    assert c.missing_in_a.num_rows == 0 and c.missing_from_system.num_rows == 0
     assert recon.available_systems == {"A", "B"}
 
 
 def test_duplicates_count_every_system_including_a_and_keep_raw_forms():
     recon = reconcile({"A": snap("A", "K-1", "k 1", "K-2"), "B": snap("B", "K-2", "K-2")}, RULES)
-    [dup_a] = recon.systems["A"].duplicates
-    assert (dup_a.normalized_key, dup_a.occurrences, dup_a.source_keys) == ("K-1", 2, ["K-1", "k 1"])
-    [dup_b] = recon.systems["B"].duplicates
-    assert dup_b.source_keys == ["K-2"] and dup_b.occurrences == 2
+    [dup_a] = recon.systems["A"].duplicates.to_pylist()
+    assert dup_a == {"normalized_key": "K-1", "occurrences": 2, "source_keys": "K-1 | k 1"}
+    [dup_b] = recon.systems["B"].duplicates.to_pylist()
+    assert dup_b == {"normalized_key": "K-2", "occurrences": 2, "source_keys": "K-2 (x2)"}
 
 
 def test_a_key_that_normalizes_to_nothing_is_rejected_with_its_line():
@@ -74,47 +74,64 @@ def test_set_semantics_hold_for_any_key_sets(data):
     a = set(data["A"])
     for system in SYSTEMS[1:]:
         s, r = set(data[system]), recon.systems[system]
-        assert set(r.missing_in_a) == s - a
-        assert set(r.missing_from_system) == a - s
+        assert set(r.missing_in_a_keys()) == s - a
+        assert set(r.missing_from_system_keys()) == a - s
         assert r.matched == len(s & a)
         assert r.match_rate == (len(s & a) / len(s | a) if s | a else 1.0)
-        assert {d.normalized_key for d in r.duplicates} == {k for k in s if data[system].count(k) > 1}
+        assert set(r.duplicate_keys()) == {k for k in s if data[system].count(k) > 1}
 
 
-KEY_POOL = st.sampled_from(["K-1", "k-1", " K-2", "K-3", "", "  ", "K-4", "x-9", "K-3"])
+RAW = st.sampled_from(["K-1", "k-1", " K-2", "K-3", "", "  ", "***", "K-4", "x-9", "k 3", "Ｋ－１", "=K-5", 'K,"6'])
+SEEN = st.sampled_from(["", "2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00", "2025-12-31T23:59:59+00:00"])
+ROWS = st.lists(st.tuples(RAW, SEEN, st.sampled_from(["customer", "product"])), max_size=14)
 
 
-@settings(max_examples=300)
-@given(*[st.lists(KEY_POOL, max_size=12)] * 4)
-def test_a_reconciliation_built_on_an_earlier_one_is_the_one_computed_afresh(b_before, b_after, a_before, a_after):
-    """Earlier results and row deltas from them (rows added, removed, moved in B and in System A) make an update
-    of the earlier reconciliation: the result is the one computed afresh."""
-    rules = NormalizationRules()
-    before = {"A": snap("A", *a_before), "B": snap("B", *b_before), "C": snap("C", *b_before)}
-    now = {"A": snap("A", *a_after), "B": snap("B", *b_after), "C": before["C"]}
-    previous = reconcile(before, rules)
-    earlier = {
-        s: Earlier(previous.systems[s], row_delta(rows_of(before[s]), rows_of(now[s])) if s != "C" else None)
-        for s in now
-    }
-    assert reconcile(now, rules, earlier=earlier) == reconcile(now, rules)
+def rich_snap(system: str, rows: list[tuple[str, str, str]]) -> SourceSnapshot:
+    n = len(rows)
+    keys, seen, types = ([r[i] for r in rows] for i in range(3))
+    return SourceSnapshot(system, f"{system}.csv", n, keys, types, [""] * n, seen, list(range(2, n + 2)), [])
 
 
-@settings(max_examples=300)
-@given(st.lists(KEY_POOL, max_size=12), st.lists(st.tuples(st.integers(0, 11), KEY_POOL), max_size=6), st.data())
-def test_keys_replaced_in_place_update_an_earlier_reconciliation_like_a_fresh_one(before, replacements, data):
-    """Rows replaced where they stand (an export edited line by line): first rows, counts and duplicates of the
-    keys involved are redone, the rest is kept; the result is the one computed afresh."""
-    authority = data.draw(st.lists(KEY_POOL, max_size=12))
-    after = list(before)
-    for i, key in replacements:
-        if after:
-            after[i % len(after)] = key
-    rules = NormalizationRules()
-    systems = {"A": snap("A", *authority), "B": snap("B", *before), "C": snap("C", *before)}
-    previous = reconcile(systems, rules)
-    replaced = sorted({i % len(after) for i, _ in replacements} if after else set())
-    delta = RowDelta(replaced, replaced)
-    now = {**systems, "B": snap("B", *after)}
-    earlier = {s: Earlier(previous.systems[s], delta if s == "B" else None) for s in ("A", "B", "C")}
-    assert reconcile(now, rules, earlier=earlier) == reconcile(now, rules)
+def reference(snapshot: SourceSnapshot, rules: NormalizationRules) -> dict[str, dict[str, object]]:
+    """Each normalized key's first raw form and entity type, latest last seen, occurrences and raw forms: the
+    reconciliation's definition, one row at a time."""
+    found: dict[str, dict[str, object]] = {}
+    for raw, kind, seen in zip(snapshot.keys, snapshot.entity_types, snapshot.last_seen_at, strict=True):
+        key = normalize_key(raw, rules)
+        if not key:
+            continue
+        entry = found.setdefault(key, {"source_key": raw, "entity_type": kind, "last_seen_at": "", "forms": {}})
+        entry["last_seen_at"] = max(entry["last_seen_at"], seen)  # type: ignore[type-var]
+        entry["forms"][raw] = entry["forms"].get(raw, 0) + 1  # type: ignore[index,union-attr]
+    return found
+
+
+@settings(max_examples=200)
+@given(st.fixed_dictionaries({s: ROWS for s in SYSTEMS}), st.sampled_from([0, 4]))
+def test_the_columnar_reconciliation_agrees_with_the_row_by_row_definition(data, pad):
+    rules = NormalizationRules(pad_numbers=pad)
+    snapshots = {s: rich_snap(s, rows) for s, rows in data.items()}
+    recon = reconcile(snapshots, rules)
+    expected = {s: reference(snapshot, rules) for s, snapshot in snapshots.items()}
+    for system, result in recon.systems.items():
+        want = expected[system]
+        assert result.key_list() == sorted(want)
+        for row in result.keys.to_pylist():
+            entry = want[row["normalized_key"]]
+            assert (row["source_key"], row["entity_type"], row["last_seen_at"]) == (
+                entry["source_key"], entry["entity_type"], entry["last_seen_at"],
+            )  # fmt: skip
+            assert row["occurrences"] == sum(entry["forms"].values())  # type: ignore[union-attr]
+        duplicated = {k: e for k, e in want.items() if sum(e["forms"].values()) > 1}  # type: ignore[union-attr]
+        assert [d["normalized_key"] for d in result.duplicates.to_pylist()] == sorted(duplicated)
+        for d in result.duplicates.to_pylist():
+            forms = duplicated[d["normalized_key"]]["forms"]
+            assert d["source_keys"] == " | ".join(k if n == 1 else f"{k} (x{n})" for k, n in forms.items())  # type: ignore[union-attr]
+        emptied = [i + 2 for i, raw in enumerate(snapshots[system].keys) if not normalize_key(raw, rules)]
+        assert [r.line for r in result.rejected] == emptied
+        if system != "A":
+            a = expected["A"]
+            assert result.missing_in_a_keys() == sorted(set(want) - set(a))
+            assert result.missing_from_system_keys() == sorted(set(a) - set(want))
+            gaps = result.missing_from_system.to_pylist()
+            assert all(g["source_key"] == a[g["normalized_key"]]["source_key"] for g in gaps)
