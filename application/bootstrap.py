@@ -30,12 +30,15 @@ def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
     from eventsourcing.utils import get_topic
 
     from keysync.application.ports import StoreUnavailable
+    from keysync.infrastructure.arrow_transcoding import KeySyncTranscoder
     from keysync.infrastructure.compression import ZstdCompressor
+
+    encoding = {"COMPRESSOR_TOPIC": get_topic(ZstdCompressor), "TRANSCODER_TOPIC": get_topic(KeySyncTranscoder)}
 
     if config.store.backend == "postgres":
         return {
             **postgres_target(config).env(create_tables=create_tables),
-            "COMPRESSOR_TOPIC": get_topic(ZstdCompressor),
+            **encoding,
         }
     path = config.store.path
     try:
@@ -49,7 +52,7 @@ def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(path),
         "SQLITE_LOCK_TIMEOUT": str(max(1, round(config.processing.lock_timeout_s))),
-        "COMPRESSOR_TOPIC": get_topic(ZstdCompressor),
+        **encoding,
     }
 
 

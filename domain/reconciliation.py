@@ -284,7 +284,9 @@ def _duplicated(
     forms: dict[int, Counter[str]] = {}
     newest: dict[int, str] = {}
     for code, key, when in zip(dup_codes.tolist(), raw.take(at).to_pylist(), seen.take(at).to_pylist(), strict=True):
-        forms.setdefault(code, Counter())[key] += 1
+        if code not in forms:
+            forms[code] = Counter()
+        forms[code][key] += 1
         if when > newest.get(code, ""):
             newest[code] = when
     position = np.full(len(dictionary), -1, dtype=np.int64)
