@@ -89,12 +89,11 @@ def build(
     runs_again: bool = False,
 ) -> KeySync:
     """The application on ``config``'s store. ``runs_again``: a process that runs reconciliations one after
-    another (keysync schedule) keeps each export it read in an incremental run, to read the next one's changes
-    line by line; a command that runs once keeps nothing."""
+    another (keysync schedule) keeps the rows it ended with in memory; a command that runs once keeps them
+    beside the store."""
     from keysync.application.service import KeySync
     from keysync.application.store import KeySyncStore
     from keysync.infrastructure import faults
-    from keysync.infrastructure.export_reader import ExportReader
     from keysync.infrastructure.fingerprints import file_fingerprint
     from keysync.infrastructure.mock_history import generate_history
     from keysync.infrastructure.mockdata import generate
@@ -102,6 +101,7 @@ def build(
     from keysync.infrastructure.report_lock import report_folder_lock
     from keysync.infrastructure.report_manifest import FolderManifest
     from keysync.infrastructure.row_cache import RowFiles
+    from keysync.infrastructure.sources import read_source
     from keysync.projections.runner import Projections
     from keysync.projections.views import ViewRecorder, Views
 
@@ -126,12 +126,10 @@ def build(
         FolderManifest(),
         writing={"escape_formulas": config.reports.escape_formulas},
     )
-    reader = ExportReader(config.processing.max_file_mb, keep=runs_again)
     return KeySync(
         store,
         projections,
-        reader.read,
-        read_changes=reader.read_changes,
+        functools.partial(read_source, max_file_mb=config.processing.max_file_mb),
         lock=_run_lock(config, projections),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,

@@ -25,10 +25,9 @@ from typing import Any
 import attrs
 
 from keysync.application.incremental import MAX_DELTA_SHARE, BaseSnapshot, Incremental, SourceState
-from keysync.application.ports import ChangeReader, SourceReader
+from keysync.application.ports import SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
-from keysync.domain.line_changes import LineChanges, apply_line_changes
 from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.reconciliation import Earlier, Reconciliation, SystemResult, reconcile
@@ -197,11 +196,9 @@ def observe(
     checkpoint: Checkpoint,
     progress: Progress | None = None,
     incremental: Incremental | None = None,
-    read_changes: ChangeReader | None = None,
 ) -> Observation:
     """Read the systems not yet observed and record each one, with a checkpoint after each. An incremental run
-    skips the unchanged exports and records only what changed in the others (read line by line by
-    ``read_changes``, where it can)."""
+    skips the unchanged exports and records only what changed in the others."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if not observation.resumed:
@@ -213,26 +210,19 @@ def observe(
     pending = observation.pending
     if pending:
         say("reading sources")
-        since = _deltas_from(settings, observation, incremental) if read_changes is not None else {}
         with timed(timings, "read"):
-            outcomes = _read_all(settings, read_source, pending, since, read_changes)
+            outcomes = _read_all(settings, read_source, pending)
     for system in pending:
         with timed(timings, "store"):
-            outcome = outcomes[system]
-            if isinstance(outcome, LineChanges):
-                assert incremental is not None
-                outcome = _apply(settings, incremental, outcome, read_source)
-            taken, guard = outcome[2] if isinstance(outcome, tuple) else outcome, observation.guard
+            outcome, guard = outcomes[system], observation.guard
             suspicion = ""
-            if guard is not None and isinstance(taken, SourceSnapshot) and guard.guards(system):
-                suspicion = guard.suspicion(system, valid_rows(taken, settings.rules))
+            if guard is not None and isinstance(outcome, SourceSnapshot) and guard.guards(system):
+                suspicion = guard.suspicion(system, valid_rows(outcome, settings.rules))
             if suspicion:
-                assert isinstance(taken, SourceSnapshot) and guard is not None
-                _hold_back(observation, guard, taken, suspicion)
+                assert isinstance(outcome, SourceSnapshot) and guard is not None
+                _hold_back(observation, guard, outcome, suspicion)
             elif isinstance(outcome, SourceSnapshot):
                 _record(settings, observation, outcome, incremental)
-            elif isinstance(outcome, tuple):
-                _record_delta(settings, observation, *outcome)
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
                 observation.reasons[system] = outcome
@@ -288,37 +278,6 @@ def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSna
     state = accepted.state()
     if state is not None:  # the next incremental run compares the export with the accepted one
         observation.states[system] = state
-
-
-def _deltas_from(
-    settings: RunSettings, observation: Observation, incremental: Incremental | None
-) -> dict[str, Fingerprint | None]:
-    """For an incremental run, every system to read: each with the fingerprint of the export its rows came from
-    when its export may be read as its changes, else None (read whole, and kept for the next run to compare
-    with). Rows read under other limits are not reused."""
-    if settings.mode != "incremental":
-        return {}
-    since: dict[str, Fingerprint | None] = dict.fromkeys(observation.pending)
-    if incremental is None or not incremental.baseline.reads_like(observation.run.options):
-        return since
-    for system in observation.pending:
-        state = incremental.baseline.delta_base(system, str(settings.sources[system].path))
-        if state is not None:
-            since[system] = state.fingerprint
-    return since
-
-
-def _apply(
-    settings: RunSettings, incremental: Incremental, changes: LineChanges, read_source: SourceReader
-) -> tuple[SourceState, SourceSnapshot, SourceSnapshot, RowDelta] | SourceSnapshot | str:
-    """The base state and rows, the new rows and their delta, from the changed lines; the export read whole in
-    the rare case that the lines do not fit the rows this run builds on."""
-    state = incremental.baseline.sources[changes.system]
-    base = incremental.base_snapshot(state.holder, changes.system)
-    applied = apply_line_changes(base, changes)
-    if applied is not None:
-        return state, base, *applied
-    return _read_all(settings, read_source, [changes.system])[changes.system]
 
 
 def _record_delta(
@@ -489,22 +448,16 @@ def _read_all(
     settings: RunSettings,
     read_source: SourceReader,
     systems: list[str],
-    since: Mapping[str, Fingerprint | None] | None = None,
-    read_changes: ChangeReader | None = None,
-) -> dict[str, SourceSnapshot | LineChanges | str]:
-    """Each system's snapshot (or, for the systems in ``since``, its changes), or why it is unavailable for this
-    run. Each read gets ``settings.retry``: a time limit per attempt and retries with backoff
-    (keysync.application.retry); a system whose every attempt failed is unavailable, with a reason naming the
-    attempts ("input/B.csv: timed out after 300 s, 3 attempts")."""
-    since = since or {}
+) -> dict[str, SourceSnapshot | str]:
+    """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
+    limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
+    unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts")."""
 
-    def read(system: str) -> SourceSnapshot | LineChanges | str:
-        spec, limit = settings.sources[system], settings.max_key_length
+    def read(system: str) -> SourceSnapshot | str:
+        spec = settings.sources[system]
 
-        def attempt() -> SourceSnapshot | LineChanges:
-            if read_changes is not None and system in since:
-                return read_changes(system, spec.path, spec.kind, since[system], max_key_length=limit)
-            return read_source(system, spec.path, spec.kind, max_key_length=limit)
+        def attempt() -> SourceSnapshot:
+            return read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length)
 
         try:
             return call_with_retries(attempt, settings.retry, what=f"reading System {system}")

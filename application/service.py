@@ -20,7 +20,7 @@ from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.history import AuditFilter, audit_events, key_timeline
 from keysync.application.incremental import Baseline, Fingerprinter, Incremental
-from keysync.application.ports import ChangeReader, RunLock, SourceReader
+from keysync.application.ports import RunLock, SourceReader
 from keysync.application.reconcile import (
     Observation,
     Progress,
@@ -144,7 +144,6 @@ class KeySync:
     lock: RunLock
     actor: str = "keysync"
     fingerprint: Fingerprinter | None = None  # for incremental runs
-    read_changes: ChangeReader | None = None  # for incremental runs: a changed export, line by line
     # The last reconciliation this process made, to build the next one on (keysync schedule).
     _reconciliation: Reconciliation | None = attrs.field(default=None, init=False)
     # A command that runs once: an incremental run keeps its rows with the store's row keeper for the next one.
@@ -190,7 +189,7 @@ class KeySync:
             try:
                 if observation.resumed and self.fingerprint is not None:
                     self._recheck(settings, observation, self.fingerprint)
-                observe(settings, observation, self.read_source, self._save, progress, incremental, self.read_changes)
+                observe(settings, observation, self.read_source, self._save, progress, incremental)
                 result = self._conclude(settings, observation, progress, incremental)
             except RunFailed as failure:
                 log.error("run %s failed: %s", failure.run.run_id, failure.reason,
@@ -266,7 +265,7 @@ class KeySync:
         observation = Observation(
             new_run(settings), rules_changed=_rules_changed(settings, previous), guard=self._guard(settings, previous)
         )
-        observe(settings, observation, self.read_source, lambda _run: None, progress, incremental, self.read_changes)
+        observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
         result = conclude(settings, observation, self.store.registry(), progress, incremental)
         (progress or (lambda _phase: None))("writing reports (dry run)")
         reports = self.projections.preview(result.run, result.registry, result.reconciliation)
