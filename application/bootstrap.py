@@ -11,7 +11,6 @@ import contextlib
 import functools
 import getpass
 import os
-import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,16 +52,6 @@ def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
     }
 
 
-def rows_folder(config: Config) -> Path:
-    """Where incremental commands keep each system's rows for the next one: a folder of the store's own, as the
-    runs they name are that store's."""
-    if config.store.backend == "postgres":
-        target = postgres_target(config)
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{target.host}-{target.port}-{target.dbname}-{target.schema}")
-        return config.store.path.parent / f"postgres-{name}.rows"
-    return config.store.path.with_name(config.store.path.name + ".rows")
-
-
 def current_user() -> str:
     try:
         return getpass.getuser()
@@ -86,11 +75,8 @@ def build(
     actor: str | None = None,
     output_dir: Path | None = None,
     create_tables: bool = False,
-    runs_again: bool = False,
 ) -> KeySync:
-    """The application on ``config``'s store. ``runs_again``: a process that runs reconciliations one after
-    another (keysync schedule) keeps the rows it ended with in memory; a command that runs once keeps them
-    beside the store."""
+    """The application on ``config``'s store."""
     from keysync.application.service import KeySync
     from keysync.application.store import KeySyncStore
     from keysync.infrastructure import faults
@@ -100,7 +86,6 @@ def build(
     from keysync.infrastructure.report_files import write_csv_atomic
     from keysync.infrastructure.report_lock import report_folder_lock
     from keysync.infrastructure.report_manifest import FolderManifest
-    from keysync.infrastructure.row_cache import RowFiles
     from keysync.infrastructure.sources import read_source
     from keysync.projections.runner import Projections
     from keysync.projections.views import ViewRecorder, Views
@@ -108,7 +93,6 @@ def build(
     postgres = config.store.backend == "postgres"
     store = KeySyncStore(env=store_env(config, create_tables=create_tables))
     store.after_save = faults.after_saving
-    store.row_keeper = RowFiles(rows_folder(config))
     if postgres:
         from keysync.projections.postgres_views import PostgresViewRecorder
 
@@ -135,7 +119,6 @@ def build(
         fingerprint=file_fingerprint,
         generator=generate,
         history_generator=generate_history,
-        rows_for_next_process=not runs_again,
     )
 
 

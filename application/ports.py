@@ -25,12 +25,3 @@ class RunInProgress(Exception):
 
 class StoreUnavailable(Exception):
     """The event store cannot be reached or opened; the message names it and says why."""
-
-
-class RowKeeper(Protocol):
-    """Rows kept outside the log for a later process: ``load`` gives the rows of a system that a run (its
-    originator id) holds, when kept, else None; ``save`` keeps them. Only a faster way to what the log says."""
-
-    def load(self, holder: str, system: str) -> SourceSnapshot | None: ...
-
-    def save(self, holder: str, snapshot: SourceSnapshot) -> None: ...

@@ -146,8 +146,6 @@ class KeySync:
     fingerprint: Fingerprinter | None = None  # for incremental runs
     # The last reconciliation this process made, to build the next one on (keysync schedule).
     _reconciliation: Reconciliation | None = attrs.field(default=None, init=False)
-    # A command that runs once: an incremental run keeps its rows with the store's row keeper for the next one.
-    rows_for_next_process: bool = False
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
 
@@ -200,11 +198,6 @@ class KeySync:
             _log_result(result)
             if incremental is not None and result.reconciliation is not None:
                 self._note_baseline_keys(incremental, observation, result.reconciliation)
-            self.store.remember_rows(
-                observation.snapshots,
-                observation.states,
-                for_next_process=self.rows_for_next_process and settings.mode == "incremental",
-            )
             self._reconciliation = result.reconciliation or self._reconciliation
             (progress or (lambda _phase: None))("writing reports")
             with timed(result.timings, "reports"):

@@ -50,7 +50,7 @@ def measure(keys: int, repeat: int) -> dict[str, float]:
         (root / "keysync-config.yaml").write_text("output_dir: ./output\nstore: {backend: sqlite}\n", encoding="utf-8")
         config = load_config(root / "keysync-config.yaml")
         generate(config.input_dir, keys=keys, seed=1)
-        keysync = build(config, create_tables=True, runs_again=True)
+        keysync = build(config, create_tables=True)
         full = run_settings(config)
         incremental = attrs.evolve(full, mode="incremental")
         keysync.run(full)

@@ -172,7 +172,7 @@ def test_a_long_lived_process_reports_what_full_runs_report_after_any_edits(oper
     with tempfile.TemporaryDirectory() as folder:
         incremental, full = _pair(Path(folder))
         config = load_config(incremental.config)
-        application = build(config, create_tables=True, runs_again=True)
+        application = build(config, create_tables=True)
         settings_ = attrs.evolve(run_settings(config), mode="incremental")
 
         def run_incremental() -> int:
