@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,9 +30,9 @@ from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
 from keysync.domain.normalization import NormalizationRules, normalize_key, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
-from keysync.domain.reconciliation import Earlier, Reconciliation, SystemResult, reconcile
+from keysync.domain.reconciliation import Reconciliation, SystemResult, reconcile
 from keysync.domain.registry import Registry, RunDecisions
-from keysync.domain.row_delta import RowDelta, snapshot_delta, splice
+from keysync.domain.row_delta import RowDelta, snapshot_delta
 from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
 
 
@@ -330,10 +330,8 @@ def conclude(
     registry: Registry,
     progress: Progress | None = None,
     incremental: Incremental | None = None,
-    previous: Reconciliation | None = None,
 ) -> RunResult:
-    """Classify, update the registry and complete the run. The caller saves the run and the registry together.
-    ``previous``, the last reconciliation this process made, spares normalizing rows it normalized already."""
+    """Classify, update the registry and complete the run. The caller saves the run and the registry together."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if AUTHORITY in observation.reasons:
@@ -357,7 +355,6 @@ def conclude(
         settings.strategy,
         unavailable_reasons=observation.reasons,
         normalizer=timed_normalize,
-        earlier=_earlier(observation, settings.rules, previous),
     )
     timings["compare"] = time.perf_counter() - begun - (timings.get("normalize", 0.0) - normalizing)
     if not recon.authority.unique_keys:
@@ -372,47 +369,6 @@ def conclude(
         run.fail(reason)
         raise RunFailed(run, reason)
     return settle(settings, observation, recon, registry, progress=say)
-
-
-def _earlier(
-    observation: Observation, rules: NormalizationRules, previous: Reconciliation | None
-) -> dict[str, Earlier]:
-    """The previous reconciliation's results that this one can build on: those computed under the same rules
-    from the very rows (the same objects) that this run's rows are, or are a delta from."""
-    if previous is None or previous.rules != rules:
-        return {}
-    found = {}
-    for system, snapshot in observation.snapshots.items():
-        result = previous.systems[system]
-        if result.snapshot is None:
-            continue
-        if result.snapshot is snapshot:
-            found[system] = Earlier(result)
-        elif system in observation.deltas and observation.deltas[system][0] is result.snapshot:
-            found[system] = Earlier(result, observation.deltas[system][1])
-    return found
-
-
-def keys_built_on(
-    observation: Observation, recon: Reconciliation, systems: Iterable[str]
-) -> dict[str, Set[str]] | None:
-    """Each of ``systems``' normalized keys in the rows this run built on, worked out from this run's
-    reconciliation ``recon``: the same keys for an unchanged system, this run's rows with their delta undone for a
-    changed one (only the rows removed are normalized). None when some system was neither."""
-    found: dict[str, Set[str]] = {}
-    for system in systems:
-        result = recon.systems.get(system)
-        if result is None or not result.available:
-            return None
-        if system in observation.unchanged:
-            found[system] = result.first_row.keys()
-        elif system in observation.deltas:
-            base, delta = observation.deltas[system]
-            removed = normalize_keys([base.keys[i] for i in delta.removed], recon.rules)
-            found[system] = set(splice(result.normalized, delta.added, delta.removed, removed)) - {""}
-        else:
-            return None
-    return found
 
 
 def settle(

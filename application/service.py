@@ -30,7 +30,6 @@ from keysync.application.reconcile import (
     SourceSpec,
     carry_over,
     conclude,
-    keys_built_on,
     new_run,
     observe,
     settle,
@@ -40,7 +39,6 @@ from keysync.application.resume import recheck_recorded
 from keysync.application.store import ConflictError, KeySyncStore
 from keysync.application.suspect import ShrinkGuard, accepted_of
 from keysync.domain.observations import SYSTEMS
-from keysync.domain.reconciliation import Reconciliation
 from keysync.domain.registry import Registry
 from keysync.domain.run import RUNNING, ReconciliationRun
 from keysync.projections.registry_view import matching
@@ -144,8 +142,6 @@ class KeySync:
     lock: RunLock
     actor: str = "keysync"
     fingerprint: Fingerprinter | None = None  # for incremental runs
-    # The last reconciliation this process made, to build the next one on (keysync schedule).
-    _reconciliation: Reconciliation | None = attrs.field(default=None, init=False)
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
 
@@ -196,9 +192,6 @@ class KeySync:
                 self.projections.catch_up()
                 raise
             _log_result(result)
-            if incremental is not None and result.reconciliation is not None:
-                self._note_baseline_keys(incremental, observation, result.reconciliation)
-            self._reconciliation = result.reconciliation or self._reconciliation
             (progress or (lambda _phase: None))("writing reports")
             with timed(result.timings, "reports"):
                 try:
@@ -232,24 +225,6 @@ class KeySync:
         if stored.state != RUNNING:
             return Interruption(run.run_id, stored.state)
         return Interruption(run.run_id, stored.state, sorted(stored.observed), sorted(stored.unavailable))
-
-    def _note_baseline_keys(self, incremental: Incremental, observation: Observation, recon: Reconciliation) -> None:
-        """Hand the projections the keys of the run this one built on, for the changes since it, when this run
-        had its rows all at hand (each system unchanged or recorded as a delta on them) and they cover every system
-        that run had (not so in a store written before fingerprints)."""
-        baseline = incremental.baseline
-        if self.projections.has_run_keys(baseline.run_id):  # a process that runs again: it rendered that run
-            return
-        available = {s for s, found in baseline.kpis.get("systems", {}).items() if found.get("status") == "ok"}
-        at_hand = observation.unchanged | set(observation.deltas)
-        if not (available and available == set(baseline.sources) and available <= at_hand):
-            return
-        keys = keys_built_on(observation, recon, available) if recon.rules == self.projections.rules else None
-        if keys is not None:
-            self.projections.note_run_keys(baseline.run_id, keys)
-        else:  # normalized under other rules than the reports': from the rows
-            rows = {s: incremental.base_snapshot(state.holder, s) for s, state in baseline.sources.items()}
-            self.projections.note_run_rows(baseline.run_id, rows)
 
     def _dry_run(self, settings: RunSettings, progress: Progress | None) -> RunOutcome:
         self.projections.update_views()
@@ -303,9 +278,7 @@ class KeySync:
             with timed(carried.timings, "store"):
                 self._save(*sealed_chain(self.store), carried.run)
             return carried
-        result = conclude(
-            settings, observation, self.store.registry(), progress, incremental, previous=self._reconciliation
-        )
+        result = conclude(settings, observation, self.store.registry(), progress, incremental)
         for attempt in range(3):
             try:
                 with timed(result.timings, "store"):

@@ -10,7 +10,7 @@ Everything here works on plain dicts and sets, so that a million keys per system
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import compress
 from operator import not_
 from typing import NamedTuple
@@ -19,7 +19,6 @@ import attrs
 
 from keysync.domain.normalization import NormalizationRules, keys_that_lost_letters, normalize_keys
 from keysync.domain.observations import AUTHORITY, SYSTEMS, RejectedRow, SourceSnapshot
-from keysync.domain.row_delta import RowDelta, splice
 
 STRATEGIES = ("mirror", "namespaced")
 
@@ -153,15 +152,6 @@ class Reconciliation:
 Normalizer = Callable[[Sequence[str], NormalizationRules], list[str]]
 
 
-@attrs.frozen
-class Earlier:
-    """A system's result in an earlier reconciliation under the same rules, and the row delta from the rows it
-    was computed from to the rows now (None: the same rows). Only the rows added are normalized again."""
-
-    result: SystemResult
-    delta: RowDelta | None = None
-
-
 def reconcile(
     snapshots: Mapping[str, SourceSnapshot | None],
     rules: NormalizationRules,
@@ -169,50 +159,23 @@ def reconcile(
     *,
     unavailable_reasons: Mapping[str, str] | None = None,
     normalizer: Normalizer = normalize_keys,
-    earlier: Mapping[str, Earlier] | None = None,
 ) -> Reconciliation:
-    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system.
-
-    ``earlier`` results (the same rules, all from one earlier reconciliation) make this one an update of that
-    one: only the rows added are normalized, and only the keys of the rows removed or added are compared again."""
+    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    reasons, before = unavailable_reasons or {}, earlier or {}
-    results: dict[str, SystemResult] = {}
-    touched: dict[str, set[str]] = {}  # system -> the keys of its rows removed or added since its earlier result
-    for system in SYSTEMS:
-        snapshot, past = snapshots.get(system), before.get(system)
-        results[system] = _index(system, snapshot, rules, normalizer, reasons.get(system, "not read"), past)
-        if snapshot is not None and past is not None:
-            touched[system] = _touched(past, results[system].normalized)
+    reasons = unavailable_reasons or {}
+    results = {
+        system: _index(system, snapshots.get(system), rules, normalizer, reasons.get(system, "not read"))
+        for system in SYSTEMS
+    }
     authority = results[AUTHORITY].first_row.keys()
     for system, result in results.items():
         if system == AUTHORITY or not result.available:
             continue
         keys = result.first_row.keys()
-        if system in touched and AUTHORITY in touched:
-            past = before[system].result
-            changed = touched[system] | touched[AUTHORITY]
-            result.missing_in_a.extend(_updated(past.missing_in_a, changed, keys, authority))
-            result.missing_from_system.extend(_updated(past.missing_from_system, changed, authority, keys))
-        else:
-            result.missing_in_a.extend(sorted(keys - authority))
-            result.missing_from_system.extend(sorted(authority - keys))
+        result.missing_in_a.extend(sorted(keys - authority))
+        result.missing_from_system.extend(sorted(authority - keys))
     return Reconciliation(rules=rules, strategy=strategy, systems=results)
-
-
-def _touched(past: Earlier, normalized: list[str]) -> set[str]:
-    if past.delta is None:
-        return set()
-    removed = map(past.result.normalized.__getitem__, past.delta.removed)
-    return {*removed, *map(normalized.__getitem__, past.delta.added)} - {""}
-
-
-def _updated(before: list[str], changed: set[str], inside: Collection[str], outside: Collection[str]) -> list[str]:
-    """The sorted keys in ``inside`` and not in ``outside``, from the same list ``before`` by re-deciding only the
-    ``changed`` keys."""
-    kept = compress(before, map(not_, map(changed.__contains__, before)))
-    return sorted([*kept, *(k for k in changed if k in inside and k not in outside)])
 
 
 def _index(
@@ -221,18 +184,10 @@ def _index(
     rules: NormalizationRules,
     normalizer: Normalizer,
     unavailable_reason: str,
-    earlier: Earlier | None = None,
 ) -> SystemResult:
     if snapshot is None:
         return SystemResult(system=system, snapshot=None, unavailable_reason=unavailable_reason)
-    if earlier is None:
-        normalized = normalizer(snapshot.keys, rules)
-    elif earlier.delta is None:  # the same rows: everything but the comparison with System A stands
-        return attrs.evolve(earlier.result, snapshot=snapshot, missing_in_a=[], missing_from_system=[])
-    else:
-        added = normalizer([snapshot.keys[j] for j in earlier.delta.added], rules)
-        normalized = splice(earlier.result.normalized, earlier.delta.removed, earlier.delta.added, added)
-        return _patched(earlier.result, snapshot, normalized, earlier.delta)
+    normalized = normalizer(snapshot.keys, rules)
     n = len(normalized)
     first_row = _first_rows(normalized)
     emptied = list(compress(range(n), map(not_, normalized))) if "" in normalized else []
@@ -251,41 +206,6 @@ def _index(
         rejected=_rejected(system, snapshot, emptied),
         duplicates=duplicates,
         latest_seen=latest_seen,
-    )
-
-
-def _patched(before: SystemResult, snapshot: SourceSnapshot, normalized: list[str], delta: RowDelta) -> SystemResult:
-    """``before`` after the rows of ``delta`` were removed and added (``normalized``: every row's key now). The
-    counts and duplicates of the keys involved are worked out again, the rest stands; first rows are rebuilt (rows
-    may have moved, and a dict built in C costs little)."""
-    old = before.normalized
-    counts = {d.normalized_key: d.occurrences for d in before.duplicates}  # every other key known: once
-
-    def count(key: str) -> int:
-        return counts[key] if key in counts else int(key in before.first_row)
-
-    gone = {old[i] for i in delta.removed} - {""}
-    came = {normalized[j] for j in delta.added} - {""}
-    for key in map(old.__getitem__, delta.removed):
-        if key:
-            counts[key] = count(key) - 1
-    for key in map(normalized.__getitem__, delta.added):
-        if key:
-            counts[key] = count(key) + 1
-    first = _first_rows(normalized)
-    involved = gone | came
-    duplicated = {k for k in involved if counts[k] > 1}
-    found, latest = _duplicates(snapshot, normalized, duplicated, counts)
-    kept = (d for d in before.duplicates if d.normalized_key not in involved)
-    emptied = list(compress(range(len(normalized)), map(not_, normalized))) if "" in normalized else []
-    return SystemResult(
-        system=before.system,
-        snapshot=snapshot,
-        normalized=normalized,
-        first_row=first,
-        rejected=_rejected(before.system, snapshot, emptied),
-        duplicates=sorted([*kept, *found], key=lambda d: d.normalized_key),
-        latest_seen={k: v for k, v in before.latest_seen.items() if k not in involved} | latest,
     )
 
 

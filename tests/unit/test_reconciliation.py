@@ -1,12 +1,11 @@
 """Reconciliation semantics on small hand-made snapshots, and set properties with hypothesis."""
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import SYSTEMS, SourceSnapshot
-from keysync.domain.reconciliation import Earlier, master_key_for, reconcile
-from keysync.domain.row_delta import RowDelta, row_delta, rows_of
+from keysync.domain.reconciliation import master_key_for, reconcile
 
 RULES = NormalizationRules()
 
@@ -79,42 +78,3 @@ def test_set_semantics_hold_for_any_key_sets(data):
         assert r.matched == len(s & a)
         assert r.match_rate == (len(s & a) / len(s | a) if s | a else 1.0)
         assert {d.normalized_key for d in r.duplicates} == {k for k in s if data[system].count(k) > 1}
-
-
-KEY_POOL = st.sampled_from(["K-1", "k-1", " K-2", "K-3", "", "  ", "K-4", "x-9", "K-3"])
-
-
-@settings(max_examples=300)
-@given(*[st.lists(KEY_POOL, max_size=12)] * 4)
-def test_a_reconciliation_built_on_an_earlier_one_is_the_one_computed_afresh(b_before, b_after, a_before, a_after):
-    """Earlier results and row deltas from them (rows added, removed, moved in B and in System A) make an update
-    of the earlier reconciliation: the result is the one computed afresh."""
-    rules = NormalizationRules()
-    before = {"A": snap("A", *a_before), "B": snap("B", *b_before), "C": snap("C", *b_before)}
-    now = {"A": snap("A", *a_after), "B": snap("B", *b_after), "C": before["C"]}
-    previous = reconcile(before, rules)
-    earlier = {
-        s: Earlier(previous.systems[s], row_delta(rows_of(before[s]), rows_of(now[s])) if s != "C" else None)
-        for s in now
-    }
-    assert reconcile(now, rules, earlier=earlier) == reconcile(now, rules)
-
-
-@settings(max_examples=300)
-@given(st.lists(KEY_POOL, max_size=12), st.lists(st.tuples(st.integers(0, 11), KEY_POOL), max_size=6), st.data())
-def test_keys_replaced_in_place_update_an_earlier_reconciliation_like_a_fresh_one(before, replacements, data):
-    """Rows replaced where they stand (an export edited line by line): first rows, counts and duplicates of the
-    keys involved are redone, the rest is kept; the result is the one computed afresh."""
-    authority = data.draw(st.lists(KEY_POOL, max_size=12))
-    after = list(before)
-    for i, key in replacements:
-        if after:
-            after[i % len(after)] = key
-    rules = NormalizationRules()
-    systems = {"A": snap("A", *authority), "B": snap("B", *before), "C": snap("C", *before)}
-    previous = reconcile(systems, rules)
-    replaced = sorted({i % len(after) for i, _ in replacements} if after else set())
-    delta = RowDelta(replaced, replaced)
-    now = {**systems, "B": snap("B", *after)}
-    earlier = {s: Earlier(previous.systems[s], delta if s == "B" else None) for s in ("A", "B", "C")}
-    assert reconcile(now, rules, earlier=earlier) == reconcile(now, rules)
