@@ -5,8 +5,8 @@
 2. conclude: classify the keys, update the registry and complete the run, in one final save.
 
 An incremental run (keysync.application.incremental) fingerprints each export first: an unchanged one is not
-read, and a changed one records only the rows removed and added since the run that last held its rows. When no
-export changed and the rules are the same, the run carries the last reconciliation over instead of redoing it.
+read (``SourceUnchanged`` names the run that holds its rows), and a changed one is read and recorded whole. When
+no export changed and the rules are the same, the run carries the last reconciliation over instead of redoing it.
 
 Either way an export whose valid rows fell too far is held back as suspect, and the rows of the
 system's last accepted export stand in for it (keysync.application.suspect).
@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from keysync.application.incremental import MAX_DELTA_SHARE, BaseSnapshot, Incremental, SourceState
+from keysync.application.incremental import BaseSnapshot, Incremental, SourceState
 from keysync.application.ports import SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
@@ -32,7 +32,6 @@ from keysync.domain.normalization import NormalizationRules, normalize_key, norm
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, SystemResult, reconcile
 from keysync.domain.registry import Registry, RunDecisions
-from keysync.domain.row_delta import RowDelta, snapshot_delta
 from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
 
 
@@ -110,7 +109,6 @@ class Observation:
     states: dict[str, SourceState] = attrs.Factory(dict)  # where each observed system's rows now are
     rules_changed: bool = False  # the rules or strategy differ from the last completed run's
     unchanged: set[str] = attrs.Factory(set)  # systems whose export had not changed (incremental runs)
-    deltas: dict[str, tuple[SourceSnapshot, RowDelta]] = attrs.Factory(dict)  # changed system -> (base, delta)
     superseded: dict[str, str] = attrs.Factory(dict)  # resumed: system read again -> why (application.resume)
     guard: ShrinkGuard | None = None  # holds back suspect exports (None: every export is taken as it is)
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
@@ -198,7 +196,7 @@ def observe(
     incremental: Incremental | None = None,
 ) -> Observation:
     """Read the systems not yet observed and record each one, with a checkpoint after each. An incremental run
-    skips the unchanged exports and records only what changed in the others."""
+    first records the unchanged exports as such, and reads only the others."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if not observation.resumed:
@@ -222,7 +220,7 @@ def observe(
                 assert isinstance(outcome, SourceSnapshot) and guard is not None
                 _hold_back(observation, guard, outcome, suspicion)
             elif isinstance(outcome, SourceSnapshot):
-                _record(settings, observation, outcome, incremental)
+                _record(settings, observation, outcome)
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
                 observation.reasons[system] = outcome
@@ -252,20 +250,14 @@ def _skip_unchanged(
         checkpoint(observation.run)
 
 
-def _record(
-    settings: RunSettings, observation: Observation, snapshot: SourceSnapshot, incremental: Incremental | None
-) -> None:
-    """Record a system's export: as the change since the run holding its rows when that is small enough, else
-    whole."""
-    run, system = observation.run, snapshot.system
-    observation.snapshots[system] = snapshot
-    state = incremental.baseline.delta_base(system, snapshot.file) if incremental is not None else None
-    if incremental is not None and state is not None:
-        base = incremental.base_snapshot(state.holder, system)
-        _record_delta(settings, observation, state, base, snapshot, snapshot_delta(base, snapshot))
-        return
-    run.observe(snapshot, settings.batch_size)
-    _note_state(observation, snapshot, 0)
+def _record(settings: RunSettings, observation: Observation, snapshot: SourceSnapshot) -> None:
+    """Record a system's export whole: this run's events hold its rows from now on."""
+    observation.snapshots[snapshot.system] = snapshot
+    observation.run.observe(snapshot, settings.batch_size)
+    if snapshot.fingerprint is not None:
+        observation.states[snapshot.system] = SourceState(
+            snapshot.file, snapshot.fingerprint, str(observation.run.id), 0, len(snapshot)
+        )
 
 
 def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSnapshot, reason: str) -> None:
@@ -278,33 +270,6 @@ def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSna
     state = accepted.state()
     if state is not None:  # the next incremental run compares the export with the accepted one
         observation.states[system] = state
-
-
-def _record_delta(
-    settings: RunSettings,
-    observation: Observation,
-    state: SourceState,
-    base: SourceSnapshot,
-    snapshot: SourceSnapshot,
-    delta: RowDelta,
-) -> None:
-    """Record a system's export as its delta from the rows ``state`` points to (whole, when the delta is no
-    smaller than the rows)."""
-    observation.snapshots[snapshot.system] = snapshot
-    if len(delta) <= MAX_DELTA_SHARE * max(len(snapshot), 1):
-        observation.run.observe_changes(snapshot, state.holder, state.depth + 1, delta, settings.batch_size)
-        observation.deltas[snapshot.system] = (base, delta)
-        _note_state(observation, snapshot, state.depth + 1)
-    else:
-        observation.run.observe(snapshot, settings.batch_size)
-        _note_state(observation, snapshot, 0)
-
-
-def _note_state(observation: Observation, snapshot: SourceSnapshot, depth: int) -> None:
-    if snapshot.fingerprint is not None:
-        observation.states[snapshot.system] = SourceState(
-            snapshot.file, snapshot.fingerprint, str(observation.run.id), depth, len(snapshot)
-        )
 
 
 def carry_over(settings: RunSettings, observation: Observation, incremental: Incremental | None) -> RunResult | None:
@@ -514,21 +479,16 @@ def _accepted(observation: Observation) -> dict[str, Any]:
 
 
 def _recorded(observation: Observation) -> dict[str, Any]:
-    """How an incremental run recorded each system's export: "unchanged", as its changes (the rows removed and
-    added, or "changes" after a resume), or "whole"."""
+    """How an incremental run recorded each system's export: "unchanged", "whole" or "suspect" (held back).
+    ("changes": a run that an earlier version began, recording the export as its changes, and this one resumed.)"""
     run_id, found = str(observation.run.id), {}
     for system, state in sorted(_states(observation).items()):
         if system in observation.held_back:
             found[system] = "suspect"
         elif state.holder != run_id:
             found[system] = "unchanged"
-        elif state.depth == 0:
-            found[system] = "whole"
-        elif system in observation.deltas:
-            delta = observation.deltas[system][1]
-            found[system] = {"removed": len(delta.removed), "added": len(delta.added)}
         else:
-            found[system] = "changes"
+            found[system] = "whole" if state.depth == 0 else "changes"
     return found
 
 
