@@ -132,7 +132,7 @@ class Observation:
                 continue
             if name == "SourceRead":
                 at, depth = holder, 0
-            elif name == "SourceChanged":
+            elif name == "SourceChanged":  # a run that an earlier version began, recording its changes
                 at, depth = holder, e.depth
             else:
                 at, depth = e.base, e.depth

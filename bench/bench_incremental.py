@@ -8,8 +8,8 @@ Each timing is the median of --repeat runs, and each run is a whole `keysync run
 store that already holds a completed run. "1% changed": every hundredth row of every system gets a new key.
 The incremental runs follow each other in one application, as `keysync schedule` and `keysync replay-history`
 run them; "new process" builds a new application for each run, as a `keysync run` command does, and compares an
-incremental command with a full one. The incremental commands follow each other: the first reads the rows it
-builds on back from the event log, the next ones load them from the files the one before left beside the store.
+incremental command with a full one. A changed export is read and recorded whole; the unchanged systems' rows are
+read back from the event log.
 """
 
 from __future__ import annotations

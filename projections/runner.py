@@ -431,8 +431,8 @@ class Projections:
         kpis = json.loads(run["kpis"]) if run["kpis"] else {}
         sources = kpis.get("sources", {})
         if any(s["holder"] != run["originator_id"] or s["depth"] for s in sources.values()):
-            # An incremental run: its systems' rows are partly other runs'. Each system's rows are asked for by
-            # the run holding them, which a process may have at hand (or kept beside the store).
+            # An incremental run: its systems' rows are partly other runs'. Each system's rows are read from the
+            # run holding them.
             systems = kpis.get("systems", {}).items()
             available = {s for s, found in systems if found.get("status") in ("ok", "suspect")}
             if available and available == set(sources):
