@@ -50,16 +50,18 @@ def record(run: ReconciliationRun, how: str, keys: list[str], seed: int) -> tupl
     return keys, ""
 
 
-def record_as_delta(run: ReconciliationRun, snapshot: SourceSnapshot) -> None:
-    """Record B as earlier versions recorded a changed export: the rows removed from the base run's and the rows
-    added (here: every row after the keys both share at the start)."""
+def record_as_delta(
+    run: ReconciliationRun, snapshot: SourceSnapshot, base: SourceSnapshot = BASE, base_run: str = BASE_RUN
+) -> None:
+    """Record B as earlier versions recorded a changed export: the rows removed from the rows ``base_run`` holds
+    (``base``) and the rows added (here: every row after the keys both share at the start)."""
     keys, n = snapshot.keys, len(snapshot)
-    same = next((i for i, (a, b) in enumerate(zip(BASE.keys, keys, strict=False)) if a != b), min(len(BASE), n))
+    same = next((i for i, (a, b) in enumerate(zip(base.keys, keys, strict=False)) if a != b), min(len(base), n))
     added = list(range(same, n))
     fingerprint = list(attrs.astuple(snapshot.fingerprint))
-    run._source_changed("B", "B.csv", n, fingerprint, BASE_RUN, 1, n, pack_lines(snapshot.lines))
-    if same < len(BASE):
-        run._remove_rows("B", pack_lines(range(same, len(BASE))))
+    run._source_changed("B", "B.csv", n, fingerprint, base_run, 1, n, pack_lines(snapshot.lines))
+    if same < len(base):
+        run._remove_rows("B", pack_lines(range(same, len(base))))
     if added:
         values = [[column[i] for i in added] for column in (keys, snapshot.entity_types, snapshot.location_refs)]
         run._add_rows("B", pack_lines(added), *map(pack_text, values), pack_text([""] * len(added)))
