@@ -11,7 +11,6 @@ import contextlib
 import functools
 import getpass
 import os
-import re
 from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,16 +55,6 @@ def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
     }
 
 
-def rows_folder(config: Config) -> Path:
-    """Where incremental commands keep each system's rows for the next one: a folder of the store's own, as the
-    runs they name are that store's."""
-    if config.store.backend == "postgres":
-        target = postgres_target(config)
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{target.host}-{target.port}-{target.dbname}-{target.schema}")
-        return config.store.path.parent / f"postgres-{name}.rows"
-    return config.store.path.with_name(config.store.path.name + ".rows")
-
-
 def current_user() -> str:
     try:
         return getpass.getuser()
@@ -89,29 +78,24 @@ def build(
     actor: str | None = None,
     output_dir: Path | None = None,
     create_tables: bool = False,
-    runs_again: bool = False,
 ) -> KeySync:
-    """The application on ``config``'s store. ``runs_again``: a process that runs reconciliations one after
-    another (keysync schedule) keeps each export it read in an incremental run, to read the next one's changes
-    line by line; a command that runs once keeps nothing."""
+    """The application on ``config``'s store."""
     from keysync.application.service import KeySync
     from keysync.application.store import KeySyncStore
     from keysync.infrastructure import faults
-    from keysync.infrastructure.export_reader import ExportReader
     from keysync.infrastructure.fingerprints import file_fingerprint
     from keysync.infrastructure.mock_history import generate_history
     from keysync.infrastructure.mockdata import generate
     from keysync.infrastructure.report_files import write_csv_atomic
     from keysync.infrastructure.report_lock import report_folder_lock
     from keysync.infrastructure.report_manifest import FolderManifest
-    from keysync.infrastructure.row_cache import RowFiles
+    from keysync.infrastructure.sources import read_source
     from keysync.projections.runner import Projections
     from keysync.projections.views import ViewRecorder, Views
 
     postgres = config.store.backend == "postgres"
     store = KeySyncStore(env=store_env(config, create_tables=create_tables))
     store.after_save = faults.after_saving
-    store.row_keeper = RowFiles(rows_folder(config))
     if postgres:
         from keysync.projections.postgres_views import PostgresViewRecorder
 
@@ -129,18 +113,15 @@ def build(
         FolderManifest(),
         writing={"escape_formulas": config.reports.escape_formulas},
     )
-    reader = ExportReader(config.processing.max_file_mb, keep=runs_again)
     return KeySync(
         store,
         projections,
-        reader.read,
-        read_changes=reader.read_changes,
+        functools.partial(read_source, max_file_mb=config.processing.max_file_mb),
         lock=_run_lock(config, projections),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,
         generator=generate,
         history_generator=generate_history,
-        rows_for_next_process=not runs_again,
     )
 
 

@@ -18,12 +18,6 @@ import attrs
 
 from keysync.domain.observations import Fingerprint, SourceSnapshot
 
-# A system's rows are its last whole observation plus at most this many deltas; the next change reads it whole,
-# so that rebuilding it from the log never walks a long chain of runs.
-MAX_DELTAS = 10
-# A change to more than this share of a system's rows is recorded as a whole observation: it is no smaller.
-MAX_DELTA_SHARE = 0.5
-
 # (path, the fingerprint recorded) -> the file's fingerprint now; hashing only when size or time differ
 Fingerprinter = Callable[[Path, Fingerprint | None], Fingerprint | None]
 BaseSnapshot = Callable[[str, str], SourceSnapshot]
@@ -32,7 +26,8 @@ BaseSnapshot = Callable[[str, str], SourceSnapshot]
 @attrs.frozen
 class SourceState:
     """Where a system stood after a run: its export's fingerprint, and the run whose events hold its rows
-    (``holder``, an originator id) after ``depth`` deltas on a whole observation."""
+    (``holder``, an originator id). ``depth`` is 0 for rows recorded whole; a run of an earlier version may hold
+    them as ``depth`` deltas on a whole observation (keysync.domain.run)."""
 
     file: str
     fingerprint: Fingerprint
@@ -81,12 +76,6 @@ class Baseline:
     def reads_like(self, options: Mapping[str, Any]) -> bool:
         """Whether a run with ``options`` reads exports as this one did (rows read under other limits differ)."""
         return self.options.get("reading") == options.get("reading")
-
-    def delta_base(self, system: str, file: str) -> SourceState | None:
-        """The state a delta of ``system``'s export ``file`` may build on: the same file, at most MAX_DELTAS - 1
-        deltas away from a whole observation."""
-        state = self.sources.get(system)
-        return state if state is not None and state.file == file and state.depth < MAX_DELTAS else None
 
     def decides_like(self, options: Mapping[str, Any]) -> bool:
         """Whether a run with ``options`` would reach the same results on the same rows."""

@@ -7,22 +7,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from keysync.domain.line_changes import LineChanges
-from keysync.domain.observations import Fingerprint, SourceSnapshot
+from keysync.domain.observations import SourceSnapshot
 
 
 class SourceReader(Protocol):
     def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot: ...
-
-
-class ChangeReader(Protocol):
-    """An export's changes since the one with fingerprint ``since``, line by line when the reader can (it read
-    that export last), else the whole export (always when ``since`` is None). The reader keeps what it read, to
-    compare the next export with."""
-
-    def __call__(
-        self, system: str, path: Path, kind: str, since: Fingerprint | None, *, max_key_length: int
-    ) -> SourceSnapshot | LineChanges: ...
 
 
 # Enter to hold the store's run lock (raises RunInProgress when another run holds it); the value entered
@@ -36,12 +25,3 @@ class RunInProgress(Exception):
 
 class StoreUnavailable(Exception):
     """The event store cannot be reached or opened; the message names it and says why."""
-
-
-class RowKeeper(Protocol):
-    """Rows kept outside the log for a later process: ``load`` gives the rows of a system that a run (its
-    originator id) holds, when kept, else None; ``save`` keeps them. Only a faster way to what the log says."""
-
-    def load(self, holder: str, system: str) -> SourceSnapshot | None: ...
-
-    def save(self, holder: str, snapshot: SourceSnapshot) -> None: ...

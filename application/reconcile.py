@@ -5,8 +5,8 @@
 2. conclude: classify the keys, update the registry and complete the run, in one final save.
 
 An incremental run (keysync.application.incremental) fingerprints each export first: an unchanged one is not
-read, and a changed one records only the rows removed and added since the run that last held its rows. When no
-export changed and the rules are the same, the run carries the last reconciliation over instead of redoing it.
+read (``SourceUnchanged`` names the run that holds its rows), and a changed one is read and recorded whole. When
+no export changed and the rules are the same, the run carries the last reconciliation over instead of redoing it.
 
 Either way an export whose valid rows fell too far is held back as suspect, and the rows of the
 system's last accepted export stand in for it (keysync.application.suspect).
@@ -24,16 +24,14 @@ from typing import Any
 
 import attrs
 
-from keysync.application.incremental import MAX_DELTA_SHARE, BaseSnapshot, Incremental, SourceState
-from keysync.application.ports import ChangeReader, SourceReader
+from keysync.application.incremental import BaseSnapshot, Incremental, SourceState
+from keysync.application.ports import SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
-from keysync.domain.line_changes import LineChanges, apply_line_changes
 from keysync.domain.normalization import NormalizationRules, normalize_key
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, SystemResult, reconcile
 from keysync.domain.registry import Registry, RunDecisions
-from keysync.domain.row_delta import RowDelta, snapshot_delta
 from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
 
 
@@ -111,7 +109,6 @@ class Observation:
     states: dict[str, SourceState] = attrs.Factory(dict)  # where each observed system's rows now are
     rules_changed: bool = False  # the rules or strategy differ from the last completed run's
     unchanged: set[str] = attrs.Factory(set)  # systems whose export had not changed (incremental runs)
-    deltas: dict[str, tuple[SourceSnapshot, RowDelta]] = attrs.Factory(dict)  # changed system -> (base, delta)
     superseded: dict[str, str] = attrs.Factory(dict)  # resumed: system read again -> why (application.resume)
     guard: ShrinkGuard | None = None  # holds back suspect exports (None: every export is taken as it is)
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
@@ -135,7 +132,7 @@ class Observation:
                 continue
             if name == "SourceRead":
                 at, depth = holder, 0
-            elif name == "SourceChanged":
+            elif name == "SourceChanged":  # a run that an earlier version began, recording its changes
                 at, depth = holder, e.depth
             else:
                 at, depth = e.base, e.depth
@@ -197,11 +194,9 @@ def observe(
     checkpoint: Checkpoint,
     progress: Progress | None = None,
     incremental: Incremental | None = None,
-    read_changes: ChangeReader | None = None,
 ) -> Observation:
     """Read the systems not yet observed and record each one, with a checkpoint after each. An incremental run
-    skips the unchanged exports and records only what changed in the others (read line by line by
-    ``read_changes``, where it can)."""
+    first records the unchanged exports as such, and reads only the others."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if not observation.resumed:
@@ -213,26 +208,19 @@ def observe(
     pending = observation.pending
     if pending:
         say("reading sources")
-        since = _deltas_from(settings, observation, incremental) if read_changes is not None else {}
         with timed(timings, "read"):
-            outcomes = _read_all(settings, read_source, pending, since, read_changes)
+            outcomes = _read_all(settings, read_source, pending)
     for system in pending:
         with timed(timings, "store"):
-            outcome = outcomes[system]
-            if isinstance(outcome, LineChanges):
-                assert incremental is not None
-                outcome = _apply(settings, incremental, outcome, read_source)
-            taken, guard = outcome[2] if isinstance(outcome, tuple) else outcome, observation.guard
+            outcome, guard = outcomes[system], observation.guard
             suspicion = ""
-            if guard is not None and isinstance(taken, SourceSnapshot) and guard.guards(system):
-                suspicion = guard.suspicion(system, valid_rows(taken, settings.rules))
+            if guard is not None and isinstance(outcome, SourceSnapshot) and guard.guards(system):
+                suspicion = guard.suspicion(system, valid_rows(outcome, settings.rules))
             if suspicion:
-                assert isinstance(taken, SourceSnapshot) and guard is not None
-                _hold_back(observation, guard, taken, suspicion)
+                assert isinstance(outcome, SourceSnapshot) and guard is not None
+                _hold_back(observation, guard, outcome, suspicion)
             elif isinstance(outcome, SourceSnapshot):
-                _record(settings, observation, outcome, incremental)
-            elif isinstance(outcome, tuple):
-                _record_delta(settings, observation, *outcome)
+                _record(settings, observation, outcome)
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
                 observation.reasons[system] = outcome
@@ -262,20 +250,14 @@ def _skip_unchanged(
         checkpoint(observation.run)
 
 
-def _record(
-    settings: RunSettings, observation: Observation, snapshot: SourceSnapshot, incremental: Incremental | None
-) -> None:
-    """Record a system's export: as the change since the run holding its rows when that is small enough, else
-    whole."""
-    run, system = observation.run, snapshot.system
-    observation.snapshots[system] = snapshot
-    state = incremental.baseline.delta_base(system, snapshot.file) if incremental is not None else None
-    if incremental is not None and state is not None:
-        base = incremental.base_snapshot(state.holder, system)
-        _record_delta(settings, observation, state, base, snapshot, snapshot_delta(base, snapshot))
-        return
-    run.observe(snapshot, settings.batch_size)
-    _note_state(observation, snapshot, 0)
+def _record(settings: RunSettings, observation: Observation, snapshot: SourceSnapshot) -> None:
+    """Record a system's export whole: this run's events hold its rows from now on."""
+    observation.snapshots[snapshot.system] = snapshot
+    observation.run.observe(snapshot, settings.batch_size)
+    if snapshot.fingerprint is not None:
+        observation.states[snapshot.system] = SourceState(
+            snapshot.file, snapshot.fingerprint, str(observation.run.id), 0, len(snapshot)
+        )
 
 
 def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSnapshot, reason: str) -> None:
@@ -288,64 +270,6 @@ def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSna
     state = accepted.state()
     if state is not None:  # the next incremental run compares the export with the accepted one
         observation.states[system] = state
-
-
-def _deltas_from(
-    settings: RunSettings, observation: Observation, incremental: Incremental | None
-) -> dict[str, Fingerprint | None]:
-    """For an incremental run, every system to read: each with the fingerprint of the export its rows came from
-    when its export may be read as its changes, else None (read whole, and kept for the next run to compare
-    with). Rows read under other limits are not reused."""
-    if settings.mode != "incremental":
-        return {}
-    since: dict[str, Fingerprint | None] = dict.fromkeys(observation.pending)
-    if incremental is None or not incremental.baseline.reads_like(observation.run.options):
-        return since
-    for system in observation.pending:
-        state = incremental.baseline.delta_base(system, str(settings.sources[system].path))
-        if state is not None:
-            since[system] = state.fingerprint
-    return since
-
-
-def _apply(
-    settings: RunSettings, incremental: Incremental, changes: LineChanges, read_source: SourceReader
-) -> tuple[SourceState, SourceSnapshot, SourceSnapshot, RowDelta] | SourceSnapshot | str:
-    """The base state and rows, the new rows and their delta, from the changed lines; the export read whole in
-    the rare case that the lines do not fit the rows this run builds on."""
-    state = incremental.baseline.sources[changes.system]
-    base = incremental.base_snapshot(state.holder, changes.system)
-    applied = apply_line_changes(base, changes)
-    if applied is not None:
-        return state, base, *applied
-    return _read_all(settings, read_source, [changes.system])[changes.system]
-
-
-def _record_delta(
-    settings: RunSettings,
-    observation: Observation,
-    state: SourceState,
-    base: SourceSnapshot,
-    snapshot: SourceSnapshot,
-    delta: RowDelta,
-) -> None:
-    """Record a system's export as its delta from the rows ``state`` points to (whole, when the delta is no
-    smaller than the rows)."""
-    observation.snapshots[snapshot.system] = snapshot
-    if len(delta) <= MAX_DELTA_SHARE * max(len(snapshot), 1):
-        observation.run.observe_changes(snapshot, state.holder, state.depth + 1, delta, settings.batch_size)
-        observation.deltas[snapshot.system] = (base, delta)
-        _note_state(observation, snapshot, state.depth + 1)
-    else:
-        observation.run.observe(snapshot, settings.batch_size)
-        _note_state(observation, snapshot, 0)
-
-
-def _note_state(observation: Observation, snapshot: SourceSnapshot, depth: int) -> None:
-    if snapshot.fingerprint is not None:
-        observation.states[snapshot.system] = SourceState(
-            snapshot.file, snapshot.fingerprint, str(observation.run.id), depth, len(snapshot)
-        )
 
 
 def carry_over(settings: RunSettings, observation: Observation, incremental: Incremental | None) -> RunResult | None:
@@ -371,10 +295,8 @@ def conclude(
     registry: Registry,
     progress: Progress | None = None,
     incremental: Incremental | None = None,
-    previous: Reconciliation | None = None,
 ) -> RunResult:
-    """Classify, update the registry and complete the run. The caller saves the run and the registry together.
-    ``previous``, the last reconciliation this process made, spares normalizing rows it normalized already."""
+    """Classify, update the registry and complete the run. The caller saves the run and the registry together."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if AUTHORITY in observation.reasons:
@@ -438,22 +360,16 @@ def _read_all(
     settings: RunSettings,
     read_source: SourceReader,
     systems: list[str],
-    since: Mapping[str, Fingerprint | None] | None = None,
-    read_changes: ChangeReader | None = None,
-) -> dict[str, SourceSnapshot | LineChanges | str]:
-    """Each system's snapshot (or, for the systems in ``since``, its changes), or why it is unavailable for this
-    run. Each read gets ``settings.retry``: a time limit per attempt and retries with backoff
-    (keysync.application.retry); a system whose every attempt failed is unavailable, with a reason naming the
-    attempts ("input/B.csv: timed out after 300 s, 3 attempts")."""
-    since = since or {}
+) -> dict[str, SourceSnapshot | str]:
+    """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
+    limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
+    unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts")."""
 
-    def read(system: str) -> SourceSnapshot | LineChanges | str:
-        spec, limit = settings.sources[system], settings.max_key_length
+    def read(system: str) -> SourceSnapshot | str:
+        spec = settings.sources[system]
 
-        def attempt() -> SourceSnapshot | LineChanges:
-            if read_changes is not None and system in since:
-                return read_changes(system, spec.path, spec.kind, since[system], max_key_length=limit)
-            return read_source(system, spec.path, spec.kind, max_key_length=limit)
+        def attempt() -> SourceSnapshot:
+            return read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length)
 
         try:
             return call_with_retries(attempt, settings.retry, what=f"reading System {system}")
@@ -554,21 +470,16 @@ def _accepted(observation: Observation) -> dict[str, Any]:
 
 
 def _recorded(observation: Observation) -> dict[str, Any]:
-    """How an incremental run recorded each system's export: "unchanged", as its changes (the rows removed and
-    added, or "changes" after a resume), or "whole"."""
+    """How an incremental run recorded each system's export: "unchanged", "whole" or "suspect" (held back).
+    ("changes": a run that an earlier version began, recording the export as its changes, and this one resumed.)"""
     run_id, found = str(observation.run.id), {}
     for system, state in sorted(_states(observation).items()):
         if system in observation.held_back:
             found[system] = "suspect"
         elif state.holder != run_id:
             found[system] = "unchanged"
-        elif state.depth == 0:
-            found[system] = "whole"
-        elif system in observation.deltas:
-            delta = observation.deltas[system][1]
-            found[system] = {"removed": len(delta.removed), "added": len(delta.added)}
         else:
-            found[system] = "changes"
+            found[system] = "whole" if state.depth == 0 else "changes"
     return found
 
 

@@ -85,6 +85,6 @@ def _held_stale(observation: Observation, system: str, path: Path, fingerprint: 
 
 
 def _forget(observation: Observation, system: str) -> None:
-    for found in (observation.snapshots, observation.reasons, observation.states, observation.deltas, observation.held):
+    for found in (observation.snapshots, observation.reasons, observation.states, observation.held):
         found.pop(system, None)  # type: ignore[attr-defined]
     observation.unchanged.discard(system)

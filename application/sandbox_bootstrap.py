@@ -11,7 +11,7 @@ from pathlib import Path
 
 import attrs
 
-from keysync.application.bootstrap import build, current_user, rows_folder, run_settings
+from keysync.application.bootstrap import build, current_user, run_settings
 from keysync.application.reconcile import RunSettings, SourceSpec
 from keysync.application.sandbox import SandboxService, SandboxSettings
 from keysync.application.store import KeySyncStore
@@ -53,8 +53,7 @@ def sandbox_exports_read(config: Config, store: KeySyncStore) -> list[str]:
 
 def protected_files(config: Config) -> tuple[Path, ...]:
     """The files and folders no summary or copy of the sandbox's may replace or go into: the exports, the SQLite
-    store and the files beside it, the reports and their record, the config, the saved states, the logs and the
-    rows kept for incremental runs."""
+    store and the files beside it, the reports and their record, the config, the saved states and the logs."""
     store = config.store.path
     beside = (store, *(store.with_name(store.name + suffix) for suffix in ("-wal", "-shm", ".lock", ".sandbox.lock")))
     return (
@@ -64,7 +63,6 @@ def protected_files(config: Config) -> tuple[Path, ...]:
         *((config.path,) if config.path is not None else ()),
         config.sandbox.states_dir,
         config.logs_dir,
-        rows_folder(config),
     )
 
 

@@ -20,7 +20,7 @@ from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.history import AuditFilter, audit_events, key_timeline
 from keysync.application.incremental import Baseline, Fingerprinter, Incremental
-from keysync.application.ports import ChangeReader, RunLock, SourceReader
+from keysync.application.ports import RunLock, SourceReader
 from keysync.application.reconcile import (
     Observation,
     Progress,
@@ -39,7 +39,6 @@ from keysync.application.resume import recheck_recorded
 from keysync.application.store import ConflictError, KeySyncStore
 from keysync.application.suspect import ShrinkGuard, accepted_of
 from keysync.domain.observations import SYSTEMS
-from keysync.domain.reconciliation import Reconciliation
 from keysync.domain.registry import Registry
 from keysync.domain.run import RUNNING, ReconciliationRun
 from keysync.projections.registry_view import matching
@@ -143,11 +142,6 @@ class KeySync:
     lock: RunLock
     actor: str = "keysync"
     fingerprint: Fingerprinter | None = None  # for incremental runs
-    read_changes: ChangeReader | None = None  # for incremental runs: a changed export, line by line
-    # The last reconciliation this process made, to build the next one on (keysync schedule).
-    _reconciliation: Reconciliation | None = attrs.field(default=None, init=False)
-    # A command that runs once: an incremental run keeps its rows with the store's row keeper for the next one.
-    rows_for_next_process: bool = False
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
 
@@ -189,7 +183,7 @@ class KeySync:
             try:
                 if observation.resumed and self.fingerprint is not None:
                     self._recheck(settings, observation, self.fingerprint)
-                observe(settings, observation, self.read_source, self._save, progress, incremental, self.read_changes)
+                observe(settings, observation, self.read_source, self._save, progress, incremental)
                 result = self._conclude(settings, observation, progress, incremental)
             except RunFailed as failure:
                 log.error("run %s failed: %s", failure.run.run_id, failure.reason,
@@ -198,14 +192,6 @@ class KeySync:
                 self.projections.catch_up()
                 raise
             _log_result(result)
-            if incremental is not None and result.reconciliation is not None:
-                self._note_baseline_keys(incremental, observation, result.reconciliation)
-            self.store.remember_rows(
-                observation.snapshots,
-                observation.states,
-                for_next_process=self.rows_for_next_process and settings.mode == "incremental",
-            )
-            self._reconciliation = result.reconciliation or self._reconciliation
             (progress or (lambda _phase: None))("writing reports")
             with timed(result.timings, "reports"):
                 try:
@@ -240,20 +226,6 @@ class KeySync:
             return Interruption(run.run_id, stored.state)
         return Interruption(run.run_id, stored.state, sorted(stored.observed), sorted(stored.unavailable))
 
-    def _note_baseline_keys(self, incremental: Incremental, observation: Observation, recon: Reconciliation) -> None:
-        """Hand the projections the keys of the run this one built on, for the changes since it, when this run
-        had its rows all at hand (each system unchanged or recorded as a delta on them) and they cover every system
-        that run had (not so in a store written before fingerprints)."""
-        baseline = incremental.baseline
-        if self.projections.has_run_keys(baseline.run_id):  # a process that runs again: it rendered that run
-            return
-        available = {s for s, found in baseline.kpis.get("systems", {}).items() if found.get("status") == "ok"}
-        at_hand = observation.unchanged | set(observation.deltas)
-        if not (available and available == set(baseline.sources) and available <= at_hand):
-            return
-        rows = {s: incremental.base_snapshot(state.holder, s) for s, state in baseline.sources.items()}
-        self.projections.note_run_rows(baseline.run_id, rows)
-
     def _dry_run(self, settings: RunSettings, progress: Progress | None) -> RunOutcome:
         self.projections.update_views()
         previous = self._latest_completed()
@@ -261,7 +233,7 @@ class KeySync:
         observation = Observation(
             new_run(settings), rules_changed=_rules_changed(settings, previous), guard=self._guard(settings, previous)
         )
-        observe(settings, observation, self.read_source, lambda _run: None, progress, incremental, self.read_changes)
+        observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
         result = conclude(settings, observation, self.store.registry(), progress, incremental)
         (progress or (lambda _phase: None))("writing reports (dry run)")
         reports = self.projections.preview(result.run, result.registry, result.reconciliation)
@@ -306,9 +278,7 @@ class KeySync:
             with timed(carried.timings, "store"):
                 self._save(*sealed_chain(self.store), carried.run)
             return carried
-        result = conclude(
-            settings, observation, self.store.registry(), progress, incremental, previous=self._reconciliation
-        )
+        result = conclude(settings, observation, self.store.registry(), progress, incremental)
         for attempt in range(3):
             try:
                 with timed(result.timings, "store"):

@@ -10,7 +10,6 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from keysync.application.ports import RowKeeper
 from keysync.domain.observations import SourceSnapshot
 from keysync.domain.registry import REGISTRY_ID, Registry
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
@@ -29,9 +28,6 @@ class KeySyncStore(Application):
 
     # Called with the number of events each save stored (the composition root hooks fault injection here).
     after_save: Callable[[int], None] | None = None
-    _latest_rows: ClassVar[dict[tuple[str, str], SourceSnapshot]] = {}
-    # Rows kept beside the store for the next process's incremental run (None: only the log).
-    row_keeper: RowKeeper | None = None
 
     # The registry as this process last saved or loaded it, and its last event as stored: the next use applies
     # only the events stored since, once that event is found where it was (not so in a store restored or remade).
@@ -100,16 +96,12 @@ class KeySyncStore(Application):
     def base_snapshots(self) -> Callable[[str, str], SourceSnapshot]:
         """What snapshots_from_events needs to follow an incremental run's systems back to the runs whose
         events hold their rows. Each (run, system) is read once per resolver."""
-        found: dict[tuple[str, str], SourceSnapshot] = dict(self._latest_rows)
+        found: dict[tuple[str, str], SourceSnapshot] = {}
         # The runs whose events were read, decoded once for all their systems; a system's events are let go
         # once its rows are built, so that only the systems still to come are held.
         decoded: dict[str, list[Any]] = {}
 
         def base_snapshot(base: str, system: str) -> SourceSnapshot:
-            if (base, system) not in found and self.row_keeper is not None:
-                kept = self.row_keeper.load(base, system)
-                if kept is not None:
-                    found[base, system] = kept
             if (base, system) not in found:
                 if base not in decoded:
                     decoded[base] = list(self.events.get(UUID(base)))
@@ -119,25 +111,6 @@ class KeySyncStore(Application):
             return found[base, system]
 
         return base_snapshot
-
-    def remember_rows(
-        self, snapshots: Mapping[str, SourceSnapshot], states: Mapping[str, Any], *, for_next_process: bool = False
-    ) -> None:
-        """Keep the rows of each system a run ended with, by (holding run, system), so that the next run in this
-        process (keysync schedule) need not read them back from the log; ``for_next_process``: also with the
-        row keeper, for the next command's. ``states`` are the run's keysync.application.incremental.SourceState
-        by system; a system it did not need to load (unchanged) keeps the rows remembered before, when they are
-        the same run's."""
-        kept = {}
-        for system, state in states.items():
-            key = (state.holder, system)
-            if system in snapshots:
-                kept[key] = snapshots[system]
-            elif key in self._latest_rows:
-                kept[key] = self._latest_rows[key]
-            if for_next_process and self.row_keeper is not None and key in kept:
-                self.row_keeper.save(state.holder, kept[key])
-        self._latest_rows = kept
 
     def run_events(self, originator_id: Any) -> list[Any]:
         """Every event of one run, in order: the raw observations with them."""

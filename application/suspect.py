@@ -32,7 +32,8 @@ MAX_SHRINK = 0.5
 @attrs.frozen
 class Accepted:
     """A system's last accepted export: the run that accepted it (``run_id``), the run whose events hold its rows
-    (``holder``, an originator id, ``depth`` deltas from a whole observation) and its valid rows."""
+    (``holder``, an originator id, at ``depth`` as keysync.application.incremental.SourceState says) and its valid
+    rows."""
 
     run_id: str
     holder: str

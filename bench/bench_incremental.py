@@ -8,8 +8,8 @@ Each timing is the median of --repeat runs, and each run is a whole `keysync run
 store that already holds a completed run. "1% changed": every hundredth row of every system gets a new key.
 The incremental runs follow each other in one application, as `keysync schedule` and `keysync replay-history`
 run them; "new process" builds a new application for each run, as a `keysync run` command does, and compares an
-incremental command with a full one. The incremental commands follow each other: the first reads the rows it
-builds on back from the event log, the next ones load them from the files the one before left beside the store.
+incremental command with a full one. A changed export is read and recorded whole; the unchanged systems' rows are
+read back from the event log.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def measure(keys: int, repeat: int) -> dict[str, float]:
         (root / "keysync-config.yaml").write_text("output_dir: ./output\nstore: {backend: sqlite}\n", encoding="utf-8")
         config = load_config(root / "keysync-config.yaml")
         generate(config.input_dir, keys=keys, seed=1)
-        keysync = build(config, create_tables=True, runs_again=True)
+        keysync = build(config, create_tables=True)
         full = run_settings(config)
         incremental = attrs.evolve(full, mode="incremental")
         keysync.run(full)

@@ -298,22 +298,17 @@ def _first(keys: list[str], count: int) -> str:
 
 
 _TOOK = {
-    "changes": "recorded as changes",
+    "changes": "recorded as changes",  # a run an earlier version began this way, resumed by this one
     "whole": "read whole",
     "unchanged": "unchanged",
     "suspect": "held back as suspect",
 }
 
 
-def _recorded(recorded: dict[str, Any], *, dry_run: bool = False) -> str:
-    """One line on what an incremental run read: "B (-1,038 +1,038 rows), C recorded as changes; A unchanged"
-    (a dry run's changes are read as changes, and nothing is stored)."""
-    took = {**_TOOK, "changes": "read as changes"} if dry_run else _TOOK
-    said: dict[str, list[str]] = {how: [] for how in took.values()}
+def _recorded(recorded: dict[str, str], *, dry_run: bool = False) -> str:
+    """One line on what an incremental run read: "B, C read whole; A, D, E unchanged"."""
+    said: dict[str, list[str]] = {how: [] for how in _TOOK.values()}
     for system, how in recorded.items():
-        if isinstance(how, dict):  # the rows removed and added
-            said[took["changes"]].append(f"{system} (-{how['removed']:,} +{how['added']:,} rows)")
-        else:
-            said[took[how]].append(system)
+        said[_TOOK[how]].append(system)
     parts = "; ".join(f"{', '.join(systems)} {how}" for how, systems in said.items() if systems)
     return f"Incremental: {parts}{' (dry run: nothing stored)' if dry_run else ''}."

@@ -85,7 +85,7 @@ def schedule_command(
 
 
 def _serve(config: Any, max_runs: int | None, notify_command: str | None, as_json: bool) -> None:
-    keysync = build(config, runs_again=True)
+    keysync = build(config)
     settings = run_settings(config)
 
     def on_wait(fire: datetime) -> None:

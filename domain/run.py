@@ -5,9 +5,10 @@ The aggregate itself keeps only counts: the keys are read back from the event lo
 change of normalization rules is a rebuild, not a re-import.
 
 An incremental run records less. A system whose export is unchanged since an earlier run gets one
-``SourceUnchanged`` naming the run that holds its rows (its ``base``); a changed one gets ``SourceChanged`` and
-only the rows removed and added since its base (``RowsRemoved``, ``RowsAdded``; keysync.domain.row_delta). Its
-rows are then its base's rows with the delta applied: ``snapshots_from_events`` asks for the base's snapshot.
+``SourceUnchanged`` naming the run that holds its rows (its ``base``); a changed one is recorded whole. Runs of
+earlier versions recorded a changed export as ``SourceChanged`` and only the rows removed and added since its base
+(``RowsRemoved``, ``RowsAdded``): those events are still read, and the system's rows are then its base's rows
+with the delta applied (``splice``). Either way ``snapshots_from_events`` asks for the base's snapshot.
 
 A resumed run may find that a system it recorded before the interruption has changed since: it records
 ``SourceSuperseded`` and then records the system again. The log keeps both recordings; the newer one is the run's.
@@ -20,15 +21,14 @@ unless its new recording holds it back again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 from eventsourcing.domain import Aggregate, event
 
 from keysync.domain.columns import Column, pack_lines, pack_text, text_length, unpack_lines, unpack_text
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot
-from keysync.domain.row_delta import RowDelta, splice
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -70,30 +70,6 @@ class ReconciliationRun(Aggregate):
     ) -> None:
         """Record that a system's export is the one whose rows run ``base`` (an originator id) holds."""
         self._source_unchanged(system, file, _listed(fingerprint), base, depth, rows)
-
-    def observe_changes(
-        self, snapshot: SourceSnapshot, base: str, depth: int, delta: RowDelta, batch_size: int
-    ) -> None:
-        """Record a system's export as the rows of run ``base`` with ``delta`` applied (``depth``: how many deltas
-        lie between it and a whole observation). The line numbers of every row are kept, as runs."""
-        system = snapshot.system
-        self._source_changed(
-            system, snapshot.file, snapshot.rows_read, _listed(snapshot.fingerprint), base, depth, len(snapshot),
-            pack_lines(snapshot.lines),
-        )  # fmt: skip
-        for start in range(0, len(delta.removed), batch_size):
-            self._remove_rows(system, pack_lines(delta.removed[start : start + batch_size]))
-        for start in range(0, len(delta.added), batch_size):
-            at = delta.added[start : start + batch_size]
-            self._add_rows(
-                system,
-                pack_lines(at),
-                pack_text([snapshot.keys[i] for i in at]),
-                pack_text([snapshot.entity_types[i] for i in at]),
-                pack_text([snapshot.location_refs[i] for i in at]),
-                pack_text([snapshot.last_seen_at[i] for i in at]),
-            )
-        self._record_rejected(snapshot, batch_size)
 
     def _record_rejected(self, snapshot: SourceSnapshot, batch_size: int) -> None:
         for start in range(0, len(snapshot.rejected), batch_size):
@@ -151,6 +127,8 @@ class ReconciliationRun(Aggregate):
         self._set_aside(system)
         self.observed[system] = rows
 
+    # SourceChanged, RowsRemoved and RowsAdded (a changed export as its delta from its base) were recorded by
+    # earlier versions only: kept so that their runs still load.
     @event("SourceChanged")
     def _source_changed(
         self,
@@ -307,3 +285,34 @@ def _based_on(system: str, base: str, base_snapshot: BaseSnapshot | None, finger
 
 def _listed(fingerprint: Fingerprint | None) -> list[Any] | None:
     return None if fingerprint is None else [fingerprint.size, fingerprint.mtime_ns, fingerprint.sha256]
+
+
+T = TypeVar("T")
+
+
+def splice(old: Sequence[T], removed: Sequence[int], added_at: Sequence[int], added: Sequence[T]) -> list[T]:
+    """``old`` without the ``removed`` indexes (ascending), with ``added[k]`` at index ``added_at[k]`` (ascending)
+    of the result: a delta that an earlier version recorded, applied to its base's column. Copies whole runs
+    between the changes, so that a few changes in a long column cost little."""
+    if removed == added_at:  # rows replaced in place (an export edited line by line): overwrite them
+        out = list(old)
+        for i, value in zip(added_at, added, strict=True):
+            out[i] = value
+        return out
+    kept: list[T] = []
+    start = 0
+    for i in removed:
+        kept.extend(old[start:i])
+        start = i + 1
+    kept.extend(old[start:])
+    if not added:
+        return kept
+    out: list[T] = []
+    taken = 0
+    for at, value in zip(added_at, added, strict=True):
+        run = at - len(out)
+        out.extend(kept[taken : taken + run])
+        taken += run
+        out.append(value)
+    out.extend(kept[taken:])
+    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
@@ -26,7 +26,6 @@ import attrs
 from keysync.application.store import KeySyncStore
 from keysync.domain.columns import unpack_text
 from keysync.domain.normalization import NormalizationRules, normalize_keys
-from keysync.domain.observations import SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun
@@ -425,25 +424,6 @@ class Projections:
             del self._run_keys[next(iter(self._run_keys))]
         return keys
 
-    def has_run_keys(self, run_id: str) -> bool:
-        """Whether this process holds a completed run's keys (it rendered the run, or was handed them)."""
-        return run_id in self._run_keys
-
-    def note_run_rows(self, run_id: str, snapshots: Mapping[str, SourceSnapshot]) -> None:
-        """Take a completed run's keys from its rows (every available system's), which a run building on it had
-        at hand anyway, so that the changes since that run need not be read back from the log."""
-        if run_id not in self._run_keys:
-            found = {s: set(normalize_keys(snapshot.keys, self.rules)) - {""} for s, snapshot in snapshots.items()}
-            self.note_run_keys(run_id, found)
-
-    def note_run_keys(self, run_id: str, keys: Mapping[str, Set[str]]) -> None:
-        """Take a completed run's keys as given: each available system's normalized keys, under these rules."""
-        if run_id in self._run_keys:
-            return
-        self._run_keys[run_id] = RunKeys.from_keys(run_id, keys)  # the newest run on record: last
-        while len(self._run_keys) > KEPT_RUN_KEYS:
-            del self._run_keys[next(iter(self._run_keys))]
-
     def _run_keys_from_log(self, run: dict[str, Any]) -> RunKeys:
         """Only the key column of each observation batch is used, one event at a time, and only the sets of
         normalized keys are kept: less than half the cost of recomputing the reconciliation, and a fraction of
@@ -451,8 +431,8 @@ class Projections:
         kpis = json.loads(run["kpis"]) if run["kpis"] else {}
         sources = kpis.get("sources", {})
         if any(s["holder"] != run["originator_id"] or s["depth"] for s in sources.values()):
-            # An incremental run: its systems' rows are partly other runs'. Each system's rows are asked for by
-            # the run holding them, which a process may have at hand (or kept beside the store).
+            # An incremental run: its systems' rows are partly other runs'. Each system's rows are read from the
+            # run holding them.
             systems = kpis.get("systems", {}).items()
             available = {s for s, found in systems if found.get("status") in ("ok", "suspect")}
             if available and available == set(sources):

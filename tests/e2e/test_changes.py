@@ -133,8 +133,8 @@ def test_a_process_that_runs_again_keeps_the_previous_runs_keys_in_memory(projec
 
 
 def test_a_full_run_after_incremental_ones_compares_with_the_rows_the_last_one_held(project, write_systems):
-    """The previous run was incremental: its systems' rows are asked for by the runs holding them (a new process
-    loads them from the files the last incremental command kept), and the changes are the ones a full run sees."""
+    """The previous run was incremental: its systems' rows are asked for by the runs holding them, and the changes
+    are the ones a full run sees."""
     write_systems(A=A, B=A, C=A, D=A, E=A)
     project.invoke("run")
     write_systems(B=["CUST-1", "N-1"])

@@ -1,4 +1,4 @@
-"""keysync run -m incremental: unchanged exports are skipped, changed ones record only their changed rows, and the
+"""keysync run -m incremental: unchanged exports are skipped, changed ones are read and recorded whole, and the
 reports always say what a full run on the same input would say."""
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from keysync.application.bootstrap import build, run_settings
 from keysync.application.reconcile import RunFailed
-from keysync.domain.line_changes import LineChanges
 from keysync.infrastructure.config import load_config
 from tests.conftest import Project
 from tests.e2e.test_crash_resume import keysync
@@ -98,7 +97,7 @@ def _stripped(found, *leave_out):
     }
 
 
-def test_a_changed_export_records_only_its_changed_rows(any_project):
+def test_a_changed_export_is_recorded_whole_and_the_others_as_unchanged(any_project):
     project = any_project
     many = [f"W-{i}" for i in range(20)]
     write_all(project, {**START, "B": [*START["B"], *many]})
@@ -110,10 +109,11 @@ def test_a_changed_export_records_only_its_changed_rows(any_project):
     by_type = {}
     for e in events:
         by_type.setdefault(e["event_type"], []).append(json.loads(e["payload"]))
-    assert [p["system"] for p in by_type["SourceChanged"]] == ["B"]
-    assert sum(p["keys"] for p in by_type["RowsAdded"]) == 2
-    assert sum(p["rows"] for p in by_type["RowsRemoved"]) == 1
-    assert len(by_type["SourceUnchanged"]) == 4 and "KeysObserved" not in by_type
+    assert [p["system"] for p in by_type["SourceRead"]] == ["B"]
+    assert {p["system"] for p in by_type["KeysObserved"]} == {"B"}
+    assert sum(p["keys"] for p in by_type["KeysObserved"]) == 25  # every row of B's new export
+    assert sorted(p["system"] for p in by_type["SourceUnchanged"]) == ["A", "C", "D", "E"]
+    assert not {"SourceChanged", "RowsRemoved", "RowsAdded"} & set(by_type)
     incremental = _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv")
     project.invoke("run")  # a full run on the same input
     assert _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv") == incremental
@@ -168,17 +168,13 @@ def test_incremental_runs_report_what_full_runs_report_after_any_edits(operation
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(OPERATIONS)
-def test_a_long_lived_process_reads_changed_exports_line_by_line_and_reports_what_full_runs_report(operations):
-    """As above, with every incremental run in one application, as keysync schedule runs them: a changed
-    export's changed lines are all that is parsed."""
+def test_a_long_lived_process_reports_what_full_runs_report_after_any_edits(operations):
+    """As above, with every incremental run in one application, as keysync schedule runs them."""
     with tempfile.TemporaryDirectory() as folder:
         incremental, full = _pair(Path(folder))
         config = load_config(incremental.config)
-        application = build(config, create_tables=True, runs_again=True)
+        application = build(config, create_tables=True)
         settings_ = attrs.evolve(run_settings(config), mode="incremental")
-        reads = []
-        reader = application.read_changes
-        application.read_changes = lambda *args, **kw: _noted(reads, reader(*args, **kw))
 
         def run_incremental() -> int:
             try:
@@ -188,14 +184,6 @@ def test_a_long_lived_process_reads_changed_exports_line_by_line_and_reports_wha
             return 0
 
         _check_after_each_edit(incremental, full, run_incremental, operations)
-        done = {operation for operation, _, _ in operations}
-        if "add" in done and not done & {"delete", "restore"}:  # an export changed and was there throughout
-            assert any(isinstance(r, LineChanges) for r in reads), reads
-
-
-def _noted(reads: list, outcome):  # type: ignore[no-untyped-def]
-    reads.append(outcome)
-    return outcome
 
 
 def _pair(root: Path) -> tuple[Project, Project]:
@@ -298,13 +286,13 @@ def test_an_incremental_run_says_how_it_recorded_each_export(project):
     project.write_system("B", [*START["B"], "NEW-1"])
     project.write_system("C", [*START["C"], "Y-2"])
     preview = project.invoke("run", "-m", "incremental", "--dry-run")
-    assert (
-        "Incremental: B (-0 +1 rows), C (-0 +1 rows) read as changes; A, D, E unchanged (dry run: nothing "
-        "stored)." in preview.stderr
-    )
+    assert "Incremental: B, C read whole; A, D, E unchanged (dry run: nothing stored)." in preview.stderr
     result = project.invoke("run", "-m", "incremental")
-    assert "Incremental: B (-0 +1 rows), C (-0 +1 rows) recorded as changes; A, D, E unchanged." in result.stderr
-    project.write_system("D", [f"D-{i}" for i in range(10)])  # more than half the rows: recorded whole
+    assert "Incremental: B, C read whole; A, D, E unchanged." in result.stderr
+    completed = project.invoke("audit", "--run", last_run(project)["run_id"], "--type", "Completed", "--json")
+    kpis = json.loads(json.loads(completed.stdout)[0]["payload"])["kpis"]
+    assert kpis["recorded"] == {"A": "unchanged", "B": "whole", "C": "whole", "D": "unchanged", "E": "unchanged"}
+    project.write_system("D", [*START["D"], "D-1"])
     result = project.invoke("run", "-m", "incremental")
     assert "Incremental: D read whole; A, B, C, E unchanged." in result.stderr
     assert "Incremental:" not in project.invoke("run").stderr

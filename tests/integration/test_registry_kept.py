@@ -27,7 +27,7 @@ def test_the_kept_registry_takes_in_another_processs_approvals_and_runs_on_witho
     project = any_project
     write_all(project, START)
     config = load_config(project.config)
-    scheduler = build(config, runs_again=True)
+    scheduler = build(config)
     settings = attrs.evolve(run_settings(config), mode="incremental")
     scheduler.run(settings)
     assert state(scheduler.store.registry()) == state(loaded(project))
@@ -49,7 +49,7 @@ def test_a_change_that_was_not_saved_leaves_the_kept_registry_as_stored(tmp_path
     project = Project(tmp_path)
     write_all(project, START)
     config = load_config(project.config)
-    application = build(config, create_tables=True, runs_again=True)
+    application = build(config, create_tables=True)
     application.run(run_settings(config))
     before = state(application.store.registry())
     unsaved = application.store.registry()
@@ -64,7 +64,7 @@ def test_a_store_restored_under_a_running_process_is_read_again_not_written_over
     project = Project(tmp_path)
     write_all(project, START)
     config = load_config(project.config)
-    scheduler = build(config, create_tables=True, runs_again=True)
+    scheduler = build(config, create_tables=True)
     scheduler.run(run_settings(config))
     backup = tmp_path / "backup.sqlite"
     with sqlite3.connect(config.store.path) as live, sqlite3.connect(backup) as copy:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from keysync.application.store import KeySyncStore
+from keysync.domain.run import ReconciliationRun
 from keysync.projections.reports import REPORTS
+from tests.unit.test_run_recordings import record_as_delta, rows
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # store_v1: the first version's; store_v2: the last before the columnar engine, holding every kind of event then.
@@ -46,3 +49,17 @@ def test_an_earlier_versions_store_is_healthy(project, name):
     use_store(project, name)
     project.invoke("rebuild")
     assert project.invoke("doctor").exit_code == 0
+
+
+def test_rows_an_earlier_version_recorded_as_a_delta_load_under_a_later_unchanged_recording():
+    """A store's latest run may name, for an unchanged export, a run that recorded it as its delta from an older
+    run: the rows are followed back through both."""
+    store = KeySyncStore()  # in memory
+    first, second, third = (ReconciliationRun(run_id=f"r{i}", mode="incremental", options={}, actor="t") for i in "123")
+    whole, changed = rows(["K1", "K2", "K3", "K4"], 1), rows(["K1", "K2", "K5"], 2)
+    first.observe(whole, batch_size=2)
+    record_as_delta(second, changed, base=whole, base_run=str(first.id))
+    third.observe_unchanged("B", "B.csv", changed.fingerprint, str(second.id), 1, len(changed))  # type: ignore[arg-type]
+    store.save(first, second, third)
+    snapshots, _ = store.run_snapshots(third.id)
+    assert (snapshots["B"].keys, snapshots["B"].lines) == (changed.keys, changed.lines)

@@ -1,16 +1,18 @@
 """A run that records a system again (a resumed run whose export changed meanwhile): folding its events gives the
-newer recording, whatever the two were (rows whole, rows as a delta, unchanged, unavailable, held back)."""
+newer recording, whatever the two were (rows whole, unchanged, unavailable, held back, or rows as a delta, which
+earlier versions recorded and every version reads)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keysync.domain.columns import pack_lines, pack_text
 from keysync.domain.observations import Fingerprint, SourceSnapshot
-from keysync.domain.row_delta import snapshot_delta
-from keysync.domain.run import ReconciliationRun, snapshots_from_events
+from keysync.domain.run import ReconciliationRun, snapshots_from_events, splice
 
 BASE_RUN = "base-run"
 BASE = SourceSnapshot("B", "B.csv", 3, ["K1", "K2", "K3"], ["c"] * 3, [""] * 3, [""] * 3, [2, 3, 4], [])
@@ -35,7 +37,7 @@ def record(run: ReconciliationRun, how: str, keys: list[str], seed: int) -> tupl
     if how == "whole":
         run.observe(snapshot, batch_size=2)
     elif how == "delta":
-        run.observe_changes(snapshot, BASE_RUN, 1, snapshot_delta(BASE, snapshot), batch_size=2)
+        record_as_delta(run, snapshot)
     elif how == "unchanged":
         run.observe_unchanged("B", "B.csv", snapshot.fingerprint, BASE_RUN, 0, len(BASE))  # type: ignore[arg-type]
         return BASE.keys, ""
@@ -46,6 +48,23 @@ def record(run: ReconciliationRun, how: str, keys: list[str], seed: int) -> tupl
         run.mark_unavailable("B", "B.csv", f"reason {seed}")
         return None, f"reason {seed}"
     return keys, ""
+
+
+def record_as_delta(
+    run: ReconciliationRun, snapshot: SourceSnapshot, base: SourceSnapshot = BASE, base_run: str = BASE_RUN
+) -> None:
+    """Record B as earlier versions recorded a changed export: the rows removed from the rows ``base_run`` holds
+    (``base``) and the rows added (here: every row after the keys both share at the start)."""
+    keys, n = snapshot.keys, len(snapshot)
+    same = next((i for i, (a, b) in enumerate(zip(base.keys, keys, strict=False)) if a != b), min(len(base), n))
+    added = list(range(same, n))
+    fingerprint = list(attrs.astuple(snapshot.fingerprint))
+    run._source_changed("B", "B.csv", n, fingerprint, base_run, 1, n, pack_lines(snapshot.lines))
+    if same < len(base):
+        run._remove_rows("B", pack_lines(range(same, len(base))))
+    if added:
+        values = [[column[i] for i in added] for column in (keys, snapshot.entity_types, snapshot.location_refs)]
+        run._add_rows("B", pack_lines(added), *map(pack_text, values), pack_text([""] * len(added)))
 
 
 def base_snapshot(run: str, system: str) -> SourceSnapshot:
@@ -91,3 +110,20 @@ def test_a_held_back_recording_set_aside_leaves_the_system_to_read_and_no_longer
     snapshots, unavailable = snapshots_from_events(run.collect_events(), base_snapshot)
     assert snapshots == {} and unavailable == {}
     assert run.observed == {} and run.held_back == {} and run.stand_ins == {}
+
+
+@given(st.lists(st.integers(), max_size=40), st.data())
+def test_splice_removes_and_inserts_like_a_list_would(old: list[int], data: st.DataObject) -> None:
+    removed = sorted(data.draw(st.sets(st.sampled_from(range(len(old))))) if old else [])
+    kept = [v for i, v in enumerate(old) if i not in set(removed)]
+    added = data.draw(st.lists(st.integers(), max_size=10))
+    size = len(kept) + len(added)
+    at = (
+        sorted(data.draw(st.sets(st.sampled_from(range(size)), min_size=len(added), max_size=len(added))))
+        if size
+        else []
+    )
+    slots = dict(zip(at, added, strict=True))
+    rest = iter(kept)
+    expected = [slots[i] if i in slots else next(rest) for i in range(size)]
+    assert splice(old, removed, at, added) == expected
