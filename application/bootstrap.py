@@ -29,10 +29,9 @@ def store_env(config: Config, *, create_tables: bool = False) -> dict[str, str]:
     from eventsourcing.utils import get_topic
 
     from keysync.application.ports import StoreUnavailable
-    from keysync.infrastructure.arrow_transcoding import KeySyncTranscoder
     from keysync.infrastructure.compression import ZstdCompressor
 
-    encoding = {"COMPRESSOR_TOPIC": get_topic(ZstdCompressor), "TRANSCODER_TOPIC": get_topic(KeySyncTranscoder)}
+    encoding = {"COMPRESSOR_TOPIC": get_topic(ZstdCompressor)}
 
     if config.store.backend == "postgres":
         return {

@@ -4,9 +4,12 @@ counted, so that `keysync key` and `keysync audit --key` speak of the key asked 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from keysync.domain.columns import Column, text_array, unpack_text
 from keysync.domain.normalization import NormalizationRules, normalize_keys, rows_normalized_to
@@ -29,9 +32,10 @@ PROPOSED = "proposed as master key "
 def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
     """What ``event`` did to or said of the normalized ``key``; None when it does not concern the key."""
     name = type(event).__name__
-    if name in ("KeysObserved", "RowsAdded"):
-        found = len(rows_holding(event.keys, key, rules)) > 0
-        return (f"{SEEN}{event.system}" if name == "KeysObserved" else f"added to {event.system}") if found else None
+    if name in ("RowsObserved", "KeysObserved", "RowsAdded"):
+        keys = event.rows.column("key") if name == "RowsObserved" else event.keys
+        found = len(rows_holding(keys, key, rules)) > 0
+        return (f"added to {event.system}" if name == "RowsAdded" else f"{SEEN}{event.system}") if found else None
     if name == "MasterKeysProposed":
         entry = next((e for e in event.entries if key in (e[0], e[1])), None)
         return None if entry is None else f"{PROPOSED}{entry[0]} (from {entry[2]})"
@@ -74,9 +78,11 @@ def _systems_holding(entries: Sequence[Sequence[Any]], key: str, rules: Normaliz
     return list(dict.fromkeys(e[0] for e, k in zip(entries, normalized, strict=True) if k == key))
 
 
-def rows_holding(keys: Column, wanted: str, rules: NormalizationRules) -> np.ndarray:
-    """The rows of a stored key column whose key normalizes to ``wanted``: through Arrow, with no Python string per
-    row."""
+def rows_holding(keys: Column | pa.Array | pa.ChunkedArray, wanted: str, rules: NormalizationRules) -> np.ndarray:
+    """The rows of a stored key column (Arrow, or an earlier version's joined text) whose key normalizes to
+    ``wanted``: through Arrow, with no Python string per row."""
+    if not isinstance(keys, str | list):
+        return rows_normalized_to(keys, wanted, rules)
     try:
         array = text_array(keys)
     except UnicodeEncodeError:  # a lone surrogate (from a JSON escape): not text Arrow holds

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import IntegrityError, OperationalError, Transcoder
 
 from keysync.domain.observations import SourceSnapshot
 from keysync.domain.registry import REGISTRY_ID, Registry
@@ -32,6 +32,14 @@ class KeySyncStore(Application):
     # The registry as this process last saved or loaded it, and its last event as stored: the next use applies
     # only the events stored since, once that event is found where it was (not so in a store restored or remade).
     _registry: tuple[Registry, bytes] | None = None
+
+    def construct_transcoder(self) -> Transcoder:
+        """JSON, as eventsourcing's, which also stores the Arrow tables of observation batches."""
+        from keysync.infrastructure.arrow_transcoding import KeySyncTranscoder
+
+        transcoder = KeySyncTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         recordings = super().save(*objs, **kwargs)

@@ -20,10 +20,9 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
-import numpy as np
 
 from keysync.application.incremental import BaseSnapshot, SourceState
-from keysync.domain.normalization import NormalizationRules, normalize_keys
+from keysync.domain.normalization import NormalizationRules, normalize_array
 from keysync.domain.observations import Fingerprint, SourceSnapshot
 
 MAX_SHRINK = 0.5
@@ -110,18 +109,11 @@ class ShrinkGuard:
 
 def valid_rows(snapshot: SourceSnapshot, rules: NormalizationRules) -> int:
     """The rows of an export whose key survives normalization: what an export of junk keys ("***", a script the rules
-    strip) is not. An ASCII letter or digit survives every rule, so only the keys without one are normalized: found
-    in one pass over the keys' bytes (keys hold no line break: control characters are rejected rows)."""
-    if not snapshot.keys:
-        return 0
-    data = np.frombuffer("\n".join(snapshot.keys).encode("utf-8", "surrogatepass") + b"\n", dtype=np.uint8)
-    ends = np.flatnonzero(data == _NEWLINE)
-    alnum = np.cumsum(_ASCII_ALNUM[data], dtype=np.int64)[ends]
-    doubtful = np.flatnonzero(np.diff(alnum, prepend=0) == 0)
-    candidates = [snapshot.keys[i] for i in doubtful]
-    return len(snapshot) - sum(1 for key in normalize_keys(candidates, rules) if not key)
+    strip) is not. An ASCII letter or digit survives every rule, so only the keys without one are normalized."""
+    import pyarrow.compute as pc
 
-
-_NEWLINE = ord("\n")
-_ASCII_ALNUM = np.zeros(256, dtype=np.uint8)
-_ASCII_ALNUM[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", dtype=np.uint8)] = 1
+    keys = snapshot.keys
+    doubtful = keys.filter(pc.invert(pc.match_substring_regex(keys, "[A-Za-z0-9]")))
+    if not len(doubtful):
+        return len(keys)
+    return len(keys) - pc.sum(pc.equal(normalize_array(doubtful, rules), "")).as_py()

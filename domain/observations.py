@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import attrs
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SYSTEMS = ("A", "B", "C", "D", "E")
 AUTHORITY = "A"
@@ -34,28 +40,81 @@ class Fingerprint:
         return (self.size, self.sha256) == (other.size, other.sha256)
 
 
+ROW_COLUMNS = ("key", "entity_type", "location_ref", "last_seen_at", "line")
+
+
+def row_schema() -> pa.Schema:
+    """The columns of an export's accepted rows: the four values of the contract, and the row's file line."""
+    import pyarrow as pa
+
+    return pa.schema([*((name, pa.string()) for name in ROW_COLUMNS[:-1]), ("line", pa.int64())])
+
+
+def _single_chunks(rows: pa.Table) -> pa.Table:
+    return rows if all(c.num_chunks <= 1 for c in rows.columns) else rows.combine_chunks()
+
+
 @attrs.frozen
 class SourceSnapshot:
-    """Every accepted row of one system's export, stored column-wise (cheap to batch into events).
-
-    All column lists have the same length; ``lines[i]`` is the file line of row i.
-    ``last_seen_at`` holds ISO 8601 timestamps with a UTC offset, or "" when absent or unparseable.
+    """Every accepted row of one system's export, as an Arrow table of ROW_COLUMNS (one chunk per column), and the
+    rejected rows. ``last_seen_at`` holds ISO 8601 timestamps with a UTC offset, or "" when absent or unparseable.
     ``rows_read`` counts data records (not the header, not blank lines); rejected errors are among them.
     """
 
     system: str
     file: str
     rows_read: int
-    keys: list[str]
-    entity_types: list[str]
-    location_refs: list[str]
-    last_seen_at: list[str]
-    lines: list[int]
+    rows: pa.Table = attrs.field(converter=_single_chunks)
     rejected: list[RejectedRow]
     fingerprint: Fingerprint | None = None
 
+    @classmethod
+    def of(
+        cls,
+        system: str,
+        file: str,
+        rows_read: int,
+        keys: Sequence[str],
+        entity_types: Sequence[str],
+        location_refs: Sequence[str],
+        last_seen_at: Sequence[str],
+        lines: Sequence[int],
+        rejected: list[RejectedRow],
+        fingerprint: Fingerprint | None = None,
+    ) -> SourceSnapshot:
+        """A snapshot from Python lists, one per column (the sandbox's rows, tests)."""
+        import pyarrow as pa
+
+        columns = [pa.array(list(c), pa.string()) for c in (keys, entity_types, location_refs, last_seen_at)]
+        table = pa.table([*columns, pa.array(list(lines), pa.int64())], schema=row_schema())
+        return cls(system, file, rows_read, table, rejected, fingerprint)
+
+    def column(self, name: str) -> pa.Array:
+        column = self.rows.column(name)
+        return column.chunk(0) if column.num_chunks else column.combine_chunks()
+
+    @property
+    def keys(self) -> pa.Array:
+        return self.column("key")
+
+    @property
+    def entity_types(self) -> pa.Array:
+        return self.column("entity_type")
+
+    @property
+    def location_refs(self) -> pa.Array:
+        return self.column("location_ref")
+
+    @property
+    def last_seen_at(self) -> pa.Array:
+        return self.column("last_seen_at")
+
+    @property
+    def lines(self) -> pa.Array:
+        return self.column("line")
+
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.rows.num_rows
 
 
 class SourceUnavailable(Exception):

@@ -1,6 +1,7 @@
 """A reconciliation run: what was read from each system, and how the run ended.
 
-The raw rows live in the run's ``KeysObserved`` events, a batch of up to ``batch_size`` keys each, column-wise.
+The raw rows live in the run's ``RowsObserved`` events, a batch of up to ``batch_size`` rows each, as an Arrow
+table (earlier versions recorded ``KeysObserved``, the same columns as joined text; those are still read).
 The aggregate itself keeps only counts: the keys are read back from the event log by the projections, so that a
 change of normalization rules is a rebuild, not a re-import.
 
@@ -22,13 +23,16 @@ unless its new recording holds it back again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 from eventsourcing.domain import Aggregate, event
 
-from keysync.domain.columns import Column, pack_lines, pack_text, text_length, unpack_lines, unpack_text
-from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot
+from keysync.domain.columns import Column, text_array, text_length, unpack_lines, unpack_text
+from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot, row_schema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -54,15 +58,7 @@ class ReconciliationRun(Aggregate):
         """Record one system's export: its file, its accepted rows in batches, its rejected rows."""
         self._read_source(snapshot.system, snapshot.file, snapshot.rows_read, _listed(snapshot.fingerprint))
         for start in range(0, len(snapshot), batch_size):
-            stop = start + batch_size
-            self._observe_keys(
-                snapshot.system,
-                pack_text(snapshot.keys[start:stop]),
-                pack_text(snapshot.entity_types[start:stop]),
-                pack_text(snapshot.location_refs[start:stop]),
-                pack_text(snapshot.last_seen_at[start:stop]),
-                pack_lines(snapshot.lines[start:stop]),
-            )
+            self._observe_rows(snapshot.system, snapshot.rows.slice(start, batch_size))
         self._record_rejected(snapshot, batch_size)
 
     def observe_unchanged(
@@ -108,6 +104,11 @@ class ReconciliationRun(Aggregate):
         self._set_aside(system)
         self.observed[system] = 0
 
+    @event("RowsObserved")
+    def _observe_rows(self, system: str, rows: pa.Table) -> None:
+        self.observed[system] += rows.num_rows
+
+    # KeysObserved (the same columns, as text joined by line breaks) was recorded by earlier versions.
     @event("KeysObserved")
     def _observe_keys(
         self,
@@ -210,7 +211,7 @@ class ReconciliationRun(Aggregate):
 RECORDINGS = {
     "SourceRead", "SourceChanged", "SourceUnchanged", "SourceUnavailable", "SourceHeldBack", "SourceSuperseded",
 }  # fmt: skip
-ROW_FIELDS = ("keys", "entity_types", "location_refs", "last_seen_at")  # a row's values, as SourceSnapshot names them
+ROW_FIELDS = ("keys", "entity_types", "location_refs", "last_seen_at")  # a row's values, as old events name them
 BaseSnapshot = Callable[[str, str], SourceSnapshot]  # (run originator id, system) -> that run's rows of the system
 
 
@@ -221,6 +222,7 @@ def snapshots_from_events(
     from a run's events. An incremental run's unchanged or changed systems need their base run's rows:
     ``base_snapshot`` gives them."""
     snapshots: dict[str, SourceSnapshot] = {}
+    batches: dict[str, list[pa.Table]] = {}  # system -> its rows, batch by batch
     unavailable: dict[str, str] = {}
     deltas: dict[
         str, tuple[Any, list[int], list[int], dict[str, list[str]]]
@@ -231,18 +233,17 @@ def snapshots_from_events(
             continue
         if name in RECORDINGS:  # a system's newer recording (after a resume) sets aside its older one
             snapshots.pop(e.system, None)
+            batches.pop(e.system, None)
             unavailable.pop(e.system, None)
             deltas.pop(e.system, None)
         if name == "SourceRead":
             fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
-            snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, [], [], [], [], [], [], fp)
+            snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, _no_rows(), [], fp)
+            batches[e.system] = []
+        elif name == "RowsObserved":
+            batches[e.system].append(e.rows)
         elif name == "KeysObserved":
-            s = snapshots[e.system]
-            s.keys.extend(unpack_text(e.keys))
-            s.entity_types.extend(unpack_text(e.entity_types))
-            s.location_refs.extend(unpack_text(e.location_refs))
-            s.last_seen_at.extend(unpack_text(e.last_seen_at))
-            s.lines.extend(unpack_lines(e.lines))
+            batches[e.system].append(_keys_observed(e))
         elif name == "RowsRejected":
             s = snapshots[e.system]
             s.rejected.extend(RejectedRow(e.system, s.file, *row) for row in e.rows)
@@ -254,9 +255,7 @@ def snapshots_from_events(
             snapshots[e.system] = _based_on(e.system, e.accepted["holder"], base_snapshot)
         elif name == "SourceChanged":
             fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
-            snapshots[e.system] = SourceSnapshot(
-                e.system, e.file, e.rows_read, [], [], [], [], unpack_lines(e.lines), [], fp
-            )
+            snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, _no_rows(), [], fp)
             deltas[e.system] = (e, [], [], {field: [] for field in ROW_FIELDS})
         elif name == "RowsRemoved":
             deltas[e.system][1].extend(unpack_lines(e.rows))
@@ -265,13 +264,33 @@ def snapshots_from_events(
             delta[2].extend(unpack_lines(e.at))
             for field in ROW_FIELDS:
                 delta[3][field].extend(unpack_text(getattr(e, field)))
+    import pyarrow as pa
+
+    for system, tables in batches.items():
+        if system in snapshots and tables:
+            snapshots[system] = attrs.evolve(snapshots[system], rows=pa.concat_tables(tables))
     for system, (changed, removed, at, added) in deltas.items():
         base = _based_on(system, changed.base, base_snapshot)
-        columns = {field: splice(getattr(base, field), removed, at, added[field]) for field in ROW_FIELDS}
-        if {len(column) for column in columns.values()} != {changed.rows}:
+        columns = [splice(getattr(base, field).to_pylist(), removed, at, added[field]) for field in ROW_FIELDS]
+        if {len(column) for column in columns} != {changed.rows}:
             raise ValueError(f"System {system}'s rows in run {changed.base} and their delta do not fit together")
-        snapshots[system] = attrs.evolve(snapshots[system], **columns)
+        s = snapshots[system]
+        lines = unpack_lines(changed.lines)
+        snapshots[system] = SourceSnapshot.of(s.system, s.file, s.rows_read, *columns, lines, s.rejected, s.fingerprint)
     return snapshots, unavailable
+
+
+def _no_rows() -> pa.Table:
+    return row_schema().empty_table()
+
+
+def _keys_observed(e: Any) -> pa.Table:
+    """An earlier version's batch of rows (its columns joined by line breaks) as a table of ROW_COLUMNS."""
+    import pyarrow as pa
+
+    columns = [text_array(getattr(e, field)) for field in ROW_FIELDS]
+    lines = pa.array(unpack_lines(e.lines), pa.int64())
+    return pa.table([*(c.cast(pa.string()) for c in columns), lines], schema=row_schema())
 
 
 def _based_on(system: str, base: str, base_snapshot: BaseSnapshot | None, fingerprint: Any = None) -> SourceSnapshot:

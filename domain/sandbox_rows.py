@@ -154,7 +154,7 @@ def snapshot(system: str, rows: Sequence[Sequence[str]], max_key_length: int, fi
     problems = _problems(rows, keys, max_key_length)
     lines = _lines(keys)
     kept = [i for i in range(len(rows)) if i not in problems] if problems else range(len(rows))
-    return SourceSnapshot(
+    return SourceSnapshot.of(
         system,
         file,
         len(rows),

@@ -35,7 +35,14 @@ import pyarrow.compute as pc
 # SourceUnavailable is the domain's, where the application catches it; raised here, its message names the file.
 from keysync.application.bulk import collector_paused
 from keysync.domain.keys import CONTROL_CLASS, key_problem
-from keysync.domain.observations import Fingerprint, RejectedRow, SourceRefused, SourceSnapshot, SourceUnavailable
+from keysync.domain.observations import (
+    Fingerprint,
+    RejectedRow,
+    SourceRefused,
+    SourceSnapshot,
+    SourceUnavailable,
+    row_schema,
+)
 
 __all__ = ["SourceUnavailable", "read_source"]
 
@@ -48,7 +55,6 @@ _BOM = b"\xef\xbb\xbf"
 _MB = 1 << 20
 _RAW_LIMIT = 200  # characters of a rejected line kept in the report
 RAW_KEEP = _RAW_LIMIT + 1  # characters of a row's text that show it as ``printable`` does: the rest is never copied
-_SAMPLE_ROWS = 20_000  # rows sampled to judge whether a column is repetitive
 _CHUNK = 1 << 22  # bytes looked at in one go when counting per line
 
 # Characters escaped in reports: control characters (tab too) and lone surrogates (undecodable bytes).
@@ -423,7 +429,7 @@ def _snapshot(rows: ParsedRows, source: SourceFile, max_key_length: int, fingerp
     if "last_seen_at" in table.column_names:
         stamps, unparseable = _normalize_timestamps(table["last_seen_at"])
     else:
-        stamps, unparseable = [""] * n, {}
+        stamps, unparseable = pa.repeat(pa.scalar("", pa.string()), n), {}
     warnings = {
         i: f"unparseable last_seen_at '{printable(value, 60)}'" for i, value in unparseable.items() if i not in problems
     }
@@ -441,41 +447,25 @@ def _snapshot(rows: ParsedRows, source: SourceFile, max_key_length: int, fingerp
         keep = np.ones(n, dtype=bool)
         keep[list(problems)] = False
         table = table.filter(pa.array(keep))  # much faster than a take
-        stamps = np.asarray(stamps, dtype=object)[keep].tolist()
+        stamps = stamps.filter(pa.array(keep))
     lines = table["line"].to_numpy()
     if np.any(np.diff(lines) < 0):  # rows parsed one by one were appended after pyarrow's
         order = np.argsort(lines, kind="stable")
         table = table.combine_chunks().take(row_indexes(order))
-        stamps = np.asarray(stamps, dtype=object)[order].tolist()
+        stamps = stamps.take(row_indexes(order))
 
-    def column(name: str) -> list[str]:
-        return _to_list(table[name]) if name in table.column_names else [""] * table.num_rows
+    def column(name: str) -> pa.ChunkedArray | pa.Array:
+        return table[name] if name in table.column_names else pa.repeat(pa.scalar("", pa.string()), table.num_rows)
 
+    columns = [column(KEY), column("entity_type"), column("location_ref"), stamps, table["line"]]
     return SourceSnapshot(
         system=source.system,
         file=source.file,
         rows_read=rows.rows_read,
-        keys=column(KEY),
-        entity_types=column("entity_type"),
-        location_refs=column("location_ref"),
-        last_seen_at=stamps,
-        lines=table["line"].to_pylist(),
+        rows=pa.table(columns, schema=row_schema()),
         rejected=rejected,
         fingerprint=fingerprint,
     )
-
-
-def _to_list(column: pa.ChunkedArray | pa.Array) -> list[str]:
-    """Python strings from an arrow column. A repetitive column (judged by a sample) goes through its distinct
-    values: faster, and one string object per distinct value rather than one per row."""
-    sample = column.slice(0, _SAMPLE_ROWS)
-    if pc.count_distinct(sample).as_py() * 10 > len(sample):
-        return column.to_pylist()
-    # A plain Array (the timestamp column after rewriting) has no chunks to combine.
-    combined = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = pc.dictionary_encode(combined)
-    distinct = np.array(encoded.dictionary.to_pylist(), dtype=object)
-    return distinct[encoded.indices.to_numpy()].tolist()
 
 
 def _field_problems(table: pa.Table, system: str, max_key_length: int) -> dict[int, str]:
@@ -538,7 +528,7 @@ def _foreign_system(source_system: str, system: str) -> str:
     return f"source_system '{printable(source_system, 40)}' differs from the system being read ({system})"
 
 
-def _normalize_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[list[str], dict[int, str]]:
+def _normalize_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, dict[int, str]]:
     """last_seen_at in canonical UTC ISO 8601 ("" stays ""), and the unparseable values by row index."""
     todo = np.flatnonzero(~_is_canonical_utc(values))
     if len(todo):  # rewrite the common UTC spellings at C speed, so that few values are left to parse
@@ -549,17 +539,16 @@ def _normalize_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[list[str]
         values = pc.replace_with_mask(values.combine_chunks(), pa.array(mask), rewritten.combine_chunks())
         left = ~_is_canonical_utc(rewritten)
         todo, originals = todo[left].tolist(), written.filter(pa.array(left)).to_pylist()
-    stamps = _to_list(values)
+    stamps = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if not len(todo):
         return stamps, {}
     distinct = list(dict.fromkeys(originals))  # parse each distinct value once
     parsed = dict(zip(distinct, _parse_iso8601(distinct), strict=True))
-    unparseable = {}
-    for i, value in zip(todo, originals, strict=True):
-        stamps[i] = parsed[value] or ""
-        if parsed[value] is None:
-            unparseable[i] = value
-    return stamps, unparseable
+    unparseable = {i: value for i, value in zip(todo, originals, strict=True) if parsed[value] is None}
+    mask = np.zeros(len(stamps), dtype=bool)
+    mask[todo] = True
+    fixed = pa.array([parsed[value] or "" for value in originals], pa.string())
+    return pc.replace_with_mask(stamps, pa.array(mask), fixed), unparseable
 
 
 def _is_canonical_utc(values: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -15,6 +15,8 @@ _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_top
 def summarise(event: Any) -> dict[str, Any]:
     """The event's payload, fit for a report cell: lists of keys are counted, not copied."""
     name = type(event).__name__
+    if name == "RowsObserved":
+        return {"system": event.system, "keys": event.rows.num_rows}
     if name in ("KeysObserved", "RowsAdded"):
         return {"system": event.system, "keys": text_length(event.keys)}
     if name == "RowsRejected":

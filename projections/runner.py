@@ -24,8 +24,8 @@ from uuid import UUID
 import attrs
 
 from keysync.application.store import KeySyncStore
-from keysync.domain.columns import unpack_text
-from keysync.domain.normalization import NormalizationRules, normalize_keys
+from keysync.domain.columns import text_array
+from keysync.domain.normalization import NormalizationRules, normalize_array
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun
@@ -439,7 +439,9 @@ class Projections:
                 snapshots = self.store.rows_held({s: state["holder"] for s, state in sources.items()})
             else:  # a store written before every run listed its sources
                 snapshots, _ = self.store.run_snapshots(run["originator_id"])
-            found = {s: set(normalize_keys(snapshot.keys, self.rules)) for s, snapshot in snapshots.items()}
+            found = {
+                s: set(normalize_array(snapshot.keys, self.rules).to_pylist()) for s, snapshot in snapshots.items()
+            }
             for found_keys in found.values():
                 found_keys.discard("")
             return RunKeys.from_keys(run["run_id"], found)
@@ -448,8 +450,9 @@ class Projections:
             name = type(event).__name__
             if name == "SourceRead":
                 keys[event.system] = set()
-            elif name == "KeysObserved":
-                keys[event.system].update(normalize_keys(unpack_text(event.keys), self.rules))
+            elif name in ("RowsObserved", "KeysObserved"):
+                column = event.rows.column("key") if name == "RowsObserved" else text_array(event.keys)
+                keys[event.system].update(normalize_array(column, self.rules).to_pylist())
         for found in keys.values():
             found.discard("")  # a key that normalizes to nothing is a rejected row, not a key
         return RunKeys.from_keys(run["run_id"], keys)

@@ -130,7 +130,7 @@ def test_a_deleted_event_is_found(project, write_systems):
     project.invoke("run")
     project.invoke("run")
     second = seals(project)[1]
-    target = next(i for i in stored(project, "KeysObserved") if second.first_id <= i <= second.last_id)
+    target = next(i for i in stored(project, "RowsObserved") if second.first_id <= i <= second.last_id)
     execute(project, "DELETE FROM {table} WHERE {id} = ?", target)
     broken = verify(project, expect=1)["broken"]
     assert (broken["seal"], broken["kind"], broken["ids"]) == (2, "deleted", [target])
@@ -142,7 +142,7 @@ def test_swapped_events_are_found(project, write_systems):
     project.invoke("run")
     project.invoke("run")
     first = seals(project)[0]
-    a, b = [i for i in stored(project, "KeysObserved") if i <= first.last_id][1:3]
+    a, b = [i for i in stored(project, "RowsObserved") if i <= first.last_id][1:3]
     for statement, params in [("UPDATE {table} SET {id} = ? WHERE {id} = ?", (-1, a)),
                               ("UPDATE {table} SET {id} = ? WHERE {id} = ?", (a, b)),
                               ("UPDATE {table} SET {id} = ? WHERE {id} = ?", (b, -1))]:  # fmt: skip

@@ -39,7 +39,6 @@ from typing import Any
 
 import pytest
 
-from keysync.domain.columns import unpack_lines, unpack_text
 from keysync.projections.reports import (
     DUPLICATES,
     MISSING_FROM_SYSTEM,
@@ -170,10 +169,8 @@ def check_log(config: Path) -> dict[str, int]:
             recorded[run, event.system] += 1
             if name == "SourceRead":
                 rows_read[run, event.system] = event.rows_read
-        elif name == "KeysObserved":
-            keys, at = unpack_text(event.keys), unpack_lines(event.lines)
-            assert len(keys) == len(at)
-            lines[run, event.system] += at
+        elif name == "RowsObserved":
+            lines[run, event.system] += event.rows.column("line").to_pylist()
         elif name == "RowsRejected":
             errors[run, event.system] += sum(1 for row in event.rows if row[1] == "error")
         elif name in TERMINAL:

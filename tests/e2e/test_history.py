@@ -33,7 +33,7 @@ def test_audit_filters_by_run_type_and_key(any_project, write_systems):
     activated = json.loads(any_project.invoke("audit", "--type", "MasterKeysActivated", "--json").stdout)
     assert len(activated) == 1 and json.loads(activated[0]["payload"])["master_keys_count"] == 1
     about_x2 = json.loads(any_project.invoke("audit", "--key", "x_2", "--json").stdout)
-    assert [e["event_type"] for e in about_x2] == ["KeysObserved", "MasterKeysProposed"]
+    assert [e["event_type"] for e in about_x2] == ["RowsObserved", "MasterKeysProposed"]
     assert json.loads(any_project.invoke("audit", "--since", "2999-01-01", "--json").stdout) == []
     assert any_project.invoke("audit", "--since", "yesterday", expect=2).exit_code == 2
 

@@ -75,7 +75,7 @@ def test_a_run_on_unchanged_exports_reads_nothing_and_carries_the_last_reconcili
     assert second["mode"] == "incremental" and second["status"] == "completed"
     types = event_types(project, second["run_id"])
     assert types.count("SourceUnchanged") == 5
-    assert not {"SourceRead", "KeysObserved", "SourceChanged", "RowsAdded"} & set(types)
+    assert not {"SourceRead", "RowsObserved", "KeysObserved", "SourceChanged", "RowsAdded"} & set(types)
     after = reports(project, everything=True)
     # The discrepancies are those the first run found, and say so; the summary names the new run.
     assert after["diff_missing_in_A.csv"] == before["diff_missing_in_A.csv"]
@@ -110,8 +110,8 @@ def test_a_changed_export_is_recorded_whole_and_the_others_as_unchanged(any_proj
     for e in events:
         by_type.setdefault(e["event_type"], []).append(json.loads(e["payload"]))
     assert [p["system"] for p in by_type["SourceRead"]] == ["B"]
-    assert {p["system"] for p in by_type["KeysObserved"]} == {"B"}
-    assert sum(p["keys"] for p in by_type["KeysObserved"]) == 25  # every row of B's new export
+    assert {p["system"] for p in by_type["RowsObserved"]} == {"B"}
+    assert sum(p["keys"] for p in by_type["RowsObserved"]) == 25  # every row of B's new export
     assert sorted(p["system"] for p in by_type["SourceUnchanged"]) == ["A", "C", "D", "E"]
     assert not {"SourceChanged", "RowsRemoved", "RowsAdded"} & set(by_type)
     incremental = _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv")

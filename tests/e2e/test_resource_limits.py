@@ -53,7 +53,7 @@ def test_a_byte_order_mark_is_skipped_without_changing_the_fingerprint(tmp_path:
     assert snapshot.fingerprint is not None
     assert snapshot.fingerprint.sha256 == hashlib.sha256(data).hexdigest()
     assert snapshot.fingerprint.size == len(data)
-    assert snapshot.keys[0] == "K-0000000" and snapshot.rejected == []
+    assert snapshot.keys.to_pylist()[0] == "K-0000000" and snapshot.rejected == []
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
@@ -68,7 +68,7 @@ def test_an_export_from_a_pipe_is_read_and_held_to_the_limit(tmp_path: Path, bom
         writer.start()
         try:
             if limit_ok:
-                assert read_source("B", pipe, max_file_mb=1).keys == ["K-1"]
+                assert read_source("B", pipe, max_file_mb=1).keys.to_pylist() == ["K-1"]
             else:
                 with pytest.raises(SourceUnavailable, match="file too large"):
                     read_source("B", pipe, max_file_mb=1)

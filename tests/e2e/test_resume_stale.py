@@ -20,7 +20,7 @@ from tests.e2e.test_crash_resume import stable_reports
 
 A = ["CUST-1", "CUST-2", "CUST-3", "PROD-1"]
 # With one observation batch per system and no rejected rows, a run stores Started, then SourceRead and
-# KeysObserved per system: after 5 events it has recorded A and B (each test checks so in the log).
+# RowsObserved per system: after 5 events it has recorded A and B (each test checks so in the log).
 AFTER_A_AND_B = "5"
 
 
@@ -147,7 +147,7 @@ def test_a_system_unavailable_when_recorded_is_read_once_its_export_is_back(seed
 def test_an_incremental_run_resumed_reads_a_changed_export_again_from_its_baseline(seeded, tmp_path):
     assert run(seeded).returncode == 0  # the baseline
     seeded.write_system("B", ["cust_1", "X-1", "X-2"])
-    # Started, SourceUnchanged for A, C, D, E (one save), then B's SourceRead, KeysObserved: B is recorded whole.
+    # Started, SourceUnchanged for A, C, D, E (one save), then B's SourceRead, RowsObserved: B is recorded whole.
     interrupted_after(seeded, "7", "-m", "incremental")
     assert recorded(seeded)["SourceRead", "B"] == 2  # the baseline's and this run's
     seeded.write_system("B", ["cust_1", "X-1", "X-3", "X-4"])
@@ -214,7 +214,7 @@ def test_ctrl_c_after_the_run_is_stored_says_that_only_its_reports_lag(seeded):
 
 
 # A run interrupted just after it held a suspect export of D back: every system has K1..K20, then D is cut to three
-# keys. The run stores Started, SourceRead and KeysObserved for A, B and C, then D's SourceHeldBack: 8 events.
+# keys. The run stores Started, SourceRead and RowsObserved for A, B and C, then D's SourceHeldBack: 8 events.
 KEYS = [f"K{i}" for i in range(1, 21)]
 AFTER_D_HELD_BACK = "8"
 

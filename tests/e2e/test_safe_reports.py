@@ -74,7 +74,7 @@ def test_the_store_keeps_the_raw_values(formulas):
     assert {HYPERLINK, "@SUM(1+1)", "+CUST-9", "-1", "\t=1+1"} <= set(registry)
     assert registry["+CUST-9"]["status_reason"] == "=1+1 \r@evil"
     events = json.loads(formulas.invoke("audit", "--key", HYPERLINK, "--json").stdout)
-    assert "KeysObserved" in {e["event_type"] for e in events}
+    assert "RowsObserved" in {e["event_type"] for e in events}
 
 
 def test_a_dry_run_and_a_rebuild_are_neutralised_too(formulas):

@@ -116,8 +116,13 @@ def assert_printable(snapshot: SourceSnapshot, path: Path) -> None:
 
 
 def assert_accepted_rows_are_usable(snapshot: SourceSnapshot) -> None:
-    assert len(snapshot.keys) == len(snapshot.lines) == len(snapshot.entity_types) == len(snapshot.last_seen_at)
-    for key in snapshot.keys:
+    assert (
+        len(snapshot.keys.to_pylist())
+        == len(snapshot.lines.to_pylist())
+        == len(snapshot.entity_types.to_pylist())
+        == len(snapshot.last_seen_at.to_pylist())
+    )
+    for key in snapshot.keys.to_pylist():
         assert key_problem(key, MAX_KEY) is None, key
 
 
@@ -131,7 +136,7 @@ def assert_csv_lines_accounted_for(data: bytes, snapshot: SourceSnapshot) -> Non
     """Every line after the header is an accepted row, a rejected one, a blank line (a warning), or a further
     line of a record whose first line opened a quote; rows_read counts the records."""
     body = physical_lines(data.removeprefix(BOM))[1:]
-    accepted = snapshot.lines
+    accepted = snapshot.lines.to_pylist()
     errors = [row.line for row in snapshot.rejected if row.severity == "error"]
     blank = [row.line for row in snapshot.rejected if row.reason == "blank line"]
     starts = sorted(accepted + errors)
@@ -157,7 +162,7 @@ def assert_csv_fields_as_written(data: bytes, snapshot: SourceSnapshot) -> None:
     header, *body = physical_lines(data.removeprefix(BOM))
     names = [name.strip().lower() for name in header.decode().split(",")]
     at = names.index("source_key")
-    for line, key in zip(snapshot.lines, snapshot.keys, strict=True):
+    for line, key in zip(snapshot.lines.to_pylist(), snapshot.keys.to_pylist(), strict=True):
         assert body[line - 2].decode("utf-8", "surrogateescape").split(",")[at] == key
 
 
@@ -165,14 +170,14 @@ def assert_json_lines_accounted_for(data: bytes, snapshot: SourceSnapshot) -> No
     lines = physical_lines(data)
     errors = [row.line for row in snapshot.rejected if row.severity == "error"]
     blank = [row.line for row in snapshot.rejected if row.reason == "blank line"]
-    assert sorted(snapshot.lines + errors + blank) == list(range(1, len(lines) + 1))
-    assert snapshot.rows_read == len(snapshot.lines) + len(errors)
+    assert sorted(snapshot.lines.to_pylist() + errors + blank) == list(range(1, len(lines) + 1))
+    assert snapshot.rows_read == len(snapshot.lines.to_pylist()) + len(errors)
 
 
 def assert_json_array_accounted_for(data: bytes, snapshot: SourceSnapshot) -> None:
     elements = json.loads(data.removeprefix(BOM).decode("utf-8", "surrogateescape"))
     errors = [row.line for row in snapshot.rejected if row.severity == "error"]
-    assert sorted(snapshot.lines + errors) == list(range(1, len(elements) + 1))
+    assert sorted(snapshot.lines.to_pylist() + errors) == list(range(1, len(elements) + 1))
     assert snapshot.rows_read == len(elements)
 
 
@@ -257,7 +262,7 @@ def test_the_reader_rejects_a_key_for_the_reason_key_problem_gives(keys: list[st
     _, snapshot = read(data, kind)
 
     assert isinstance(snapshot, SourceSnapshot)
-    assert snapshot.keys == [key for key in keys if key_problem(key, MAX_KEY) is None]
+    assert snapshot.keys.to_pylist() == [key for key in keys if key_problem(key, MAX_KEY) is None]
     assert [row.reason for row in snapshot.rejected] == [
         key_problem(key, MAX_KEY) for key in keys if key_problem(key, MAX_KEY)
     ]
@@ -334,8 +339,8 @@ def test_a_csv_line_longer_than_a_parser_block_is_read(tmp_path: Path, quoted: b
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["K-1", "K-2", "K-3"] and snapshot.lines == [2, 3, 5]
-    assert snapshot.entity_types[1] == entity.decode()
+    assert snapshot.keys.to_pylist() == ["K-1", "K-2", "K-3"] and snapshot.lines.to_pylist() == [2, 3, 5]
+    assert snapshot.entity_types.to_pylist()[1] == entity.decode()
     [rejected] = snapshot.rejected
     assert (rejected.line, rejected.reason) == (4, "key longer than 256 characters (2000000)")
     assert rejected.raw == "B," + "K" * 198 + "..."
@@ -348,7 +353,7 @@ def test_a_json_line_longer_than_a_parser_block_is_read(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path, "json")
 
-    assert snapshot.keys == ["K-1", "K-2"] and len(snapshot.entity_types[1]) == 3_000_000
+    assert snapshot.keys.to_pylist() == ["K-1", "K-2"] and len(snapshot.entity_types.to_pylist()[1]) == 3_000_000
     assert [(r.line, r.reason) for r in snapshot.rejected] == [(3, "key longer than 256 characters (300)")]
 
 
@@ -358,7 +363,7 @@ def test_a_long_quoted_field_is_named_as_such(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["K-2"]
+    assert snapshot.keys.to_pylist() == ["K-2"]
     assert [r.reason for r in snapshot.rejected] == ["a quoted field longer than 131072 bytes"]
 
 
@@ -370,7 +375,7 @@ def test_a_quoted_empty_key_alone_on_its_line_is_an_empty_key(tmp_path: Path) ->
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["K-1", "K-2"]
+    assert snapshot.keys.to_pylist() == ["K-1", "K-2"]
     assert [(r.line, r.reason) for r in snapshot.rejected] == [(3, "empty key")]
 
 
@@ -383,7 +388,7 @@ def test_a_byte_order_mark_starting_a_row_is_kept(tmp_path: Path, columns: int) 
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["\ufeffK-1", "\ufeff", "K-2"] and snapshot.rejected == []
+    assert snapshot.keys.to_pylist() == ["\ufeffK-1", "\ufeff", "K-2"] and snapshot.rejected == []
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -404,7 +409,8 @@ _MEASURE = textwrap.dedent(
     began = time.perf_counter()
     try:
         snapshot = read_source("B", path, kind)
-        outcome = {"keys": snapshot.keys, "rejected": [[r.line, r.reason, len(r.raw)] for r in snapshot.rejected]}
+        rejected = [[r.line, r.reason, len(r.raw)] for r in snapshot.rejected]
+        outcome = {"keys": snapshot.keys.to_pylist(), "rejected": rejected}
     except SourceUnavailable as error:
         outcome = {"unavailable": str(error)}
     seconds = time.perf_counter() - began

@@ -42,7 +42,11 @@ def test_what_the_sandbox_writes_the_reader_reads_as_predicted(tmp_path: Path, k
     targets = staged_files(tmp_path, {s: rows for s in SYSTEMS})  # raises if any file reads back otherwise
     got = read_source("B", targets["B"], "csv", max_key_length=MAX)
     want = snapshot("B", rows, MAX, str(targets["B"]))
-    assert (got.keys, got.lines, got.last_seen_at) == (want.keys, want.lines, want.last_seen_at)
+    assert (got.keys.to_pylist(), got.lines.to_pylist(), got.last_seen_at.to_pylist()) == (
+        want.keys.to_pylist(),
+        want.lines.to_pylist(),
+        want.last_seen_at.to_pylist(),
+    )
     assert [(r.line, r.reason) for r in got.rejected] == [(r.line, r.reason) for r in want.rejected]
     assert not list(tmp_path.glob(".*.tmp"))
 

@@ -61,11 +61,11 @@ def test_reads_every_column_of_a_clean_file(tmp_path: Path) -> None:
 
     assert snapshot.system == "B" and snapshot.file == str(path)
     assert snapshot.rows_read == 2 and len(snapshot) == 2
-    assert snapshot.keys == ["cust_1", "cust_2"]
-    assert snapshot.entity_types == ["customer", "site"]
-    assert snapshot.location_refs == ["LOC-7", ""]
-    assert snapshot.last_seen_at == [STAMP, ""]
-    assert snapshot.lines == [2, 3]
+    assert snapshot.keys.to_pylist() == ["cust_1", "cust_2"]
+    assert snapshot.entity_types.to_pylist() == ["customer", "site"]
+    assert snapshot.location_refs.to_pylist() == ["LOC-7", ""]
+    assert snapshot.last_seen_at.to_pylist() == [STAMP, ""]
+    assert snapshot.lines.to_pylist() == [2, 3]
     assert snapshot.rejected == []
 
 
@@ -86,9 +86,9 @@ def test_columns_in_any_order_and_optional_ones_absent(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k2"]
-    assert snapshot.last_seen_at == ["2026-01-31T00:00:00+00:00", ""]
-    assert snapshot.entity_types == ["", ""] and snapshot.location_refs == ["", ""]
+    assert snapshot.keys.to_pylist() == ["k1", "k2"]
+    assert snapshot.last_seen_at.to_pylist() == ["2026-01-31T00:00:00+00:00", ""]
+    assert snapshot.entity_types.to_pylist() == ["", ""] and snapshot.location_refs.to_pylist() == ["", ""]
     assert snapshot.rejected == []
 
 
@@ -97,7 +97,7 @@ def test_a_key_only_file_reports_blank_lines_as_blank(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k2"] and snapshot.lines == [2, 5]
+    assert snapshot.keys.to_pylist() == ["k1", "k2"] and snapshot.lines.to_pylist() == [2, 5]
     assert [(r.line, r.severity, r.reason) for r in snapshot.rejected] == [
         (3, "warning", "blank line"),
         (4, "warning", "blank line"),
@@ -110,13 +110,13 @@ def test_unknown_columns_are_ignored(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1"] and snapshot.entity_types == ["customer"]
+    assert snapshot.keys.to_pylist() == ["k1"] and snapshot.entity_types.to_pylist() == ["customer"]
 
 
 def test_a_bom_is_dropped(tmp_path: Path) -> None:
     path = write(tmp_path, b"\xef\xbb\xbf" + f"{HEADER}\n{row('k1')}\n".encode())
 
-    assert read_source("B", path).keys == ["k1"]
+    assert read_source("B", path).keys.to_pylist() == ["k1"]
 
 
 @pytest.mark.parametrize("end", ["\r\n", "\r", "\n"])
@@ -125,7 +125,7 @@ def test_line_ends(tmp_path: Path, end: str) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k3"] and snapshot.lines == [2, 4]
+    assert snapshot.keys.to_pylist() == ["k1", "k3"] and snapshot.lines.to_pylist() == [2, 4]
     assert_rejected(snapshot, 3, "source_system 'C' differs from the system being read (B)")
 
 
@@ -135,7 +135,7 @@ def test_mixed_line_ends_count_as_physical_lines(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k2", "k4"] and snapshot.lines == [2, 3, 5]
+    assert snapshot.keys.to_pylist() == ["k1", "k2", "k4"] and snapshot.lines.to_pylist() == [2, 3, 5]
     assert_rejected(snapshot, 4, "empty key")
 
 
@@ -150,9 +150,9 @@ def test_quoted_fields_may_hold_commas_quotes_and_line_ends(tmp_path: Path) -> N
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["cust,1", 'say "hi"', "k3", "k4"]
-    assert snapshot.location_refs == ["LOC, 7", "LOC-7", "first line\nsecond line", "LOC-7"]
-    assert snapshot.lines == [2, 3, 4, 6]
+    assert snapshot.keys.to_pylist() == ["cust,1", 'say "hi"', "k3", "k4"]
+    assert snapshot.location_refs.to_pylist() == ["LOC, 7", "LOC-7", "first line\nsecond line", "LOC-7"]
+    assert snapshot.lines.to_pylist() == [2, 3, 4, 6]
     assert snapshot.rows_read == 4 and snapshot.rejected == []
 
 
@@ -163,7 +163,7 @@ def test_every_field_quoted(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k3", "k,4"] and snapshot.lines == [2, 4, 5]
+    assert snapshot.keys.to_pylist() == ["k1", "k3", "k,4"] and snapshot.lines.to_pylist() == [2, 4, 5]
     rejected = assert_rejected(snapshot, 3, "empty key")
     assert rejected.raw == quoted[1]
 
@@ -171,13 +171,13 @@ def test_every_field_quoted(tmp_path: Path) -> None:
 def test_header_only_gives_zero_rows(tmp_path: Path) -> None:
     snapshot = read_source("B", csv_file(tmp_path))
 
-    assert (snapshot.rows_read, snapshot.keys, snapshot.rejected) == (0, [], [])
+    assert (snapshot.rows_read, snapshot.keys.to_pylist(), snapshot.rejected) == (0, [], [])
 
 
 def test_header_only_without_line_end_gives_zero_rows(tmp_path: Path) -> None:
     snapshot = read_source("B", write(tmp_path, "source_key"))
 
-    assert (snapshot.rows_read, snapshot.keys) == (0, [])
+    assert (snapshot.rows_read, snapshot.keys.to_pylist()) == (0, [])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ def test_wrong_number_of_fields(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k4"] and snapshot.rows_read == 4
+    assert snapshot.keys.to_pylist() == ["k1", "k4"] and snapshot.rows_read == 4
     assert [(r.line, r.severity, r.reason) for r in snapshot.rejected] == [
         (3, "error", "wrong number of fields: 7, expected 5"),
         (4, "error", "wrong number of fields: 3, expected 5"),
@@ -202,7 +202,7 @@ def test_wrong_field_counts_that_balance_out_are_still_caught(tmp_path: Path) ->
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k2", "k4"]
+    assert snapshot.keys.to_pylist() == ["k2", "k4"]
     assert [r.line for r in snapshot.rejected] == [2, 4]
 
 
@@ -211,7 +211,7 @@ def test_bytes_that_are_not_utf8(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1"]
+    assert snapshot.keys.to_pylist() == ["k1"]
     rejected = assert_rejected(snapshot, 3, "key is not valid UTF-8")
     assert rejected.raw == row("cu\\xffst")
 
@@ -221,7 +221,7 @@ def test_bytes_that_are_not_utf8_in_another_field(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == []
+    assert snapshot.keys.to_pylist() == []
     assert_rejected(snapshot, 2, "location_ref is not valid UTF-8")
 
 
@@ -231,20 +231,20 @@ def test_control_character_in_key(tmp_path: Path, char: str) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k3"]
+    assert snapshot.keys.to_pylist() == ["k1", "k3"]
     rejected = assert_rejected(snapshot, 3, f"control character \\x{ord(char):02x} in key")
     assert rejected.raw == row(f"cu\\x{ord(char):02x}st")
 
 
 def test_tab_in_key_is_allowed(tmp_path: Path) -> None:
-    assert read_source("B", csv_file(tmp_path, row("a\tb"))).keys == ["a\tb"]
+    assert read_source("B", csv_file(tmp_path, row("a\tb"))).keys.to_pylist() == ["a\tb"]
 
 
 @pytest.mark.parametrize("key", ["", "   ", "\t", "\u3000"])
 def test_empty_key(tmp_path: Path, key: str) -> None:
     snapshot = read_source("B", csv_file(tmp_path, row("k1"), row(key)))
 
-    assert snapshot.keys == ["k1"]
+    assert snapshot.keys.to_pylist() == ["k1"]
     assert_rejected(snapshot, 3, "empty key")
 
 
@@ -253,14 +253,14 @@ def test_quote_left_open(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k3", "k4"] and snapshot.lines == [2, 4, 5]
+    assert snapshot.keys.to_pylist() == ["k1", "k3", "k4"] and snapshot.lines.to_pylist() == [2, 4, 5]
     assert_rejected(snapshot, 3, "quote left open")
 
 
 def test_quote_left_open_on_the_last_line(tmp_path: Path) -> None:
     snapshot = read_source("B", csv_file(tmp_path, row("k1"), 'B,"k2,customer'))
 
-    assert snapshot.keys == ["k1"]
+    assert snapshot.keys.to_pylist() == ["k1"]
     assert_rejected(snapshot, 3, "quote left open")
 
 
@@ -269,14 +269,14 @@ def test_two_open_quotes_do_not_swallow_the_lines_between(tmp_path: Path) -> Non
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k2", "k4"]
+    assert snapshot.keys.to_pylist() == ["k2", "k4"]
     assert [(r.line, r.reason) for r in snapshot.rejected] == [(2, "quote left open"), (4, "quote left open")]
 
 
 def test_text_after_a_closing_quote(tmp_path: Path) -> None:
     snapshot = read_source("B", csv_file(tmp_path, row('"k1"x'), row("k2")))
 
-    assert snapshot.keys == ["k2"]
+    assert snapshot.keys.to_pylist() == ["k2"]
     assert_rejected(snapshot, 2, "unexpected text after a closing quote")
 
 
@@ -285,7 +285,7 @@ def test_key_longer_than_the_limit(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k" * 256]
+    assert snapshot.keys.to_pylist() == ["k" * 256]
     rejected = assert_rejected(snapshot, 2, "key longer than 256 characters (300)")
     assert rejected.raw.endswith("...") and len(rejected.raw) == 203
 
@@ -295,7 +295,7 @@ def test_key_length_limit_counts_characters(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path, max_key_length=5)
 
-    assert snapshot.keys == ["é" * 5]
+    assert snapshot.keys.to_pylist() == ["é" * 5]
     assert_rejected(snapshot, 3, "key longer than 5 characters (6)")
 
 
@@ -304,7 +304,7 @@ def test_source_system_of_another_system(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k2", "k3"]
+    assert snapshot.keys.to_pylist() == ["k2", "k3"]
     assert_rejected(snapshot, 2, "source_system 'C' differs from the system being read (B)")
 
 
@@ -313,8 +313,8 @@ def test_unparseable_last_seen_at_keeps_the_row_with_a_warning(tmp_path: Path) -
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k2"]
-    assert snapshot.last_seen_at == ["", STAMP]
+    assert snapshot.keys.to_pylist() == ["k1", "k2"]
+    assert snapshot.last_seen_at.to_pylist() == ["", STAMP]
     assert_rejected(snapshot, 2, "unparseable last_seen_at '31/02/2026'", severity="warning")
 
 
@@ -339,7 +339,7 @@ def test_unparseable_last_seen_at_keeps_the_row_with_a_warning(tmp_path: Path) -
 def test_last_seen_at_is_stored_as_iso_8601_utc(tmp_path: Path, written: str, stored: str) -> None:
     snapshot = read_source("B", csv_file(tmp_path, row("k1", seen=written)))
 
-    assert snapshot.last_seen_at == [stored] and snapshot.rejected == []
+    assert snapshot.last_seen_at.to_pylist() == [stored] and snapshot.rejected == []
 
 
 @pytest.mark.parametrize(
@@ -359,7 +359,7 @@ def test_last_seen_at_is_stored_as_iso_8601_utc(tmp_path: Path, written: str, st
 def test_impossible_or_non_iso_last_seen_at_is_unparseable(tmp_path: Path, written: str) -> None:
     snapshot = read_source("B", csv_file(tmp_path, row("k1", seen=written)))
 
-    assert snapshot.keys == ["k1"] and snapshot.last_seen_at == [""]
+    assert snapshot.keys.to_pylist() == ["k1"] and snapshot.last_seen_at.to_pylist() == [""]
     assert only_rejection(snapshot).severity == "warning"
 
 
@@ -368,7 +368,7 @@ def test_blank_lines_are_skipped_with_a_warning_and_not_counted(tmp_path: Path) 
 
     snapshot = read_source("B", path)
 
-    assert snapshot.keys == ["k1", "k2"] and snapshot.lines == [2, 5]
+    assert snapshot.keys.to_pylist() == ["k1", "k2"] and snapshot.lines.to_pylist() == [2, 5]
     assert snapshot.rows_read == 2
     assert [(r.line, r.severity, r.reason) for r in snapshot.rejected] == [
         (3, "warning", "blank line"),
@@ -382,7 +382,7 @@ def test_rows_read_counts_rejected_rows_too(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path)
 
-    assert snapshot.rows_read == 5 and snapshot.keys == ["k1", "k5"]
+    assert snapshot.rows_read == 5 and snapshot.keys.to_pylist() == ["k1", "k5"]
 
 
 def test_the_careful_path_agrees_with_the_fast_path(tmp_path: Path) -> None:
@@ -474,8 +474,8 @@ def test_json_array(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path, "json")
 
-    assert snapshot.keys == ["k1", "k5"] and snapshot.lines == [1, 5]
-    assert snapshot.last_seen_at == [STAMP, ""] and snapshot.location_refs == ["", ""]
+    assert snapshot.keys.to_pylist() == ["k1", "k5"] and snapshot.lines.to_pylist() == [1, 5]
+    assert snapshot.last_seen_at.to_pylist() == [STAMP, ""] and snapshot.location_refs.to_pylist() == ["", ""]
     assert snapshot.rows_read == 5
     assert [(r.line, r.severity, r.reason) for r in snapshot.rejected] == [
         (2, "error", "not a JSON object (string)"),
@@ -489,7 +489,7 @@ def test_json_array_applies_the_field_rules(tmp_path: Path) -> None:
     elements = [obj(" "), obj("k\x1b"), obj("k", source_system="C"), obj("ok", last_seen_at="31/02/2026")]
     snapshot = read_source("B", write(tmp_path, json.dumps(elements), "b.json"), "json")
 
-    assert snapshot.keys == ["ok"]
+    assert snapshot.keys.to_pylist() == ["ok"]
     assert [(r.line, r.severity, r.reason) for r in snapshot.rejected] == [
         (1, "error", "empty key"),
         (2, "error", "control character \\x1b in key"),
@@ -505,7 +505,9 @@ def test_a_pretty_printed_single_object_is_unavailable_with_the_formats_expected
     with pytest.raises(SourceUnavailable, match=r"b\.json: one JSON object over several lines: expected an array"):
         read_source("B", path, "json")
     one_line = write(tmp_path, json.dumps({"source_system": "B", "source_key": "K-1"}), "c.json")
-    assert read_source("B", one_line, "json").keys == ["K-1"]  # one object on one line: JSON Lines of one record
+    assert read_source("B", one_line, "json").keys.to_pylist() == [
+        "K-1"
+    ]  # one object on one line: JSON Lines of one record
 
 
 def test_json_array_that_does_not_parse_is_unavailable(tmp_path: Path) -> None:
@@ -521,8 +523,8 @@ def test_json_lines(tmp_path: Path) -> None:
 
     snapshot = read_source("B", path, "json")
 
-    assert snapshot.keys == ["k1", "k5"] and snapshot.lines == [1, 5]
-    assert snapshot.location_refs == ["", "L"]
+    assert snapshot.keys.to_pylist() == ["k1", "k5"] and snapshot.lines.to_pylist() == [1, 5]
+    assert snapshot.location_refs.to_pylist() == ["", "L"]
     assert snapshot.rows_read == 4
     assert [(r.line, r.severity) for r in snapshot.rejected] == [(2, "warning"), (3, "error"), (4, "error")]
     assert snapshot.rejected[0].reason == "blank line"
@@ -535,7 +537,7 @@ def test_json_lines_with_bytes_that_are_not_utf8(tmp_path: Path) -> None:
     content = json.dumps(obj("k1")).encode() + b"\n" + json.dumps(obj("cu\xffst"), ensure_ascii=False).encode("latin-1")
     snapshot = read_source("B", write(tmp_path, content, "b.jsonl"), "json")
 
-    assert snapshot.keys == ["k1"]
+    assert snapshot.keys.to_pylist() == ["k1"]
     assert_rejected(snapshot, 2, "key is not valid UTF-8")
 
 
@@ -556,7 +558,7 @@ def test_json_numbers_are_read_as_the_text_they_are_written_as(tmp_path: Path, l
 
     snapshot = read_source("B", write(tmp_path, text, "b.json"), "json")
 
-    assert snapshot.keys == NUMBERS and snapshot.location_refs == NUMBERS
+    assert snapshot.keys.to_pylist() == NUMBERS and snapshot.location_refs.to_pylist() == NUMBERS
     assert [(r.line, r.reason) for r in snapshot.rejected] == [
         (7, "source_key is not a string or a number (boolean)"),
         (8, "source_key is not a string or a number (NaN or Infinity)"),
@@ -575,8 +577,8 @@ def test_json_lines_of_plain_objects_apply_the_field_rules(tmp_path: Path) -> No
 
     snapshot = read_source("B", path, "json")
 
-    assert snapshot.keys == ["k1", "k7"] and snapshot.lines == [1, 7]
-    assert snapshot.last_seen_at == ["", STAMP]
+    assert snapshot.keys.to_pylist() == ["k1", "k7"] and snapshot.lines.to_pylist() == [1, 7]
+    assert snapshot.last_seen_at.to_pylist() == ["", STAMP]
     assert snapshot.rows_read == 7
     assert [(r.line, r.reason) for r in snapshot.rejected] == [
         (2, "empty key"),
@@ -609,7 +611,7 @@ def test_empty_json_file_is_unavailable(tmp_path: Path) -> None:
 def test_empty_json_array_gives_zero_rows(tmp_path: Path) -> None:
     snapshot = read_source("B", write(tmp_path, "[]", "b.json"), "json")
 
-    assert (snapshot.rows_read, snapshot.keys, snapshot.rejected) == (0, [], [])
+    assert (snapshot.rows_read, snapshot.keys.to_pylist(), snapshot.rejected) == (0, [], [])
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -662,17 +664,23 @@ def test_every_written_row_is_accepted_or_rejected_exactly_once(rows: list[tuple
         snapshot = read_source("B", path, max_key_length=16)
 
     errors = [r.line for r in snapshot.rejected if r.severity == "error"]
-    assert sorted(snapshot.lines + errors) == starts
+    assert sorted(snapshot.lines.to_pylist() + errors) == starts
     assert snapshot.rows_read == len(rows)
     written = dict(zip(starts, rows, strict=True))
     for line, key, entity, location in zip(
-        snapshot.lines, snapshot.keys, snapshot.entity_types, snapshot.location_refs, strict=True
+        snapshot.lines.to_pylist(),
+        snapshot.keys.to_pylist(),
+        snapshot.entity_types.to_pylist(),
+        snapshot.location_refs.to_pylist(),
+        strict=True,
     ):
         assert (key, entity, location) == written[line][1:4]
         assert written[line][0] in ("", "B")
     for rejected in snapshot.rejected:
         if rejected.severity == "warning":
-            assert rejected.reason.startswith("unparseable last_seen_at") and rejected.line in snapshot.lines
+            assert (
+                rejected.reason.startswith("unparseable last_seen_at") and rejected.line in snapshot.lines.to_pylist()
+            )
 
 
 JSON_VALUE = st.one_of(
@@ -703,9 +711,9 @@ def test_every_json_line_is_accepted_or_rejected_exactly_once(
 
     blank = [n for n, line in enumerate(lines, 1) if not line.strip()]
     errors = [r.line for r in snapshot.rejected if r.severity == "error"]
-    assert sorted(snapshot.lines + errors + blank) == list(range(1, len(lines) + 1))
+    assert sorted(snapshot.lines.to_pylist() + errors + blank) == list(range(1, len(lines) + 1))
     assert snapshot.rows_read == len(lines) - len(blank)
-    for line, key in zip(snapshot.lines, snapshot.keys, strict=True):
+    for line, key in zip(snapshot.lines.to_pylist(), snapshot.keys.to_pylist(), strict=True):
         written = records[line - 1]["source_key"]  # type: ignore[index]
         assert key == (written if isinstance(written, str) else json.dumps(written))  # a number: as written
 
@@ -716,4 +724,4 @@ def test_many_rows_with_one_rewritten_timestamp_are_read(tmp_path):
     rows = "".join(f"C,K{i},,,2024-05-01T00:00:00Z\n" for i in range(50))
     path.write_text("source_system,source_key,entity_type,location_ref,last_seen_at\n" + rows, encoding="utf-8")
     snapshot = read_source("C", path)
-    assert len(snapshot) == 50 and set(snapshot.last_seen_at) == {"2024-05-01T00:00:00+00:00"}
+    assert len(snapshot) == 50 and set(snapshot.last_seen_at.to_pylist()) == {"2024-05-01T00:00:00+00:00"}

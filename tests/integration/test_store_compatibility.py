@@ -62,4 +62,7 @@ def test_rows_an_earlier_version_recorded_as_a_delta_load_under_a_later_unchange
     third.observe_unchanged("B", "B.csv", changed.fingerprint, str(second.id), 1, len(changed))  # type: ignore[arg-type]
     store.save(first, second, third)
     snapshots, _ = store.run_snapshots(third.id)
-    assert (snapshots["B"].keys, snapshots["B"].lines) == (changed.keys, changed.lines)
+    assert (snapshots["B"].keys.to_pylist(), snapshots["B"].lines.to_pylist()) == (
+        changed.keys.to_pylist(),
+        changed.lines.to_pylist(),
+    )

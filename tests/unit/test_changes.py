@@ -17,7 +17,7 @@ KEYS = st.lists(st.sampled_from(["K-1", "k 1", "K-2", "K-3", "K-4", "K-5", "K-6"
 
 def snapshot(system: str, keys: list[str]) -> SourceSnapshot:
     n = len(keys)
-    return SourceSnapshot(
+    return SourceSnapshot.of(
         system, f"{system}.csv", n, list(keys), [""] * n, [""] * n, [""] * n, list(range(2, n + 2)), []
     )
 

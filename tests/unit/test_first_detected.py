@@ -18,7 +18,7 @@ RULES = NormalizationRules()
 def snapshot(system: str, keys: list[str]) -> SourceSnapshot:
     n = len(keys)
     lines = list(range(2, n + 2))
-    return SourceSnapshot(system, f"{system}.csv", n, keys, ["customer"] * n, [""] * n, [""] * n, lines, [])
+    return SourceSnapshot.of(system, f"{system}.csv", n, keys, ["customer"] * n, [""] * n, [""] * n, lines, [])
 
 
 def recon_of(b_keys: list[str], b_available: bool = True):

@@ -12,7 +12,7 @@ RULES = NormalizationRules()
 
 def snap(system: str, *keys: str) -> SourceSnapshot:
     n = len(keys)
-    return SourceSnapshot(system, f"{system}.csv", n, list(keys), ["customer"] * n, [""] * n, [""] * n,
+    return SourceSnapshot.of(system, f"{system}.csv", n, list(keys), ["customer"] * n, [""] * n, [""] * n,
                           list(range(2, n + 2)), [])  # fmt: skip
 
 
@@ -89,14 +89,16 @@ ROWS = st.lists(st.tuples(RAW, SEEN, st.sampled_from(["customer", "product"])), 
 def rich_snap(system: str, rows: list[tuple[str, str, str]]) -> SourceSnapshot:
     n = len(rows)
     keys, seen, types = ([r[i] for r in rows] for i in range(3))
-    return SourceSnapshot(system, f"{system}.csv", n, keys, types, [""] * n, seen, list(range(2, n + 2)), [])
+    return SourceSnapshot.of(system, f"{system}.csv", n, keys, types, [""] * n, seen, list(range(2, n + 2)), [])
 
 
 def reference(snapshot: SourceSnapshot, rules: NormalizationRules) -> dict[str, dict[str, object]]:
     """Each normalized key's first raw form and entity type, latest last seen, occurrences and raw forms: the
     reconciliation's definition, one row at a time."""
     found: dict[str, dict[str, object]] = {}
-    for raw, kind, seen in zip(snapshot.keys, snapshot.entity_types, snapshot.last_seen_at, strict=True):
+    for raw, kind, seen in zip(
+        *(c.to_pylist() for c in (snapshot.keys, snapshot.entity_types, snapshot.last_seen_at)), strict=True
+    ):
         key = normalize_key(raw, rules)
         if not key:
             continue
@@ -127,7 +129,7 @@ def test_the_columnar_reconciliation_agrees_with_the_row_by_row_definition(data,
         for d in result.duplicates.to_pylist():
             forms = duplicated[d["normalized_key"]]["forms"]
             assert d["source_keys"] == " | ".join(k if n == 1 else f"{k} (x{n})" for k, n in forms.items())  # type: ignore[union-attr]
-        emptied = [i + 2 for i, raw in enumerate(snapshots[system].keys) if not normalize_key(raw, rules)]
+        emptied = [i + 2 for i, raw in enumerate(snapshots[system].keys.to_pylist()) if not normalize_key(raw, rules)]
         assert [r.line for r in result.rejected] == emptied
         if system != "A":
             a = expected["A"]

@@ -166,7 +166,7 @@ def test_a_run_retries_each_system_and_marks_the_one_that_never_answers_unavaila
     )
     observation = observe(settings, Observation(new_run(settings)), reader, lambda _run: None)
     assert sorted(observation.snapshots) == ["A", "B", "E"]
-    assert observation.snapshots["B"].keys == ["K-1", "K-2"]
+    assert observation.snapshots["B"].keys.to_pylist() == ["K-1", "K-2"]
     assert observation.reasons == {
         "C": f"{sources['C'].path}: timed out after 0.05 s, 3 attempts",  # the file named, as readers do
         "D": f"{sources['D'].path}: file not found, 1 attempt",

@@ -15,13 +15,13 @@ from keysync.domain.observations import Fingerprint, SourceSnapshot
 from keysync.domain.run import ReconciliationRun, snapshots_from_events, splice
 
 BASE_RUN = "base-run"
-BASE = SourceSnapshot("B", "B.csv", 3, ["K1", "K2", "K3"], ["c"] * 3, [""] * 3, [""] * 3, [2, 3, 4], [])
+BASE = SourceSnapshot.of("B", "B.csv", 3, ["K1", "K2", "K3"], ["c"] * 3, [""] * 3, [""] * 3, [2, 3, 4], [])
 
 
 def rows(keys: list[str], seed: int) -> SourceSnapshot:
     n = len(keys)
     fp = Fingerprint(size=seed, mtime_ns=seed, sha256=f"{seed:064x}")
-    return SourceSnapshot("B", "B.csv", n, keys, ["c"] * n, [""] * n, [""] * n, list(range(2, n + 2)), [], fp)
+    return SourceSnapshot.of("B", "B.csv", n, keys, ["c"] * n, [""] * n, [""] * n, list(range(2, n + 2)), [], fp)
 
 
 # One recording of System B: ("whole"|"delta"|"unchanged"|"unavailable"|"held back", keys it stands for)
@@ -40,10 +40,10 @@ def record(run: ReconciliationRun, how: str, keys: list[str], seed: int) -> tupl
         record_as_delta(run, snapshot)
     elif how == "unchanged":
         run.observe_unchanged("B", "B.csv", snapshot.fingerprint, BASE_RUN, 0, len(BASE))  # type: ignore[arg-type]
-        return BASE.keys, ""
+        return BASE.keys.to_pylist(), ""
     elif how == "held back":  # the base run's rows stand in for the suspect export
         run.hold_back(snapshot, f"suspect {seed}", {"run_id": "r0", "holder": BASE_RUN, "depth": 0, "rows": 3})
-        return BASE.keys, ""
+        return BASE.keys.to_pylist(), ""
     else:
         run.mark_unavailable("B", "B.csv", f"reason {seed}")
         return None, f"reason {seed}"
@@ -55,15 +55,20 @@ def record_as_delta(
 ) -> None:
     """Record B as earlier versions recorded a changed export: the rows removed from the rows ``base_run`` holds
     (``base``) and the rows added (here: every row after the keys both share at the start)."""
-    keys, n = snapshot.keys, len(snapshot)
-    same = next((i for i, (a, b) in enumerate(zip(base.keys, keys, strict=False)) if a != b), min(len(base), n))
+    keys, n = snapshot.keys.to_pylist(), len(snapshot)
+    same = next(
+        (i for i, (a, b) in enumerate(zip(base.keys.to_pylist(), keys, strict=False)) if a != b), min(len(base), n)
+    )
     added = list(range(same, n))
     fingerprint = list(attrs.astuple(snapshot.fingerprint))
-    run._source_changed("B", "B.csv", n, fingerprint, base_run, 1, n, pack_lines(snapshot.lines))
+    run._source_changed("B", "B.csv", n, fingerprint, base_run, 1, n, pack_lines(snapshot.lines.to_pylist()))
     if same < len(base):
         run._remove_rows("B", pack_lines(range(same, len(base))))
     if added:
-        values = [[column[i] for i in added] for column in (keys, snapshot.entity_types, snapshot.location_refs)]
+        values = [
+            [column[i] for i in added]
+            for column in (keys, snapshot.entity_types.to_pylist(), snapshot.location_refs.to_pylist())
+        ]
         run._add_rows("B", pack_lines(added), *map(pack_text, values), pack_text([""] * len(added)))
 
 
@@ -83,7 +88,7 @@ def test_the_newest_recording_of_a_system_is_the_runs(history: list[tuple[str, l
     events: list[Any] = run.collect_events()
     snapshots, unavailable = snapshots_from_events(events, base_snapshot)
     keys, reason = expected
-    assert (snapshots["B"].keys if "B" in snapshots else None) == keys
+    assert (snapshots["B"].keys.to_pylist() if "B" in snapshots else None) == keys
     assert unavailable.get("B", "") == reason
     assert run.unavailable.get("B", "") == reason
     assert ("B" in run.observed) == (keys is not None)
