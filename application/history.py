@@ -97,7 +97,7 @@ def key_timeline(projections: Projections, rules: NormalizationRules, key: str) 
             if snapshot is None:
                 continue  # an unavailable system says nothing about the key
             rows = rows_holding(snapshot.keys, wanted, rules).tolist()
-            seen = max(snapshot.last_seen_at.take(rows).to_pylist(), default="")
+            seen = max(snapshot.last_seen_at.to_numpy(zero_copy_only=False)[rows].tolist(), default="")
             if rows and not present[system]:
                 sightings.append(Sighting(run["run_id"], run["finished_at"], system, "appeared", seen))
             elif not rows and present[system]:
