@@ -47,6 +47,48 @@ def _no_duplicates() -> pa.Table:
 
 
 @attrs.frozen
+class Keys:
+    """A system's distinct normalized keys, as codes into the reconciliation's dictionary in key order, with where
+    each one's values are: its first row, how many rows hold it, and (for a key several rows hold) its latest
+    last_seen_at. Tables of them are built only for the keys asked for: a report needs its discrepancies' values,
+    not every key's."""
+
+    dictionary: pa.Array
+    codes: np.ndarray  # in key order
+    first_rows: np.ndarray
+    occurrences: np.ndarray
+    latest: Mapping[int, str]  # code -> the latest last_seen_at among its rows, for codes held by several rows
+    snapshot: SourceSnapshot
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def names(self, mask: np.ndarray | None = None) -> pa.Array:
+        codes = self.codes if mask is None else self.codes[mask]
+        return self.dictionary.take(pa.array(codes)).cast(_STRING)
+
+    def table(self, mask: np.ndarray | None = None) -> pa.Table:
+        """KEY_COLUMNS of every key, or of the keys ``mask`` selects."""
+        codes = self.codes if mask is None else self.codes[mask]
+        rows = pa.array(self.first_rows if mask is None else self.first_rows[mask])
+        snapshot = self.snapshot
+        seen = _text(snapshot.last_seen_at).take(rows)
+        if self.latest:
+            at = np.flatnonzero(np.isin(codes, np.fromiter(self.latest, dtype=np.int64, count=len(self.latest))))
+            if len(at):
+                first = seen.take(pa.array(at)).to_pylist()
+                values = [self.latest[c] or f for c, f in zip(codes[at].tolist(), first, strict=True)]
+                replace = np.zeros(len(codes), dtype=bool)
+                replace[at] = True
+                seen = pc.replace_with_mask(seen, pa.array(replace), pa.array(values, _STRING))
+        return pa.table(
+            [self.names(mask), _text(snapshot.keys).take(rows), _text(snapshot.entity_types).take(rows), seen,
+             pa.array(self.occurrences if mask is None else self.occurrences[mask], pa.int64())],
+            names=list(KEY_COLUMNS),
+        )  # fmt: skip
+
+
+@attrs.frozen
 class SystemResult:
     """One system's side of a reconciliation. An unavailable system has ``snapshot`` None and no diffs.
 
@@ -59,7 +101,7 @@ class SystemResult:
     system: str
     snapshot: SourceSnapshot | None
     unavailable_reason: str = ""
-    keys: pa.Table = attrs.field(factory=_no_keys)
+    found: Keys | None = None
     rejected: list[RejectedRow] = attrs.field(factory=list)  # reader rejections plus empty-after-normalization
     duplicates: pa.Table = attrs.field(factory=_no_duplicates)
     missing_in_a: pa.Table = attrs.field(factory=_no_keys)
@@ -70,8 +112,12 @@ class SystemResult:
         return self.snapshot is not None
 
     @property
+    def keys(self) -> pa.Table:
+        return self.found.table() if self.found is not None else _no_keys()
+
+    @property
     def unique_keys(self) -> int:
-        return self.keys.num_rows
+        return len(self.found) if self.found is not None else 0
 
     @property
     def rows_rejected(self) -> int:
@@ -88,7 +134,7 @@ class SystemResult:
 
     def key_list(self) -> list[str]:
         """The system's normalized keys, sorted, as Python strings."""
-        return self.keys["normalized_key"].to_pylist()
+        return self.found.names().to_pylist() if self.found is not None else []
 
     def missing_in_a_keys(self) -> list[str]:
         return self.missing_in_a["normalized_key"].to_pylist()
@@ -188,19 +234,15 @@ def reconcile(
     for system, snapshot in read.items():
         results[system] = _index(system, snapshot, coded, counts[system])
     authority = counts.get(AUTHORITY, np.zeros(coded.size, dtype=np.int64)) > 0
-    in_order = authority[coded.order]
     for system in read:
-        if system == AUTHORITY:
-            continue
-        here = counts[system][coded.order]
         result = results[system]
-        out = ~in_order[here > 0]
-        gaps = (here == 0)[in_order]
-        results[system] = attrs.evolve(
-            result,
-            missing_in_a=result.keys.filter(pa.array(out)),
-            missing_from_system=results[AUTHORITY].keys.filter(pa.array(gaps)) if AUTHORITY in read else _no_keys(),
-        )
+        if system == AUTHORITY or result.found is None:
+            continue
+        gaps = _no_keys()
+        if AUTHORITY in read and (a := results[AUTHORITY].found) is not None:
+            gaps = a.table(counts[system][a.codes] == 0)
+        results[system] = attrs.evolve(result, missing_in_a=result.found.table(~authority[result.found.codes]),
+                                       missing_from_system=gaps)  # fmt: skip
     return Reconciliation(rules=rules, strategy=strategy, systems={s: results[s] for s in SYSTEMS})
 
 
@@ -246,58 +288,39 @@ def _index(system: str, snapshot: SourceSnapshot, coded: _Codes, counts: np.ndar
     present, first = np.unique(codes, return_index=True)  # each code's first row
     first_row = np.zeros(coded.size, dtype=np.int64)
     first_row[present] = first
-    rows = pa.array(first_row[mine])
-    raw, types, seen = _text(snapshot.keys), _text(snapshot.entity_types), _text(snapshot.last_seen_at)
-    occurrences = counts[mine]
-    latest = seen.take(rows)
+    latest: dict[int, str] = {}
     duplicates = _no_duplicates()
-    if (occurrences > 1).any():
-        latest, duplicates = _duplicated(codes, counts, mine, coded.dictionary, raw, seen, latest)
-    keys = pa.table(
-        [coded.dictionary.take(pa.array(mine)).cast(_STRING), raw.take(rows), types.take(rows), latest,
-         pa.array(occurrences, pa.int64())],
-        names=list(KEY_COLUMNS),
-    )  # fmt: skip
+    if (counts[mine] > 1).any():
+        latest, duplicates = _duplicated(codes, counts, mine, coded.dictionary, snapshot)
+    found = Keys(coded.dictionary, mine, first_row[mine], counts[mine], latest, snapshot)
     emptied = np.flatnonzero(codes == coded.empty) if coded.empty >= 0 else np.zeros(0, dtype=np.int64)
     return SystemResult(
         system=system,
         snapshot=snapshot,
-        keys=keys,
+        found=found,
         rejected=_rejected(system, snapshot, emptied),
         duplicates=duplicates,
     )
 
 
 def _duplicated(
-    codes: np.ndarray,
-    counts: np.ndarray,
-    mine: np.ndarray,
-    dictionary: pa.Array,
-    raw: pa.Array,
-    seen: pa.Array,
-    latest: pa.Array,
-) -> tuple[pa.Array, pa.Table]:
-    """The latest last_seen_at of every key (the duplicated keys' worked out from all their rows), and the
-    duplicates table. Only the duplicated keys' rows are visited in Python."""
-    at = np.flatnonzero(counts[codes] > 1)  # the rows of duplicated keys, in file order
-    dup_codes = codes[at]
+    codes: np.ndarray, counts: np.ndarray, mine: np.ndarray, dictionary: pa.Array, snapshot: SourceSnapshot
+) -> tuple[dict[int, str], pa.Table]:
+    """The latest last_seen_at of each duplicated key, and the duplicates table. Only the duplicated keys' rows are
+    visited in Python."""
+    at = pa.array(np.flatnonzero(counts[codes] > 1))  # the rows of duplicated keys, in file order
+    dup_codes = codes[at.to_numpy()].tolist()
+    raw, seen = _text(snapshot.keys).take(at).to_pylist(), _text(snapshot.last_seen_at).take(at).to_pylist()
     forms: dict[int, Counter[str]] = {}
     newest: dict[int, str] = {}
-    for code, key, when in zip(dup_codes.tolist(), raw.take(at).to_pylist(), seen.take(at).to_pylist(), strict=True):
+    for code, key, when in zip(dup_codes, raw, seen, strict=True):
         if code not in forms:
             forms[code] = Counter()
+            newest[code] = ""
         forms[code][key] += 1
-        if when > newest.get(code, ""):
+        if when > newest[code]:
             newest[code] = when
-    position = np.full(len(dictionary), -1, dtype=np.int64)
-    position[mine] = np.arange(len(mine))
     duplicated = mine[counts[mine] > 1]  # in key order
-    at_position = position[duplicated]
-    replace = np.zeros(len(mine), dtype=bool)
-    replace[at_position] = True
-    first_seen = latest.take(pa.array(at_position)).to_pylist()
-    values = [newest.get(code) or now for code, now in zip(duplicated.tolist(), first_seen, strict=True)]
-    latest = pc.replace_with_mask(latest, pa.array(replace), pa.array(values, _STRING))
     table = pa.table(
         {
             "normalized_key": dictionary.take(pa.array(duplicated)).cast(_STRING),
@@ -305,7 +328,7 @@ def _duplicated(
             "source_keys": pa.array([_raw_forms(forms[c]) for c in duplicated.tolist()], _STRING),
         }
     )
-    return latest, table
+    return newest, table
 
 
 def _raw_forms(forms: Counter[str]) -> str:
