@@ -93,6 +93,13 @@ def keys_that_lost_letters(keys: Iterable[str], rules: NormalizationRules) -> li
     return [key for key in dict.fromkeys(key for key in keys if not key.isascii()) if lost_letters(key, rules)]
 
 
+def letter_loss_candidates(keys: pa.Array) -> list[str]:
+    """The keys of an Arrow array that may lose letters: those neither ASCII nor made only of ASCII and its
+    full-width forms (NFKC turns those into ASCII, so nothing non-ASCII is left to lose). Few, in real exports."""
+    plain = pc.or_(pc.string_is_ascii(keys), pc.match_substring_regex(keys, _FULL_WIDTH))
+    return keys.filter(pc.invert(plain)).to_pylist()
+
+
 # ---- Bulk paths: Arrow arrays, and lists -------------------------------------------------------------
 # An Arrow array's keys are never turned into Python strings. Most real keys are already canonical, so the
 # rows a rule would change are found first, in a few numpy passes over the array's bytes, and only those

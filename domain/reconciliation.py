@@ -22,7 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from keysync.domain.normalization import NormalizationRules, keys_that_lost_letters, normalize_array
+from keysync.domain.normalization import (
+    NormalizationRules,
+    keys_that_lost_letters,
+    letter_loss_candidates,
+    normalize_array,
+)
 from keysync.domain.observations import AUTHORITY, SYSTEMS, RejectedRow, SourceSnapshot
 
 STRATEGIES = ("mirror", "namespaced")
@@ -199,8 +204,7 @@ class Reconciliation:
             return []
         for result in self.systems.values():
             if result.snapshot is not None:
-                raw = _text(result.snapshot.keys)
-                unusual = raw.filter(pc.invert(pc.string_is_ascii(raw))).to_pylist()
+                unusual = letter_loss_candidates(_text(result.snapshot.keys))
                 found.update(dict.fromkeys(keys_that_lost_letters(unusual, self.rules)))
         return list(found)
 

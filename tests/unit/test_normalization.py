@@ -20,6 +20,7 @@ from keysync.domain.normalization import (
     LETTERS,
     NormalizationRules,
     keys_that_lost_letters,
+    letter_loss_candidates,
     lost_letters,
     normalize_array,
     normalize_key,
@@ -343,3 +344,11 @@ def test_the_audit_finds_a_key_also_in_a_column_arrow_cannot_hold() -> None:
     assert rows_holding("cust_1\nx\ud800\nCUST-1", "CUST-1", rules).tolist() == [0, 2]
     assert rows_holding("cust_1\nCUST-2", "CUST-2", rules).tolist() == [1]
     assert rows_holding(["a-\ud800", "A"], "A", rules).tolist() == [0, 1]
+
+
+@settings(deadline=None)
+@given(keys=st.lists(arrow_text, max_size=40), rules=rules_strategy)
+def test_letter_loss_candidates_leave_out_no_key_that_lost_letters(keys: list[str], rules: NormalizationRules) -> None:
+    candidates = letter_loss_candidates(pa.array(keys, pa.string()))
+    assert set(candidates) <= set(keys)
+    assert keys_that_lost_letters(candidates, rules) == keys_that_lost_letters(keys, rules)
