@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,7 @@ class Observation:
     superseded: dict[str, str] = attrs.Factory(dict)  # resumed: system read again -> why (application.resume)
     guard: ShrinkGuard | None = None  # holds back suspect exports (None: every export is taken as it is)
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
+    comparison: Future[Reconciliation] | None = None  # the snapshots' reconciliation, begun once they were known
 
     @classmethod
     def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
@@ -206,26 +207,86 @@ def observe(
         with timed(timings, "read"):
             _skip_unchanged(settings, observation, incremental, checkpoint)
     pending = observation.pending
-    if pending:
-        say("reading sources")
-        with timed(timings, "read"):
-            outcomes = _read_all(settings, read_source, pending)
+    if not pending:
+        return observation
+    say("reading sources")
+    with timed(timings, "read"):
+        outcomes = _read_all(settings, read_source, pending)
+        suspicions = _suspicions(settings, observation, outcomes)
+        _take(observation, outcomes, suspicions)
+    # What the run will compare is known now: compare it while the observations are being recorded (mostly
+    # encoding and writing, so the two share the cores well).
+    observation.comparison = _compare_meanwhile(settings, observation, incremental)
     for system in pending:
         with timed(timings, "store"):
-            outcome, guard = outcomes[system], observation.guard
-            suspicion = ""
-            if guard is not None and isinstance(outcome, SourceSnapshot) and guard.guards(system):
-                suspicion = guard.suspicion(system, valid_rows(outcome, settings.rules))
-            if suspicion:
-                assert isinstance(outcome, SourceSnapshot) and guard is not None
-                _hold_back(observation, guard, outcome, suspicion)
+            outcome = outcomes[system]
+            if system in suspicions:
+                assert isinstance(outcome, SourceSnapshot) and observation.guard is not None
+                _hold_back(observation, observation.guard, outcome, suspicions[system])
             elif isinstance(outcome, SourceSnapshot):
                 _record(settings, observation, outcome)
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
-                observation.reasons[system] = outcome
             checkpoint(run)
     return observation
+
+
+def _suspicions(
+    settings: RunSettings, observation: Observation, outcomes: Mapping[str, SourceSnapshot | str]
+) -> dict[str, str]:
+    """The systems whose export read now is held back as suspect, and why."""
+    guard, found = observation.guard, {}
+    for system, outcome in outcomes.items():
+        if guard is not None and isinstance(outcome, SourceSnapshot) and guard.guards(system):
+            suspicion = guard.suspicion(system, valid_rows(outcome, settings.rules))
+            if suspicion:
+                found[system] = suspicion
+    return found
+
+
+def _take(
+    observation: Observation, outcomes: Mapping[str, SourceSnapshot | str], suspicions: Mapping[str, str]
+) -> None:
+    """Note what the run will compare for each system read now: its export, the rows of its last accepted export
+    when this one is held back, or why it is unavailable."""
+    for system, outcome in outcomes.items():
+        if system in suspicions:
+            assert observation.guard is not None
+            accepted = observation.guard.accepted[system]
+            observation.snapshots[system] = observation.guard.rows_of(accepted.holder, system)
+        elif isinstance(outcome, SourceSnapshot):
+            observation.snapshots[system] = outcome
+        else:
+            observation.reasons[system] = outcome
+
+
+def _compare_meanwhile(
+    settings: RunSettings, observation: Observation, incremental: Incremental | None
+) -> Future[Reconciliation] | None:
+    """Start comparing the run's snapshots in a thread; None when there is nothing to compare (System A
+    unavailable: the run fails)."""
+    if AUTHORITY in observation.reasons:
+        return None
+    _unchanged_rows(observation, incremental)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare")
+    try:
+        return pool.submit(
+            reconcile,
+            dict(observation.snapshots),
+            settings.rules,
+            settings.strategy,
+            unavailable_reasons=dict(observation.reasons),
+        )
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _unchanged_rows(observation: Observation, incremental: Incremental | None) -> None:
+    """The rows of each system whose export had not changed: those of the run holding them."""
+    if incremental is not None:
+        for system in observation.unchanged - set(observation.snapshots):
+            state = observation.states[system]
+            observation.snapshots[system] = incremental.base_snapshot(state.holder, system)
 
 
 def _skip_unchanged(
@@ -252,7 +313,6 @@ def _skip_unchanged(
 
 def _record(settings: RunSettings, observation: Observation, snapshot: SourceSnapshot) -> None:
     """Record a system's export whole: this run's events hold its rows from now on."""
-    observation.snapshots[snapshot.system] = snapshot
     observation.run.observe(snapshot, settings.batch_size)
     if snapshot.fingerprint is not None:
         observation.states[snapshot.system] = SourceState(
@@ -266,7 +326,6 @@ def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSna
     accepted = guard.accepted[system]
     observation.run.hold_back(snapshot, reason, accepted.as_json())
     observation.held[system] = HeldExport(snapshot.file, snapshot.fingerprint, len(snapshot))
-    observation.snapshots[system] = guard.rows_of(accepted.holder, system)
     state = accepted.state()
     if state is not None:  # the next incremental run compares the export with the accepted one
         observation.states[system] = state
@@ -303,16 +362,15 @@ def conclude(
         reason = f"System A is the authority and could not be read: {observation.reasons[AUTHORITY]}"
         run.fail(reason)
         raise RunFailed(run, reason)
-    if incremental is not None:
-        for system in observation.unchanged - set(observation.snapshots):
-            state = observation.states[system]
-            observation.snapshots[system] = incremental.base_snapshot(state.holder, system)
-
+    _unchanged_rows(observation, incremental)
     say("normalizing and comparing")
     with timed(timings, "compare"):
-        recon = reconcile(
-            observation.snapshots, settings.rules, settings.strategy, unavailable_reasons=observation.reasons
-        )
+        if observation.comparison is not None:
+            recon = observation.comparison.result()
+        else:
+            recon = reconcile(
+                observation.snapshots, settings.rules, settings.strategy, unavailable_reasons=observation.reasons
+            )
     if not recon.authority.unique_keys:
         authority = recon.authority
         rejected = authority.rejected[:3]
