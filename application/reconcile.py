@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -28,11 +28,13 @@ from keysync.application.incremental import BaseSnapshot, Incremental, SourceSta
 from keysync.application.ports import SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
-from keysync.domain.normalization import NormalizationRules, normalize_key
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
-from keysync.domain.reconciliation import Reconciliation, SystemResult, reconcile
 from keysync.domain.registry import Registry, RunDecisions
+from keysync.domain.rules import NormalizationRules
 from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
+
+if TYPE_CHECKING:  # the comparison (numpy, pyarrow) is loaded by the runs that compare
+    from keysync.domain.reconciliation import Reconciliation, SystemResult
 
 
 @attrs.frozen
@@ -270,15 +272,17 @@ def _compare_meanwhile(
     _unchanged_rows(observation, incremental)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare")
     try:
-        return pool.submit(
-            reconcile,
-            dict(observation.snapshots),
-            settings.rules,
-            settings.strategy,
-            unavailable_reasons=dict(observation.reasons),
-        )
+        return pool.submit(_compare, settings, dict(observation.snapshots), dict(observation.reasons))
     finally:
         pool.shutdown(wait=False)
+
+
+def _compare(
+    settings: RunSettings, snapshots: Mapping[str, SourceSnapshot], reasons: Mapping[str, str]
+) -> Reconciliation:
+    from keysync.domain.reconciliation import reconcile
+
+    return reconcile(snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons)
 
 
 def _unchanged_rows(observation: Observation, incremental: Incremental | None) -> None:
@@ -368,9 +372,7 @@ def conclude(
         if observation.comparison is not None:
             recon = observation.comparison.result()
         else:
-            recon = reconcile(
-                observation.snapshots, settings.rules, settings.strategy, unavailable_reasons=observation.reasons
-            )
+            recon = _compare(settings, observation.snapshots, observation.reasons)
     if not recon.authority.unique_keys:
         authority = recon.authority
         rejected = authority.rejected[:3]
@@ -460,6 +462,8 @@ def _kpis(
 
 def _letters_lost(recon: Reconciliation, examples: int = 3) -> dict[str, Any]:
     """How many distinct raw keys lost letters to strip_non_alnum, and a few of them with what they became."""
+    from keysync.domain.normalization import normalize_key
+
     lost = recon.keys_that_lost_letters()
     shown = [[key, normalize_key(key, recon.rules)] for key in lost[:examples]]
     return {"letters_lost_count": len(lost), "letters_lost_examples": shown}

@@ -17,13 +17,15 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from keysync.domain.reconciliation import OutOfAuthorityKey
 from keysync.domain.statuses import ACTIVE, DEPRECATED, PROPOSED
+
+if TYPE_CHECKING:
+    from keysync.domain.reconciliation import OutOfAuthorityKey
 
 _ALLOWED = {ACTIVE: {PROPOSED}, DEPRECATED: {PROPOSED, ACTIVE}}
 

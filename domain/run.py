@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 from eventsourcing.domain import Aggregate, event
 
-from keysync.domain.columns import Column, text_array, text_length, unpack_lines, unpack_text
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot, row_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from keysync.domain.columns import Column
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -119,6 +120,8 @@ class ReconciliationRun(Aggregate):
         last_seen_at: Column,
         lines: list[Any],
     ) -> None:
+        from keysync.domain.columns import text_length  # numpy and pyarrow: loaded only if old events are read
+
         self.observed[system] += text_length(keys)
 
     @event("SourceUnchanged")
@@ -221,6 +224,8 @@ def snapshots_from_events(
     """Rebuild each system's SourceSnapshot (or ``only`` that system's), and the unavailable systems' reasons,
     from a run's events. An incremental run's unchanged or changed systems need their base run's rows:
     ``base_snapshot`` gives them."""
+    from keysync.domain.columns import unpack_lines, unpack_text
+
     snapshots: dict[str, SourceSnapshot] = {}
     batches: dict[str, list[pa.Table]] = {}  # system -> its rows, batch by batch
     unavailable: dict[str, str] = {}
@@ -287,6 +292,8 @@ def _no_rows() -> pa.Table:
 def _keys_observed(e: Any) -> pa.Table:
     """An earlier version's batch of rows (its columns joined by line breaks) as a table of ROW_COLUMNS."""
     import pyarrow as pa
+
+    from keysync.domain.columns import text_array, unpack_lines
 
     columns = [text_array(getattr(e, field)) for field in ROW_FIELDS]
     lines = pa.array(unpack_lines(e.lines), pa.int64())

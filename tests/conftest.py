@@ -11,8 +11,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
 
 from keysync.cli.main import cli
+
+# No time limit per example: on a busy shared machine one slow example is noise, not a failure.
+settings.register_profile("keysync", deadline=None)
+settings.load_profile("keysync")
 
 HEADER = ["source_system", "source_key", "entity_type", "location_ref", "last_seen_at"]
 
