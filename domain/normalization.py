@@ -96,8 +96,8 @@ def keys_that_lost_letters(keys: Iterable[str], rules: NormalizationRules) -> li
 def letter_loss_candidates(keys: pa.Array) -> list[str]:
     """The keys of an Arrow array that may lose letters: those neither ASCII nor made only of ASCII and its
     full-width forms (NFKC turns those into ASCII, so nothing non-ASCII is left to lose). Few, in real exports."""
-    plain = pc.or_(pc.string_is_ascii(keys), pc.match_substring_regex(keys, _FULL_WIDTH))
-    return keys.filter(pc.invert(plain)).to_pylist()
+    unusual = keys.filter(pc.invert(pc.string_is_ascii(keys)))
+    return unusual.filter(pc.invert(pc.match_substring_regex(unusual, _FULL_WIDTH))).to_pylist()
 
 
 # ---- Bulk paths: Arrow arrays, and lists -------------------------------------------------------------

@@ -137,3 +137,20 @@ def test_the_columnar_reconciliation_agrees_with_the_row_by_row_definition(data,
             assert result.missing_from_system_keys() == sorted(set(a) - set(want))
             gaps = result.missing_from_system.to_pylist()
             assert all(g["source_key"] == a[g["normalized_key"]]["source_key"] for g in gaps)
+
+
+@settings(max_examples=150)
+@given(st.fixed_dictionaries({s: ROWS for s in SYSTEMS}), st.sampled_from(["mirror", "namespaced"]))
+def test_out_of_authority_agrees_with_the_row_by_row_definition(data, strategy):
+    # In the order first met: systems in A-E order, each one's missing keys in key order.
+    recon = reconcile({s: rich_snap(s, rows) for s, rows in data.items()}, RULES, strategy)
+    a = reference(rich_snap("A", data["A"]), RULES)
+    expected: dict[str, tuple[str, list[str], str]] = {}
+    for system in SYSTEMS[1:]:
+        found = reference(rich_snap(system, data[system]), RULES)
+        for key in sorted(set(found) - set(a)):
+            master = master_key_for(system, key, strategy)
+            expected.setdefault(master, (key, [], str(found[key]["source_key"])))[1].append(system)
+    got = recon.out_of_authority()
+    assert list(got) == list(expected)
+    assert {m: (o.normalized_key, o.systems, o.source_key) for m, o in got.items()} == expected
