@@ -4,6 +4,7 @@ still loads: tables in base64 inside the event's JSON (before the frame), and pl
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 from eventsourcing.persistence import JSONTranscoder, Transcoder
 
 from keysync.application.bootstrap import store_env
@@ -13,6 +14,8 @@ from keysync.domain.run import ReconciliationRun
 from keysync.infrastructure.arrow_transcoding import FRAME, KeySyncTranscoder, _ArrowTableAsIPC
 from keysync.infrastructure.compression import ZstdCompressor
 from keysync.infrastructure.config import load_config
+from keysync.infrastructure.postgres_store import PostgresTarget
+from tests.conftest import POSTGRES_DSN
 
 KEYS = ["CUST-1", "cust 2", "ＣＵＳＴ-３", '"quoted",comma', "tab\there", "é\u0301", ""]
 ROWS_OBSERVED = "keysync.domain.run:ReconciliationRun.RowsObserved"
@@ -101,3 +104,21 @@ def test_events_without_tables_stay_compressed_json_and_frames_are_not_compresse
     decoded = transcoder.decode(frame)
     assert list(decoded) == ["system", "rows", "after"]  # the event's attributes keep their order
     assert decoded["rows"].equals(table) and (decoded["system"], decoded["after"]) == ("A", 1)
+
+
+@pytest.mark.skipif(not POSTGRES_DSN, reason="no PostgreSQL server given")
+def test_postgresql_stores_the_states_as_they_come_without_compressing_them_again(any_project):
+    if "postgres" not in any_project.config.read_text(encoding="utf-8"):
+        pytest.skip("SQLite")
+    config = load_config(any_project.config)
+    store = KeySyncStore(env=store_env(config, create_tables=True))
+    recorded_run(store, "A")
+    target = PostgresTarget.from_dsn(config.store.dsn)
+    with target.connect() as conn:
+        storage = conn.execute(
+            "SELECT a.attstorage FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid "
+            "JOIN pg_namespace n ON c.relnamespace = n.oid "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attname = 'state'",
+            (target.schema, f"{KeySyncStore.name}_events"),
+        ).fetchone()
+    assert storage == ("e",)  # external: out of line, never compressed by the server
