@@ -5,8 +5,8 @@ KeySync already needs) compresses them to a fraction of zlib's output at twice i
 the uncompressed length (8 bytes, little-endian) followed by the zstd frame, since decompression wants the size.
 
 An event holding Arrow tables is a binary frame whose tables are compressed already (keysync.infrastructure.
-arrow_transcoding): it is stored as it is, since compressing it again would cost time and save nothing. Its first
-bytes tell it apart, as they could not be a length.
+arrow_transcoding): it is stored as it is (compressing it again saves ~4% of its size, for another copy of it
+and ~0.04 s of CPU per million rows). Its first bytes tell it apart, as they could not be a length.
 """
 
 from __future__ import annotations

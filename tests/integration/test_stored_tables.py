@@ -108,17 +108,28 @@ def test_events_without_tables_stay_compressed_json_and_frames_are_not_compresse
 
 @pytest.mark.skipif(not POSTGRES_DSN, reason="no PostgreSQL server given")
 def test_postgresql_stores_the_states_as_they_come_without_compressing_them_again(any_project):
+    """Also in a store whose tables an earlier version made: once `keysync store init` has run."""
     if "postgres" not in any_project.config.read_text(encoding="utf-8"):
         pytest.skip("SQLite")
     config = load_config(any_project.config)
-    store = KeySyncStore(env=store_env(config, create_tables=True))
-    recorded_run(store, "A")
     target = PostgresTarget.from_dsn(config.store.dsn)
-    with target.connect() as conn:
-        storage = conn.execute(
-            "SELECT a.attstorage FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid "
-            "JOIN pg_namespace n ON c.relnamespace = n.oid "
-            "WHERE n.nspname = %s AND c.relname = %s AND a.attname = 'state'",
-            (target.schema, f"{KeySyncStore.name}_events"),
-        ).fetchone()
-    assert storage == ("e",)  # external: out of line, never compressed by the server
+
+    def storage() -> str:
+        with target.connect() as conn:
+            found = conn.execute(
+                "SELECT a.attstorage FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid "
+                "JOIN pg_namespace n ON c.relnamespace = n.oid "
+                "WHERE n.nspname = %s AND c.relname = %s AND a.attname = 'state'",
+                (target.schema, f"{KeySyncStore.name}_events"),
+            ).fetchone()
+        assert found
+        return found[0]
+
+    assert storage() == "e"  # external: out of line, never compressed by the server
+    with target.connect(autocommit=True) as conn:  # as an earlier version made it
+        conn.execute(f'ALTER TABLE "{target.schema}".{KeySyncStore.name}_events ALTER COLUMN state SET STORAGE MAIN')
+    any_project.invoke("store", "init")
+    assert storage() == "e"
+    store = KeySyncStore(env=store_env(config))
+    run = recorded_run(store, "A")
+    assert rows_of(KeySyncStore(env=store_env(config)), run, "A").equals(snapshot("A").rows)
