@@ -614,14 +614,11 @@ def _is_canonical_utc(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
         lengths = np.diff(ends)
         canonical = lengths == 0
         fixed = np.flatnonzero(lengths == _STAMP_WIDTH)
-        for at in range(0, len(fixed), _STAMP_ROWS):  # in slices: the gathered bytes stay small
+        if len(fixed):  # every 25 bytes from each position, as a view; the rows are taken in slices
+            windows = np.lib.stride_tricks.sliding_window_view(raw[: ends[-1]], _STAMP_WIDTH)
+        for at in range(0, len(fixed), _STAMP_ROWS):
             rows = fixed[at : at + _STAMP_ROWS]
-            starts = ends[rows].astype(np.int64)
-            if starts[-1] - starts[0] == _STAMP_WIDTH * (len(rows) - 1):  # back to back: a view
-                stamps = raw[starts[0] : starts[0] + _STAMP_WIDTH * len(rows)].reshape(-1, _STAMP_WIDTH)
-            else:
-                stamps = raw[starts[:, None] + np.arange(_STAMP_WIDTH)]
-            canonical[rows] = _canonical_stamps(stamps)
+            canonical[rows] = _canonical_stamps(windows[ends[rows]])
         found.append(canonical)
     return np.concatenate(found) if found else np.empty(0, dtype=bool)
 
