@@ -89,7 +89,7 @@ def _csv_fields(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The fast path
+# The one-pass path
 
 
 def _read_whole_body(data: bytes, start: int, names: list[str], source: SourceFile) -> ParsedRows | None:
