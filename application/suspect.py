@@ -15,15 +15,20 @@ then has it from the run's ``sources`` or, older still, from its summary counts.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from keysync.application.incremental import BaseSnapshot, SourceState
 from keysync.domain.normalization import NormalizationRules, normalize_array
 from keysync.domain.observations import Fingerprint, SourceSnapshot
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 MAX_SHRINK = 0.5
 
@@ -110,10 +115,43 @@ class ShrinkGuard:
 def valid_rows(snapshot: SourceSnapshot, rules: NormalizationRules) -> int:
     """The rows of an export whose key survives normalization: what an export of junk keys ("***", a script the rules
     strip) is not. An ASCII letter or digit survives every rule, so only the keys without one are normalized."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     keys = snapshot.keys
-    doubtful = keys.filter(pc.invert(pc.match_substring_regex(keys, "[A-Za-z0-9]")))
+    doubtful = keys.filter(pa.array(~_has_ascii_alnum(keys)))
     if not len(doubtful):
         return len(keys)
     return len(keys) - pc.sum(pc.equal(normalize_array(doubtful, rules), "")).as_py()
+
+
+def _has_ascii_alnum(keys: pa.Array) -> np.ndarray:
+    """Which keys hold an ASCII letter or digit. Most keys start with one: their first UTF-8 byte says so (a byte
+    below 0x80 is that character), and only the others are searched."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def search(values: pa.Array) -> np.ndarray:
+        return pc.fill_null(pc.match_substring_regex(values, "[A-Za-z0-9]"), False).to_numpy(zero_copy_only=False)
+
+    if keys.null_count or keys.type not in (pa.string(), pa.large_string()) or not len(keys):  # not a reader's
+        return search(keys)
+    _, offsets, data = keys.buffers()
+    width = np.dtype(np.int64 if keys.type == pa.large_string() else np.int32)
+    ends = np.frombuffer(offsets, width, count=len(keys) + 1, offset=keys.offset * width.itemsize)
+    raw = np.frombuffer(data, np.uint8) if data is not None and data.size else np.zeros(1, np.uint8)
+    found = _alnum_bytes()[raw[np.minimum(ends[:-1], len(raw) - 1)]] & (ends[1:] > ends[:-1])
+    rest = np.flatnonzero(~found)
+    found[rest] = search(keys.take(pa.array(rest, pa.int64())))
+    return found
+
+
+@functools.cache
+def _alnum_bytes() -> np.ndarray:
+    import numpy as np
+
+    table = np.zeros(256, dtype=bool)
+    for first, last in (("0", "9"), ("A", "Z"), ("a", "z")):
+        table[ord(first) : ord(last) + 1] = True
+    return table

@@ -2,8 +2,9 @@
 
 Two paths, both ending in pyarrow's CSV parser with quoting off:
 
-* fast: the whole file is checked at C speed (a quote search, UTF-8, the comma total against the line
-  count) and, if clean, pyarrow reads it as it is;
+* one pass: a body without quotes, valid UTF-8 (two checks at C speed), goes to pyarrow whole; lines of the
+  wrong width (blank ones among them) come back from pyarrow with their line numbers, and are the only lines
+  Python looks at;
 * careful: numpy locates the line ends and counts each line's commas and quotes; only the suspicious lines
   (quotes that are not simple, a wrong field count, bytes that are not UTF-8, blank) are parsed one by one
   with Python's strict csv module, and the clean rest still goes to pyarrow in one piece.
@@ -52,10 +53,7 @@ def parse_csv(data: bytes, source: SourceFile) -> ParsedRows:
         raise source.unavailable("empty file, expected a header line")
     header, start = _split_header(data)
     names = _header_names(header, source)
-    table = _read_clean_body(data, start, len(names))
-    if table is not None:
-        return _csv_rows(names, table, np.arange(2, table.num_rows + 2), _SlowRecords(), table.num_rows)
-    return _parse_line_by_line(data, start, names, source)
+    return _read_whole_body(data, start, names, source) or _parse_line_by_line(data, start, names, source)
 
 
 def _split_header(data: bytes) -> tuple[bytes, int]:
@@ -91,37 +89,57 @@ def _csv_fields(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The fast path
+# The one-pass path
 
 
-def _read_clean_body(data: bytes, start: int, n_cols: int) -> pa.Table | None:
-    """pyarrow reads all lines from ``start`` at once, if they are clean; else None.
+def _read_whole_body(data: bytes, start: int, names: list[str], source: SourceFile) -> ParsedRows | None:
+    """pyarrow reads all lines from ``start`` in one pass, if no line needs the careful parser; else None.
 
-    Clean means no quotes, valid UTF-8 and the right comma total. A blank line lacks commas, so it fails
-    the total; wrong counts that happen to balance out make pyarrow fail; the row count must match too.
-    With a single column a blank line would look like an empty key, so that case takes the careful path.
+    That is when the body holds no quote and is valid UTF-8: then every line is either a row or, with the wrong
+    number of commas, an invalid row that pyarrow hands over with its line number (a blank line among them). An
+    empty line comes out as a row of empty fields, as ",,,," does: a rare sight, left to the careful path. With a
+    single column a blank line would look like an empty key, so that case takes the careful path too.
     """
+    n_cols = len(names)
     if n_cols == 1 or data.find(b'"', start) >= 0 or not is_utf8(data):
         return None
-    n_lines = _count_lines(data, start)
-    if data.count(b",", start) != (n_cols - 1) * n_lines:
+    invalid: list[tuple[int, str]] = []
+    table = _arrow_csv(memoryview(data)[start:], n_cols, invalid=invalid)
+    if table is None or _has_empty_rows(table):
         return None
-    table = _arrow_csv(memoryview(data)[start:], n_cols)
-    return table if table is not None and table.num_rows == n_lines else None
+    slow = _SlowRecords()
+    for number, text in invalid:
+        if is_blank(text.encode()):
+            slow.rejected.append(source.reject(number + 1, "blank line", text[:RAW_KEEP], "warning"))
+        else:
+            slow.rows_read += 1
+            reason = f"wrong number of fields: {text.count(',') + 1}, expected {n_cols}"
+            slow.rejected.append(source.reject(number + 1, reason, text[:RAW_KEEP]))
+    lines = np.arange(2, table.num_rows + len(invalid) + 2)  # the header is line 1
+    if invalid:
+        lines = np.delete(lines, [number - 1 for number, _ in invalid])
+    return _csv_rows(names, table, lines, slow, table.num_rows + slow.rows_read)
 
 
-def _count_lines(data: bytes, start: int) -> int:
-    if start >= len(data):
-        return 0
-    line_ends = data.count(b"\n", start)
-    if data.find(b"\r", start) >= 0:  # \r and \r\n end lines too
-        line_ends += data.count(b"\r", start) - data.count(b"\r\n", start)
-    return line_ends + (data[-1:] not in (b"\n", b"\r"))
+def _has_empty_rows(table: pa.Table) -> bool:
+    """Whether a row has every field empty (an empty line, or only commas)."""
+    empty = np.flatnonzero(pc.equal(pc.binary_length(table.column(0)), 0).to_numpy(zero_copy_only=False))
+    for column in table.columns[1:]:
+        if not len(empty):
+            break
+        empty = empty[pc.equal(pc.binary_length(take_sorted(column, empty)), 0).to_numpy(zero_copy_only=False)]
+    return len(empty) > 0
 
 
-def _arrow_csv(data: bytes | memoryview, n_cols: int, block_size: int = _BLOCK_SIZE) -> pa.Table | None:
-    """Parse quote-free, valid UTF-8 CSV lines, all columns as strings; None if a line has the wrong width, or
-    is longer than ``block_size`` bytes."""
+def _arrow_csv(
+    data: bytes | memoryview,
+    n_cols: int,
+    block_size: int = _BLOCK_SIZE,
+    invalid: list[tuple[int, str]] | None = None,
+) -> pa.Table | None:
+    """Parse quote-free, valid UTF-8 CSV lines, all columns as strings; None if a line is longer than
+    ``block_size`` bytes, or has the wrong width and ``invalid`` is None. Else such lines are left out and listed
+    in ``invalid`` as (line number from 1, text without its line end)."""
     names = [f"c{i}" for i in range(n_cols)]
     if not len(data):
         return pa.table({name: pa.array([], pa.string()) for name in names})
@@ -130,11 +148,26 @@ def _arrow_csv(data: bytes | memoryview, n_cols: int, block_size: int = _BLOCK_S
     lead = bytes(data[: len(_BOM)]) == _BOM
     if lead:
         data = b",".join([b"x"] * n_cols) + b"\n" + bytes(data)
+    handler = None
+    if invalid is not None:
+
+        def handler(row: pacsv.InvalidRow) -> str:
+            if row.number is None:  # unknown only when parsing in threads, which this does not
+                raise RuntimeError("pyarrow gave no line number")
+            invalid.append((row.number - lead, row.text))
+            return "skip"
+
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=block_size),
-            parse_options=pacsv.ParseOptions(quote_char=False, newlines_in_values=False),
+            # One thread: the line numbers of invalid rows are known only then (systems are read in parallel).
+            read_options=pacsv.ReadOptions(column_names=names, block_size=block_size, use_threads=invalid is None),
+            parse_options=pacsv.ParseOptions(
+                quote_char=False,
+                newlines_in_values=False,
+                ignore_empty_lines=invalid is None,
+                invalid_row_handler=handler,
+            ),
             # UTF-8 was checked already; strings are never null ("" stays "").
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), check_utf8=False),
         )

@@ -10,15 +10,17 @@ rules to all rows at once and builds the snapshot.
 
 Speed matters (a full run reads five files of ~1M rows), so no per-row Python runs for clean rows: the
 format modules hand clean lines to pyarrow's parsers and parse only suspicious lines one by one; the field
-rules (control characters, empty or long keys, foreign source_system) run vectorized with pyarrow.compute
-as a pre-filter whose hits ``_row_problem`` confirms with the plain Python definition (the domain's
-``key_problem``, then the system); last_seen_at values already in canonical UTC form are recognised by one
-regex, and only the others are parsed, once per value.
+rules (control characters, empty or long keys, foreign source_system) run vectorized, on the UTF-8 bytes
+with numpy or with pyarrow.compute, as a pre-filter whose hits ``_row_problem`` confirms with the plain Python
+definition (the domain's ``key_problem``, then the system); last_seen_at values already in canonical UTC form
+are recognised on their bytes, and only the others are parsed, once per value. Memory matters as much: the
+file's bytes and the parsed table go as soon as the snapshot's columns are built from them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -62,12 +64,19 @@ _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Lone surrogates: bytes that were not UTF-8 (kept by surrogateescape), or a JSON \udXXX escape.
 UNDECODABLE = re.compile("[\ud800-\udfff]")
 
-# last_seen_at already canonical (UTC, seconds, calendar-valid; 29 February is left to the full parser).
+# last_seen_at already canonical (UTC, seconds, calendar-valid; 29 February is left to the full parser); the
+# definition, tested on the bytes by _canonical_stamps.
 _CANONICAL_UTC = (
     r"^(?:[1-9]\d{3}|0[1-9]\d\d|00[1-9]\d|000[1-9])-"
     r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))"
     r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\+00:00$"
 )
+_STAMP_WIDTH = 25  # 2026-01-31T10:00:00+00:00
+_STAMP_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+_STAMP_SIGNS = [4, 7, 10, 13, 16, 19, 20, 21, 22, 23, 24]
+_STAMP_SIGN_BYTES = np.frombuffer(b"--T::+00:00", np.uint8)
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0], np.int16)  # by month; 0: no month
+_STAMP_ROWS = 1 << 16
 # Common UTC spellings rewritten to the canonical form before the canonical test (Z, no offset, space).
 _UTC_SPELLING = r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:Z|\+00:00)?$"
 _ISO_START = re.compile(r"\s*\d{4}")  # keeps pandas from accepting words such as "now" or "today"
@@ -90,21 +99,16 @@ def read_source(
     """
     if kind not in KINDS:
         raise ValueError(f"unknown source kind {kind!r}, expected one of {KINDS}")
-    data, fingerprint = read_file(Path(path), max_file_mb)
-    return parse_export(SourceFile(system, str(path)), kind, data, fingerprint, max_key_length)
-
-
-def parse_export(
-    source: SourceFile, kind: str, data: bytes, fingerprint: Fingerprint, max_key_length: int
-) -> SourceSnapshot:
-    """The snapshot of an export's bytes (as ``read_file`` gives them)."""
     # The format modules build on the shared pieces below, so they are imported here, not at the top.
     from keysync.infrastructure.csv_source import parse_csv
     from keysync.infrastructure.json_source import parse_json
 
+    source = SourceFile(system, str(path))
+    data, fingerprint = read_file(Path(path), max_file_mb)
     try:
         with collector_paused():
             rows = parse_csv(data, source) if kind == "csv" else parse_json(data, source)
+            del data  # five systems are read at once: each file's bytes go as soon as nothing needs them
             return _snapshot(rows, source, max_key_length, fingerprint)
     except MemoryError:
         raise source.unavailable("not enough memory to read it (lower processing.max_file_mb)") from None
@@ -142,6 +146,15 @@ class ParsedRows:
     raw_lines: Callable[[Sequence[int]], list[str]]
     rows_read: int
     rejected: list[RejectedRow] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Let go of the table and of what ``raw_lines`` holds, once they are no longer needed."""
+        self.table = pa.table({})
+        self.raw_lines = _no_lines
+
+
+def _no_lines(indexes: Sequence[int]) -> list[str]:
+    raise RuntimeError("the rows were released")
 
 
 class PhysicalLines:
@@ -442,22 +455,26 @@ def _snapshot(rows: ParsedRows, source: SourceFile, max_key_length: int, fingerp
         *(source.reject(int(lines[i]), reason, raws[i], "warning") for i, reason in warnings.items()),
     ]
     rejected.sort(key=lambda row: row.line)
+    rows.release()  # the parsed table (and the file's bytes, if the careful parser kept them) stay only in ``table``
 
+    values = [
+        table[name] if name in table.column_names else pa.repeat(pa.scalar("", pa.string()), n)
+        for name in (KEY, "entity_type", "location_ref")
+    ]
+    kept = pa.table([*values, stamps, table["line"]], schema=row_schema())
+    del table, stamps, values
     if problems:
-        keep = np.ones(n, dtype=bool)
-        keep[list(problems)] = False
-        table = table.filter(pa.array(keep))  # much faster than a take
-        stamps = stamps.filter(pa.array(keep))
-    lines = table["line"].to_numpy()
+        kept = _without_rows(kept, sorted(problems))
+    lines = kept["line"].to_numpy()
     if np.any(np.diff(lines) < 0):  # rows parsed one by one were appended after pyarrow's
-        order = np.argsort(lines, kind="stable")
-        table = table.combine_chunks().take(row_indexes(order))
-        stamps = stamps.take(row_indexes(order))
-
-    def column(name: str) -> pa.ChunkedArray | pa.Array:
-        return table[name] if name in table.column_names else pa.repeat(pa.scalar("", pa.string()), table.num_rows)
-
-    columns = [column(KEY), column("entity_type"), column("location_ref"), stamps, table["line"]]
+        kept = kept.combine_chunks().take(row_indexes(np.argsort(lines, kind="stable")))
+    # One chunk per column, copied column by column: each column's chunks go once copied, so that the table is
+    # never there twice.
+    columns = kept.columns
+    del kept
+    for i in range(len(columns)):
+        if columns[i].num_chunks != 1:
+            columns[i] = pa.chunked_array([columns[i].combine_chunks()], columns[i].type)
     return SourceSnapshot(
         system=source.system,
         file=source.file,
@@ -468,24 +485,31 @@ def _snapshot(rows: ParsedRows, source: SourceFile, max_key_length: int, fingerp
     )
 
 
+def _without_rows(table: pa.Table, dropped: list[int]) -> pa.Table:
+    """The table without the rows at ``dropped`` (ascending, few): slices between them, not copied (a filter would
+    copy every column, and the chunks are combined afterwards anyway)."""
+    bounds = [-1, *dropped, table.num_rows]
+    pieces = [table.slice(a + 1, b - a - 1) for a, b in itertools.pairwise(bounds) if b - a > 1]
+    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
+
+
 def _field_problems(table: pa.Table, system: str, max_key_length: int) -> dict[int, str]:
     """Rows breaking a field rule, with the reason: a vectorized pre-filter, each hit confirmed in Python."""
     key = table[KEY]
-    flagged = _control_in_keys(key)
-    for more in (
-        pc.equal(pc.binary_length(key), 0),
-        pc.utf8_is_space(key),  # arrow's whitespace is exactly str.isspace()'s (see the tests)
-        pc.greater(pc.utf8_length(key), max_key_length),
-    ):
-        flagged = pc.or_(flagged, more)
+    lengths = pc.binary_length(key).to_numpy(zero_copy_only=False)
+    flagged = (lengths == 0) | _bools(pc.utf8_is_space(key))  # arrow's whitespace is str.isspace()'s (see the tests)
+    flagged[_rows_with_control(key)] = True
+    longer = np.flatnonzero(lengths > max_key_length)  # a character takes one byte or more
+    if len(longer):
+        flagged[longer[_bools(pc.greater(pc.utf8_length(take_sorted(key, longer)), max_key_length))]] = True
     has_system = "source_system" in table.column_names
     if has_system:
-        foreign = pc.invert(pc.is_in(table["source_system"], value_set=pa.array(["", system])))
-        flagged = pc.or_(flagged, foreign)
-    hits = np.flatnonzero(flagged.to_numpy(zero_copy_only=False))
+        given = table["source_system"]
+        flagged |= ~(_bools(pc.equal(given, system)) | (pc.binary_length(given).to_numpy(zero_copy_only=False) == 0))
+    hits = np.flatnonzero(flagged)
     systems = take_sorted(table["source_system"], hits).to_pylist() if has_system else [""] * len(hits)
     # Keys fetched all at once, but a huge one alone: a take would copy it in arrow before Python copies it again.
-    huge = pc.binary_length(key).to_numpy(zero_copy_only=False)[hits] > _CHUNK
+    huge = lengths[hits] > _CHUNK
     fetched = iter(take_sorted(key, hits[~huge]).to_pylist())
     problems = {}
     for i, alone, s in zip(hits.tolist(), huge.tolist(), systems, strict=True):
@@ -495,22 +519,50 @@ def _field_problems(table: pa.Table, system: str, max_key_length: int) -> dict[i
     return problems
 
 
-def _control_in_keys(keys: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Where a key holds a control character: a regex per chunk, skipped for chunks of printable ASCII."""
-    return pa.chunked_array([_control_in_chunk(chunk) for chunk in keys.chunks], pa.bool_())
+def _bools(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return values.to_numpy(zero_copy_only=False)
 
 
-def _control_in_chunk(keys: pa.Array) -> pa.Array:
-    data = keys.buffers()[2]
-    raw = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
-    if not any(_maybe_control(raw[at : at + _CHUNK]) for at in range(0, len(raw), _CHUNK)):
-        return pa.array(np.zeros(len(keys), dtype=bool))
-    return pc.match_substring_regex(keys, CONTROL_CLASS)  # RE2 reads the class as code points, like re
+def _chunks(values: pa.ChunkedArray | pa.Array) -> list[pa.Array]:
+    return values.chunks if isinstance(values, pa.ChunkedArray) else [values]
 
 
-def _maybe_control(raw: np.ndarray) -> bool:
-    """Whether bytes may hold a control character: one below 0x20 but tab, or any from 0x7F (DEL, C1, non-ASCII)."""
-    return bool((((raw < 0x20) & (raw != ord("\t"))) | (raw >= 0x7F)).any())
+def _utf8_bytes(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string chunk's bytes and its len + 1 offsets into them, as numpy views of arrow's buffers (no copy)."""
+    _, offsets, data = chunk.buffers()
+    width = np.dtype(np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
+    ends = np.frombuffer(offsets, width, count=len(chunk) + 1, offset=chunk.offset * width.itemsize)
+    return (np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)), ends
+
+
+def _rows_with_control(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """The rows whose key holds a control character (CONTROL_CLASS), found in the UTF-8 bytes: a byte below 0x20
+    but tab, DEL (0x7F), or a C1 character U+0080-U+009F (0xC2 followed by 0x80-0x9F)."""
+    found, first = [], 0
+    for chunk in _chunks(keys):
+        if len(chunk) and chunk.null_count:  # not from the readers (their strings are never null): the plain way
+            found.append(np.flatnonzero(_bools(pc.fill_null(pc.match_substring_regex(chunk, CONTROL_CLASS), False))))
+        elif len(chunk):
+            raw, ends = _utf8_bytes(chunk)
+            at = _control_positions(raw[: ends[-1]], int(ends[0]))
+            found.append(np.searchsorted(ends, at, side="right") - 1 + first)
+        first += len(chunk)
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+
+
+def _control_positions(raw: np.ndarray, start: int) -> np.ndarray:
+    """Where control characters start in ``raw`` from ``start`` on (valid UTF-8), piece by piece so that the
+    masks stay small."""
+    found = []
+    for at in range(start, len(raw), _CHUNK):
+        piece = raw[at : at + _CHUNK]
+        c0 = np.flatnonzero(((piece < 0x20) & (piece != ord("\t"))) | (piece == 0x7F))
+        c1 = np.flatnonzero(piece == 0xC2)
+        if len(c1):
+            second = raw[np.minimum(c1 + at + 1, len(raw) - 1)]
+            c1 = c1[(second >= 0x80) & (second <= 0x9F)]
+        found.append(np.concatenate([c0, c1]) + at)
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
 def _row_problem(key: str, source_system: str, system: str, max_key_length: int) -> str:
@@ -552,7 +604,35 @@ def _normalize_timestamps(values: pa.ChunkedArray | pa.Array) -> tuple[pa.Array,
 
 
 def _is_canonical_utc(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return pc.match_substring_regex(values, f"^$|{_CANONICAL_UTC}").to_numpy(zero_copy_only=False)
+    """Which values are "" or canonical (``_CANONICAL_UTC``): read off the bytes of the 25-byte values."""
+    found = []
+    for chunk in _chunks(values):
+        if len(chunk) and chunk.null_count:  # not from the readers (their strings are never null): the plain way
+            found.append(_bools(pc.fill_null(pc.match_substring_regex(chunk, f"^$|{_CANONICAL_UTC}"), False)))
+            continue
+        raw, ends = _utf8_bytes(chunk) if len(chunk) else (np.empty(0, np.uint8), np.zeros(1, np.int64))
+        lengths = np.diff(ends)
+        canonical = lengths == 0
+        fixed = np.flatnonzero(lengths == _STAMP_WIDTH)
+        if len(fixed):  # every 25 bytes from each position, as a view; the rows are taken in slices
+            windows = np.lib.stride_tricks.sliding_window_view(raw[: ends[-1]], _STAMP_WIDTH)
+        for at in range(0, len(fixed), _STAMP_ROWS):
+            rows = fixed[at : at + _STAMP_ROWS]
+            canonical[rows] = _canonical_stamps(windows[ends[rows]])
+        found.append(canonical)
+    return np.concatenate(found) if found else np.empty(0, dtype=bool)
+
+
+def _canonical_stamps(stamps: np.ndarray) -> np.ndarray:
+    """Which rows of 25 bytes each match ``_CANONICAL_UTC``, tested field by field."""
+    digits = stamps[:, _STAMP_DIGITS] - np.uint8(ord("0"))  # a byte that is not a digit wraps to 10 or more
+    ok = (digits < 10).all(axis=1) & (stamps[:, _STAMP_SIGNS] == _STAMP_SIGN_BYTES).all(axis=1)
+    d = digits.astype(np.int16)
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month, day = d[:, 4] * 10 + d[:, 5], d[:, 6] * 10 + d[:, 7]
+    hour, minute, second = d[:, 8] * 10 + d[:, 9], d[:, 10] * 10 + d[:, 11], d[:, 12] * 10 + d[:, 13]
+    month_days = _MONTH_DAYS[np.minimum(month, len(_MONTH_DAYS) - 1)]
+    return ok & (year > 0) & (day >= 1) & (day <= month_days) & (hour < 24) & (minute < 60) & (second < 60)
 
 
 def _parse_iso8601(texts: list[str]) -> list[str | None]:

@@ -17,7 +17,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from keysync.domain import observations
+from keysync.domain.keys import CONTROL_CLASS
 from keysync.domain.observations import RejectedRow, SourceSnapshot
+from keysync.infrastructure import csv_source, sources
 from keysync.infrastructure.sources import SourceUnavailable, read_source
 
 HEADER = "source_system,source_key,entity_type,location_ref,last_seen_at"
@@ -624,6 +626,47 @@ def test_arrow_whitespace_is_python_whitespace() -> None:
     arrow = pc.utf8_is_space(pa.array(chars)).to_pylist()
 
     assert [c for c, space in zip(chars, arrow, strict=True) if space] == [c for c in chars if c.isspace()]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(st.text(alphabet="0123456789-T:+Z ", max_size=27) | st.sampled_from(["", STAMP]), max_size=30),
+       stamps=st.lists(st.datetimes(), max_size=30), split=st.integers(0, 60))  # fmt: skip
+def test_the_byte_level_timestamp_test_is_the_canonical_regex(texts: list[str], stamps: list, split: int) -> None:
+    values = [*texts, *(f"{stamp:%Y-%m-%dT%H:%M:%S}+00:00" for stamp in stamps), "2026-02-29T10:00:00+00:00"]
+    column = pa.array(values, pa.string())
+    expected = pc.match_substring_regex(column, f"^$|{sources._CANONICAL_UTC}").to_pylist()
+
+    in_chunks = pa.chunked_array([column.slice(0, split), column.slice(split)])
+    assert sources._is_canonical_utc(in_chunks).tolist() == expected
+
+
+def test_the_byte_level_control_test_is_the_regex() -> None:
+    keys = pa.array([f"k{chr(c)}" for c in range(0x2FF)] + ["\u0085x", "é\x9f", "\u0100", "", "\t"], pa.string())
+    expected = pc.match_substring_regex(keys, CONTROL_CLASS).to_pylist()
+
+    for column in (keys, pa.chunked_array([keys.slice(0, 200), keys.slice(200)])):
+        found = set(sources._rows_with_control(column).tolist())
+        assert [i in found for i in range(len(keys))] == expected
+
+
+UNQUOTED_FIELD = st.sampled_from(["", " ", "k", "B", "C", "\x1b", "\x85", "\u3000", "é", STAMP, "nope", "\t"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(st.lists(UNQUOTED_FIELD, max_size=7).map(",".join), max_size=20),
+       end=st.sampled_from(["\n", "\r\n", "\r"]))  # fmt: skip
+def test_the_one_pass_read_agrees_with_the_line_by_line_read(lines: list[str], end: str) -> None:
+    """Quote-free UTF-8 goes through pyarrow in one pass, wrong widths and blank lines included; the line-by-line
+    parser must give the same rows and the same rejections."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = csv_file(Path(tmp), *lines, end=end)
+        one_pass = read_source("B", path)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(csv_source, "_read_whole_body", lambda *args: None)
+            line_by_line = read_source("B", path)
+
+    assert one_pass.rows.equals(line_by_line.rows)
+    assert (one_pass.rejected, one_pass.rows_read) == (line_by_line.rejected, line_by_line.rows_read)
 
 
 # ------------------------------------------------------------------------------------------------------------
