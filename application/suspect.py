@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from keysync.application.incremental import BaseSnapshot, SourceState
-from keysync.domain.normalization import NormalizationRules, normalize_array
 from keysync.domain.observations import Fingerprint, SourceSnapshot
+from keysync.domain.rules import NormalizationRules
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,6 +117,8 @@ def valid_rows(snapshot: SourceSnapshot, rules: NormalizationRules) -> int:
     strip) is not. An ASCII letter or digit survives every rule, so only the keys without one are normalized."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from keysync.domain.normalization import normalize_array
 
     keys = snapshot.keys
     doubtful = keys.filter(pa.array(~_has_ascii_alnum(keys)))
