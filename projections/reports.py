@@ -4,7 +4,6 @@ from the read models and the latest run's reconciliation."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,7 @@ def render_reports(
 
     Reports are built column by column: at a million keys per system that is several times faster than
     building rows, and the writer hands whole columns to pyarrow."""
-    statuses = dict(map(itemgetter("master_key", "status"), registry_rows))
+    registry = _columns(registry_rows, REGISTRY_REPORT_COLUMNS)
     reports: dict[str, Columns] = {
         SUMMARY: _empty(SUMMARY_COLUMNS),
         MISSING_IN_A: _empty(MISSING_IN_A_COLUMNS),
@@ -104,11 +103,11 @@ def render_reports(
         columns = _FirstDetectedColumns(since, shown)
         counts = {s: system_counts(r, run.held_back.get(s, "")) for s, r in recon.systems.items()}
         reports[SUMMARY] = summary_columns(run, counts)
-        reports[MISSING_IN_A] = _missing_in_a(columns, recon, statuses)
+        reports[MISSING_IN_A] = _missing_in_a(columns, recon, _Statuses.of(registry))
         reports[MISSING_FROM_SYSTEM] = _missing_from_system(columns, recon)
         reports[DUPLICATES] = _duplicates(columns, recon)
         _rejected(reports[REJECTED], columns, recon)
-    reports[REGISTRY] = _columns(registry_rows, REGISTRY_REPORT_COLUMNS)
+    reports[REGISTRY] = registry
     every = {**reports, **run_level_reports(audit_rows, runs, changes)}
     return [write(output_dir / name, every[name]) for name in REPORTS]
 
@@ -180,10 +179,10 @@ class _FirstDetectedColumns:
     since: FirstDetected
     shown: tuple[str, str]  # (run_id, at) of the run showing the reconciliation
 
-    def add(self, out: _Parts, kind: str, system: str, identities: list[str]) -> None:
+    def add(self, out: _Parts, kind: str, system: str, identities: pa.ChunkedArray) -> None:
         run_ids, ats = self.since.columns(kind, system, identities, self.shown)
-        out.add("first_detected_run_id", pa.array(run_ids, pa.string()))
-        out.add("first_detected_at", pa.array(ats, pa.string()))
+        out.add("first_detected_run_id", run_ids)
+        out.add("first_detected_at", ats)
 
 
 class _Parts:
@@ -202,7 +201,23 @@ class _Parts:
         return {c: pa.chunked_array(chunks) if chunks else [] for c, chunks in self.parts.items()}
 
 
-def _missing_in_a(first: _FirstDetectedColumns, recon: Reconciliation, statuses: Mapping[str, str]) -> Columns:
+@attrs.frozen
+class _Statuses:
+    """The registry's status of each master key, looked up in C."""
+
+    master_keys: pa.Array
+    statuses: pa.Array
+
+    @classmethod
+    def of(cls, registry: Columns) -> _Statuses:
+        return cls(pa.array(registry["master_key"], pa.string()), pa.array(registry["status"], pa.string()))
+
+    def of_keys(self, masters: pa.ChunkedArray) -> pa.ChunkedArray:
+        """Each master key's status; "" for one the registry does not hold."""
+        return pc.fill_null(self.statuses.take(pc.index_in(masters, value_set=self.master_keys)), "")
+
+
+def _missing_in_a(first: _FirstDetectedColumns, recon: Reconciliation, statuses: _Statuses) -> Columns:
     out = _Parts(MISSING_IN_A_COLUMNS)
     for r in recon.downstream:
         table = r.missing_in_a
@@ -210,15 +225,13 @@ def _missing_in_a(first: _FirstDetectedColumns, recon: Reconciliation, statuses:
             continue
         keys, n = table["normalized_key"], table.num_rows
         masters = keys if recon.strategy == "mirror" else pc.binary_join_element_wise(f"A-{r.system}-", keys, "")
-        listed = keys.to_pylist()
-        first.add(out, kinds.MISSING_IN_A, r.system, listed)
+        first.add(out, kinds.MISSING_IN_A, r.system, keys)
         out.repeat("system", r.system, n)
         out.add("source_key", table["source_key"])
         out.add("normalized_key", keys)
         out.add("proposed_master_key", masters)
         out.repeat("strategy", recon.strategy, n)
-        masters_listed = listed if recon.strategy == "mirror" else masters.to_pylist()
-        out.add("registry_status", pa.array(list(map(statuses.get, masters_listed, repeat(""))), pa.string()))
+        out.add("registry_status", statuses.of_keys(masters))
         out.add("entity_type", table["entity_type"])
         out.add("last_seen_at", table["last_seen_at"])
     return out.columns()
@@ -230,7 +243,7 @@ def _missing_from_system(first: _FirstDetectedColumns, recon: Reconciliation) ->
         table = r.missing_from_system
         if not table.num_rows:
             continue
-        first.add(out, kinds.MISSING_FROM_SYSTEM, r.system, table["normalized_key"].to_pylist())
+        first.add(out, kinds.MISSING_FROM_SYSTEM, r.system, table["normalized_key"])
         out.repeat("system", r.system, table.num_rows)
         out.add("master_key", table["normalized_key"])
         out.add("source_key_in_A", table["source_key"])
@@ -245,7 +258,7 @@ def _duplicates(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
         table = r.duplicates
         if not table.num_rows:
             continue
-        first.add(out, kinds.DUPLICATE, r.system, table["normalized_key"].to_pylist())
+        first.add(out, kinds.DUPLICATE, r.system, table["normalized_key"])
         out.repeat("system", r.system, table.num_rows)
         for column in ("normalized_key", "occurrences", "source_keys"):
             out.add(column, table[column])
@@ -254,9 +267,10 @@ def _duplicates(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
 
 def _rejected(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
     for r in recon.systems.values():
-        run_ids, ats = first.since.columns(kinds.REJECTED, r.system, [row.raw for row in r.rejected], first.shown)
-        out["first_detected_run_id"] += run_ids
-        out["first_detected_at"] += ats
+        raws = pa.array([row.raw for row in r.rejected], pa.string())
+        run_ids, ats = first.since.columns(kinds.REJECTED, r.system, raws, first.shown)
+        out["first_detected_run_id"] += run_ids.to_pylist()
+        out["first_detected_at"] += ats.to_pylist()
         for row in r.rejected:
             for column, value in zip(
                 REJECTED_COLUMNS[2:], [row.system, row.file, row.line, row.severity, row.reason, row.raw], strict=True

@@ -391,7 +391,7 @@ class Projections:
                 recon = basis_recon
             else:
                 recon = self.reconciliation_of(run["originator_id"])
-            touched |= state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis)).groups
+            touched |= state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis))
         if live:  # the groups a run changed are written again; the first time, all of them
             groups = touched if since is not None else None
             self.recorder.save_first_detected(since, (state.run_id, rules), groups or (), state.rows(groups))
