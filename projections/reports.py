@@ -4,6 +4,8 @@ from the read models and the latest run's reconciliation."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,8 @@ REJECTED_COLUMNS = (*FIRST_DETECTED_COLUMNS, "system", "file", "line", "severity
 REGISTRY_REPORT_COLUMNS = tuple(c for c in REGISTRY_COLUMNS if c != "last_seen_run_id")
 
 Columns = dict[str, Any]  # name -> a list of values or an Arrow array
+ReportColumns = Mapping[str, Sequence[Any]]
+Builder = Callable[[], ReportColumns]  # a report's columns, built when it is written
 Writer = Callable[[Path, Mapping[str, Sequence[Any]]], Path]
 
 
@@ -89,27 +93,48 @@ def render_reports(
     Reports are built column by column: at a million keys per system that is several times faster than
     building rows, and the writer hands whole columns to pyarrow."""
     registry = _columns(registry_rows, REGISTRY_REPORT_COLUMNS)
-    reports: dict[str, Columns] = {
-        SUMMARY: _empty(SUMMARY_COLUMNS),
-        MISSING_IN_A: _empty(MISSING_IN_A_COLUMNS),
-        MISSING_FROM_SYSTEM: _empty(MISSING_FROM_SYSTEM_COLUMNS),
-        DUPLICATES: _empty(DUPLICATE_COLUMNS),
-        REJECTED: _empty(REJECTED_COLUMNS),
+    empty = {
+        SUMMARY: SUMMARY_COLUMNS,
+        MISSING_IN_A: MISSING_IN_A_COLUMNS,
+        MISSING_FROM_SYSTEM: MISSING_FROM_SYSTEM_COLUMNS,
+        DUPLICATES: DUPLICATE_COLUMNS,
+        REJECTED: REJECTED_COLUMNS,
     }
+    reports: dict[str, Builder] = {n: partial(_empty, c) for n, c in empty.items()}
     if run is not None and recon is not None:
         found = detected or run
         since = first_detected or FirstDetected()
-        shown = (found.run_id, found.finished_at)
-        columns = _FirstDetectedColumns(since, shown)
+        columns = _FirstDetectedColumns(since, (found.run_id, found.finished_at))
         counts = {s: system_counts(r, run.held_back.get(s, "")) for s, r in recon.systems.items()}
-        reports[SUMMARY] = summary_columns(run, counts)
-        reports[MISSING_IN_A] = _missing_in_a(columns, recon, _Statuses.of(registry))
-        reports[MISSING_FROM_SYSTEM] = _missing_from_system(columns, recon)
-        reports[DUPLICATES] = _duplicates(columns, recon)
-        _rejected(reports[REJECTED], columns, recon)
-    reports[REGISTRY] = registry
-    every = {**reports, **run_level_reports(audit_rows, runs, changes)}
-    return [write(output_dir / name, every[name]) for name in REPORTS]
+        reports[SUMMARY] = partial(summary_columns, run, counts)
+        reports[MISSING_IN_A] = lambda: _missing_in_a(columns, recon, _Statuses.of(registry))
+        reports[MISSING_FROM_SYSTEM] = partial(_missing_from_system, columns, recon)
+        reports[DUPLICATES] = partial(_duplicates, columns, recon)
+        reports[REJECTED] = partial(_rejected, columns, recon)
+    return write_all(output_dir, write, {**reports, REGISTRY: registry, **run_level_reports(audit_rows, runs, changes)})
+
+
+def _built(columns: ReportColumns | Builder) -> ReportColumns:
+    return columns() if callable(columns) else columns
+
+
+# The reports by size at a million keys per system, largest first, so that the last one to start is a small one.
+_BY_SIZE = (CHANGES, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, DUPLICATES, REJECTED, AUDIT, SUMMARY, TREND)
+WRITERS = 3  # two cores' worth of Arrow work, and one more to overlap the files' syncing to disk
+
+
+def write_all(output_dir: Path, write: Writer, reports: Mapping[str, ReportColumns | Builder]) -> list[Path]:
+    """Build and write each of ``reports`` (name -> its columns, or their builder) on threads: the work is in
+    Arrow and in syncing the files to disk, both outside the GIL, so the large reports overlap. Every report is
+    attempted; the first failure is raised once all are done. Returns the paths in REPORTS order."""
+    names = [n for n in _BY_SIZE if n in reports] + [n for n in reports if n not in _BY_SIZE]
+
+    def written(name: str) -> Path:
+        return write(output_dir / name, _built(reports[name]))
+
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(names))) as pool:
+        paths = dict(zip(names, pool.map(written, names), strict=True))
+    return [paths[name] for name in REPORTS if name in paths]
 
 
 def run_level_reports(
@@ -265,7 +290,8 @@ def _duplicates(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
     return out.columns()
 
 
-def _rejected(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
+def _rejected(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
+    out = _empty(REJECTED_COLUMNS)
     for r in recon.systems.values():
         raws = pa.array([row.raw for row in r.rejected], pa.string())
         run_ids, ats = first.since.columns(kinds.REJECTED, r.system, raws, first.shown)
@@ -276,3 +302,4 @@ def _rejected(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation)
                 REJECTED_COLUMNS[2:], [row.system, row.file, row.line, row.severity, row.reason, row.raw], strict=True
             ):
                 out[column].append(value)
+    return out

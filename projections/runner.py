@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from operator import itemgetter
 from pathlib import Path
@@ -42,6 +41,7 @@ from keysync.projections.reports import (
     render_reports,
     run_level_reports,
     summary_columns,
+    write_all,
 )
 from keysync.projections.run_history import apply_run_event
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
@@ -314,9 +314,7 @@ class Projections:
         reports |= run_level_reports(audit, runs, {c: [] for c in CHANGE_COLUMNS} if carried else None)
         if not carried:
             del reports[CHANGES]  # the same latest run as the files show: its changes are written already
-        # Small files: the time goes in syncing each to disk, which threads overlap.
-        with ThreadPoolExecutor(max_workers=len(reports)) as pool:
-            list(pool.map(lambda item: self.write(self.output_dir / item[0], item[1]), reports.items()))
+        write_all(self.output_dir, self.write, reports)
         return [self.output_dir / name for name in REPORTS]
 
     def render(
