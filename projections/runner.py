@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,6 +81,14 @@ class _MemoryManifest:
 
     def forget(self, folder: Path) -> None:
         self._shown.pop(folder, None)
+
+
+def _at_once(work: Callable[[], object]) -> object:
+    return work()
+
+
+def _submitted(pool: ThreadPoolExecutor, futures: list[Future[Any]], work: Callable[[], object]) -> None:
+    futures.append(pool.submit(work))
 
 
 class Projections:
@@ -344,27 +354,41 @@ class Projections:
             previous = self.run_keys(completed[1]) if len(completed) > 1 else None
             keys = self.run_keys(latest, recon)
             changes = change_columns(keys, previous, registry_rows, audit_rows)
-            first_detected = self.first_detected(completed, recon, live=live)
-        return render_reports(
-            output_dir,
-            self.write,
-            info,
-            recon,
-            registry_rows,
-            audit_rows,
-            runs,
-            changes,
-            detected=detected,
-            first_detected=first_detected,
-        )
+        # The first detections are stored while the reports are written: the two are independent.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            saving: list[Future[Any]] = []
+            if completed:
+                save = partial(_submitted, background, saving)
+                first_detected = self.first_detected(completed, recon, live=live, save=save)
+            written = render_reports(
+                output_dir,
+                self.write,
+                info,
+                recon,
+                registry_rows,
+                audit_rows,
+                runs,
+                changes,
+                detected=detected,
+                first_detected=first_detected,
+            )
+            for future in saving:
+                future.result()
+        return written
 
     def first_detected(
-        self, completed: list[dict[str, Any]], basis_recon: Reconciliation | None = None, *, live: bool = False
+        self,
+        completed: list[dict[str, Any]],
+        basis_recon: Reconciliation | None = None,
+        *,
+        live: bool = False,
+        save: Callable[[Callable[[], object]], object] = _at_once,
     ) -> FirstDetected:
         """When each open discrepancy, duplicate and rejected line was first found, as it stands after the latest
         of ``completed`` (completed runs' history rows, newest first). ``basis_recon``: the reconciliation the
         latest run's results are, if at hand. ``live``: these are the live run history's runs; the folding starts
-        from what is stored and what it adds is stored. Otherwise (a replay) every run is folded again."""
+        from what is stored and what it adds is stored (by ``save``, which runs the storing). Otherwise (a replay)
+        every run is folded again."""
         rules = json.dumps(self.rules.as_options(), sort_keys=True)
         oldest_first = completed[::-1]
         state, since = FirstDetected(), None
@@ -392,7 +416,11 @@ class Projections:
             touched |= state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis))
         if live:  # the groups a run changed are written again; the first time, all of them
             groups = touched if since is not None else None
-            self.recorder.save_first_detected(since, (state.run_id, rules), groups or (), state.rows(groups))
+            save(
+                partial(
+                    self.recorder.save_first_detected, since, (state.run_id, rules), groups or (), state.rows(groups)
+                )
+            )
         return state
 
     def reconciliation_of(
