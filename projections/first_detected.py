@@ -86,27 +86,31 @@ class FirstDetected:
 
     def advance(self, run_id: str, at: str, recon: Reconciliation, held_back: Set[str] = frozenset()) -> set[Group]:
         """Fold one completed run (its reconciliation; ``held_back``: the systems whose export it held back).
-        Returns the groups it changed."""
+        Returns the groups it changed. A group the run settles is left in the order the run found it (a key
+        column's is sorted), so that the reports, which show it in that order, need not look its rows up."""
         changed: set[Group] = set()
         found = found_in(recon)
         for group in settled_groups(recon, held_back):
             current = found.get(group, _NONE)
             before = self.open.get(group)
-            kept, opened = None, current
-            if before is not None:
-                identities = before.column("identity").combine_chunks()
-                still = pc.is_in(identities, value_set=current)
-                staying = _count(still)
-                kept = before if staying == len(still) else before.filter(still) if staying else None
-                opened = current.filter(pc.invert(pc.is_in(current, value_set=identities)))
-            if kept is before and not len(opened):
-                continue  # nothing opened, nothing resolved
-            parts = [t for t in (kept, _table(opened, (run_id, at))) if t is not None and t.num_rows]
-            if parts:
-                self.open[group] = pa.concat_tables(parts).combine_chunks()
-            else:
-                self.open.pop(group, None)
-            changed.add(group)
+            if not len(current):
+                if before is not None:
+                    del self.open[group]  # every one resolved
+                    changed.add(group)
+                continue
+            if before is None:
+                self.open[group] = _table(current, (run_id, at))
+                changed.add(group)
+                continue
+            where = pc.index_in(current, value_set=before.column("identity").combine_chunks())
+            opened = where.null_count
+            # Identities are distinct on both sides: what stays open is what was found again.
+            if opened or len(current) - opened != before.num_rows:
+                changed.add(group)
+            known = before.select(["run_id", "at"]).take(where)
+            self.open[group] = pa.table(
+                [current, pc.fill_null(known.column(0), run_id), pc.fill_null(known.column(1), at)], schema=SCHEMA
+            ).combine_chunks()
         self.run_id = run_id
         return changed
 
@@ -118,6 +122,8 @@ class FirstDetected:
         if table is None:
             n = len(identities)
             return pa.repeat(pa.scalar(run_id, _TEXT), n), pa.repeat(pa.scalar(at, _TEXT), n)
+        if table.num_rows == len(identities) and table.column("identity").equals(_chunked(identities)):
+            return table.column("run_id"), table.column("at")  # the run's own order, as advance left it
         where = pc.index_in(identities, value_set=table.column("identity").combine_chunks())
         found = table.select(["run_id", "at"]).take(where)
         return pc.fill_null(found.column(0), run_id), pc.fill_null(found.column(1), at)
@@ -151,8 +157,8 @@ def _array(values: Identities) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
-def _count(mask: pa.Array) -> int:
-    return int(pc.sum(mask).as_py() or 0)
+def _chunked(values: Identities) -> pa.ChunkedArray:
+    return values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values], values.type)
 
 
 def _table(identities: pa.Array, found: Found) -> pa.Table:

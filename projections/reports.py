@@ -244,21 +244,28 @@ class _Statuses:
 
 def _missing_in_a(first: _FirstDetectedColumns, recon: Reconciliation, statuses: _Statuses) -> Columns:
     out = _Parts(MISSING_IN_A_COLUMNS)
-    for r in recon.downstream:
-        table = r.missing_in_a
-        if r.snapshot is None or not table.num_rows:
-            continue
-        keys, n = table["normalized_key"], table.num_rows
-        masters = keys if recon.strategy == "mirror" else pc.binary_join_element_wise(f"A-{r.system}-", keys, "")
+    shown = [r for r in recon.downstream if r.snapshot is not None and r.missing_in_a.num_rows]
+    masters = {
+        r.system: keys if recon.strategy == "mirror" else pc.binary_join_element_wise(f"A-{r.system}-", keys, "")
+        for r in shown
+        for keys in [r.missing_in_a["normalized_key"]]
+    }
+    # Looked up at once: the registry's hash table is built once, not once per system.
+    every = pa.chunked_array([chunk for m in masters.values() for chunk in m.chunks], pa.string())
+    found, start = statuses.of_keys(every), 0
+    for r in shown:
+        table, n = r.missing_in_a, r.missing_in_a.num_rows
+        keys = table["normalized_key"]
         first.add(out, kinds.MISSING_IN_A, r.system, keys)
         out.repeat("system", r.system, n)
         out.add("source_key", table["source_key"])
         out.add("normalized_key", keys)
-        out.add("proposed_master_key", masters)
+        out.add("proposed_master_key", masters[r.system])
         out.repeat("strategy", recon.strategy, n)
-        out.add("registry_status", statuses.of_keys(masters))
+        out.add("registry_status", found.slice(start, n))
         out.add("entity_type", table["entity_type"])
         out.add("last_seen_at", table["last_seen_at"])
+        start += n
     return out.columns()
 
 
