@@ -416,11 +416,8 @@ class Projections:
             touched |= state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis))
         if live:  # the groups a run changed are written again; the first time, all of them
             groups = touched if since is not None else None
-            save(
-                partial(
-                    self.recorder.save_first_detected, since, (state.run_id, rules), groups or (), state.rows(groups)
-                )
-            )
+            basis = (state.run_id, rules)
+            save(partial(self.recorder.save_first_detected, since, basis, groups or (), state.rows(groups)))
         return state
 
     def reconciliation_of(
