@@ -91,9 +91,9 @@ class FirstDetected:
         changed: set[Group] = set()
         found = found_in(recon)
         for group in settled_groups(recon, held_back):
-            current = found.get(group, _NONE)
+            current = found.get(group)
             before = self.open.get(group)
-            if not len(current):
+            if current is None or not len(current):
                 if before is not None:
                     del self.open[group]  # every one resolved
                     changed.add(group)
@@ -148,9 +148,6 @@ class FirstDetected:
             values = identities if isinstance(identities, pa.Array | pa.ChunkedArray) else pa.array(identities, _TEXT)
             parts.setdefault((kind, system), []).append(_table(_array(values), (found_run, at)))
         return cls(run_id, {group: pa.concat_tables(tables).combine_chunks() for group, tables in parts.items()})
-
-
-_NONE = pa.array([], _TEXT)
 
 
 def _array(values: Identities) -> pa.Array:
