@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from keysync.domain.columns import Runs
 from keysync.infrastructure import faults
@@ -137,18 +138,64 @@ def write_csv_atomic(path: Path, columns: Mapping[str, Sequence[Any]], *, escape
 
 
 def _write_csv(handle: BinaryIO, columns: Mapping[str, Sequence[Any]], escape_formulas: bool) -> None:
-    """The CSV file, built in Arrow: each column is escaped and quoted where needed, then the cells of a block of
-    rows are joined into lines in C and the lines' bytes written as they are. (pyarrow's own CSV writer can only
-    quote every string or none, and refuses unquoted values that need quotes.)"""
+    """The CSV file, built in Arrow: each column is escaped and quoted where needed. Runs of rows in which no cell
+    is quoted (nearly all of them) are written by pyarrow's CSV writer, as they are; a block of rows holding a quoted
+    cell has its cells joined into lines in C and the lines' bytes written as they are. (pyarrow's own writer can
+    only quote every string or none, and refuses unquoted values that need quotes.)"""
     handle.write((",".join(_quoted(str(name)) for name in columns) + "\n").encode("utf-8"))
     arrays = [_column(values, escape_formulas) for values in columns.values()]
     rows = {len(array) for array in arrays}
     if len(rows) > 1:
         raise ValueError(f"report columns differ in length: {dict(zip(columns, map(len, arrays), strict=True))}")
-    for start in range(0, rows.pop() if rows else 0, _ROWS_PER_BLOCK):
-        lines = _lines([_contiguous(array.slice(start, _ROWS_PER_BLOCK)) for array in arrays])
-        start_byte, end_byte = _text_span(lines)
-        handle.write(lines.buffers()[2].slice(start_byte, end_byte - start_byte))
+    total = rows.pop() if rows else 0
+    quoted = _blocks_quoted(arrays, total)
+    block = 0
+    while block < len(quoted):
+        start = block * _ROWS_PER_BLOCK
+        if quoted[block]:
+            lines = _lines([_contiguous(array.slice(start, _ROWS_PER_BLOCK)) for array in arrays])
+            start_byte, end_byte = _text_span(lines)
+            handle.write(lines.buffers()[2].slice(start_byte, end_byte - start_byte))
+            block += 1
+            continue
+        end = block + 1
+        while end < len(quoted) and not quoted[end]:
+            end += 1
+        length = (end - block) * _ROWS_PER_BLOCK
+        plain = pa.table([array.slice(start, length) for array in arrays], names=[str(i) for i in range(len(arrays))])
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(plain, sink, _PLAIN)
+        handle.write(sink.getvalue())
+        block = end
+
+
+# No header, no quotes (every cell that needs them is in a block joined here), a null as nothing, lines end in "\n".
+_PLAIN = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+
+
+def _blocks_quoted(arrays: list[pa.Array | pa.ChunkedArray], total: int) -> np.ndarray:
+    """For each block of rows, whether a cell in it is quoted."""
+    quoted = np.zeros(-(-total // _ROWS_PER_BLOCK), dtype=bool)
+    for array in arrays:
+        quoted[_quoted_rows(array) // _ROWS_PER_BLOCK] = True
+    return quoted
+
+
+def _quoted_rows(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The rows whose cell is quoted: a quoted cell, and only a quoted one, holds a ``"``, which memchr finds at
+    several GB/s (most columns hold none)."""
+    found: list[np.ndarray] = []
+    base = 0
+    for chunk in array.chunks if isinstance(array, pa.ChunkedArray) else [array]:
+        buffers = text_bytes(chunk)
+        if buffers is not None:  # integers are never quoted
+            offsets, data = buffers
+            text = data[offsets[0] : offsets[-1]]
+            if text.tobytes().find(b'"') >= 0:
+                at = np.flatnonzero(text == ord('"')) + offsets[0]
+                found.append(np.unique(np.searchsorted(offsets, at, side="right") - 1) + base)
+        base += len(chunk)
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _quoted(text: str) -> str:

@@ -23,17 +23,18 @@ keys: "every key removed" (or added, when it comes back) would be false. The con
 Cost. A run's keys are kept as ``RunKeys``: System A's normalized keys, and for each downstream system only its
 two discrepancy lists, since a downstream system's keys are A's minus its propagation gaps plus its
 out-of-authority keys. Comparing two runs of a million keys per system then walks System A's keys twice and
-otherwise only the discrepancies and A's changes; a ``RunKeys`` taken from a reconciliation copies none of its
-keys, and a first run walks only its discrepancies.
+otherwise only the discrepancies and A's changes; a ``RunKeys`` taken from a reconciliation holds its sorted Arrow
+columns, and a first run hands its discrepancies to the writer as they are, with no Python string per key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence, Set
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 import attrs
+import pyarrow as pa
 
 from keysync.domain.columns import Runs
 from keysync.domain.observations import AUTHORITY, DOWNSTREAM
@@ -50,6 +51,8 @@ CHANGES = (KEY_ADDED, KEY_REMOVED, OPENED, RESOLVED, PROPOSED, DEPRECATED_CHANGE
 MISSING_IN_A, MISSING_FROM_SYSTEM = "missing_in_A", "missing_from_system"
 
 Columns = dict[str, Sequence[Any]]
+# Keys as a set, or as a reconciliation's sorted Arrow column of distinct keys.
+Keys = Collection[str] | pa.Array | pa.ChunkedArray
 
 
 @attrs.frozen
@@ -58,19 +61,21 @@ class RunKeys:
     discrepancies. A downstream system missing from the mappings was unavailable in that run."""
 
     run_id: str
-    authority: Set[str]
-    missing_in_a: Mapping[str, Collection[str]]
-    missing_from_system: Mapping[str, Collection[str]]
+    authority: Keys
+    missing_in_a: Mapping[str, Keys]
+    missing_from_system: Mapping[str, Keys]
 
     @classmethod
     def of(cls, run_id: str, recon: Reconciliation) -> RunKeys:
-        """Taken from a reconciliation: System A's keys, and each available downstream system's discrepancies."""
+        """Taken from a reconciliation: System A's keys, and each available downstream system's discrepancies,
+        as its sorted Arrow columns (sets are made only to compare with another run)."""
         available = [r for r in recon.downstream if r.available]
+        found = recon.authority.found
         return cls(
             run_id,
-            set(recon.authority.key_list()),
-            {r.system: set(r.missing_in_a_keys()) for r in available},
-            {r.system: set(r.missing_from_system_keys()) for r in available},
+            found.names() if found is not None else pa.array([], pa.string()),
+            {r.system: r.missing_in_a["normalized_key"] for r in available},
+            {r.system: r.missing_from_system["normalized_key"] for r in available},
         )
 
     @classmethod
@@ -109,13 +114,13 @@ def change_columns(
     latest run; its registry decisions are found there. ``audit_run_id`` is the run's id as the audit shows it,
     when that differs (a dry run's).
     """
-    out = {c: Runs() for c in CHANGE_COLUMNS}  # a first run lists millions of rows: its repeats stay runs
+    out = {c: _Column() for c in CHANGE_COLUMNS}  # a first run lists millions of rows: its repeats stay runs
     groups = chain(
         _first_run(latest) if previous is None else _between(previous, latest),
         _registry(latest.run_id, registry_rows, audit_rows, audit_run_id or latest.run_id),
     )
     for system, change, keys, detail in groups:
-        if not keys:
+        if not len(keys):
             continue
         n = len(keys)
         out["run_id"].repeat(latest.run_id, n)
@@ -126,8 +131,27 @@ def change_columns(
     return out
 
 
+class _Column(Runs):
+    """Runs whose lists may also be Arrow arrays, which the writer takes as they are."""
+
+    def extend(self, values: Sequence[Any]) -> None:
+        if isinstance(values, pa.Array | pa.ChunkedArray):
+            if len(values):
+                self.parts.append(values)  # type: ignore[arg-type]
+                self._length += len(values)
+        else:
+            super().extend(values)
+
+    def __iter__(self) -> Iterator[Any]:
+        for part in self.parts:
+            if isinstance(part, pa.Array | pa.ChunkedArray):
+                yield from part.to_pylist()
+            else:
+                yield from repeat(*part) if isinstance(part, tuple) else part
+
+
 # A group of rows: system (one for all, or one per key), change, sorted keys, detail (one for all, or per key).
-_Group = tuple[str | list[str], str, list[str], str | list[str]]
+_Group = tuple[str | list[str], str, Keys, str | list[str]]
 
 
 def _first_run(latest: RunKeys) -> Iterator[_Group]:
@@ -137,12 +161,12 @@ def _first_run(latest: RunKeys) -> Iterator[_Group]:
         count = latest.key_count(system)
         yield system, FIRST_RUN, [""], f"the first completed run: its {count:,} key{'s' * (count != 1)} are all new"
         if system != AUTHORITY:
-            yield system, OPENED, sorted(latest.missing_in_a[system]), MISSING_IN_A
-            yield system, OPENED, sorted(latest.missing_from_system[system]), MISSING_FROM_SYSTEM
+            yield system, OPENED, _sorted(latest.missing_in_a[system]), MISSING_IN_A
+            yield system, OPENED, _sorted(latest.missing_from_system[system]), MISSING_FROM_SYSTEM
 
 
 def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
-    new_a, old_a = set(latest.authority), previous.authority
+    new_a, old_a = _as_set(latest.authority), _as_set(previous.authority)
     a_added, a_removed = new_a - old_a, old_a - new_a
     yield AUTHORITY, KEY_ADDED, sorted(a_added), ""
     yield AUTHORITY, KEY_REMOVED, sorted(a_removed), ""
@@ -203,5 +227,12 @@ def _registry(
            [r["status_reason"] for r in deprecated])  # fmt: skip
 
 
-def _as_set(keys: Collection[str]) -> Set[str]:
+def _as_set(keys: Keys) -> Set[str]:
+    if isinstance(keys, pa.Array | pa.ChunkedArray):
+        return set(keys.to_pylist())
     return keys if isinstance(keys, Set) else set(keys)
+
+
+def _sorted(keys: Keys) -> Keys:
+    """The keys in order: a reconciliation's Arrow columns already are (code point order, as Python's)."""
+    return keys if isinstance(keys, pa.Array | pa.ChunkedArray) else sorted(keys)

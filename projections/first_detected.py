@@ -21,8 +21,9 @@ Identities are normalized keys under the current rules. A change of rules reads 
 ones, as ``keysync rebuild`` does for every read model: a discrepancy keeps the run that first found it as the new
 rules read that run, so the file says what a rebuild says and changes_since_last_run.csv agrees.
 
-The state is small (open discrepancies only) and held as a dict per (kind, system) of identity -> (run_id, at),
-one shared tuple per run.
+The state (open discrepancies only) is an Arrow table per (kind, system) of identity, run_id and at: a run opens
+and resolves by set membership in C (``is_in``), and a report looks its rows up by ``index_in``, with no Python
+object per identity.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Set
 
 import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from keysync.domain.observations import AUTHORITY
 from keysync.domain.reconciliation import Reconciliation
@@ -39,19 +42,22 @@ KINDS = (MISSING_IN_A, MISSING_FROM_SYSTEM, DUPLICATE, REJECTED)
 
 Group = tuple[str, str]  # (kind, system)
 Found = tuple[str, str]  # (run_id, at): the run that first found it, and when that run finished
+Identities = pa.Array | pa.ChunkedArray  # of strings
+_TEXT = pa.string()
+SCHEMA = pa.schema([("identity", _TEXT), ("run_id", _TEXT), ("at", _TEXT)])
 
 
-def found_in(recon: Reconciliation) -> dict[Group, Set[str]]:
-    """What a reconciliation finds, per (kind, system), for every system it had rows of."""
-    found: dict[Group, Set[str]] = {}
+def found_in(recon: Reconciliation) -> dict[Group, pa.Array]:
+    """What a reconciliation finds, per (kind, system), for every system it had rows of: each identity once."""
+    found: dict[Group, pa.Array] = {}
     for system, result in recon.systems.items():
         if not result.available:
             continue
         if system != AUTHORITY:
-            found[MISSING_IN_A, system] = set(result.missing_in_a_keys())
-            found[MISSING_FROM_SYSTEM, system] = set(result.missing_from_system_keys())
-        found[DUPLICATE, system] = set(result.duplicate_keys())
-        found[REJECTED, system] = {row.raw for row in result.rejected}
+            found[MISSING_IN_A, system] = _array(result.missing_in_a["normalized_key"])
+            found[MISSING_FROM_SYSTEM, system] = _array(result.missing_from_system["normalized_key"])
+        found[DUPLICATE, system] = _array(result.duplicates["normalized_key"])
+        found[REJECTED, system] = pc.unique(pa.array([row.raw for row in result.rejected], _TEXT))
     return found
 
 
@@ -67,79 +73,94 @@ def settled_groups(recon: Reconciliation, held_back: Set[str]) -> set[Group]:
     return groups
 
 
-@attrs.frozen
-class Delta:
-    """What one run changed: the identities it opened (with the run) and those it resolved."""
-
-    opened: dict[Group, dict[str, Found]] = attrs.field(factory=dict)
-    resolved: dict[Group, list[str]] = attrs.field(factory=dict)
-
-    @property
-    def groups(self) -> set[Group]:
-        return self.opened.keys() | self.resolved.keys()
-
-
 @attrs.define
 class FirstDetected:
     """The open discrepancies, duplicates and rejected lines, each with the run that first found it, as they stand
-    after run ``run_id`` ("": before any run)."""
+    after run ``run_id`` ("": before any run): per group, a table of SCHEMA, never empty."""
 
     run_id: str = ""
-    open: dict[Group, dict[str, Found]] = attrs.Factory(dict)
+    open: dict[Group, pa.Table] = attrs.Factory(dict)
 
     def copy(self) -> FirstDetected:
-        return FirstDetected(self.run_id, {group: dict(found) for group, found in self.open.items()})
+        return FirstDetected(self.run_id, dict(self.open))  # Arrow tables are immutable: shared, not copied
 
-    def advance(self, run_id: str, at: str, recon: Reconciliation, held_back: Set[str] = frozenset()) -> Delta:
-        """Fold one completed run (its reconciliation; ``held_back``: the systems whose export it held back)."""
-        now: Found = (run_id, at)
-        delta = Delta()
+    def advance(self, run_id: str, at: str, recon: Reconciliation, held_back: Set[str] = frozenset()) -> set[Group]:
+        """Fold one completed run (its reconciliation; ``held_back``: the systems whose export it held back).
+        Returns the groups it changed. A group the run settles is left in the order the run found it (a key
+        column's is sorted), so that the reports, which show it in that order, need not look its rows up."""
+        changed: set[Group] = set()
         found = found_in(recon)
         for group in settled_groups(recon, held_back):
-            current = found.get(group, set())
-            before = self.open.get(group, {})
-            resolved = [k for k in before if k not in current]
-            opened = {k: now for k in current if k not in before}
-            if not resolved and not opened:
+            current = found.get(group)
+            before = self.open.get(group)
+            if current is None or not len(current):
+                if before is not None:
+                    del self.open[group]  # every one resolved
+                    changed.add(group)
                 continue
-            after = {k: v for k, v in before.items() if k in current} if resolved else before
-            after.update(opened)
-            if after:
-                self.open[group] = after
-            else:
-                self.open.pop(group, None)
-            if opened:
-                delta.opened[group] = opened
-            if resolved:
-                delta.resolved[group] = resolved
+            if before is None:
+                self.open[group] = _table(current, (run_id, at))
+                changed.add(group)
+                continue
+            where = pc.index_in(current, value_set=before.column("identity").combine_chunks())
+            opened = where.null_count
+            # Identities are distinct on both sides: what stays open is what was found again.
+            if opened or len(current) - opened != before.num_rows:
+                changed.add(group)
+            known = before.select(["run_id", "at"]).take(where)
+            self.open[group] = pa.table(
+                [current, pc.fill_null(known.column(0), run_id), pc.fill_null(known.column(1), at)], schema=SCHEMA
+            ).combine_chunks()
         self.run_id = run_id
-        return delta
+        return changed
 
-    def columns(
-        self, kind: str, system: str, identities: Iterable[str], shown_by: Found
-    ) -> tuple[list[str], list[str]]:
+    def columns(self, kind: str, system: str, identities: Identities, shown_by: Found) -> tuple[Identities, Identities]:
         """The first_detected_run_id and first_detected_at of each identity; ``shown_by`` for one nothing opened
         (the run showing it, while its system was in doubt)."""
-        group = self.open.get((kind, system), {})
-        found = [group.get(k, shown_by) for k in identities]
-        return [f[0] for f in found], [f[1] for f in found]
+        table = self.open.get((kind, system))
+        run_id, at = shown_by
+        if table is None:
+            n = len(identities)
+            return pa.repeat(pa.scalar(run_id, _TEXT), n), pa.repeat(pa.scalar(at, _TEXT), n)
+        if table.num_rows == len(identities) and table.column("identity").equals(_chunked(identities)):
+            return table.column("run_id"), table.column("at")  # the run's own order, as advance left it
+        where = pc.index_in(identities, value_set=table.column("identity").combine_chunks())
+        found = table.select(["run_id", "at"]).take(where)
+        return pc.fill_null(found.column(0), run_id), pc.fill_null(found.column(1), at)
 
-    def rows(self, groups: Iterable[Group] | None = None) -> Iterator[tuple[str, str, str, str, list[str]]]:
+    def rows(self, groups: Iterable[Group] | None = None) -> Iterator[tuple[str, str, str, str, pa.Array]]:
         """(kind, system, run_id, at, identities) of what each run opened and is still open, for ``groups``
         (None: every group): one per run, as the store keeps them."""
         for group in self.open if groups is None else groups:
-            by_run: dict[Found, list[str]] = {}
-            for identity, found in self.open.get(group, {}).items():
-                by_run.setdefault(found, []).append(identity)
-            for (run_id, at), identities in by_run.items():
-                yield *group, run_id, at, identities
+            table = self.open.get(group)
+            if table is None:
+                continue
+            run_ids = table.column("run_id")
+            runs = pc.unique(run_ids).to_pylist()  # a few: the runs that opened what is still open
+            for run_id in runs:
+                same = table if len(runs) == 1 else table.filter(pc.equal(run_ids, run_id))
+                yield *group, run_id, same.column("at")[0].as_py(), _array(same.column("identity"))
 
     @classmethod
-    def from_rows(cls, run_id: str, rows: Iterable[tuple[str, str, str, str, list[str]]]) -> FirstDetected:
-        state = cls(run_id)
+    def from_rows(cls, run_id: str, rows: Iterable[tuple[str, str, str, str, Identities | list[str]]]) -> FirstDetected:
+        parts: dict[Group, list[pa.Table]] = {}
         for kind, system, found_run, at, identities in rows:
-            state.open.setdefault((kind, system), {}).update(dict.fromkeys(identities, (found_run, at)))
-        return state
+            values = identities if isinstance(identities, pa.Array | pa.ChunkedArray) else pa.array(identities, _TEXT)
+            parts.setdefault((kind, system), []).append(_table(_array(values), (found_run, at)))
+        return cls(run_id, {group: pa.concat_tables(tables).combine_chunks() for group, tables in parts.items()})
+
+
+def _array(values: Identities) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
+def _chunked(values: Identities) -> pa.ChunkedArray:
+    return values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values], values.type)
+
+
+def _table(identities: pa.Array, found: Found) -> pa.Table:
+    n = len(identities)
+    return pa.table([identities, *(pa.repeat(pa.scalar(v, _TEXT), n) for v in found)], schema=SCHEMA)
 
 
 def held_back_systems(kpis: Mapping[str, object]) -> set[str]:

@@ -4,7 +4,8 @@ from the read models and the latest run's reconciliation."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from itertools import repeat
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ REJECTED_COLUMNS = (*FIRST_DETECTED_COLUMNS, "system", "file", "line", "severity
 REGISTRY_REPORT_COLUMNS = tuple(c for c in REGISTRY_COLUMNS if c != "last_seen_run_id")
 
 Columns = dict[str, Any]  # name -> a list of values or an Arrow array
+ReportColumns = Mapping[str, Sequence[Any]]
+Builder = Callable[[], ReportColumns]  # a report's columns, built when it is written
 Writer = Callable[[Path, Mapping[str, Sequence[Any]]], Path]
 
 
@@ -89,28 +92,49 @@ def render_reports(
 
     Reports are built column by column: at a million keys per system that is several times faster than
     building rows, and the writer hands whole columns to pyarrow."""
-    statuses = dict(map(itemgetter("master_key", "status"), registry_rows))
-    reports: dict[str, Columns] = {
-        SUMMARY: _empty(SUMMARY_COLUMNS),
-        MISSING_IN_A: _empty(MISSING_IN_A_COLUMNS),
-        MISSING_FROM_SYSTEM: _empty(MISSING_FROM_SYSTEM_COLUMNS),
-        DUPLICATES: _empty(DUPLICATE_COLUMNS),
-        REJECTED: _empty(REJECTED_COLUMNS),
+    registry = _columns(registry_rows, REGISTRY_REPORT_COLUMNS)
+    empty = {
+        SUMMARY: SUMMARY_COLUMNS,
+        MISSING_IN_A: MISSING_IN_A_COLUMNS,
+        MISSING_FROM_SYSTEM: MISSING_FROM_SYSTEM_COLUMNS,
+        DUPLICATES: DUPLICATE_COLUMNS,
+        REJECTED: REJECTED_COLUMNS,
     }
+    reports: dict[str, Builder] = {n: partial(_empty, c) for n, c in empty.items()}
     if run is not None and recon is not None:
         found = detected or run
         since = first_detected or FirstDetected()
-        shown = (found.run_id, found.finished_at)
-        columns = _FirstDetectedColumns(since, shown)
+        columns = _FirstDetectedColumns(since, (found.run_id, found.finished_at))
         counts = {s: system_counts(r, run.held_back.get(s, "")) for s, r in recon.systems.items()}
-        reports[SUMMARY] = summary_columns(run, counts)
-        reports[MISSING_IN_A] = _missing_in_a(columns, recon, statuses)
-        reports[MISSING_FROM_SYSTEM] = _missing_from_system(columns, recon)
-        reports[DUPLICATES] = _duplicates(columns, recon)
-        _rejected(reports[REJECTED], columns, recon)
-    reports[REGISTRY] = _columns(registry_rows, REGISTRY_REPORT_COLUMNS)
-    every = {**reports, **run_level_reports(audit_rows, runs, changes)}
-    return [write(output_dir / name, every[name]) for name in REPORTS]
+        reports[SUMMARY] = partial(summary_columns, run, counts)
+        reports[MISSING_IN_A] = lambda: _missing_in_a(columns, recon, _Statuses.of(registry))
+        reports[MISSING_FROM_SYSTEM] = partial(_missing_from_system, columns, recon)
+        reports[DUPLICATES] = partial(_duplicates, columns, recon)
+        reports[REJECTED] = partial(_rejected, columns, recon)
+    return write_all(output_dir, write, {**reports, REGISTRY: registry, **run_level_reports(audit_rows, runs, changes)})
+
+
+def _built(columns: ReportColumns | Builder) -> ReportColumns:
+    return columns() if callable(columns) else columns
+
+
+# The reports by size at a million keys per system, largest first, so that the last one to start is a small one.
+_BY_SIZE = (CHANGES, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, DUPLICATES, REJECTED, AUDIT, SUMMARY, TREND)
+WRITERS = 3  # two cores' worth of Arrow work, and one more to overlap the files' syncing to disk
+
+
+def write_all(output_dir: Path, write: Writer, reports: Mapping[str, ReportColumns | Builder]) -> list[Path]:
+    """Build and write each of ``reports`` (name -> its columns, or their builder) on threads: the work is in
+    Arrow and in syncing the files to disk, both outside the GIL, so the large reports overlap. Every report is
+    attempted; the first failure is raised once all are done. Returns the paths in REPORTS order."""
+    names = [n for n in _BY_SIZE if n in reports] + [n for n in reports if n not in _BY_SIZE]
+
+    def written(name: str) -> Path:
+        return write(output_dir / name, _built(reports[name]))
+
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(names))) as pool:
+        paths = dict(zip(names, pool.map(written, names), strict=True))
+    return [paths[name] for name in REPORTS if name in paths]
 
 
 def run_level_reports(
@@ -180,10 +204,10 @@ class _FirstDetectedColumns:
     since: FirstDetected
     shown: tuple[str, str]  # (run_id, at) of the run showing the reconciliation
 
-    def add(self, out: _Parts, kind: str, system: str, identities: list[str]) -> None:
+    def add(self, out: _Parts, kind: str, system: str, identities: pa.ChunkedArray) -> None:
         run_ids, ats = self.since.columns(kind, system, identities, self.shown)
-        out.add("first_detected_run_id", pa.array(run_ids, pa.string()))
-        out.add("first_detected_at", pa.array(ats, pa.string()))
+        out.add("first_detected_run_id", run_ids)
+        out.add("first_detected_at", ats)
 
 
 class _Parts:
@@ -202,25 +226,46 @@ class _Parts:
         return {c: pa.chunked_array(chunks) if chunks else [] for c, chunks in self.parts.items()}
 
 
-def _missing_in_a(first: _FirstDetectedColumns, recon: Reconciliation, statuses: Mapping[str, str]) -> Columns:
+@attrs.frozen
+class _Statuses:
+    """The registry's status of each master key, looked up in C."""
+
+    master_keys: pa.Array
+    statuses: pa.Array
+
+    @classmethod
+    def of(cls, registry: Columns) -> _Statuses:
+        return cls(pa.array(registry["master_key"], pa.string()), pa.array(registry["status"], pa.string()))
+
+    def of_keys(self, masters: pa.ChunkedArray) -> pa.ChunkedArray:
+        """Each master key's status; "" for one the registry does not hold."""
+        return pc.fill_null(self.statuses.take(pc.index_in(masters, value_set=self.master_keys)), "")
+
+
+def _missing_in_a(first: _FirstDetectedColumns, recon: Reconciliation, statuses: _Statuses) -> Columns:
     out = _Parts(MISSING_IN_A_COLUMNS)
-    for r in recon.downstream:
-        table = r.missing_in_a
-        if r.snapshot is None or not table.num_rows:
-            continue
-        keys, n = table["normalized_key"], table.num_rows
-        masters = keys if recon.strategy == "mirror" else pc.binary_join_element_wise(f"A-{r.system}-", keys, "")
-        listed = keys.to_pylist()
-        first.add(out, kinds.MISSING_IN_A, r.system, listed)
+    shown = [r for r in recon.downstream if r.snapshot is not None and r.missing_in_a.num_rows]
+    masters = {
+        r.system: keys if recon.strategy == "mirror" else pc.binary_join_element_wise(f"A-{r.system}-", keys, "")
+        for r in shown
+        for keys in [r.missing_in_a["normalized_key"]]
+    }
+    # Looked up at once: the registry's hash table is built once, not once per system.
+    every = pa.chunked_array([chunk for m in masters.values() for chunk in m.chunks], pa.string())
+    found, start = statuses.of_keys(every), 0
+    for r in shown:
+        table, n = r.missing_in_a, r.missing_in_a.num_rows
+        keys = table["normalized_key"]
+        first.add(out, kinds.MISSING_IN_A, r.system, keys)
         out.repeat("system", r.system, n)
         out.add("source_key", table["source_key"])
         out.add("normalized_key", keys)
-        out.add("proposed_master_key", masters)
+        out.add("proposed_master_key", masters[r.system])
         out.repeat("strategy", recon.strategy, n)
-        masters_listed = listed if recon.strategy == "mirror" else masters.to_pylist()
-        out.add("registry_status", pa.array(list(map(statuses.get, masters_listed, repeat(""))), pa.string()))
+        out.add("registry_status", found.slice(start, n))
         out.add("entity_type", table["entity_type"])
         out.add("last_seen_at", table["last_seen_at"])
+        start += n
     return out.columns()
 
 
@@ -230,7 +275,7 @@ def _missing_from_system(first: _FirstDetectedColumns, recon: Reconciliation) ->
         table = r.missing_from_system
         if not table.num_rows:
             continue
-        first.add(out, kinds.MISSING_FROM_SYSTEM, r.system, table["normalized_key"].to_pylist())
+        first.add(out, kinds.MISSING_FROM_SYSTEM, r.system, table["normalized_key"])
         out.repeat("system", r.system, table.num_rows)
         out.add("master_key", table["normalized_key"])
         out.add("source_key_in_A", table["source_key"])
@@ -245,20 +290,23 @@ def _duplicates(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
         table = r.duplicates
         if not table.num_rows:
             continue
-        first.add(out, kinds.DUPLICATE, r.system, table["normalized_key"].to_pylist())
+        first.add(out, kinds.DUPLICATE, r.system, table["normalized_key"])
         out.repeat("system", r.system, table.num_rows)
         for column in ("normalized_key", "occurrences", "source_keys"):
             out.add(column, table[column])
     return out.columns()
 
 
-def _rejected(out: Columns, first: _FirstDetectedColumns, recon: Reconciliation) -> None:
+def _rejected(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
+    out = _empty(REJECTED_COLUMNS)
     for r in recon.systems.values():
-        run_ids, ats = first.since.columns(kinds.REJECTED, r.system, [row.raw for row in r.rejected], first.shown)
-        out["first_detected_run_id"] += run_ids
-        out["first_detected_at"] += ats
+        raws = pa.array([row.raw for row in r.rejected], pa.string())
+        run_ids, ats = first.since.columns(kinds.REJECTED, r.system, raws, first.shown)
+        out["first_detected_run_id"] += run_ids.to_pylist()
+        out["first_detected_at"] += ats.to_pylist()
         for row in r.rejected:
             for column, value in zip(
                 REJECTED_COLUMNS[2:], [row.system, row.file, row.line, row.severity, row.reason, row.raw], strict=True
             ):
                 out[column].append(value)
+    return out

@@ -14,8 +14,9 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +43,7 @@ from keysync.projections.reports import (
     render_reports,
     run_level_reports,
     summary_columns,
+    write_all,
 )
 from keysync.projections.run_history import apply_run_event
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
@@ -79,6 +81,14 @@ class _MemoryManifest:
 
     def forget(self, folder: Path) -> None:
         self._shown.pop(folder, None)
+
+
+def _at_once(work: Callable[[], object]) -> object:
+    return work()
+
+
+def _submitted(pool: ThreadPoolExecutor, futures: list[Future[Any]], work: Callable[[], object]) -> None:
+    futures.append(pool.submit(work))
 
 
 class Projections:
@@ -314,9 +324,7 @@ class Projections:
         reports |= run_level_reports(audit, runs, {c: [] for c in CHANGE_COLUMNS} if carried else None)
         if not carried:
             del reports[CHANGES]  # the same latest run as the files show: its changes are written already
-        # Small files: the time goes in syncing each to disk, which threads overlap.
-        with ThreadPoolExecutor(max_workers=len(reports)) as pool:
-            list(pool.map(lambda item: self.write(self.output_dir / item[0], item[1]), reports.items()))
+        write_all(self.output_dir, self.write, reports)
         return [self.output_dir / name for name in REPORTS]
 
     def render(
@@ -346,27 +354,41 @@ class Projections:
             previous = self.run_keys(completed[1]) if len(completed) > 1 else None
             keys = self.run_keys(latest, recon)
             changes = change_columns(keys, previous, registry_rows, audit_rows)
-            first_detected = self.first_detected(completed, recon, live=live)
-        return render_reports(
-            output_dir,
-            self.write,
-            info,
-            recon,
-            registry_rows,
-            audit_rows,
-            runs,
-            changes,
-            detected=detected,
-            first_detected=first_detected,
-        )
+        # The first detections are stored while the reports are written: the two are independent.
+        with ThreadPoolExecutor(max_workers=1) as background:
+            saving: list[Future[Any]] = []
+            if completed:
+                save = partial(_submitted, background, saving)
+                first_detected = self.first_detected(completed, recon, live=live, save=save)
+            written = render_reports(
+                output_dir,
+                self.write,
+                info,
+                recon,
+                registry_rows,
+                audit_rows,
+                runs,
+                changes,
+                detected=detected,
+                first_detected=first_detected,
+            )
+            for future in saving:
+                future.result()
+        return written
 
     def first_detected(
-        self, completed: list[dict[str, Any]], basis_recon: Reconciliation | None = None, *, live: bool = False
+        self,
+        completed: list[dict[str, Any]],
+        basis_recon: Reconciliation | None = None,
+        *,
+        live: bool = False,
+        save: Callable[[Callable[[], object]], object] = _at_once,
     ) -> FirstDetected:
         """When each open discrepancy, duplicate and rejected line was first found, as it stands after the latest
         of ``completed`` (completed runs' history rows, newest first). ``basis_recon``: the reconciliation the
         latest run's results are, if at hand. ``live``: these are the live run history's runs; the folding starts
-        from what is stored and what it adds is stored. Otherwise (a replay) every run is folded again."""
+        from what is stored and what it adds is stored (by ``save``, which runs the storing). Otherwise (a replay)
+        every run is folded again."""
         rules = json.dumps(self.rules.as_options(), sort_keys=True)
         oldest_first = completed[::-1]
         state, since = FirstDetected(), None
@@ -391,10 +413,11 @@ class Projections:
                 recon = basis_recon
             else:
                 recon = self.reconciliation_of(run["originator_id"])
-            touched |= state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis)).groups
+            touched |= state.advance(run["run_id"], run["finished_at"], recon, held_back_systems(kpis))
         if live:  # the groups a run changed are written again; the first time, all of them
             groups = touched if since is not None else None
-            self.recorder.save_first_detected(since, (state.run_id, rules), groups or (), state.rows(groups))
+            basis = (state.run_id, rules)
+            save(partial(self.recorder.save_first_detected, since, basis, groups or (), state.rows(groups)))
         return state
 
     def reconciliation_of(

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 
 import psycopg
@@ -124,11 +125,13 @@ def test_reports_written_by_a_slower_process_do_not_replace_newer_ones(project, 
     slower.store.save(registry)
     write = slower.projections.write
     overtaken = []
+    first = threading.Lock()  # reports are written on several threads: the other process comes in once
 
     def write_after_another_process_caught_up(path, columns):
-        if not overtaken:  # another process saves and catches up while this one is writing its first report
-            overtaken.append(keysync(project.config, "registry", "approve", "X-1"))
-            assert overtaken[0].returncode == 0, overtaken[0].stderr
+        with first:
+            if not overtaken:  # another process saves and catches up while this one is writing its first report
+                overtaken.append(keysync(project.config, "registry", "approve", "X-1"))
+                assert overtaken[0].returncode == 0, overtaken[0].stderr
         return write(path, columns)
 
     slower.projections.write = write_after_another_process_caught_up
