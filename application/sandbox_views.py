@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from keysync.domain.observations import SYSTEMS, SourceSnapshot
-from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.sandbox import Sandbox
 from keysync.domain.sandbox_rows import snapshot
@@ -24,6 +23,7 @@ from keysync.domain.sandbox_rows import snapshot
 if TYPE_CHECKING:
     from keysync.application.sandbox import SandboxSettings
     from keysync.application.suspect import ShrinkGuard
+    from keysync.domain.reconciliation import Reconciliation
 
 # Hint name -> the run's KPI of the same number.
 HINTS = {
@@ -64,6 +64,8 @@ def reconcile_sandbox(
     sandbox: Sandbox, settings: SandboxSettings, snapshots: Mapping[str, SourceSnapshot] | None = None
 ) -> Reconciliation:
     """Reconcile the sandbox's rows as a run would reconcile its files (``snapshots``: already computed ones)."""
+    from keysync.domain.reconciliation import reconcile  # numpy and pyarrow: only for the commands that compare
+
     if not snapshots:
         snapshots = {s: snapshot(s, sandbox.rows[s], settings.max_key_length, str(settings.files[s])) for s in SYSTEMS}
     return reconcile(snapshots, settings.rules, settings.strategy)

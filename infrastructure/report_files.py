@@ -44,6 +44,7 @@ _BELOW = max(map(ord, '",\r\n')) + 1  # every one of them is a byte below this
 
 # Rows joined into lines at a time: enough to keep the per-call cost small, few enough to stay in the CPU's cache.
 _ROWS_PER_BLOCK = 8192
+_PYTHON_BELOW = 5_000  # rows of plain Python values written cell by cell (``_small_and_plain``)
 _STRING_LIMIT = 2**31 - 1  # the bytes a ``string`` array can hold (32-bit offsets)
 _OFFSET = {pa.string(): np.dtype(np.int32), pa.large_string(): np.dtype(np.int64)}
 _EMPTY = pc.JoinOptions(null_handling="replace", null_replacement="")  # a null cell is written as nothing
@@ -142,6 +143,9 @@ def _write_csv(handle: BinaryIO, columns: Mapping[str, Sequence[Any]], escape_fo
     is quoted (nearly all of them) are written by pyarrow's CSV writer, as they are; a block of rows holding a quoted
     cell has its cells joined into lines in C and the lines' bytes written as they are. (pyarrow's own writer can
     only quote every string or none, and refuses unquoted values that need quotes.)"""
+    if _small_and_plain(columns):
+        handle.write(_cell_by_cell(columns, escape_formulas))
+        return
     handle.write((",".join(_quoted(str(name)) for name in columns) + "\n").encode("utf-8"))
     arrays = [_column(values, escape_formulas) for values in columns.values()]
     rows = {len(array) for array in arrays}
@@ -167,6 +171,35 @@ def _write_csv(handle: BinaryIO, columns: Mapping[str, Sequence[Any]], escape_fo
         pa_csv.write_csv(plain, sink, _PLAIN)
         handle.write(sink.getvalue())
         block = end
+
+
+def _small_and_plain(columns: Mapping[str, Sequence[Any]]) -> bool:
+    """Whether ``columns`` are a few lists of text, integers and None: such a report (the summary, the trends) is
+    written cell by cell. Building an Arrow array from Python values loads pandas, which costs a run that finds
+    nothing changed more than all its reports do."""
+    plain = (str, int, type(None))  # not bool, an int Arrow writes as "true"
+    return all(
+        type(values) is list and len(values) < _PYTHON_BELOW and all(type(v) in plain for v in values)
+        for values in columns.values()
+    )
+
+
+def _cell_by_cell(columns: Mapping[str, Sequence[Any]], escape_formulas: bool) -> bytes:
+    """The CSV file of plain columns (``_small_and_plain``), one cell at a time: what the columnar writer writes."""
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"report columns differ in length: {lengths}")
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return _quoted(neutralised(value) if escape_formulas else value)
+        return str(value)
+
+    lines = [",".join(_quoted(str(name)) for name in columns)]
+    lines += (",".join(map(cell, row)) for row in zip(*columns.values(), strict=True))
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 # No header, no quotes (every cell that needs them is in a block joined here), a null as nothing, lines end in "\n".

@@ -227,15 +227,17 @@ def _as_arrow(values: list[Any], form: str) -> pa.Array | pa.ChunkedArray:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(_report(), st.booleans(), st.sampled_from([1, 2, 8192]), st.booleans())
+@given(_report(), st.booleans(), st.sampled_from([1, 2, 8192]), st.booleans(), st.sampled_from([0, 5_000]))
 def test_the_file_is_byte_for_byte_the_cell_by_cell_one(
-    tmp_path: Path, columns: dict[str, Any], escape: bool, rows_per_block: int, large: bool
+    tmp_path: Path, columns: dict[str, Any], escape: bool, rows_per_block: int, large: bool, python_below: int
 ) -> None:
     """Whatever the columns hold and however they come (lists, one value repeated, runs, Arrow arrays), the
     columnar writer writes what a writer going cell by cell writes. Small blocks, and text too large for 32-bit
-    offsets (made small here), must not change a byte."""
+    offsets (made small here), must not change a byte; nor must small plain reports, which are written cell by
+    cell (``python_below`` 0: every report goes through Arrow)."""
     limit = 8 if large else 2**31 - 1
     with (
+        mock.patch.object(report_files, "_PYTHON_BELOW", python_below),
         mock.patch.object(report_files, "_ROWS_PER_BLOCK", rows_per_block),
         mock.patch.object(report_files, "_STRING_LIMIT", limit),
         mock.patch.object(cell_safety, "_STRING_BYTES", limit),
