@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import attrs
+import pyarrow as pa
 
 from keysync.application.store import KeySyncStore
 from keysync.domain.columns import text_array
@@ -360,6 +361,8 @@ class Projections:
             if completed:
                 save = partial(_submitted, background, saving)
                 first_detected = self.first_detected(completed, recon, live=live, save=save)
+                if live:  # the next process compares its run with these keys
+                    saving.append(background.submit(self._save_run_keys, keys))
             written = render_reports(
                 output_dir,
                 self.write,
@@ -389,7 +392,7 @@ class Projections:
         latest run's results are, if at hand. ``live``: these are the live run history's runs; the folding starts
         from what is stored and what it adds is stored (by ``save``, which runs the storing). Otherwise (a replay)
         every run is folded again."""
-        rules = json.dumps(self.rules.as_options(), sort_keys=True)
+        rules = self._rules_normalized()
         oldest_first = completed[::-1]
         state, since = FirstDetected(), None
         stored = self.recorder.first_detected() if live else None
@@ -441,11 +444,37 @@ class Projections:
         if recon is not None:
             keys = RunKeys.of(run_id, recon)  # costs nothing, and knows the export order a first run shows
         elif keys is None:
-            keys = self._run_keys_from_log(run)
+            keys = self._stored_run_keys(run_id, carried) or self._run_keys_from_log(run)
         self._run_keys[run_id] = keys  # newest last
         while len(self._run_keys) > KEPT_RUN_KEYS:
             del self._run_keys[next(iter(self._run_keys))]
         return keys
+
+    def _save_run_keys(self, keys: RunKeys) -> None:
+        parts = [(AUTHORITY_PART, "", _key_array(keys.authority))]
+        for part, found in ((MISSING_IN_A_PART, keys.missing_in_a), (GAPS_PART, keys.missing_from_system)):
+            parts += [(part, system, _key_array(found[system])) for system in sorted(found)]
+        self.recorder.save_run_keys(keys.run_id, self._rules_normalized(), parts)
+
+    def _stored_run_keys(self, run_id: str, carried: str | None) -> RunKeys | None:
+        """The keys of run ``run_id`` (or of the run it carried over) as the views store them after the latest
+        rendering, if they are that run's under the current rules: a new process then need not read them from the
+        log."""
+        stored = self.recorder.run_keys()
+        if stored is None or stored[1] != self._rules_normalized() or stored[0] not in (run_id, carried):
+            return None
+        parts = stored[2]
+        authority = next((keys for part, _, keys in parts if part == AUTHORITY_PART), None)
+        if authority is None:
+            return None
+        found = {
+            kind: {system: keys for part, system, keys in parts if part == kind}
+            for kind in (MISSING_IN_A_PART, GAPS_PART)
+        }
+        return RunKeys(run_id, authority, found[MISSING_IN_A_PART], found[GAPS_PART])
+
+    def _rules_normalized(self) -> str:
+        return json.dumps(self.rules.as_options(), sort_keys=True)
 
     def _run_keys_from_log(self, run: dict[str, Any]) -> RunKeys:
         """Only the key column of each observation batch is used, one event at a time, and only the sets of
@@ -496,6 +525,17 @@ class Projections:
 # A registry row's values in the table's column order, and its master key: taken in C, a run changes 100,000s.
 _REGISTRY_ROW = itemgetter(*REGISTRY_COLUMNS)
 _MASTER_KEY = itemgetter("master_key")
+
+
+# The parts of a run's stored keys (Views.save_run_keys).
+AUTHORITY_PART, MISSING_IN_A_PART, GAPS_PART = "authority", "missing_in_a", "missing_from_system"
+
+
+def _key_array(keys: Any) -> pa.Array:
+    """Keys as a sorted Arrow string array (a reconciliation's columns already are)."""
+    if isinstance(keys, pa.ChunkedArray):
+        return keys.combine_chunks()
+    return keys if isinstance(keys, pa.Array) else pa.array(sorted(keys), pa.string())
 
 
 def _by_run(seen: dict[str, str]) -> dict[str, list[str]]:

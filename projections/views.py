@@ -51,6 +51,12 @@ COLUMNS_OF = {"registry_view": REGISTRY_COLUMNS, "run_history": RUN_COLUMNS, "au
 FIRST_DETECTED = "first_detected"
 FIRST_DETECTED_COLUMNS = ("kind", "system", "run_id", "detected_at", "identities")
 Opened = tuple[str, str, str, str, pa.Array]  # kind, system, run_id, detected_at, identities (strings)
+# The latest rendered run's keys (keysync.projections.changes.RunKeys), for the next process's change report: one
+# row per part (System A's keys, a downstream system's discrepancies of one kind), the keys packed into one text,
+# and one row with an empty part naming the run and the rules the keys were normalized under.
+RUN_KEYS = "run_keys"
+RUN_KEYS_COLUMNS = ("part", "system", "run_id", "keys")
+Part = tuple[str, str, pa.Array]  # part, system, keys (strings)
 
 
 def columns_sql(table: str, integer_key: bool = False) -> str:
@@ -147,13 +153,38 @@ class Views:
         return True
 
     def _create_first_detected(self) -> None:
-        # Created on first use: a store written before this table existed gets it without `store init`.
+        # Created on first use: a store written before these tables existed gets them without `store init`.
         if getattr(self, "_first_detected_ready", False):
             return
-        columns = ", ".join(f"{c} TEXT" for c in FIRST_DETECTED_COLUMNS)
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            c.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(FIRST_DETECTED)} ({columns})")
+            for table, names in ((FIRST_DETECTED, FIRST_DETECTED_COLUMNS), (RUN_KEYS, RUN_KEYS_COLUMNS)):
+                columns = ", ".join(f"{name} TEXT" for name in names)
+                c.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({columns})")
         self._first_detected_ready = True
+
+    # The latest run's keys -------------------------------------------------------------------------------------
+
+    def run_keys(self) -> tuple[str, str, list[Part]] | None:
+        """The stored run keys: the run they are of, the rules they were normalized under, and their parts; None
+        when none are stored."""
+        self._create_first_detected()
+        rows = self._select(f"SELECT {', '.join(RUN_KEYS_COLUMNS)} FROM {self.qualified(RUN_KEYS)}", ())
+        basis = next((row for row in rows if row["part"] == ""), None)
+        if basis is None:
+            return None
+        parts = [(row["part"], row["system"], _unpack(row["keys"])) for row in rows if row["part"] != ""]
+        return basis["run_id"], basis["keys"], parts
+
+    def save_run_keys(self, run_id: str, rules: str, parts: Iterable[Part]) -> None:
+        """Replace the stored run keys by ``run_id``'s, normalized under ``rules``."""
+        self._create_first_detected()
+        table, p = self.qualified(RUN_KEYS), self.placeholder
+        values = [(part, system, run_id, _pack(keys)) for part, system, keys in parts]
+        values.append(("", "", run_id, rules))
+        with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            self.claim_write(c)
+            c.execute(f"DELETE FROM {table}")
+            c.executemany(f"INSERT INTO {table} VALUES ({', '.join([p] * len(RUN_KEYS_COLUMNS))})", values)
 
     def seen_sql(self) -> str:
         """Set last_seen_run_id on the registry rows whose master keys ``key_list`` gives (two parameters)."""
@@ -173,7 +204,7 @@ class Views:
         """Forget the read models and the named positions, for a rebuild from the log."""
         self._create_first_detected()
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table in (*TABLES, FIRST_DETECTED):
+            for table in (*TABLES, FIRST_DETECTED, RUN_KEYS):
                 c.execute(f"DELETE FROM {self.qualified(table)}")
             for name in names:
                 c.execute(self.forget_position_sql(), (name,))
