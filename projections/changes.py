@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import attrs
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from keysync.domain.columns import Runs
 from keysync.domain.observations import AUTHORITY, DOWNSTREAM
@@ -166,48 +167,75 @@ def _first_run(latest: RunKeys) -> Iterator[_Group]:
 
 
 def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
-    new_a, old_a = _as_set(latest.authority), _as_set(previous.authority)
-    a_added, a_removed = new_a - old_a, old_a - new_a
-    yield AUTHORITY, KEY_ADDED, sorted(a_added), ""
-    yield AUTHORITY, KEY_REMOVED, sorted(a_removed), ""
+    # Every set is a sorted Arrow array, and every difference keeps its order: the rows come out sorted.
+    new_a, old_a = _sorted_array(latest.authority), _sorted_array(previous.authority)
+    a_added, a_removed = _minus(new_a, old_a), _minus(old_a, new_a)
+    yield AUTHORITY, KEY_ADDED, a_added, ""
+    yield AUTHORITY, KEY_REMOVED, a_removed, ""
     for system in DOWNSTREAM:
         if not (latest.available(system) and previous.available(system)):
             continue
-        new_out, new_gaps = _as_set(latest.missing_in_a[system]), _as_set(latest.missing_from_system[system])
-        old_out, old_gaps = _as_set(previous.missing_in_a[system]), _as_set(previous.missing_from_system[system])
-        opened_out, resolved_out = new_out - old_out, old_out - new_out
-        opened_gaps, resolved_gaps = new_gaps - old_gaps, old_gaps - new_gaps
+        new_out, new_gaps = (
+            _sorted_array(latest.missing_in_a[system]),
+            _sorted_array(latest.missing_from_system[system]),
+        )
+        old_out = _sorted_array(previous.missing_in_a[system])
+        old_gaps = _sorted_array(previous.missing_from_system[system])
+        opened_out, resolved_out = _minus(new_out, old_out), _minus(old_out, new_out)
+        opened_gaps, resolved_gaps = _minus(new_gaps, old_gaps), _minus(old_gaps, new_gaps)
         was, now = _Side(old_a, old_out, old_gaps), _Side(new_a, new_out, new_gaps)
-        yield system, KEY_ADDED, sorted(_gained(was, now, opened_out, resolved_gaps, a_added)), ""
-        yield system, KEY_REMOVED, sorted(_gained(now, was, resolved_out, opened_gaps, a_removed)), ""
-        yield system, OPENED, sorted(opened_out), MISSING_IN_A
-        yield system, OPENED, sorted(opened_gaps), MISSING_FROM_SYSTEM
-        yield system, RESOLVED, sorted(resolved_out), MISSING_IN_A
-        yield system, RESOLVED, sorted(resolved_gaps), MISSING_FROM_SYSTEM
+        yield system, KEY_ADDED, _gained(was, now, opened_out, resolved_gaps, a_added), ""
+        yield system, KEY_REMOVED, _gained(now, was, resolved_out, opened_gaps, a_removed), ""
+        yield system, OPENED, opened_out, MISSING_IN_A
+        yield system, OPENED, opened_gaps, MISSING_FROM_SYSTEM
+        yield system, RESOLVED, resolved_out, MISSING_IN_A
+        yield system, RESOLVED, resolved_gaps, MISSING_FROM_SYSTEM
 
 
 class _Side(NamedTuple):
     """One run, seen from one downstream system: A's keys, the system's out-of-authority keys and its gaps."""
 
-    authority: Set[str]
-    out: Set[str]
-    gaps: Set[str]
+    authority: pa.Array
+    out: pa.Array
+    gaps: pa.Array
 
 
-def _gained(before: _Side, after: _Side, newly_out: Set[str], closed_gaps: Set[str], joined_a: Set[str]) -> set[str]:
-    """The keys the system has ``after`` and had not ``before`` (called the other way round: the keys it lost).
-    ``newly_out``, ``closed_gaps`` and ``joined_a`` are what changed between the two.
+def _gained(before: _Side, after: _Side, newly_out: pa.Array, closed_gaps: pa.Array, joined_a: pa.Array) -> pa.Array:
+    """The keys the system has ``after`` and had not ``before`` (called the other way round: the keys it lost),
+    sorted. ``newly_out``, ``closed_gaps`` and ``joined_a`` are what changed between the two.
 
     A system has a key that is out of authority, or in A and not a gap. So a key it gained is newly out of authority
     (and was not in A, or a gap, before); or a gap that closed with the key still in A; or a key that joined A, is
     no gap, and was not out of authority before. Each candidate set is a difference between the runs, small when
     they are alike: no pass over all of A's keys per system.
     """
-    return (
-        {k for k in newly_out if not (k in before.authority and k not in before.gaps)}
-        | {k for k in closed_gaps if k in after.authority}
-        | ((joined_a - after.gaps) - before.out)
+    had = pc.and_(_in(newly_out, before.authority), pc.invert(_in(newly_out, before.gaps)))
+    gained = pa.concat_arrays(
+        [
+            newly_out.filter(pc.invert(had)),
+            closed_gaps.filter(_in(closed_gaps, after.authority)),
+            _minus(_minus(joined_a, after.gaps), before.out),
+        ]
     )
+    return gained.take(pc.sort_indices(gained))  # the three are disjoint: in A before, after, or neither
+
+
+def _sorted_array(keys: Keys) -> pa.Array:
+    """Keys as a sorted Arrow string array (a reconciliation's columns, and the stored ones, already are)."""
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    if isinstance(keys, pa.Array):
+        return keys.cast(pa.string())
+    return pa.array(sorted(keys), pa.string())
+
+
+def _in(keys: pa.Array, among: pa.Array) -> pa.Array:
+    return pc.is_in(keys, value_set=among)
+
+
+def _minus(keys: pa.Array, other: pa.Array) -> pa.Array:
+    """The keys not in ``other``, in their order."""
+    return keys.filter(pc.invert(_in(keys, other)))
 
 
 def _registry(
@@ -225,12 +253,6 @@ def _registry(
     deprecated = [row for row in rows if row["status"] == DEPRECATED and row["updated_at"] in moments]
     yield ([r["source_systems"] for r in deprecated], DEPRECATED_CHANGE, [r["master_key"] for r in deprecated],
            [r["status_reason"] for r in deprecated])  # fmt: skip
-
-
-def _as_set(keys: Keys) -> Set[str]:
-    if isinstance(keys, pa.Array | pa.ChunkedArray):
-        return set(keys.to_pylist())
-    return keys if isinstance(keys, Set) else set(keys)
 
 
 def _sorted(keys: Keys) -> Keys:
