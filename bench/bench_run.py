@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 SIZES = (5_000, 100_000, 1_000_000)
-PHASES = ("read", "normalize", "compare", "store", "reports")
+PHASES = ("read", "store", "compare", "reports")
 
 
 def measure(keys: int, repeat: int, dsn: str) -> dict[str, float]:
