@@ -24,4 +24,8 @@ fi
 if [ -n "${KEYSYNC_TEST_POSTGRES_DSN:-}" ]; then echo "PostgreSQL tests: on"; else echo "PostgreSQL tests: off (no server)"; fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/pytest "$@"
+# One worker per core (pytest-xdist), under a short temporary root of its own, removed afterwards: the paths the
+# tests show in messages stay as short as pytest's default root makes them.
+basetemp=$(mktemp -d "${TMPDIR:-/tmp}/ks.XXXXXX")
+trap 'rm -rf "$basetemp"' EXIT
+.venv/bin/pytest -n auto --basetemp "$basetemp/t" "$@"
