@@ -162,13 +162,13 @@ def _first_run(latest: RunKeys) -> Iterator[_Group]:
         count = latest.key_count(system)
         yield system, FIRST_RUN, [""], f"the first completed run: its {count:,} key{'s' * (count != 1)} are all new"
         if system != AUTHORITY:
-            yield system, OPENED, _sorted(latest.missing_in_a[system]), MISSING_IN_A
-            yield system, OPENED, _sorted(latest.missing_from_system[system]), MISSING_FROM_SYSTEM
+            yield system, OPENED, sorted_keys(latest.missing_in_a[system]), MISSING_IN_A
+            yield system, OPENED, sorted_keys(latest.missing_from_system[system]), MISSING_FROM_SYSTEM
 
 
 def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
     # Every set is a sorted Arrow array, and every difference keeps its order: the rows come out sorted.
-    new_a, old_a = _sorted_array(latest.authority), _sorted_array(previous.authority)
+    new_a, old_a = sorted_keys(latest.authority), sorted_keys(previous.authority)
     a_added, a_removed = _minus(new_a, old_a), _minus(old_a, new_a)
     yield AUTHORITY, KEY_ADDED, a_added, ""
     yield AUTHORITY, KEY_REMOVED, a_removed, ""
@@ -176,11 +176,11 @@ def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
         if not (latest.available(system) and previous.available(system)):
             continue
         new_out, new_gaps = (
-            _sorted_array(latest.missing_in_a[system]),
-            _sorted_array(latest.missing_from_system[system]),
+            sorted_keys(latest.missing_in_a[system]),
+            sorted_keys(latest.missing_from_system[system]),
         )
-        old_out = _sorted_array(previous.missing_in_a[system])
-        old_gaps = _sorted_array(previous.missing_from_system[system])
+        old_out = sorted_keys(previous.missing_in_a[system])
+        old_gaps = sorted_keys(previous.missing_from_system[system])
         opened_out, resolved_out = _minus(new_out, old_out), _minus(old_out, new_out)
         opened_gaps, resolved_gaps = _minus(new_gaps, old_gaps), _minus(old_gaps, new_gaps)
         was, now = _Side(old_a, old_out, old_gaps), _Side(new_a, new_out, new_gaps)
@@ -220,7 +220,7 @@ def _gained(before: _Side, after: _Side, newly_out: pa.Array, closed_gaps: pa.Ar
     return gained.take(pc.sort_indices(gained))  # the three are disjoint: in A before, after, or neither
 
 
-def _sorted_array(keys: Keys) -> pa.Array:
+def sorted_keys(keys: Keys) -> pa.Array:
     """Keys as a sorted Arrow string array (a reconciliation's columns, and the stored ones, already are)."""
     if isinstance(keys, pa.ChunkedArray):
         keys = keys.combine_chunks()
@@ -253,8 +253,3 @@ def _registry(
     deprecated = [row for row in rows if row["status"] == DEPRECATED and row["updated_at"] in moments]
     yield ([r["source_systems"] for r in deprecated], DEPRECATED_CHANGE, [r["master_key"] for r in deprecated],
            [r["status_reason"] for r in deprecated])  # fmt: skip
-
-
-def _sorted(keys: Keys) -> Keys:
-    """The keys in order: a reconciliation's Arrow columns already are (code point order, as Python's)."""
-    return keys if isinstance(keys, pa.Array | pa.ChunkedArray) else sorted(keys)

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import attrs
-import pyarrow as pa
 
 from keysync.application.store import KeySyncStore
 from keysync.domain.columns import text_array
@@ -32,7 +31,7 @@ from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
-from keysync.projections.changes import CHANGE_COLUMNS, RunKeys, change_columns
+from keysync.projections.changes import CHANGE_COLUMNS, RunKeys, change_columns, sorted_keys
 from keysync.projections.first_detected import FirstDetected, held_back_systems
 from keysync.projections.registry_view import apply_registry_event
 from keysync.projections.reports import (
@@ -451,9 +450,9 @@ class Projections:
         return keys
 
     def _save_run_keys(self, keys: RunKeys) -> None:
-        parts = [(AUTHORITY_PART, "", _key_array(keys.authority))]
+        parts = [(AUTHORITY_PART, "", sorted_keys(keys.authority))]
         for part, found in ((MISSING_IN_A_PART, keys.missing_in_a), (GAPS_PART, keys.missing_from_system)):
-            parts += [(part, system, _key_array(found[system])) for system in sorted(found)]
+            parts += [(part, system, sorted_keys(found[system])) for system in sorted(found)]
         self.recorder.save_run_keys(keys.run_id, self._rules_normalized(), parts)
 
     def _stored_run_keys(self, run_id: str, carried: str | None) -> RunKeys | None:
@@ -529,13 +528,6 @@ _MASTER_KEY = itemgetter("master_key")
 
 # The parts of a run's stored keys (Views.save_run_keys).
 AUTHORITY_PART, MISSING_IN_A_PART, GAPS_PART = "authority", "missing_in_a", "missing_from_system"
-
-
-def _key_array(keys: Any) -> pa.Array:
-    """Keys as a sorted Arrow string array (a reconciliation's columns already are)."""
-    if isinstance(keys, pa.ChunkedArray):
-        return keys.combine_chunks()
-    return keys if isinstance(keys, pa.Array) else pa.array(sorted(keys), pa.string())
 
 
 def _by_run(seen: dict[str, str]) -> dict[str, list[str]]:
