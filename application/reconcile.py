@@ -115,6 +115,7 @@ class Observation:
     guard: ShrinkGuard | None = None  # holds back suspect exports (None: every export is taken as it is)
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
     comparison: Future[Reconciliation] | None = None  # the snapshots' reconciliation, begun once they were known
+    release: Callable[[], None] = lambda: None  # gives back the memory a phase touched of rows kept out of it
 
     @classmethod
     def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
@@ -230,6 +231,7 @@ def observe(
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
             checkpoint(run)
+            observation.release()  # recording read every column of the system's rows
     return observation
 
 
@@ -373,6 +375,7 @@ def conclude(
             recon = observation.comparison.result()
         else:
             recon = _compare(settings, observation.snapshots, observation.reasons)
+        observation.release()  # the comparison read every key
     if not recon.authority.unique_keys:
         authority = recon.authority
         rejected = authority.rejected[:3]
