@@ -274,17 +274,22 @@ def _compare_meanwhile(
     _unchanged_rows(observation, incremental)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare")
     try:
-        return pool.submit(_compare, settings, dict(observation.snapshots), dict(observation.reasons))
+        return pool.submit(
+            _compare, settings, dict(observation.snapshots), dict(observation.reasons), observation.release
+        )
     finally:
         pool.shutdown(wait=False)
 
 
 def _compare(
-    settings: RunSettings, snapshots: Mapping[str, SourceSnapshot], reasons: Mapping[str, str]
+    settings: RunSettings,
+    snapshots: Mapping[str, SourceSnapshot],
+    reasons: Mapping[str, str],
+    release: Callable[[], None] = lambda: None,
 ) -> Reconciliation:
     from keysync.domain.reconciliation import reconcile
 
-    return reconcile(snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons)
+    return reconcile(snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons, between_steps=release)
 
 
 def _unchanged_rows(observation: Observation, incremental: Incremental | None) -> None:
@@ -374,8 +379,7 @@ def conclude(
         if observation.comparison is not None:
             recon = observation.comparison.result()
         else:
-            recon = _compare(settings, observation.snapshots, observation.reasons)
-        observation.release()  # the comparison read every key
+            recon = _compare(settings, observation.snapshots, observation.reasons, observation.release)
     if not recon.authority.unique_keys:
         authority = recon.authority
         rejected = authority.rejected[:3]

@@ -14,7 +14,7 @@ rows of duplicated keys (their raw forms) and the rows whose key normalized away
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import attrs
@@ -223,13 +223,21 @@ def reconcile(
     strategy: str = "mirror",
     *,
     unavailable_reasons: Mapping[str, str] | None = None,
+    between_steps: Callable[[], object] = lambda: None,
 ) -> Reconciliation:
-    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system."""
+    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system.
+    ``between_steps`` is called after each step that read a snapshot's columns: a caller keeping the rows in
+    memory-mapped files gives back the pages the step touched (keysync.infrastructure.spill)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     reasons = unavailable_reasons or {}
     read = {s: snapshot for s in SYSTEMS if (snapshot := snapshots.get(s)) is not None}
-    coded = _Codes.of({s: normalize_array(_text(snapshot.keys), rules) for s, snapshot in read.items()})
+    normalized: dict[str, pa.Array] = {}
+    for system, snapshot in read.items():
+        normalized[system] = normalize_array(_text(snapshot.keys), rules)
+        between_steps()
+    coded = _Codes.of(normalized)
+    del normalized  # the codes stand for them now
     results: dict[str, SystemResult] = {
         s: SystemResult(s, None, reasons.get(s, "not read")) for s in SYSTEMS if s not in read
     }
@@ -238,6 +246,7 @@ def reconcile(
         counts = coded.counts(system)
         results[system] = _index(system, snapshot, coded, counts)
         holds[system] = counts > 0
+        between_steps()
     authority = holds.get(AUTHORITY, np.zeros(coded.size, dtype=bool))
     for system in read:
         result = results[system]
@@ -248,6 +257,7 @@ def reconcile(
             gaps = a.table(~holds[system][a.codes])
         results[system] = attrs.evolve(result, missing_in_a=result.found.table(~authority[result.found.codes]),
                                        missing_from_system=gaps)  # fmt: skip
+        between_steps()
     return Reconciliation(rules=rules, strategy=strategy, systems={s: results[s] for s in SYSTEMS})
 
 
