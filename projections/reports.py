@@ -82,10 +82,12 @@ def render_reports(
     changes: ChangeColumns | None = None,
     detected: RunInfo | None = None,
     first_detected: FirstDetected | None = None,
+    writers: int = 0,
 ) -> list[Path]:
-    """Write every report. Without a completed run the run-level reports hold only their header.
-    ``runs`` are the run-history rows, newest first, for the trend report; ``changes`` the columns of
-    changes_since_last_run.csv (keysync.projections.changes.change_columns), None for none. ``first_detected``:
+    """Write every report, ``writers`` at a time (0: as many as suit the run's size). Without a completed run the
+    run-level reports hold only their header. ``runs`` are the run-history rows, newest first, for the trend
+    report; ``changes`` the columns of changes_since_last_run.csv (keysync.projections.changes.change_columns),
+    None for none. ``first_detected``:
     when each open discrepancy, duplicate and rejected line was first found, as it stands after ``run``; a row
     it does not hold names ``detected``, the run that computed ``recon`` (``run`` itself unless it carried
     ``recon`` over unchanged).
@@ -111,7 +113,8 @@ def render_reports(
         reports[MISSING_FROM_SYSTEM] = partial(_missing_from_system, columns, recon)
         reports[DUPLICATES] = partial(_duplicates, columns, recon)
         reports[REJECTED] = partial(_rejected, columns, recon)
-    return write_all(output_dir, write, {**reports, REGISTRY: registry, **run_level_reports(audit_rows, runs, changes)})
+    reports.update({REGISTRY: registry, **run_level_reports(audit_rows, runs, changes)})
+    return write_all(output_dir, write, reports, writers or writers_for(recon))
 
 
 def _built(columns: ReportColumns | Builder) -> ReportColumns:
@@ -121,18 +124,31 @@ def _built(columns: ReportColumns | Builder) -> ReportColumns:
 # The reports by size at a million keys per system, largest first, so that the last one to start is a small one.
 _BY_SIZE = (CHANGES, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, DUPLICATES, REJECTED, AUDIT, SUMMARY, TREND)
 WRITERS = 3  # two cores' worth of Arrow work, and one more to overlap the files' syncing to disk
+# Discrepancy rows from which a run writes its reports one at a time: each large report's columns take several
+# times its rows' bytes while it is built, so overlapping them would double or triple the run's peak memory.
+LARGE = 2_000_000
 
 
-def write_all(output_dir: Path, write: Writer, reports: Mapping[str, ReportColumns | Builder]) -> list[Path]:
-    """Build and write each of ``reports`` (name -> its columns, or their builder) on threads: the work is in
-    Arrow and in syncing the files to disk, both outside the GIL, so the large reports overlap. Every report is
-    attempted; the first failure is raised once all are done. Returns the paths in REPORTS order."""
+def writers_for(recon: Reconciliation | None) -> int:
+    """How many reports to write at once: WRITERS, or one for a large run."""
+    if recon is None:
+        return WRITERS
+    totals = recon.totals()
+    return 1 if totals["missing_in_A_count"] + totals["missing_from_system_count"] >= LARGE else WRITERS
+
+
+def write_all(
+    output_dir: Path, write: Writer, reports: Mapping[str, ReportColumns | Builder], writers: int = WRITERS
+) -> list[Path]:
+    """Build and write each of ``reports`` (name -> its columns, or their builder) on ``writers`` threads: the work
+    is in Arrow and in syncing the files to disk, both outside the GIL, so the large reports overlap. Every report
+    is attempted; the first failure is raised once all are done. Returns the paths in REPORTS order."""
     names = [n for n in _BY_SIZE if n in reports] + [n for n in reports if n not in _BY_SIZE]
 
     def written(name: str) -> Path:
         return write(output_dir / name, _built(reports[name]))
 
-    with ThreadPoolExecutor(max_workers=min(WRITERS, len(names))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(writers, len(names)))) as pool:
         paths = dict(zip(names, pool.map(written, names), strict=True))
     return [paths[name] for name in REPORTS if name in paths]
 

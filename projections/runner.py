@@ -44,6 +44,7 @@ from keysync.projections.reports import (
     run_level_reports,
     summary_columns,
     write_all,
+    writers_for,
 )
 from keysync.projections.run_history import apply_run_event
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
@@ -354,14 +355,16 @@ class Projections:
             previous = self.run_keys(completed[1]) if len(completed) > 1 else None
             keys = self.run_keys(latest, recon)
             changes = change_columns(keys, previous, registry_rows, audit_rows)
-        # The first detections are stored while the reports are written: the two are independent.
+        # The first detections are stored while the reports are written: the two are independent. A large run does
+        # one thing at a time, to bound its memory.
+        writers = writers_for(recon)
         with ThreadPoolExecutor(max_workers=1) as background:
             saving: list[Future[Any]] = []
             if completed:
-                save = partial(_submitted, background, saving)
+                save = partial(_submitted, background, saving) if writers > 1 else _at_once
                 first_detected = self.first_detected(completed, recon, live=live, save=save)
                 if live:  # the next process compares its run with these keys
-                    saving.append(background.submit(self._save_run_keys, keys))
+                    save(partial(self._save_run_keys, keys))
             written = render_reports(
                 output_dir,
                 self.write,
@@ -373,6 +376,7 @@ class Projections:
                 changes,
                 detected=detected,
                 first_detected=first_detected,
+                writers=writers,
             )
             for future in saving:
                 future.result()
