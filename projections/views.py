@@ -258,6 +258,8 @@ class Views:
         found = self._select(f"SELECT run_id, marked FROM {self.qualified(REGISTRY_SIGHTING)}", ())
         if found:
             return RegistryRows(rows, found[0]["run_id"], found[0]["marked"] == "1")
+        if not rows:
+            return RegistryRows()
         # Folded by a version before sightings were kept: every row holds the run that last saw it, and the latest
         # sighting is the latest of those runs.
         started = {run["run_id"]: run["started_at"] for run in self.runs()}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from keysync.domain.registry import DEPRECATED, PROPOSED, REASON_IN_AUTHORITY, REASON_RULES_CHANGED
 
@@ -105,3 +106,17 @@ def test_a_held_back_export_stands_in_for_what_its_system_saw(any_project, write
     write_systems(D=A)
     r3 = run(any_project, "--accept-shrink", "D")  # taken as it is: X-3 is gone
     assert last_seen(any_project) == {"X-1": (r3, PROPOSED), "X-3": (r2, DEPRECATED)}
+
+
+def test_a_run_over_the_same_exports_rewrites_no_registry_row(project, write_systems):
+    write_systems(A=A, B=[*A, "X-1", "X-2"], C=A, D=[*A, "X-3"], E=A)
+
+    def stored() -> list[tuple]:
+        with sqlite3.connect(project.root / "data" / "keysync.sqlite") as db:
+            return db.execute("SELECT * FROM registry_view ORDER BY master_key").fetchall()
+
+    run(project)
+    first = stored()
+    second = run(project, "--mode", "full")
+    assert stored() == first  # the rows the run saw again say so through the latest sighting, stored once
+    assert set(last_seen(project).values()) == {(second, PROPOSED)}
