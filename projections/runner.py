@@ -185,9 +185,12 @@ class Projections:
         return last
 
     def registry_rows(self) -> list[dict[str, str]]:
-        """The registry read model, ordered by master key (from memory when the views just had it loaded)."""
+        """The registry read model for the reports, ordered by master key (from memory when the views just had it
+        loaded, with last_seen_run_id as stored: the reports do not show it, and resolving it would copy the rows
+        of every key the latest run saw)."""
         if self._registry is not None:
-            return self._registry.resolved()
+            rows = self._registry.rows
+            return [rows[master] for master in sorted(rows)]
         return self.recorder.registry_rows()
 
     def events(self, start: int, stop: int) -> Any:
