@@ -30,6 +30,8 @@ from eventsourcing.domain import Aggregate, event
 from keysync.domain.statuses import ACTIVE, DEPRECATED, PROPOSED
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from keysync.domain.reconciliation import OutOfAuthorityKey
 
 _ALLOWED = {ACTIVE: {PROPOSED}, DEPRECATED: {PROPOSED, ACTIVE}}
@@ -113,7 +115,7 @@ class Registry(Aggregate):
         self,
         run_id: str,
         out_of_authority: Mapping[str, OutOfAuthorityKey],
-        authority_keys: Collection[str],
+        authority_keys: Collection[str] | pa.Array,
         available_systems: Collection[str],
         *,
         auto_approve: bool,
@@ -122,8 +124,10 @@ class Registry(Aggregate):
     ) -> RunDecisions:
         """Register what a run found: propose new master keys, note what it saw that changed since the latest
         sighting, return the ones a run had deprecated as found nowhere, deprecate the ones that entered System A or
-        vanished. ``rules_changed``: the run normalizes or names keys otherwise than the run before, so a key not
-        found may just be named otherwise now; its deprecation says so rather than that its source keys vanished."""
+        vanished. ``authority_keys``: System A's normalized keys (an Arrow array is looked into for the keys not
+        seen alone, with no Python string per key of A). ``rules_changed``: the run normalizes or names keys
+        otherwise than the run before, so a key not found may just be named otherwise now; its deprecation says so
+        rather than that its source keys vanished."""
         status, systems, returns_to = self.status, self.systems, self._returns_to
         decided = RunDecisions(proposed=[m for m in out_of_authority if m not in status])
         new = decided.proposed
@@ -132,13 +136,17 @@ class Registry(Aggregate):
             entries = [[m, _joined(systems[m], tuple(f.systems))] for m, f in out_of_authority.items() if m in status]
             unseen: list[str] | None = None
         else:
-            # Seen again, but not by the latest sighting (deprecated keys too), or in more systems than before.
-            entries = [
-                [m, joined]
-                for m, f in out_of_authority.items()
-                if m in status and ((joined := _joined(systems[m], tuple(f.systems))) != systems[m] or m not in before)
-            ]
-            unseen = [m for m in before if m not in out_of_authority]
+            # Seen again, but not by the latest sighting (deprecated keys too), or in more systems than before. Most
+            # keys are seen again in just the systems they have: one comparison of text tells those.
+            entries = []
+            for m, f in out_of_authority.items():
+                known = systems.get(m)
+                if known is None or (m in before and "|".join(f.systems) == known):
+                    continue
+                joined = _joined(known, tuple(f.systems))
+                if joined != known or m not in before:
+                    entries.append([m, joined])
+            unseen = sorted(before.keys() - out_of_authority.keys())
         if entries or unseen or (before and out_of_authority):
             # Recorded even when nothing changed: the run is then the latest sighting, which saw what the one before
             # saw. Without it, the run's proposals alone start its sighting (so they do a first run's).
@@ -153,16 +161,13 @@ class Registry(Aggregate):
                     decided.returned.setdefault(returns_to[master], []).append(master)
             for back_to, masters in decided.returned.items():
                 self._reactivate(run_id, masters, back_to, REASON_SEEN_AGAIN, actor)
-        in_authority, vanished = [], []
+        # The keys not seen (few, unless exports lost many) are the only ones that can be deprecated.
+        unfound = [m for m, state in status.items() if state != DEPRECATED and m not in out_of_authority]
+        entered = _in_authority([self.normalized[m] for m in unfound], authority_keys)
+        in_authority = [m for m in unfound if self.normalized[m] in entered]
         available = frozenset(available_systems)
-        for master, state in self.status.items():
-            if state == DEPRECATED or master in out_of_authority:
-                continue
-            if self.normalized[master] in authority_keys:
-                in_authority.append(master)
-            elif _split(systems[master]) <= available:
-                # Only a key whose every source system was read this run can be said to have vanished.
-                vanished.append(master)
+        # Only a key whose every source system was read this run can be said to have vanished.
+        vanished = [m for m in unfound if self.normalized[m] not in entered and _split(systems[m]) <= available]
         if in_authority:
             self._deprecate(run_id, in_authority, REASON_IN_AUTHORITY, actor)
             decided.deprecated[REASON_IN_AUTHORITY] = in_authority
@@ -290,6 +295,21 @@ _MASTER, _NORMALIZED, _SYSTEMS = itemgetter(0), itemgetter(0, 1), itemgetter(0, 
 def _entry(found: OutOfAuthorityKey) -> list[str]:
     master, normalized, systems, source_key = found
     return [master, normalized, "|".join(systems), source_key]
+
+
+def _in_authority(normalized: list[str], authority_keys: Collection[str] | pa.Array) -> frozenset[str]:
+    """Which of ``normalized`` are among ``authority_keys``."""
+    if not normalized:
+        return frozenset()
+    if type(authority_keys).__module__.startswith("pyarrow"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # A's keys are probed against the few keys asked about: no hash table of every key of A.
+        asked = pa.array(normalized, pa.string())
+        authority = authority_keys.cast(pa.string())  # type: ignore[union-attr]
+        return frozenset(authority.filter(pc.is_in(authority, value_set=asked)).to_pylist())
+    return frozenset(k for k in normalized if k in authority_keys)
 
 
 # Source systems are few ("B|D"): the combinations are few, and a run meets each one thousands of times.

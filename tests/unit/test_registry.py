@@ -225,3 +225,16 @@ def test_a_registry_whose_snapshot_predates_sightings_lists_every_key_seen_once(
     assert registry.seen == {"X-1": None, "X-3": None}
     registry.decide_run("r3", found("X-3"), set(), ALL - {"B"}, auto_approve=False, actor="me")
     assert seen_events(registry) == [("r3", [], ["X-1"])]
+
+
+def test_system_a_keys_given_as_arrow_decide_as_a_python_set_does():
+    import pyarrow as pa
+
+    decided = []
+    for authority in ({"X-2", "CUST-1"}, pa.array(["CUST-1", "X-2"])):
+        registry = Registry()
+        registry.decide_run("r1", found("X-1", "X-2", "X-3"), set(), ALL, auto_approve=False, actor="me")
+        registry.decide_run("r2", found("X-3"), authority, ALL - {"D"}, auto_approve=False, actor="me")
+        decided.append((registry.status, [vars(e) | {"timestamp": None} for e in registry.collect_events()[1:]]))
+    assert decided[0] == decided[1]
+    assert decided[0][0] == {"X-1": DEPRECATED, "X-2": DEPRECATED, "X-3": PROPOSED}
