@@ -155,8 +155,9 @@ class Registry(Aggregate):
             self._propose(run_id, [_entry(out_of_authority[m]) for m in new])
         if auto_approve and new:
             self._activate(run_id, new, REASON_AUTO_APPROVED, actor)
-        if returns_to:
-            for master in out_of_authority:
+        # Whether any key waiting to return was seen is asked of the shorter of the two, in C.
+        if returns_to and not returns_to.keys().isdisjoint(out_of_authority.keys()):
+            for master in out_of_authority:  # in the order found
                 if master in returns_to and status[master] == DEPRECATED:
                     decided.returned.setdefault(returns_to[master], []).append(master)
             for back_to, masters in decided.returned.items():
