@@ -407,7 +407,7 @@ def settle(
     decided = registry.decide_run(
         run.run_id,
         recon.out_of_authority(),
-        set(recon.authority.key_list()),
+        recon.authority.key_array(),
         recon.available_systems,
         auto_approve=settings.auto_approve,
         actor=settings.actor,

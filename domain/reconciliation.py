@@ -137,6 +137,10 @@ class SystemResult:
         union = self.unique_keys + self.missing_from_system.num_rows
         return self.matched / union if union else 1.0
 
+    def key_array(self) -> pa.Array:
+        """The system's normalized keys, sorted, as Arrow strings."""
+        return self.found.names() if self.found is not None else pa.array([], _STRING)
+
     def key_list(self) -> list[str]:
         """The system's normalized keys, sorted, as Python strings."""
         return self.found.names().to_pylist() if self.found is not None else []

@@ -17,6 +17,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from keysync.domain.columns import text_array
+from keysync.projections.registry_view import LAST_SEEN, SEEN_BY_LATEST, RegistryRows
 
 REGISTRY_COLUMNS = (
     "master_key",
@@ -57,6 +58,10 @@ Opened = tuple[str, str, str, str, pa.Array]  # kind, system, run_id, detected_a
 RUN_KEYS = "run_keys"
 RUN_KEYS_COLUMNS = ("part", "system", "run_id", "keys")
 Part = tuple[str, str, pa.Array]  # part, system, keys (strings)
+# The registry's latest sighting (keysync.projections.registry_view.RegistryRows): one row, the run whose id the
+# registry rows marked SEEN_BY_LATEST stand for, and whether rows are marked ("1") or hold run ids ("").
+REGISTRY_SIGHTING = "registry_sighting"
+REGISTRY_SIGHTING_COLUMNS = ("run_id", "marked")
 
 
 def columns_sql(table: str, integer_key: bool = False) -> str:
@@ -86,11 +91,15 @@ class Views:
         run_rows: Sequence[Sequence[Any]],
         audit_rows: Sequence[Sequence[Any]],
         seen: Mapping[str, Sequence[str]] | None = None,
+        sighting: tuple[str, bool] | None = None,
     ) -> bool:
-        """Write changed rows and move projection ``name`` to ``position``, in one transaction. ``seen``: run id
-        -> the master keys whose only change is that the run saw them again (one statement per run). Returns
-        False, having written nothing, when another process had already moved the projection that far: its rows
-        are at least as new as these."""
+        """Write changed rows and move projection ``name`` to ``position``, in one transaction. ``seen``: a
+        last_seen_run_id value -> the master keys whose only change is that value (one statement each);
+        ``sighting``: the registry's latest sighting and whether rows are marked, when it changed. Returns False,
+        having written nothing, when another process had already moved the projection that far: its rows are at
+        least as new as these."""
+        if sighting is not None:
+            self._create_first_detected()
         try:
             with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
                 self.claim_write(c)
@@ -101,6 +110,10 @@ class Views:
                         c.executemany(self.upsert_sql(table), rows)
                 for run_id, masters in (seen or {}).items():
                     c.execute(self.seen_sql(), (run_id, self.key_list(masters)))
+                if sighting is not None:
+                    table, p = self.qualified(REGISTRY_SIGHTING), self.placeholder
+                    c.execute(f"DELETE FROM {table}")
+                    c.execute(f"INSERT INTO {table} VALUES ({p}, {p})", (sighting[0], "1" if sighting[1] else ""))
                 # Refused (IntegrityError) if another process committed this position meanwhile.
                 self._insert_tracking(c, Tracking(name, position))  # type: ignore[attr-defined]
         except IntegrityError:
@@ -157,7 +170,11 @@ class Views:
         if getattr(self, "_first_detected_ready", False):
             return
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table, names in ((FIRST_DETECTED, FIRST_DETECTED_COLUMNS), (RUN_KEYS, RUN_KEYS_COLUMNS)):
+            for table, names in (
+                (FIRST_DETECTED, FIRST_DETECTED_COLUMNS),
+                (RUN_KEYS, RUN_KEYS_COLUMNS),
+                (REGISTRY_SIGHTING, REGISTRY_SIGHTING_COLUMNS),
+            ):
                 columns = ", ".join(f"{name} TEXT" for name in names)
                 c.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({columns})")
         self._first_detected_ready = True
@@ -187,7 +204,7 @@ class Views:
             c.executemany(f"INSERT INTO {table} VALUES ({', '.join([p] * len(RUN_KEYS_COLUMNS))})", values)
 
     def seen_sql(self) -> str:
-        """Set last_seen_run_id on the registry rows whose master keys ``key_list`` gives (two parameters)."""
+        """Set last_seen_run_id (first parameter) on the registry rows whose master keys ``key_list`` gives."""
         raise NotImplementedError
 
     def key_list(self, keys: Sequence[str]) -> Any:
@@ -204,7 +221,7 @@ class Views:
         """Forget the read models and the named positions, for a rebuild from the log."""
         self._create_first_detected()
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table in (*TABLES, FIRST_DETECTED, RUN_KEYS):
+            for table in (*TABLES, FIRST_DETECTED, RUN_KEYS, REGISTRY_SIGHTING):
                 c.execute(f"DELETE FROM {self.qualified(table)}")
             for name in names:
                 c.execute(self.forget_position_sql(), (name,))
@@ -218,12 +235,37 @@ class Views:
     # Reads ---------------------------------------------------------------------------------------------------
 
     def registry_rows(self, status: str | None = None) -> list[dict[str, str]]:
-        query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
+        """The registry view by master key, each row's last_seen_run_id resolved (a mark stands for the latest
+        sighting)."""
+        self._create_first_detected()
+        sighting = f"(SELECT run_id FROM {self.qualified(REGISTRY_SIGHTING)})"
+        columns = ", ".join(
+            f"CASE WHEN {c} = '{SEEN_BY_LATEST}' THEN {sighting} ELSE {c} END AS {c}" if c == LAST_SEEN else c
+            for c in REGISTRY_COLUMNS
+        )
+        query = f"SELECT {columns} FROM {self.qualified('registry_view')}"
         params: tuple[str, ...] = ()
         if status:
             query += f" WHERE status = {self.placeholder}"
             params = (status,)
         return self._select(query + " ORDER BY master_key", params)
+
+    def registry_state(self) -> RegistryRows:
+        """The registry view as stored (marks unresolved) with its latest sighting, for folding events into."""
+        self._create_first_detected()
+        query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
+        rows = {row["master_key"]: row for row in self._select(query, ())}
+        found = self._select(f"SELECT run_id, marked FROM {self.qualified(REGISTRY_SIGHTING)}", ())
+        if found:
+            return RegistryRows(rows, found[0]["run_id"], found[0]["marked"] == "1")
+        if not rows:
+            return RegistryRows()
+        # Folded by a version before sightings were kept: every row holds the run that last saw it, and the latest
+        # sighting is the latest of those runs.
+        started = {run["run_id"]: run["started_at"] for run in self.runs()}
+        last_seen = {row[LAST_SEEN] for row in rows.values()}
+        latest = max(last_seen, key=lambda run_id: started.get(run_id, ""), default="")
+        return RegistryRows(rows, latest, marked=False)
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         query = f"SELECT {', '.join(RUN_COLUMNS)} FROM {self.qualified('run_history')} ORDER BY started_at DESC"
