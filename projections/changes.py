@@ -167,25 +167,24 @@ def _first_run(latest: RunKeys) -> Iterator[_Group]:
 
 
 def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
-    # Every set is a sorted Arrow array, and every difference keeps its order: the rows come out sorted.
+    # Every set is a sorted Arrow array, and every difference keeps its order: the rows come out sorted. A's keys
+    # are compared once (no work when they are the same); the rest looks up only sets as small as the changes.
     new_a, old_a = sorted_keys(latest.authority), sorted_keys(previous.authority)
-    a_added, a_removed = _minus(new_a, old_a), _minus(old_a, new_a)
+    if new_a.equals(old_a):
+        a_added = a_removed = new_a.slice(0, 0)
+    else:
+        a_added, a_removed = _minus(new_a, old_a), _minus(old_a, new_a)
     yield AUTHORITY, KEY_ADDED, a_added, ""
     yield AUTHORITY, KEY_REMOVED, a_removed, ""
     for system in DOWNSTREAM:
         if not (latest.available(system) and previous.available(system)):
             continue
-        new_out, new_gaps = (
-            sorted_keys(latest.missing_in_a[system]),
-            sorted_keys(latest.missing_from_system[system]),
-        )
-        old_out = sorted_keys(previous.missing_in_a[system])
-        old_gaps = sorted_keys(previous.missing_from_system[system])
-        opened_out, resolved_out = _minus(new_out, old_out), _minus(old_out, new_out)
-        opened_gaps, resolved_gaps = _minus(new_gaps, old_gaps), _minus(old_gaps, new_gaps)
-        was, now = _Side(old_a, old_out, old_gaps), _Side(new_a, new_out, new_gaps)
-        yield system, KEY_ADDED, _gained(was, now, opened_out, resolved_gaps, a_added), ""
-        yield system, KEY_REMOVED, _gained(now, was, resolved_out, opened_gaps, a_removed), ""
+        was = _Side(sorted_keys(previous.missing_in_a[system]), sorted_keys(previous.missing_from_system[system]))
+        now = _Side(sorted_keys(latest.missing_in_a[system]), sorted_keys(latest.missing_from_system[system]))
+        opened_out, resolved_out = _minus(now.out, was.out), _minus(was.out, now.out)
+        opened_gaps, resolved_gaps = _minus(now.gaps, was.gaps), _minus(was.gaps, now.gaps)
+        yield system, KEY_ADDED, _gained(was, now, opened_out, resolved_gaps, a_added, a_removed), ""
+        yield system, KEY_REMOVED, _gained(now, was, resolved_out, opened_gaps, a_removed, a_added), ""
         yield system, OPENED, opened_out, MISSING_IN_A
         yield system, OPENED, opened_gaps, MISSING_FROM_SYSTEM
         yield system, RESOLVED, resolved_out, MISSING_IN_A
@@ -193,27 +192,30 @@ def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
 
 
 class _Side(NamedTuple):
-    """One run, seen from one downstream system: A's keys, the system's out-of-authority keys and its gaps."""
+    """One run, seen from one downstream system: its out-of-authority keys and its gaps."""
 
-    authority: pa.Array
     out: pa.Array
     gaps: pa.Array
 
 
-def _gained(before: _Side, after: _Side, newly_out: pa.Array, closed_gaps: pa.Array, joined_a: pa.Array) -> pa.Array:
+def _gained(
+    before: _Side, after: _Side, newly_out: pa.Array, closed_gaps: pa.Array, joined_a: pa.Array, left_a: pa.Array
+) -> pa.Array:
     """The keys the system has ``after`` and had not ``before`` (called the other way round: the keys it lost),
-    sorted. ``newly_out``, ``closed_gaps`` and ``joined_a`` are what changed between the two.
+    sorted. ``newly_out`` and ``closed_gaps`` are what changed of its discrepancies, ``joined_a`` and ``left_a``
+    what changed of A's keys.
 
     A system has a key that is out of authority, or in A and not a gap. So a key it gained is newly out of authority
     (and was not in A, or a gap, before); or a gap that closed with the key still in A; or a key that joined A, is
-    no gap, and was not out of authority before. Each candidate set is a difference between the runs, small when
-    they are alike: no pass over all of A's keys per system.
+    no gap, and was not out of authority before. A key out of authority is not in A, and a gap is, so whether such
+    a key is in A on the other side is a question for what changed of A: the candidates are looked up only in
+    sets as small as the differences between the runs, never in all of A's keys.
     """
-    had = pc.and_(_in(newly_out, before.authority), pc.invert(_in(newly_out, before.gaps)))
+    had = pc.and_(_in(newly_out, left_a), pc.invert(_in(newly_out, before.gaps)))
     gained = pa.concat_arrays(
         [
             newly_out.filter(pc.invert(had)),
-            closed_gaps.filter(_in(closed_gaps, after.authority)),
+            _minus(closed_gaps, left_a),
             _minus(_minus(joined_a, after.gaps), before.out),
         ]
     )
