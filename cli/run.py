@@ -18,7 +18,7 @@ from keysync.infrastructure.mock_options import SCENARIOS
 
 if TYPE_CHECKING:
     from keysync.application.service import Interruption, RunOutcome
-    from keysync.domain.normalization import NormalizationRules
+    from keysync.domain.rules import NormalizationRules
 
 EXIT_DISCREPANCY = 3
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
@@ -82,7 +82,7 @@ def run_command(
     from keysync.application.reconcile import RunFailed
     from keysync.application.sandbox_bootstrap import sandbox_exports_read
     from keysync.application.service import RunInterrupted
-    from keysync.domain.normalization import NormalizationRules
+    from keysync.domain.rules import NormalizationRules
     from keysync.infrastructure.config import override
 
     accepted_shrink = _systems(accept_shrink)
