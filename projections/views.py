@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from keysync.domain.columns import text_array
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 REGISTRY_COLUMNS = (
     "master_key",
@@ -50,13 +49,13 @@ COLUMNS_OF = {"registry_view": REGISTRY_COLUMNS, "run_history": RUN_COLUMNS, "au
 # and one row with an empty kind naming the run they stand after and the rules they were read under.
 FIRST_DETECTED = "first_detected"
 FIRST_DETECTED_COLUMNS = ("kind", "system", "run_id", "detected_at", "identities")
-Opened = tuple[str, str, str, str, pa.Array]  # kind, system, run_id, detected_at, identities (strings)
+Opened = tuple[str, str, str, str, "pa.Array"]  # kind, system, run_id, detected_at, identities (strings)
 # The latest rendered run's keys (keysync.projections.changes.RunKeys), for the next process's change report: one
 # row per part (System A's keys, a downstream system's discrepancies of one kind), the keys packed into one text,
 # and one row with an empty part naming the run and the rules the keys were normalized under.
 RUN_KEYS = "run_keys"
 RUN_KEYS_COLUMNS = ("part", "system", "run_id", "keys")
-Part = tuple[str, str, pa.Array]  # part, system, keys (strings)
+Part = tuple[str, str, "pa.Array"]  # part, system, keys (strings)
 
 
 def columns_sql(table: str, integer_key: bool = False) -> str:
@@ -246,7 +245,11 @@ class Views:
 
 def _pack(identities: pa.Array) -> str:
     """Identities as one text: "t" and the identities joined by line breaks when none holds one (keys and escaped
-    raw lines never do), else "j" and a JSON list. Joined in C: a run opens 100,000s at once."""
+    raw lines never do), else "j" and a JSON list. Joined in C: a run opens 100,000s at once. (pyarrow is imported
+    here and in ``_unpack``, by the tables of keys only: the run history and the audit need none of it.)"""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if not len(identities) or pc.any(pc.match_substring(identities, "\n")).as_py():
         return "j" + json.dumps(identities.to_pylist())
     text = identities.cast(pa.large_string())  # 64-bit offsets: the joined text may pass 2 GB
@@ -255,6 +258,10 @@ def _pack(identities: pa.Array) -> str:
 
 
 def _unpack(text: str) -> pa.Array:
+    import pyarrow as pa
+
+    from keysync.domain.columns import text_array
+
     return text_array(text[1:]).cast(pa.string()) if text[0] == "t" else pa.array(json.loads(text[1:]), pa.string())
 
 
