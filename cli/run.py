@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,8 @@ from keysync.infrastructure.logs import setup_logging
 from keysync.infrastructure.mock_options import SCENARIOS
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from keysync.application.service import Interruption, RunOutcome
     from keysync.domain.rules import NormalizationRules
 
@@ -123,12 +127,9 @@ def run_command(
             f"Reconciling sandbox data: the sandbox wrote the exports of {', '.join(sandboxed)} "
             "(`keysync sandbox status`)."
         )
-    console = Console(stderr=True)
     try:
-        with console.status("Reconciling...") as status:
-            outcome = keysync.run(
-                settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."), resume=resume
-            )
+        with _spinner(Console(stderr=True)) as progress:
+            outcome = keysync.run(settings, progress=progress, resume=resume)
     except RunInterrupted as interrupted:
         message(interruption_line(interrupted.where))
         sys.exit(EXIT_INTERRUPTED)
@@ -169,6 +170,16 @@ def run_command(
     ):
         message("Discrepancies found (--fail-on-discrepancy).")
         sys.exit(EXIT_DISCREPANCY)
+
+
+@contextmanager
+def _spinner(console: Console) -> Iterator[Callable[[str], None]]:
+    """Each phase of the run on a spinner line of a terminal; elsewhere (a pipe, a log) there is nothing to show."""
+    if not console.is_terminal:
+        yield lambda _phase: None
+        return
+    with console.status("Reconciling...") as status:
+        yield lambda phase: status.update(f"Reconciling: {phase}...")
 
 
 def _say_letters_lost(kpis: dict[str, Any], rules: NormalizationRules) -> None:
