@@ -87,6 +87,7 @@ def build(
     from keysync.infrastructure.report_files import write_csv_atomic
     from keysync.infrastructure.report_lock import report_folder_lock
     from keysync.infrastructure.report_manifest import FolderManifest
+    from keysync.infrastructure.spill import SpillingReader
     from keysync.projections.runner import Projections
     from keysync.projections.views import ViewRecorder, Views
 
@@ -110,10 +111,17 @@ def build(
         FolderManifest(),
         writing={"escape_formulas": config.reports.escape_formulas},
     )
+    # Large exports' rows wait in files beside the store (for PostgreSQL too: beside where its file would be).
+    reader = SpillingReader(
+        functools.partial(_read_source, max_file_mb=config.processing.max_file_mb),
+        config.store.path.parent / "spill",
+        spill_rows=config.processing.spill_rows,
+    )
     return KeySync(
         store,
         projections,
-        functools.partial(_read_source, max_file_mb=config.processing.max_file_mb),
+        reader,
+        spill=reader,
         lock=_run_lock(config, projections),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,

@@ -27,6 +27,7 @@ SANDBOX_EDITS = {
 }
 SEEN = "seen in "
 PROPOSED = "proposed as master key "
+NOT_SEEN = "not seen as a master key by this run (seen by the run before that saw any)"
 
 
 def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
@@ -41,7 +42,9 @@ def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
         return None if entry is None else f"{PROPOSED}{entry[0]} (from {entry[2]})"
     if name == "MasterKeysSeen":
         entry = next((e for e in event.entries if e[0] == key), None)
-        return None if entry is None else f"seen again as a master key (source systems now {entry[1]})"
+        if entry is not None:
+            return f"seen again as a master key (source systems now {entry[1]})"
+        return NOT_SEEN if key in (event.unseen or ()) else None
     if name in ("MasterKeysActivated", "MasterKeysDeprecated"):
         if key not in event.master_keys:
             return None

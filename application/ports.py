@@ -14,6 +14,16 @@ class SourceReader(Protocol):
     def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot: ...
 
 
+class RowSpill(Protocol):
+    """Where a run keeps the rows it read, out of the process's memory (keysync.infrastructure.spill)."""
+
+    def release(self) -> None:
+        """Give back the memory the kept rows occupy now; they stay readable."""
+
+    def clear(self) -> None:
+        """Forget every kept row: a run's rows are its scratch, and a new run clears an interrupted run's."""
+
+
 # Enter to hold the store's run lock (raises RunInProgress when another run holds it); the value entered
 # records the holder's run id, for the message a refused run prints.
 RunLock = Callable[[], AbstractContextManager[Callable[[str], None]]]

@@ -115,6 +115,7 @@ class Observation:
     guard: ShrinkGuard | None = None  # holds back suspect exports (None: every export is taken as it is)
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
     comparison: Future[Reconciliation] | None = None  # the snapshots' reconciliation, begun once they were known
+    release: Callable[[], None] = lambda: None  # gives back the memory a phase touched of rows kept out of it
 
     @classmethod
     def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
@@ -230,6 +231,7 @@ def observe(
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
             checkpoint(run)
+            observation.release()  # recording read every column of the system's rows
     return observation
 
 
@@ -272,17 +274,22 @@ def _compare_meanwhile(
     _unchanged_rows(observation, incremental)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare")
     try:
-        return pool.submit(_compare, settings, dict(observation.snapshots), dict(observation.reasons))
+        return pool.submit(
+            _compare, settings, dict(observation.snapshots), dict(observation.reasons), observation.release
+        )
     finally:
         pool.shutdown(wait=False)
 
 
 def _compare(
-    settings: RunSettings, snapshots: Mapping[str, SourceSnapshot], reasons: Mapping[str, str]
+    settings: RunSettings,
+    snapshots: Mapping[str, SourceSnapshot],
+    reasons: Mapping[str, str],
+    release: Callable[[], None] = lambda: None,
 ) -> Reconciliation:
     from keysync.domain.reconciliation import reconcile
 
-    return reconcile(snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons)
+    return reconcile(snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons, between_steps=release)
 
 
 def _unchanged_rows(observation: Observation, incremental: Incremental | None) -> None:
@@ -372,7 +379,7 @@ def conclude(
         if observation.comparison is not None:
             recon = observation.comparison.result()
         else:
-            recon = _compare(settings, observation.snapshots, observation.reasons)
+            recon = _compare(settings, observation.snapshots, observation.reasons, observation.release)
     if not recon.authority.unique_keys:
         authority = recon.authority
         rejected = authority.rejected[:3]
@@ -400,7 +407,7 @@ def settle(
     decided = registry.decide_run(
         run.run_id,
         recon.out_of_authority(),
-        set(recon.authority.key_list()),
+        recon.authority.key_array(),
         recon.available_systems,
         auto_approve=settings.auto_approve,
         actor=settings.actor,

@@ -135,7 +135,7 @@ def predict(
     decided = registry.decide_run(
         "prediction",
         recon.out_of_authority(),
-        set(recon.authority.key_list()),
+        recon.authority.key_array(),
         recon.available_systems,
         auto_approve=settings.auto_approve,
         actor="prediction",

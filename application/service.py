@@ -6,6 +6,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from eventsourcing.persistence import StoredEvent
 from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.incremental import Baseline, Fingerprinter, Incremental
-from keysync.application.ports import RunLock, SourceReader
+from keysync.application.ports import RowSpill, RunLock, SourceReader
 from keysync.application.reconcile import (
     Observation,
     Progress,
@@ -143,6 +144,7 @@ class KeySync:
     fingerprint: Fingerprinter | None = None  # for incremental runs
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
+    spill: RowSpill | None = None  # where read_source keeps large exports' rows, out of memory
 
     def run(self, settings: RunSettings, progress: Progress | None = None, *, resume: bool = True) -> RunOutcome:
         """Reconcile once: record the observations and registry changes, then bring the reports up to date.
@@ -163,7 +165,7 @@ class KeySync:
     def _run(
         self, settings: RunSettings, progress: Progress | None, resume: bool, begun: list[ReconciliationRun]
     ) -> RunOutcome:
-        with self.lock() as claim, collector_paused():
+        with self.lock() as claim, collector_paused(), self._kept_rows() as release:
             observation = self._unfinished(resume)
             if observation is not None:
                 settings = settings.resuming(observation.run)
@@ -172,6 +174,7 @@ class KeySync:
                 )
             else:
                 observation = Observation(new_run(settings))
+            observation.release = release
             begun.append(observation.run)
             claim(observation.run.run_id)
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
@@ -232,11 +235,25 @@ class KeySync:
         observation = Observation(
             new_run(settings), rules_changed=_rules_changed(settings, previous), guard=self._guard(settings, previous)
         )
-        observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
-        result = conclude(settings, observation, self.store.registry(), progress, incremental)
-        (progress or (lambda _phase: None))("writing reports (dry run)")
-        reports = self.projections.preview(result.run, result.registry, result.reconciliation)
+        with self._kept_rows() as observation.release:
+            observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
+            result = conclude(settings, observation, self.store.registry(), progress, incremental)
+            (progress or (lambda _phase: None))("writing reports (dry run)")
+            reports = self.projections.preview(result.run, result.registry, result.reconciliation)
         return RunOutcome(result, reports, dry_run=True)
+
+    @contextmanager
+    def _kept_rows(self) -> Iterator[Callable[[], None]]:
+        """The run's rows kept out of memory, cleared before (an interrupted run's) and after the run; yields what
+        gives back the memory they occupy."""
+        if self.spill is None:
+            yield lambda: None
+            return
+        self.spill.clear()
+        try:
+            yield self.spill.release
+        finally:
+            self.spill.clear()
 
     def _latest_completed(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The latest completed run's history row and the options it ran with (from its Started event)."""

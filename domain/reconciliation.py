@@ -14,7 +14,7 @@ rows of duplicated keys (their raw forms) and the rows whose key normalized away
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import attrs
@@ -137,6 +137,10 @@ class SystemResult:
         union = self.unique_keys + self.missing_from_system.num_rows
         return self.matched / union if union else 1.0
 
+    def key_array(self) -> pa.Array:
+        """The system's normalized keys, sorted, as Arrow strings."""
+        return self.found.names() if self.found is not None else pa.array([], _STRING)
+
     def key_list(self) -> list[str]:
         """The system's normalized keys, sorted, as Python strings."""
         return self.found.names().to_pylist() if self.found is not None else []
@@ -223,30 +227,41 @@ def reconcile(
     strategy: str = "mirror",
     *,
     unavailable_reasons: Mapping[str, str] | None = None,
+    between_steps: Callable[[], object] = lambda: None,
 ) -> Reconciliation:
-    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system."""
+    """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system.
+    ``between_steps`` is called after each step that read a snapshot's columns: a caller keeping the rows in
+    memory-mapped files gives back the pages the step touched (keysync.infrastructure.spill)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     reasons = unavailable_reasons or {}
     read = {s: snapshot for s in SYSTEMS if (snapshot := snapshots.get(s)) is not None}
-    normalized = {s: normalize_array(_text(snapshot.keys), rules) for s, snapshot in read.items()}
+    normalized: dict[str, pa.Array] = {}
+    for system, snapshot in read.items():
+        normalized[system] = normalize_array(_text(snapshot.keys), rules)
+        between_steps()
     coded = _Codes.of(normalized)
-    counts = {s: coded.counts(s) for s in read}
+    del normalized  # the codes stand for them now
     results: dict[str, SystemResult] = {
         s: SystemResult(s, None, reasons.get(s, "not read")) for s in SYSTEMS if s not in read
     }
+    holds: dict[str, np.ndarray] = {}  # system -> whether it holds each code (a byte per distinct key)
     for system, snapshot in read.items():
-        results[system] = _index(system, snapshot, coded, counts[system])
-    authority = counts.get(AUTHORITY, np.zeros(coded.size, dtype=np.int64)) > 0
+        counts = coded.counts(system)
+        results[system] = _index(system, snapshot, coded, counts)
+        holds[system] = counts > 0
+        between_steps()
+    authority = holds.get(AUTHORITY, np.zeros(coded.size, dtype=bool))
     for system in read:
         result = results[system]
         if system == AUTHORITY or result.found is None:
             continue
         gaps = _no_keys()
         if AUTHORITY in read and (a := results[AUTHORITY].found) is not None:
-            gaps = a.table(counts[system][a.codes] == 0)
+            gaps = a.table(~holds[system][a.codes])
         results[system] = attrs.evolve(result, missing_in_a=result.found.table(~authority[result.found.codes]),
                                        missing_from_system=gaps)  # fmt: skip
+        between_steps()
     return Reconciliation(rules=rules, strategy=strategy, systems={s: results[s] for s in SYSTEMS})
 
 
@@ -266,15 +281,17 @@ class _Codes:
 
     @classmethod
     def of(cls, normalized: Mapping[str, pa.Array]) -> _Codes:
-        arrays = [a.cast(pa.large_string()) for a in normalized.values()]
-        if not arrays:
-            return cls(pa.array([], _STRING), {}, np.zeros(0, dtype=np.int64), -1)
-        encoded = pc.dictionary_encode(pa.concat_arrays(arrays))
-        dictionary = encoded.dictionary
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        bounds = np.cumsum([0, *map(len, arrays)])
+        if not normalized:
+            return cls(pa.array([], _STRING), {}, np.zeros(0, dtype=np.int32), -1)
+        # Encoded as chunks of one array: one dictionary for all, without copying the keys into one array first.
+        encoded = pc.dictionary_encode(pa.chunked_array([a.cast(_STRING) for a in normalized.values()], _STRING))
+        if not encoded.num_chunks:  # no keys at all (Arrow drops empty chunks)
+            return cls(pa.array([], _STRING), {s: np.zeros(0, np.int32) for s in normalized}, np.zeros(0, np.int32), -1)
+        dictionary = encoded.chunk(0).dictionary
+        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks])
+        bounds = np.cumsum([0, *map(len, normalized.values())])
         per_system = {s: codes[bounds[i] : bounds[i + 1]] for i, s in enumerate(normalized)}
-        order = pc.sort_indices(dictionary).to_numpy(zero_copy_only=False)
+        order = pc.sort_indices(dictionary).to_numpy(zero_copy_only=False).astype(np.int32)
         empty = pc.index(dictionary, "").as_py()
         return cls(dictionary, per_system, order, empty)
 
@@ -289,13 +306,13 @@ class _Codes:
 def _index(system: str, snapshot: SourceSnapshot, coded: _Codes, counts: np.ndarray) -> SystemResult:
     codes = coded.codes[system]
     mine = coded.order[counts[coded.order] > 0]  # the system's codes, in key order
-    first_row = np.full(coded.size, len(codes), dtype=np.int64)
-    np.minimum.at(first_row, codes, np.arange(len(codes)))  # each code's first row (several times np.unique's speed)
+    first_row = np.full(coded.size, len(codes), dtype=np.int32)  # 32 bits: an export holds < 2**31 rows
+    np.minimum.at(first_row, codes, np.arange(len(codes), dtype=np.int32))  # each code's first row, fast
     latest: dict[int, str] = {}
     duplicates = _no_duplicates()
     if (counts[mine] > 1).any():
         latest, duplicates = _duplicated(codes, counts, mine, coded.dictionary, snapshot)
-    found = Keys(coded.dictionary, mine, first_row[mine], counts[mine], latest, snapshot)
+    found = Keys(coded.dictionary, mine, first_row[mine], counts[mine].astype(np.int32), latest, snapshot)
     emptied = np.flatnonzero(codes == coded.empty) if coded.empty >= 0 else np.zeros(0, dtype=np.int64)
     return SystemResult(
         system=system,

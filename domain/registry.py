@@ -8,6 +8,11 @@ a key for good.
 Why one aggregate and batch events: a run can propose hundreds of thousands of keys. One aggregate (or one event)
 per key would make a run write hundreds of thousands of events; batching keeps a run to a handful, and
 snapshots keep loading it cheap.
+
+What a run saw is recorded as what changed since the run before that saw anything (the latest sighting): the keys
+seen again that it had not seen or whose source systems grew, and the keys it saw that this run did not. A key is
+last seen by the latest sighting if that one saw it, else by the sighting before the one that stopped seeing it.
+(Stores written before listed every key seen, every run; they still replay.)
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from keysync.domain.ids import REGISTRY_ID
 from keysync.domain.statuses import ACTIVE, DEPRECATED, PROPOSED
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from keysync.domain.reconciliation import OutOfAuthorityKey
 
 _ALLOWED = {ACTIVE: {PROPOSED}, DEPRECATED: {PROPOSED, ACTIVE}}
@@ -77,6 +84,10 @@ class Registry(Aggregate):
         self.normalized: dict[str, str] = {}
         self.systems: dict[str, str] = {}  # "B|D"
         self.returns_to: dict[str, str] = {}  # key a run deprecated as found nowhere -> its status before
+        # The master keys the latest sighting (the latest run that saw any) saw, and that run: a dict of None, which
+        # JSON stores; None when not known (a snapshot taken before sightings were recorded as changes).
+        self.seen: dict[str, None] | None = {}
+        self.seen_by = ""
 
     @property
     def _returns_to(self) -> dict[str, str]:
@@ -85,11 +96,17 @@ class Registry(Aggregate):
             self.returns_to = {}
         return self.returns_to
 
+    @property
+    def _seen(self) -> dict[str, None] | None:
+        return self.__dict__.get("seen")
+
     def __deepcopy__(self, memo: dict[int, Any]) -> Registry:
         # Its maps hold strings only: copying the maps copies the registry, at C speed.
         copied = copy.copy(self)
         copied.status, copied.normalized, copied.systems = dict(self.status), dict(self.normalized), dict(self.systems)
         copied.returns_to = dict(self._returns_to)
+        seen = self._seen
+        copied.seen = None if seen is None else dict(seen)
         copied._pending_events = list(self._pending_events)
         return copied
 
@@ -99,44 +116,60 @@ class Registry(Aggregate):
         self,
         run_id: str,
         out_of_authority: Mapping[str, OutOfAuthorityKey],
-        authority_keys: Collection[str],
+        authority_keys: Collection[str] | pa.Array,
         available_systems: Collection[str],
         *,
         auto_approve: bool,
         actor: str,
         rules_changed: bool = False,
     ) -> RunDecisions:
-        """Register what a run found: propose new master keys, note the ones seen again, return the ones a run
-        had deprecated as found nowhere, deprecate the ones that entered System A or vanished. ``rules_changed``:
-        the run normalizes or names keys otherwise than the run before, so a key not found may just be named
-        otherwise now; its deprecation says so rather than that its source keys vanished."""
+        """Register what a run found: propose new master keys, note what it saw that changed since the latest
+        sighting, return the ones a run had deprecated as found nowhere, deprecate the ones that entered System A or
+        vanished. ``authority_keys``: System A's normalized keys (an Arrow array is looked into for the keys not
+        seen alone, with no Python string per key of A). ``rules_changed``: the run normalizes or names keys
+        otherwise than the run before, so a key not found may just be named otherwise now; its deprecation says so
+        rather than that its source keys vanished."""
         status, systems, returns_to = self.status, self.systems, self._returns_to
         decided = RunDecisions(proposed=[m for m in out_of_authority if m not in status])
         new = decided.proposed
-        # Deprecated keys that turn up again are noted too (last seen, source systems).
-        seen = [[m, _joined(systems[m], tuple(found.systems))] for m, found in out_of_authority.items() if m in status]
+        before = self._seen
+        if before is None:  # not known which keys the latest sighting saw: list every known key seen, once
+            entries = [[m, _joined(systems[m], tuple(f.systems))] for m, f in out_of_authority.items() if m in status]
+            unseen: list[str] | None = None
+        else:
+            # Seen again, but not by the latest sighting (deprecated keys too), or in more systems than before. Most
+            # keys are seen again in just the systems they have: one comparison of text tells those.
+            entries = []
+            for m, f in out_of_authority.items():
+                known = systems.get(m)
+                if known is None or (m in before and "|".join(f.systems) == known):
+                    continue
+                joined = _joined(known, tuple(f.systems))
+                if joined != known or m not in before:
+                    entries.append([m, joined])
+            unseen = sorted(before.keys() - out_of_authority.keys())
+        if entries or unseen or (before and out_of_authority):
+            # Recorded even when nothing changed: the run is then the latest sighting, which saw what the one before
+            # saw. Without it, the run's proposals alone start its sighting (so they do a first run's).
+            self._see(run_id, entries, unseen)
         if new:
             self._propose(run_id, [_entry(out_of_authority[m]) for m in new])
-        if seen:
-            self._see(run_id, seen)
         if auto_approve and new:
             self._activate(run_id, new, REASON_AUTO_APPROVED, actor)
-        if returns_to:
-            for master, _ in seen:
-                if status[master] == DEPRECATED and master in returns_to:
+        # Whether any key waiting to return was seen is asked of the shorter of the two, in C.
+        if returns_to and not returns_to.keys().isdisjoint(out_of_authority.keys()):
+            for master in out_of_authority:  # in the order found
+                if master in returns_to and status[master] == DEPRECATED:
                     decided.returned.setdefault(returns_to[master], []).append(master)
             for back_to, masters in decided.returned.items():
                 self._reactivate(run_id, masters, back_to, REASON_SEEN_AGAIN, actor)
-        in_authority, vanished = [], []
+        # The keys not seen (few, unless exports lost many) are the only ones that can be deprecated.
+        unfound = [m for m, state in status.items() if state != DEPRECATED and m not in out_of_authority]
+        entered = _in_authority([self.normalized[m] for m in unfound], authority_keys)
+        in_authority = [m for m in unfound if self.normalized[m] in entered]
         available = frozenset(available_systems)
-        for master, state in self.status.items():
-            if state == DEPRECATED or master in out_of_authority:
-                continue
-            if self.normalized[master] in authority_keys:
-                in_authority.append(master)
-            elif _split(systems[master]) <= available:
-                # Only a key whose every source system was read this run can be said to have vanished.
-                vanished.append(master)
+        # Only a key whose every source system was read this run can be said to have vanished.
+        vanished = [m for m in unfound if self.normalized[m] not in entered and _split(systems[m]) <= available]
         if in_authority:
             self._deprecate(run_id, in_authority, REASON_IN_AUTHORITY, actor)
             decided.deprecated[REASON_IN_AUTHORITY] = in_authority
@@ -195,10 +228,42 @@ class Registry(Aggregate):
         self.status.update(dict.fromkeys(map(_MASTER, entries), PROPOSED))
         self.normalized.update(map(_NORMALIZED, entries))
         self.systems.update(map(_SYSTEMS, entries))
+        # A run proposes what it saw. Stores written before recorded a run's proposals ahead of its sightings: a
+        # proposal of a run that is not the latest sighting starts that run's sighting.
+        seen = self._seen
+        if seen is None or run_id != self.seen_by:
+            seen = self.seen = {}
+            self.seen_by = run_id
+        seen.update(dict.fromkeys(map(_MASTER, entries)))
 
-    @event("MasterKeysSeen")
-    def _see(self, run_id: str, entries: list[list[str]]) -> None:
+    class MasterKeysSeen(Aggregate.Event):
+        """``entries``: [master, source systems] of the known keys the run saw that the latest sighting did not,
+        or saw in more systems; ``unseen``: the keys the latest sighting saw that this run did not. Version 1
+        (stores written before) listed every known key the run saw, and had no ``unseen``: it upcasts to None."""
+
+        class_version = 2
+
+        run_id: str
+        entries: list[list[str]]
+        unseen: list[str] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["unseen"] = None
+
+    @event(MasterKeysSeen)
+    def _see(self, run_id: str, entries: list[list[str]], unseen: list[str] | None) -> None:
         self.systems.update(entries)  # [master, systems] pairs
+        seen = self._seen
+        if unseen is None:  # every known key the run saw (as stored before): the run's sighting starts anew
+            if seen is None or run_id != self.seen_by:
+                seen = self.seen = {}
+        else:
+            seen = self.seen = {} if seen is None else seen
+            for master in unseen:
+                seen.pop(master, None)
+        seen.update(dict.fromkeys(map(_MASTER, entries)))
+        self.seen_by = run_id
 
     @event("MasterKeysActivated")
     def _activate(self, run_id: str, master_keys: list[str], reason: str, actor: str) -> None:
@@ -230,6 +295,21 @@ _MASTER, _NORMALIZED, _SYSTEMS = itemgetter(0), itemgetter(0, 1), itemgetter(0, 
 def _entry(found: OutOfAuthorityKey) -> list[str]:
     master, normalized, systems, source_key = found
     return [master, normalized, "|".join(systems), source_key]
+
+
+def _in_authority(normalized: list[str], authority_keys: Collection[str] | pa.Array) -> frozenset[str]:
+    """Which of ``normalized`` are among ``authority_keys``."""
+    if not normalized:
+        return frozenset()
+    if type(authority_keys).__module__.startswith("pyarrow"):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # A's keys are probed against the few keys asked about: no hash table of every key of A.
+        asked = pa.array(normalized, pa.string())
+        authority = authority_keys.cast(pa.string())  # type: ignore[union-attr]
+        return frozenset(authority.filter(pc.is_in(authority, value_set=asked)).to_pylist())
+    return frozenset(k for k in normalized if k in authority_keys)
 
 
 # Source systems are few ("B|D"): the combinations are few, and a run meets each one thousands of times.

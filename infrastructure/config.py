@@ -129,6 +129,7 @@ class Processing:
     checkpoint_interval: int = 5000  # >= 1
     max_key_length: int = 256  # >= 1
     max_file_mb: int = 2048  # >= 1; a system whose export is larger (in MiB) is unavailable for the run
+    spill_rows: int = 200_000  # >= 0; an export of this many rows or more waits in a file during a run, not in memory
     lock_timeout_s: float = 30.0  # > 0, <= 86400
     timeout_s: float = 300.0  # > 0, <= 86400; the time limit of one attempt at reading one system's export
     retries: int = 2  # 0..10; attempts after a failed or timed-out read, with a growing pause in between
@@ -504,6 +505,7 @@ _PROCESSING_CHECKS: dict[str, _Check] = {
     "checkpoint_interval": _int(1),
     "max_key_length": _int(1),
     "max_file_mb": _int(1),
+    "spill_rows": _int(0),
     "lock_timeout_s": _float(0.0, low_open=True, cap=_DAY_S),
     "timeout_s": _float(0.0, low_open=True, cap=_DAY_S),
     "retries": _int(0, 10),

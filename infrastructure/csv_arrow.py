@@ -44,6 +44,7 @@ def write_columns(handle: BinaryIO, columns: Mapping[str, Sequence[Any]], escape
         raise ValueError(f"report columns differ in length: {dict(zip(columns, map(len, arrays), strict=True))}")
     total = rows.pop() if rows else 0
     quoted = _blocks_quoted(arrays, total)
+    out = pa.PythonFile(handle, mode="w")
     block = 0
     while block < len(quoted):
         start = block * _ROWS_PER_BLOCK
@@ -58,9 +59,7 @@ def write_columns(handle: BinaryIO, columns: Mapping[str, Sequence[Any]], escape
             end += 1
         length = (end - block) * _ROWS_PER_BLOCK
         plain = pa.table([array.slice(start, length) for array in arrays], names=[str(i) for i in range(len(arrays))])
-        sink = pa.BufferOutputStream()
-        pa_csv.write_csv(plain, sink, _PLAIN)
-        handle.write(sink.getvalue())
+        pa_csv.write_csv(plain, out, _PLAIN)  # batch by batch: millions of rows are never one buffer
         block = end
 
 

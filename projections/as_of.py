@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
-from keysync.projections.registry_view import apply_registry_event
+from keysync.projections.registry_view import RegistryRows, apply_registry_event
 from keysync.projections.run_history import apply_run_event
 
 if TYPE_CHECKING:
@@ -63,13 +63,13 @@ class Moment:
 class Replay:
     """The read models as they stood at a moment."""
 
-    registry: dict[str, dict[str, str]] = attrs.Factory(dict)  # master key -> row
+    registry: RegistryRows = attrs.Factory(RegistryRows)
     runs: dict[str, dict[str, Any]] = attrs.Factory(dict)  # run originator id -> row
     audit: list[dict[str, Any]] = attrs.Factory(list)  # in log order
 
     def registry_rows(self, status: str | None = None) -> list[dict[str, str]]:
         """By master key, like the live registry view."""
-        rows = sorted(self.registry.values(), key=lambda row: row["master_key"])
+        rows = self.registry.resolved()
         return [row for row in rows if row["status"] == status] if status else rows
 
     def run_rows(self) -> list[dict[str, Any]]:

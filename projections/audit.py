@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 # Fields that carry batches of keys or rows: the audit shows how many, never the keys themselves.
-KEY_BATCHES = {"keys", "rows", "entries", "master_keys", "added", "removed"}
+KEY_BATCHES = {"keys", "rows", "entries", "master_keys", "added", "removed", "unseen"}
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
@@ -30,6 +30,8 @@ def summarise(event: Any) -> dict[str, Any]:
         if field in _ENVELOPE or field.startswith("_"):
             continue
         if field == "lines":  # a changed source's line numbers, as runs: nothing to read there
+            continue
+        if field == "unseen" and value is None:  # a MasterKeysSeen stored before it listed the keys no longer seen
             continue
         if isinstance(value, list) and field in KEY_BATCHES:  # `keysync audit --key` finds a key's events
             payload[f"{field}_count"] = len(value)

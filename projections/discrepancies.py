@@ -41,6 +41,7 @@ from keysync.projections.reports import (
     run_level_reports,
     summary_columns,
     write_all,
+    writers_for,
 )
 
 
@@ -55,10 +56,12 @@ def render_reports(
     changes: ChangeColumns | None = None,
     detected: RunInfo | None = None,
     first_detected: FirstDetected | None = None,
+    writers: int = 0,
 ) -> list[Path]:
-    """Write every report. Without a completed run the run-level reports hold only their header.
-    ``runs`` are the run-history rows, newest first, for the trend report; ``changes`` the columns of
-    changes_since_last_run.csv (keysync.projections.changes.change_columns), None for none. ``first_detected``:
+    """Write every report, ``writers`` at a time (0: as many as suit the run's size). Without a completed run the
+    run-level reports hold only their header. ``runs`` are the run-history rows, newest first, for the trend
+    report; ``changes`` the columns of changes_since_last_run.csv (keysync.projections.changes.change_columns),
+    None for none. ``first_detected``:
     when each open discrepancy, duplicate and rejected line was first found, as it stands after ``run``; a row
     it does not hold names ``detected``, the run that computed ``recon`` (``run`` itself unless it carried
     ``recon`` over unchanged).
@@ -84,7 +87,8 @@ def render_reports(
         reports[MISSING_FROM_SYSTEM] = partial(_missing_from_system, columns, recon)
         reports[DUPLICATES] = partial(_duplicates, columns, recon)
         reports[REJECTED] = partial(_rejected, columns, recon)
-    return write_all(output_dir, write, {**reports, REGISTRY: registry, **run_level_reports(audit_rows, runs, changes)})
+    reports.update({REGISTRY: registry, **run_level_reports(audit_rows, runs, changes)})
+    return write_all(output_dir, write, reports, writers or writers_for(recon))
 
 
 def system_counts(r: SystemResult, held_back: str = "") -> dict[str, Any]:

@@ -1,20 +1,64 @@
-"""The registry read model: one row per master key, folded from the registry's batch events."""
+"""The registry read model: one row per master key, folded from the registry's batch events.
+
+When a key was last seen: a run records only what changed in what it saw (keysync.domain.registry), so a row the
+latest sighting saw holds ``SEEN_BY_LATEST``, resolved on reading to that run, and a run writes only the rows of
+the keys it stopped seeing or saw anew. Rows folded from a store written before hold a run id each (as that
+version wrote them); the first sighting recorded as changes marks the rows its predecessor saw, once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+import attrs
 
 from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED
 
+SEEN_BY_LATEST = "*"  # never a run id (those are hex digits)
+LAST_SEEN = "last_seen_run_id"
 
-def apply_registry_event(rows: dict[str, dict[str, str]], event: Any, seen: dict[str, str] | None = None) -> set[str]:
-    """Fold one registry event into ``rows``; return the master keys whose rows changed. With ``seen``, a row
-    that a run only saw again (its last_seen_run_id is all that changed) is noted there (master key -> run id)
-    rather than returned: a run sees most keys again, and one bulk update stores that."""
+
+@attrs.define
+class RegistryRows:
+    """The registry view's rows (master key -> row, ``last_seen_run_id`` as stored), the latest sighting, and
+    whether the rows it saw are marked (``SEEN_BY_LATEST``) or hold its run id (as stores written before, and
+    never both)."""
+
+    rows: dict[str, dict[str, str]] = attrs.Factory(dict)
+    sighting: str = ""
+    marked: bool = True
+
+    def resolved(self, rows: Iterable[dict[str, str]] | None = None) -> list[dict[str, str]]:
+        """``rows`` (default: all, by master key) with the latest sighting's run in place of the mark. Only the
+        marked rows are copied."""
+        if rows is None:
+            rows = (self.rows[m] for m in sorted(self.rows))
+        sighting = self.sighting
+        return [row if row[LAST_SEEN] != SEEN_BY_LATEST else {**row, LAST_SEEN: sighting} for row in rows]
+
+
+def apply_registry_event(state: RegistryRows, event: Any, seen: dict[str, str] | None = None) -> set[str]:
+    """Fold one registry event into ``state``; return the master keys whose rows changed. With ``seen``, a row
+    whose last_seen_run_id is all that changed is noted there (master key -> its new value) rather than returned:
+    one bulk update per value stores those."""
+    rows = state.rows
     name = type(event).__name__
     at = event.timestamp.isoformat()
     changed: set[str] = set()
+
+    def last_seen(master: str, value: str) -> None:
+        rows[master][LAST_SEEN] = value
+        if seen is not None:
+            seen[master] = value
+        else:
+            changed.add(master)
+
     if name == "MasterKeysProposed":
+        if event.run_id != state.sighting:  # the run's proposals start its sighting: it saw no key seen before
+            _unmark(state, last_seen)
+            state.sighting = event.run_id
+        mark = SEEN_BY_LATEST if state.marked else event.run_id
         for master, _normalized, systems, source_key in event.entries:
             rows[master] = {
                 "master_key": master,
@@ -24,21 +68,35 @@ def apply_registry_event(rows: dict[str, dict[str, str]], event: Any, seen: dict
                 "created_at": at,
                 "updated_at": at,
                 "created_run_id": event.run_id,
-                "last_seen_run_id": event.run_id,
+                LAST_SEEN: mark,
                 "status_reason": "",
             }
             changed.add(master)
     elif name == "MasterKeysSeen":
+        if event.unseen is None:  # every known key the run saw, as stored before: rows hold run ids from here
+            _unmark(state, last_seen)
+            state.marked = False
+            state.sighting = event.run_id
+            mark = event.run_id
+        else:  # what changed since the latest sighting
+            if not state.marked:
+                for master, row in rows.items():
+                    if row[LAST_SEEN] == state.sighting:
+                        last_seen(master, SEEN_BY_LATEST)
+                state.marked = True
+            for master in event.unseen:
+                last_seen(master, state.sighting)
+            state.sighting = event.run_id
+            mark = SEEN_BY_LATEST
         for master, systems in event.entries:
             row = rows[master]
-            row["last_seen_run_id"] = event.run_id
             if row["source_systems"] != systems:
                 row["source_systems"] = systems
                 row["updated_at"] = at
-            elif seen is not None:
-                seen[master] = event.run_id
-                continue
-            changed.add(master)
+                row[LAST_SEEN] = mark
+                changed.add(master)
+            else:
+                last_seen(master, mark)
     elif name in ("MasterKeysActivated", "MasterKeysDeprecated"):
         status = ACTIVE if name == "MasterKeysActivated" else DEPRECATED
         for master in event.master_keys:
@@ -55,6 +113,14 @@ def apply_registry_event(rows: dict[str, dict[str, str]], event: Any, seen: dict
             row["status_reason"] = event.reason
             changed.add(master)
     return changed
+
+
+def _unmark(state: RegistryRows, last_seen: Any) -> None:
+    """The rows the latest sighting saw get its run id (a next sighting did not see them, or marks are left)."""
+    if state.marked:
+        for master, row in state.rows.items():
+            if row[LAST_SEEN] == SEEN_BY_LATEST:
+                last_seen(master, state.sighting)
 
 
 def matching(rows: list[dict[str, str]], system: str | None = None, search: str | None = None) -> list[dict[str, str]]:

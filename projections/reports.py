@@ -21,6 +21,7 @@ from keysync.projections.trends import TREND_COLUMNS, TREND_REPORT, trend_rows
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS
 
 if TYPE_CHECKING:
+    from keysync.domain.reconciliation import Reconciliation
     from keysync.projections.changes import Columns as ChangeColumns
 
 SUMMARY = "reconciliation_summary.csv"
@@ -79,18 +80,31 @@ def _built(columns: ReportColumns | Builder) -> ReportColumns:
 # The reports by size at a million keys per system, largest first, so that the last one to start is a small one.
 _BY_SIZE = (CHANGES, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, DUPLICATES, REJECTED, AUDIT, SUMMARY, TREND)
 WRITERS = 3  # two cores' worth of Arrow work, and one more to overlap the files' syncing to disk
+# Discrepancy rows from which a run writes its reports one at a time: each large report's columns take several
+# times its rows' bytes while it is built, so overlapping them would double or triple the run's peak memory.
+LARGE = 2_000_000
 
 
-def write_all(output_dir: Path, write: Writer, reports: Mapping[str, ReportColumns | Builder]) -> list[Path]:
-    """Build and write each of ``reports`` (name -> its columns, or their builder) on threads: the work is in
-    Arrow and in syncing the files to disk, both outside the GIL, so the large reports overlap. Every report is
-    attempted; the first failure is raised once all are done. Returns the paths in REPORTS order."""
+def writers_for(recon: Reconciliation | None) -> int:
+    """How many reports to write at once: WRITERS, or one for a large run."""
+    if recon is None:
+        return WRITERS
+    totals = recon.totals()
+    return 1 if totals["missing_in_A_count"] + totals["missing_from_system_count"] >= LARGE else WRITERS
+
+
+def write_all(
+    output_dir: Path, write: Writer, reports: Mapping[str, ReportColumns | Builder], writers: int = WRITERS
+) -> list[Path]:
+    """Build and write each of ``reports`` (name -> its columns, or their builder) on ``writers`` threads: the work
+    is in Arrow and in syncing the files to disk, both outside the GIL, so the large reports overlap. Every report
+    is attempted; the first failure is raised once all are done. Returns the paths in REPORTS order."""
     names = [n for n in _BY_SIZE if n in reports] + [n for n in reports if n not in _BY_SIZE]
 
     def written(name: str) -> Path:
         return write(output_dir / name, _built(reports[name]))
 
-    with ThreadPoolExecutor(max_workers=min(WRITERS, len(names))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(writers, len(names)))) as pool:
         paths = dict(zip(names, pool.map(written, names), strict=True))
     return [paths[name] for name in REPORTS if name in paths]
 

@@ -33,7 +33,7 @@ from keysync.domain.registry import Registry
 from keysync.domain.rules import NormalizationRules
 from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
-from keysync.projections.registry_view import apply_registry_event
+from keysync.projections.registry_view import RegistryRows, apply_registry_event
 from keysync.projections.reports import (
     CHANGE_COLUMNS,
     CHANGES,
@@ -44,6 +44,7 @@ from keysync.projections.reports import (
     run_level_reports,
     summary_columns,
     write_all,
+    writers_for,
 )
 from keysync.projections.run_history import apply_run_event
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
@@ -122,7 +123,7 @@ class Projections:
         # Events this process has just saved, by notification id: folding them needs no decoding.
         self._recorded: dict[int, Any] = {}
         # The whole registry table, when the last update of the views had to load it anyway.
-        self._registry: dict[str, dict[str, str]] | None = None
+        self._registry: RegistryRows | None = None
         self._registry_at = 0  # the views' position the loaded registry is the one of
         # The keys of the last runs rendered, by run_id, oldest first (for changes_since_last_run.csv).
         self._run_keys: dict[str, RunKeys] = {}
@@ -146,16 +147,18 @@ class Projections:
         # The registry this process loaded or kept up to date last time, if the views are still where it left them.
         warm = self._registry if self._registry_at == start else None
         self._registry = None
-        registry: dict[str, dict[str, str]] | None = None
+        registry: RegistryRows | None = None
         runs: dict[str, dict[str, Any]] = {}
         registry_changed: set[str] = set()
-        seen: dict[str, str] = {}  # master key -> the run that last saw it, where that is all that changed
+        seen: dict[str, str] = {}  # master key -> its last_seen_run_id, where that is all that changed
+        sighting: tuple[str, bool] | None = None  # the registry's latest sighting as loaded
         runs_changed: set[str] = set()
         audit: list[dict[str, Any]] = []
         for event_id, event in self.events(start, last):
             if isinstance(event, Registry.Event):
                 if registry is None:
-                    registry = warm if warm is not None else {r["master_key"]: r for r in self.recorder.registry_rows()}
+                    registry = warm if warm is not None else self.recorder.registry_state()
+                    sighting = (registry.sighting, registry.marked)
                 changed_now = apply_registry_event(registry, event, seen)
                 for master in changed_now:
                     seen.pop(master, None)  # its whole row is written, with its latest last_seen_run_id
@@ -174,10 +177,13 @@ class Projections:
             VIEWS,
             last,
             # In key order: B-tree inserts in order are about twice as fast.
-            list(map(_REGISTRY_ROW, map(registry.__getitem__, sorted(registry_changed)))) if registry else [],
+            list(map(_REGISTRY_ROW, map(registry.rows.__getitem__, sorted(registry_changed)))) if registry else [],
             [[runs[k][col] for col in RUN_COLUMNS] for k in runs_changed],
             [[a[col] for col in AUDIT_COLUMNS] for a in audit],
             _by_run(seen),
+            (registry.sighting, registry.marked)
+            if registry is not None and (registry.sighting, registry.marked) != sighting
+            else None,
         )
         # Keep the loaded registry for the reports only if these rows are the ones stored.
         self._registry = (registry if registry is not None else warm) if saved else None
@@ -185,9 +191,12 @@ class Projections:
         return last
 
     def registry_rows(self) -> list[dict[str, str]]:
-        """The registry read model, ordered by master key (from memory when the views just had it loaded)."""
+        """The registry read model for the reports, ordered by master key (from memory when the views just had it
+        loaded, with last_seen_run_id as stored: the reports do not show it, and resolving it would copy the rows
+        of every key the latest run saw)."""
         if self._registry is not None:
-            return sorted(self._registry.values(), key=_MASTER_KEY)
+            rows = self._registry.rows
+            return [rows[master] for master in sorted(rows)]
         return self.recorder.registry_rows()
 
     def events(self, start: int, stop: int) -> Any:
@@ -274,13 +283,13 @@ class Projections:
         from keysync.projections.discrepancies import render_reports
 
         self.update_views()
-        rows = {row["master_key"]: row for row in self.recorder.registry_rows()}
+        state = self.recorder.registry_state()
         audit = self.recorder.audit_rows()
         for event in [*run.collect_events(), *registry.collect_events()]:
             if isinstance(event, Registry.Event):
-                apply_registry_event(rows, event)
+                apply_registry_event(state, event)
             audit.append(audit_row(0, run.run_id, event) | {"event_id": "", "run_id": f"{run.run_id} (dry-run)"})
-        registry_rows = sorted(rows.values(), key=lambda r: r["master_key"])
+        registry_rows = state.resolved()
         runs = self.recorder.runs()
         completed = [r for r in runs if r["status"] == "completed"]
         previous = self.run_keys(completed[0]) if completed else None
@@ -365,14 +374,16 @@ class Projections:
             previous = self.run_keys(completed[1]) if len(completed) > 1 else None
             keys = self.run_keys(latest, recon)
             changes = change_columns(keys, previous, registry_rows, audit_rows)
-        # The first detections are stored while the reports are written: the two are independent.
+        # The first detections are stored while the reports are written: the two are independent. A large run does
+        # one thing at a time, to bound its memory.
+        writers = writers_for(recon)
         with ThreadPoolExecutor(max_workers=1) as background:
             saving: list[Future[Any]] = []
             if completed:
-                save = partial(_submitted, background, saving)
+                save = partial(_submitted, background, saving) if writers > 1 else _at_once
                 first_detected = self.first_detected(completed, recon, live=live, save=save)
                 if live:  # the next process compares its run with these keys
-                    saving.append(background.submit(self._save_run_keys, keys))
+                    save(partial(self._save_run_keys, keys))
             written = render_reports(
                 output_dir,
                 self.write,
@@ -384,6 +395,7 @@ class Projections:
                 changes,
                 detected=detected,
                 first_detected=first_detected,
+                writers=writers,
             )
             for future in saving:
                 future.result()
@@ -546,9 +558,8 @@ class Projections:
         return all((self.output_dir / name).exists() for name in REPORTS)
 
 
-# A registry row's values in the table's column order, and its master key: taken in C, a run changes 100,000s.
+# A registry row's values in the table's column order: taken in C, a run can change 100,000s.
 _REGISTRY_ROW = itemgetter(*REGISTRY_COLUMNS)
-_MASTER_KEY = itemgetter("master_key")
 
 
 # The parts of a run's stored keys (Views.save_run_keys).
@@ -556,7 +567,7 @@ AUTHORITY_PART, MISSING_IN_A_PART, GAPS_PART = "authority", "missing_in_a", "mis
 
 
 def _by_run(seen: dict[str, str]) -> dict[str, list[str]]:
-    """Master keys grouped by the run that saw them, in key order (B-tree updates in order are faster)."""
+    """Master keys grouped by their new last_seen_run_id, in key order (B-tree updates in order are faster)."""
     grouped: dict[str, list[str]] = {}
     for master in sorted(seen):
         grouped.setdefault(seen[master], []).append(master)

@@ -7,12 +7,15 @@ PostgreSQL; only the SQL dialect differs.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
+
+from keysync.projections.registry_view import LAST_SEEN, SEEN_BY_LATEST, RegistryRows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,6 +59,10 @@ Opened = tuple[str, str, str, str, "pa.Array"]  # kind, system, run_id, detected
 RUN_KEYS = "run_keys"
 RUN_KEYS_COLUMNS = ("part", "system", "run_id", "keys")
 Part = tuple[str, str, "pa.Array"]  # part, system, keys (strings)
+# The registry's latest sighting (keysync.projections.registry_view.RegistryRows): one row, the run whose id the
+# registry rows marked SEEN_BY_LATEST stand for, and whether rows are marked ("1") or hold run ids ("").
+REGISTRY_SIGHTING = "registry_sighting"
+REGISTRY_SIGHTING_COLUMNS = ("run_id", "marked")
 
 
 def columns_sql(table: str, integer_key: bool = False) -> str:
@@ -85,11 +92,15 @@ class Views:
         run_rows: Sequence[Sequence[Any]],
         audit_rows: Sequence[Sequence[Any]],
         seen: Mapping[str, Sequence[str]] | None = None,
+        sighting: tuple[str, bool] | None = None,
     ) -> bool:
-        """Write changed rows and move projection ``name`` to ``position``, in one transaction. ``seen``: run id
-        -> the master keys whose only change is that the run saw them again (one statement per run). Returns
-        False, having written nothing, when another process had already moved the projection that far: its rows
-        are at least as new as these."""
+        """Write changed rows and move projection ``name`` to ``position``, in one transaction. ``seen``: a
+        last_seen_run_id value -> the master keys whose only change is that value (one statement each);
+        ``sighting``: the registry's latest sighting and whether rows are marked, when it changed. Returns False,
+        having written nothing, when another process had already moved the projection that far: its rows are at
+        least as new as these."""
+        if sighting is not None:
+            self._create_first_detected()
         try:
             with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
                 self.claim_write(c)
@@ -100,6 +111,10 @@ class Views:
                         c.executemany(self.upsert_sql(table), rows)
                 for run_id, masters in (seen or {}).items():
                     c.execute(self.seen_sql(), (run_id, self.key_list(masters)))
+                if sighting is not None:
+                    table, p = self.qualified(REGISTRY_SIGHTING), self.placeholder
+                    c.execute(f"DELETE FROM {table}")
+                    c.execute(f"INSERT INTO {table} VALUES ({p}, {p})", (sighting[0], "1" if sighting[1] else ""))
                 # Refused (IntegrityError) if another process committed this position meanwhile.
                 self._insert_tracking(c, Tracking(name, position))  # type: ignore[attr-defined]
         except IntegrityError:
@@ -156,7 +171,11 @@ class Views:
         if getattr(self, "_first_detected_ready", False):
             return
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table, names in ((FIRST_DETECTED, FIRST_DETECTED_COLUMNS), (RUN_KEYS, RUN_KEYS_COLUMNS)):
+            for table, names in (
+                (FIRST_DETECTED, FIRST_DETECTED_COLUMNS),
+                (RUN_KEYS, RUN_KEYS_COLUMNS),
+                (REGISTRY_SIGHTING, REGISTRY_SIGHTING_COLUMNS),
+            ):
                 columns = ", ".join(f"{name} TEXT" for name in names)
                 c.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({columns})")
         self._first_detected_ready = True
@@ -186,7 +205,7 @@ class Views:
             c.executemany(f"INSERT INTO {table} VALUES ({', '.join([p] * len(RUN_KEYS_COLUMNS))})", values)
 
     def seen_sql(self) -> str:
-        """Set last_seen_run_id on the registry rows whose master keys ``key_list`` gives (two parameters)."""
+        """Set last_seen_run_id (first parameter) on the registry rows whose master keys ``key_list`` gives."""
         raise NotImplementedError
 
     def key_list(self, keys: Sequence[str]) -> Any:
@@ -203,7 +222,7 @@ class Views:
         """Forget the read models and the named positions, for a rebuild from the log."""
         self._create_first_detected()
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table in (*TABLES, FIRST_DETECTED, RUN_KEYS):
+            for table in (*TABLES, FIRST_DETECTED, RUN_KEYS, REGISTRY_SIGHTING):
                 c.execute(f"DELETE FROM {self.qualified(table)}")
             for name in names:
                 c.execute(self.forget_position_sql(), (name,))
@@ -217,12 +236,37 @@ class Views:
     # Reads ---------------------------------------------------------------------------------------------------
 
     def registry_rows(self, status: str | None = None) -> list[dict[str, str]]:
-        query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
+        """The registry view by master key, each row's last_seen_run_id resolved (a mark stands for the latest
+        sighting)."""
+        self._create_first_detected()
+        sighting = f"(SELECT run_id FROM {self.qualified(REGISTRY_SIGHTING)})"
+        columns = ", ".join(
+            f"CASE WHEN {c} = '{SEEN_BY_LATEST}' THEN {sighting} ELSE {c} END AS {c}" if c == LAST_SEEN else c
+            for c in REGISTRY_COLUMNS
+        )
+        query = f"SELECT {columns} FROM {self.qualified('registry_view')}"
         params: tuple[str, ...] = ()
         if status:
             query += f" WHERE status = {self.placeholder}"
             params = (status,)
         return self._select(query + " ORDER BY master_key", params)
+
+    def registry_state(self) -> RegistryRows:
+        """The registry view as stored (marks unresolved) with its latest sighting, for folding events into."""
+        self._create_first_detected()
+        query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
+        rows = {row["master_key"]: row for row in self._select(query, ())}
+        found = self._select(f"SELECT run_id, marked FROM {self.qualified(REGISTRY_SIGHTING)}", ())
+        if found:
+            return RegistryRows(rows, found[0]["run_id"], found[0]["marked"] == "1")
+        if not rows:
+            return RegistryRows()
+        # Folded by a version before sightings were kept: every row holds the run that last saw it, and the latest
+        # sighting is the latest of those runs.
+        started = {run["run_id"]: run["started_at"] for run in self.runs()}
+        last_seen = {row[LAST_SEEN] for row in rows.values()}
+        latest = max(last_seen, key=lambda run_id: started.get(run_id, ""), default="")
+        return RegistryRows(rows, latest, marked=False)
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         query = f"SELECT {', '.join(RUN_COLUMNS)} FROM {self.qualified('run_history')} ORDER BY started_at DESC"
@@ -243,23 +287,31 @@ class Views:
             return [dict(row) for row in c.fetchall()]
 
 
-def _pack(identities: pa.Array) -> str:
-    """Identities as one text: "t" and the identities joined by line breaks when none holds one (keys and escaped
-    raw lines never do), else "j" and a JSON list. Joined in C: a run opens 100,000s at once. (pyarrow is imported
+def _pack(identities: pa.Array | pa.ChunkedArray) -> str:
+    """Identities as one text: "z" and the base64 of a zstd-compressed Arrow IPC stream. A run stores millions at
+    once: compressed, sorted keys take a fifth of their text, and no Python string is made per key or for them all
+    (joined text of 10M keys would be copied several times on its way into the database). (pyarrow is imported
     here and in ``_unpack``, by the tables of keys only: the run history and the audit need none of it.)"""
     import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow.ipc as ipc
 
-    if not len(identities) or pc.any(pc.match_substring(identities, "\n")).as_py():
-        return "j" + json.dumps(identities.to_pylist())
-    text = identities.cast(pa.large_string())  # 64-bit offsets: the joined text may pass 2 GB
-    whole = pa.ListArray.from_arrays(pa.array([0, len(text)], pa.int32()), text)
-    return "t" + pc.binary_join(whole, pa.scalar("\n", pa.large_string()))[0].as_py()
+    column = (pa.chunked_array([identities]) if isinstance(identities, pa.Array) else identities).cast(pa.string())
+    schema = pa.schema([("identity", pa.string())])
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, schema, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_table(pa.Table.from_arrays([column], schema=schema))
+    return "z" + base64.b64encode(sink.getvalue()).decode("ascii")
 
 
 def _unpack(text: str) -> pa.Array:
     import pyarrow as pa
 
+    if text[0] == "z":
+        import pyarrow.ipc as ipc
+
+        column = ipc.open_stream(pa.py_buffer(base64.b64decode(text[1:]))).read_all().column(0)
+        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    # Stored by earlier versions: the identities joined by line breaks ("t"), or a JSON list ("j").
     from keysync.domain.columns import text_array
 
     return text_array(text[1:]).cast(pa.string()) if text[0] == "t" else pa.array(json.loads(text[1:]), pa.string())

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -107,3 +108,18 @@ def test_a_second_run_on_a_locked_store_says_which_run_is_in_progress(seeded):
         refused = seeded.invoke("run", expect=1)
     assert "another run is in progress (run_id abc123" in refused.stderr
     seeded.invoke("run")  # released: the next run goes ahead
+
+
+def test_a_run_killed_while_its_rows_wait_in_files_resumes_and_the_files_go(seeded, tmp_path_factory):
+    seeded.write_config("processing: {batch_size: 2, spill_rows: 0}\n")  # every export waits in a file
+    root = tmp_path_factory.mktemp("uninterrupted") / "project"
+    shutil.copytree(seeded.root, root)
+    uninterrupted = SimpleNamespace(config=root / "keysync-config.yaml")
+    assert keysync(uninterrupted, "run").returncode == 0
+    spill = seeded.root / "data" / "spill"
+    assert keysync(seeded, "run", env={"KEYSYNC_CRASH_AFTER_EVENTS": "6"}).returncode == -9
+    assert [p.suffix for p in spill.glob("*/*")] == [".arrow"] * 5  # left behind by the killed process
+    resumed = keysync(seeded, "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not any(spill.iterdir())
+    assert stable_reports(seeded.output) == stable_reports(root / "output")

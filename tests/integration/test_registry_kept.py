@@ -8,7 +8,9 @@ import sqlite3
 import attrs
 
 from keysync.application.bootstrap import build, run_settings
-from keysync.domain.registry import ACTIVE, PROPOSED, Registry
+from keysync.application.store import KeySyncStore
+from keysync.domain.reconciliation import OutOfAuthorityKey
+from keysync.domain.registry import ACTIVE, PROPOSED, REGISTRY_ID, Registry
 from keysync.infrastructure.config import load_config
 from tests.conftest import Project
 from tests.e2e.test_incremental import START, write_all
@@ -80,3 +82,15 @@ def test_a_store_restored_under_a_running_process_is_read_again_not_written_over
     scheduler.run(run_settings(config))
     assert state(scheduler.store.registry()) == state(loaded(project))
     assert "LATER-1" not in loaded(project).status
+
+
+def test_what_the_latest_sighting_saw_survives_a_snapshot():
+    store = KeySyncStore()  # in memory, a snapshot every 20 registry events
+    for i in range(25):
+        registry = store.registry()
+        found = {k: OutOfAuthorityKey(k, k, ["B"], k) for k in ("X-1", f"X-{2 + i % 2}")}
+        registry.decide_run(f"r{i}", found, set(), set("ABCDE"), auto_approve=False, actor="me")
+        store.save(registry)
+    assert store.snapshots is not None and list(store.snapshots.get(REGISTRY_ID))
+    loaded = store.repository.get(REGISTRY_ID)
+    assert (loaded.seen, loaded.seen_by) == ({"X-1": None, "X-2": None}, "r24")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -42,6 +43,35 @@ def test_an_earlier_versions_store_takes_new_runs(project, write_systems, name, 
     write_systems(A=["CUST-1"], B=["CUST-1"], C=["CUST-1"], D=["CUST-1"], E=["CUST-1"])
     project.invoke("run", "--accept-shrink", "A,B,C,D,E")
     assert len(project.report("trend_report.csv")) == (completed + 1) * 5
+
+
+def last_seen(project, *args: str) -> dict[str, str]:
+    rows = json.loads(project.invoke("registry", "list", "--json", *args).stdout)
+    return {row["master_key"]: row["last_seen_run_id"] for row in rows}
+
+
+@pytest.mark.parametrize("name", STORES)
+def test_an_earlier_versions_store_says_when_each_key_was_last_seen_as_that_version_did(project, write_systems, name):
+    """That version recorded every key seen, every run; later ones record what changed. Both answer alike, on
+    the read models that version folded, as of each run, after a rebuild, and after new runs."""
+    fixture = use_store(project, name)
+    # Written by that version's `registry list --json` (now, and --as-of each completed run).
+    expected = json.loads((fixture / "expected" / "registry_last_seen.json").read_text(encoding="utf-8"))
+    assert last_seen(project) == expected["now"]
+    for run_id, then in expected["as_of"].items():
+        assert last_seen(project, "--as-of", run_id) == then, run_id
+    project.invoke("rebuild")
+    assert last_seen(project) == expected["now"]
+
+    kept = next(iter(expected["now"]))  # seen by the new runs; the others vanish, and keep when they were last seen
+    write_systems(A=["CUST-1"], B=["CUST-1", kept], C=["CUST-1"], D=["CUST-1"], E=["CUST-1"])
+    first = json.loads(project.invoke("run", "--json", "--accept-shrink", "A,B,C,D,E").stdout)["run_id"]
+    assert last_seen(project) == {**expected["now"], kept: first}
+    second = json.loads(project.invoke("run", "--json", "--mode", "full").stdout)["run_id"]
+    assert last_seen(project) == {**expected["now"], kept: second}
+    assert last_seen(project, "--as-of", first) == {**expected["now"], kept: first}
+    project.invoke("rebuild")
+    assert last_seen(project) == {**expected["now"], kept: second}
 
 
 @pytest.mark.parametrize("name", STORES)

@@ -192,3 +192,49 @@ def test_whatever_the_runs_a_key_found_is_never_deprecated_and_keeps_the_status_
             assert registry.status[key] == (ACTIVE if approved_at_proposal[key] else PROPOSED)
         for key in set(registry.status) - keys:
             assert registry.status[key] == DEPRECATED
+
+
+def seen_events(registry: Registry) -> list[tuple[str, list[list[str]], list[str] | None]]:
+    return [(e.run_id, e.entries, e.unseen) for e in registry.collect_events() if type(e).__name__ == "MasterKeysSeen"]
+
+
+def test_a_run_records_only_what_changed_in_what_it_saw():
+    registry = Registry()
+    both = found("X-1") | found("X-2", systems=("D",))
+    registry.decide_run("r1", both, set(), ALL, auto_approve=False, actor="me")
+    assert seen_events(registry) == []  # a first run's proposals are what it saw
+    registry.decide_run("r2", both, set(), ALL, auto_approve=False, actor="me")
+    assert seen_events(registry) == [("r2", [], [])]  # the same keys: nothing listed
+    # D unavailable: X-2 (seen only in D) is not seen and not deprecated; X-1 is seen in C too.
+    registry.decide_run("r3", found("X-1", systems=("B", "C")), set(), ALL - {"D"}, auto_approve=False, actor="me")
+    assert seen_events(registry) == [("r3", [["X-1", "B|C"]], ["X-2"])]
+    assert registry.status["X-2"] == PROPOSED
+    registry.decide_run("r4", found("X-1", systems=("B", "C")) | found("X-2", systems=("D",)), set(), ALL,
+                        auto_approve=False, actor="me")  # fmt: skip
+    assert seen_events(registry) == [("r4", [["X-2", "D"]], [])]  # seen anew, in the systems it had
+    assert (registry.seen, registry.seen_by) == ({"X-1": None, "X-2": None}, "r4")
+
+
+def test_a_registry_whose_snapshot_predates_sightings_lists_every_key_seen_once():
+    registry = Registry()
+    registry.decide_run("r1", found("X-1", "X-2"), set(), ALL, auto_approve=False, actor="me")
+    del registry.__dict__["seen"], registry.__dict__["seen_by"]  # as a snapshot an earlier version took
+    registry.collect_events()
+    registry.decide_run("r2", found("X-1", "X-3"), set(), ALL - {"B"}, auto_approve=False, actor="me")
+    assert seen_events(registry) == [("r2", [["X-1", "B"]], None)]  # the form stored before: every known key seen
+    assert registry.seen == {"X-1": None, "X-3": None}
+    registry.decide_run("r3", found("X-3"), set(), ALL - {"B"}, auto_approve=False, actor="me")
+    assert seen_events(registry) == [("r3", [], ["X-1"])]
+
+
+def test_system_a_keys_given_as_arrow_decide_as_a_python_set_does():
+    import pyarrow as pa
+
+    decided = []
+    for authority in ({"X-2", "CUST-1"}, pa.array(["CUST-1", "X-2"])):
+        registry = Registry()
+        registry.decide_run("r1", found("X-1", "X-2", "X-3"), set(), ALL, auto_approve=False, actor="me")
+        registry.decide_run("r2", found("X-3"), authority, ALL - {"D"}, auto_approve=False, actor="me")
+        decided.append((registry.status, [vars(e) | {"timestamp": None} for e in registry.collect_events()[1:]]))
+    assert decided[0] == decided[1]
+    assert decided[0][0] == {"X-1": DEPRECATED, "X-2": DEPRECATED, "X-3": PROPOSED}
