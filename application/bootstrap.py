@@ -13,12 +13,13 @@ import getpass
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from keysync.application.ports import RunLock
     from keysync.application.reconcile import RunSettings
     from keysync.application.service import KeySync
+    from keysync.domain.observations import SourceSnapshot
     from keysync.infrastructure.config import Config
     from keysync.infrastructure.postgres_store import PostgresTarget
     from keysync.projections.runner import Projections
@@ -83,12 +84,9 @@ def build(
     from keysync.application.store import KeySyncStore
     from keysync.infrastructure import faults
     from keysync.infrastructure.fingerprints import file_fingerprint
-    from keysync.infrastructure.mock_history import generate_history
-    from keysync.infrastructure.mockdata import generate
     from keysync.infrastructure.report_files import write_csv_atomic
     from keysync.infrastructure.report_lock import report_folder_lock
     from keysync.infrastructure.report_manifest import FolderManifest
-    from keysync.infrastructure.sources import read_source
     from keysync.infrastructure.spill import SpillingReader
     from keysync.projections.runner import Projections
     from keysync.projections.views import ViewRecorder, Views
@@ -115,7 +113,7 @@ def build(
     )
     # Large exports' rows wait in files beside the store (for PostgreSQL too: beside where its file would be).
     reader = SpillingReader(
-        functools.partial(read_source, max_file_mb=config.processing.max_file_mb),
+        functools.partial(_read_source, max_file_mb=config.processing.max_file_mb),
         config.store.path.parent / "spill",
         spill_rows=config.processing.spill_rows,
     )
@@ -127,9 +125,29 @@ def build(
         lock=_run_lock(config, projections),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,
-        generator=generate,
-        history_generator=generate_history,
+        generator=_generate,
+        history_generator=_generate_history,
     )
+
+
+# The readers and the mock data generators work in pyarrow: they are imported when first called, so that a run
+# that reads no export (none changed) never loads it.
+def _read_source(*args: Any, **kwargs: Any) -> SourceSnapshot:
+    from keysync.infrastructure.sources import read_source
+
+    return read_source(*args, **kwargs)
+
+
+def _generate(*args: Any, **kwargs: Any) -> dict[str, Path]:
+    from keysync.infrastructure.mockdata import generate
+
+    return generate(*args, **kwargs)
+
+
+def _generate_history(*args: Any, **kwargs: Any) -> dict[str, dict[str, Path]]:
+    from keysync.infrastructure.mock_history import generate_history
+
+    return generate_history(*args, **kwargs)
 
 
 def _run_lock(config: Config, projections: Projections) -> RunLock:

@@ -109,13 +109,6 @@ class SandboxService:
         except AggregateNotFoundError:
             return Sandbox()
 
-    @staticmethod
-    def has_written(store: KeySyncStore) -> bool:
-        """Whether the sandbox in ``store`` has written A-E (saving or importing a state writes none)."""
-        if not store.recorder.select_events(SANDBOX_ID, limit=1):
-            return False
-        return bool(store.repository.get(SANDBOX_ID).started)
-
     def status(self) -> SandboxStatus:
         return sandbox_status(self.sandbox(), self.settings)
 

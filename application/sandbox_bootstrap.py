@@ -1,28 +1,29 @@
 """The sandbox's composition root: its service wired to the event store, its files, its states folder and its lock.
 
 It builds on ``bootstrap.build`` (the same store and projections as every other command) and adds the sandbox's
-own adapters; nothing is opened at import time.
+own adapters; nothing is opened at import time. As in ``bootstrap``, the service and its adapters (which take
+pyarrow) are imported by the functions that wire them: `keysync run` asks only whether the sandbox wrote the
+exports it reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from keysync.application.bootstrap import build, current_user, run_settings
 from keysync.application.reconcile import RunSettings, SourceSpec
-from keysync.application.sandbox import SandboxService, SandboxSettings
 from keysync.application.store import KeySyncStore
-from keysync.domain.normalization import NormalizationRules
+from keysync.domain.ids import SANDBOX_ID
 from keysync.domain.observations import SYSTEMS
+from keysync.domain.rules import NormalizationRules
 from keysync.infrastructure.config import Config, ConfigError
-from keysync.infrastructure.report_manifest import NAME as MANIFEST
-from keysync.infrastructure.sandbox_files import stage_sources
-from keysync.infrastructure.sandbox_lock import sandbox_lock
-from keysync.infrastructure.sandbox_states import StateFolder
-from keysync.projections.reports import REPORTS
+
+if TYPE_CHECKING:
+    from keysync.application.sandbox import SandboxService, SandboxSettings
 
 
 def sandbox_files(config: Config) -> dict[str, Path]:
@@ -46,14 +47,24 @@ def sandbox_exports_read(config: Config, store: KeySyncStore) -> list[str]:
         files = sandbox_files(config)
     except ConfigError:  # a source the sandbox cannot write: it wrote none of them
         return []
-    if not SandboxService.has_written(store):
+    if not sandbox_written(store):
         return []
     return [s for s, source in config.sources.items() if files.get(s) == source.path]
+
+
+def sandbox_written(store: KeySyncStore) -> bool:
+    """Whether the sandbox in ``store`` has written A-E (saving or importing a state writes none)."""
+    if not store.recorder.select_events(SANDBOX_ID, limit=1):
+        return False
+    return bool(store.repository.get(SANDBOX_ID).started)
 
 
 def protected_files(config: Config) -> tuple[Path, ...]:
     """The files and folders no summary or copy of the sandbox's may replace or go into: the exports, the SQLite
     store and the files beside it, the reports and their record, the config, the saved states and the logs."""
+    from keysync.infrastructure.report_manifest import NAME as MANIFEST
+    from keysync.projections.reports import REPORTS
+
     store = config.store.path
     beside = (store, *(store.with_name(store.name + suffix) for suffix in ("-wal", "-shm", ".lock", ".sandbox.lock")))
     return (
@@ -67,6 +78,8 @@ def protected_files(config: Config) -> tuple[Path, ...]:
 
 
 def sandbox_settings(config: Config) -> SandboxSettings:
+    from keysync.application.sandbox import SandboxSettings
+
     return SandboxSettings(
         files=sandbox_files(config),
         protected=protected_files(config),
@@ -80,6 +93,11 @@ def sandbox_settings(config: Config) -> SandboxSettings:
 
 
 def build_sandbox(config: Config, *, actor: str | None = None) -> SandboxService:
+    from keysync.application.sandbox import SandboxService
+    from keysync.infrastructure.sandbox_files import stage_sources
+    from keysync.infrastructure.sandbox_lock import sandbox_lock
+    from keysync.infrastructure.sandbox_states import StateFolder
+
     keysync = build(config, actor=actor)
     lock_path = config.store.path.with_name(config.store.path.name + ".sandbox.lock")
     return SandboxService(

@@ -16,10 +16,8 @@ import attrs
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import StoredEvent
 
-from keysync.application.as_of import registry_as_of
 from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
-from keysync.application.history import AuditFilter, audit_events, key_timeline
 from keysync.application.incremental import Baseline, Fingerprinter, Incremental
 from keysync.application.ports import RowSpill, RunLock, SourceReader
 from keysync.application.reconcile import (
@@ -45,6 +43,7 @@ from keysync.domain.run import RUNNING, ReconciliationRun
 from keysync.projections.registry_view import matching
 
 if TYPE_CHECKING:
+    from keysync.application.history import AuditFilter
     from keysync.projections.runner import Projections
 
 
@@ -384,6 +383,8 @@ class KeySync:
         the master keys seen in ``system`` and holding ``search``, when given."""
         self.projections.update_views()
         if as_of:
+            from keysync.application.as_of import registry_as_of  # replaying the log takes pyarrow: only when asked
+
             rows = registry_as_of(self.projections, as_of, status)
         else:
             rows = self.projections.recorder.registry_rows(status)
@@ -397,9 +398,13 @@ class KeySync:
         """The events that match ``chosen``, in log order; an unknown run is an error, not an empty answer."""
         if chosen.run_id is not None and chosen.run_id not in {r["run_id"] for r in self.runs()}:
             raise HistoryError(f"no run {chosen.run_id!r} in the store: `keysync history` lists the runs")
+        from keysync.application.history import audit_events  # reads key columns (pyarrow): only when asked
+
         return list(audit_events(self.projections, self.projections.rules, chosen))
 
     def key_timeline(self, key: str) -> dict[str, Any]:
+        from keysync.application.history import key_timeline  # reads key columns (pyarrow): only when asked
+
         return key_timeline(self.projections, self.projections.rules, key)
 
     def store_status(self) -> dict[str, Any]:

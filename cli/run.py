@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +19,10 @@ from keysync.infrastructure.logs import setup_logging
 from keysync.infrastructure.mock_options import SCENARIOS
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from keysync.application.service import Interruption, RunOutcome
-    from keysync.domain.normalization import NormalizationRules
+    from keysync.domain.rules import NormalizationRules
 
 EXIT_DISCREPANCY = 3
 EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by Ctrl-C (128 + SIGINT)
@@ -82,7 +86,7 @@ def run_command(
     from keysync.application.reconcile import RunFailed
     from keysync.application.sandbox_bootstrap import sandbox_exports_read
     from keysync.application.service import RunInterrupted
-    from keysync.domain.normalization import NormalizationRules
+    from keysync.domain.rules import NormalizationRules
     from keysync.infrastructure.config import override
 
     accepted_shrink = _systems(accept_shrink)
@@ -123,12 +127,9 @@ def run_command(
             f"Reconciling sandbox data: the sandbox wrote the exports of {', '.join(sandboxed)} "
             "(`keysync sandbox status`)."
         )
-    console = Console(stderr=True)
     try:
-        with console.status("Reconciling...") as status:
-            outcome = keysync.run(
-                settings, progress=lambda phase: status.update(f"Reconciling: {phase}..."), resume=resume
-            )
+        with _spinner(Console(stderr=True)) as progress:
+            outcome = keysync.run(settings, progress=progress, resume=resume)
     except RunInterrupted as interrupted:
         message(interruption_line(interrupted.where))
         sys.exit(EXIT_INTERRUPTED)
@@ -169,6 +170,16 @@ def run_command(
     ):
         message("Discrepancies found (--fail-on-discrepancy).")
         sys.exit(EXIT_DISCREPANCY)
+
+
+@contextmanager
+def _spinner(console: Console) -> Iterator[Callable[[str], None]]:
+    """Each phase of the run on a spinner line of a terminal; elsewhere (a pipe, a log) there is nothing to show."""
+    if not console.is_terminal:
+        yield lambda _phase: None
+        return
+    with console.status("Reconciling...") as status:
+        yield lambda phase: status.update(f"Reconciling: {phase}...")
 
 
 def _say_letters_lost(kpis: dict[str, Any], rules: NormalizationRules) -> None:

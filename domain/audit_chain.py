@@ -24,12 +24,13 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 import attrs
 from eventsourcing.domain import Aggregate, event
 
-AUDIT_CHAIN_ID = uuid5(NAMESPACE_URL, "keysync:audit-chain")
+from keysync.domain.ids import AUDIT_CHAIN_ID
+
 GENESIS = "0" * 64  # the "previous digest" of the first seal
 # Events per seal at most: a seal lists its events, and the first seal of a large existing log would otherwise
 # be one very large event. More are sealed at once as several seals, saved together.

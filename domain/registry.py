@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from keysync.domain.ids import REGISTRY_ID
 from keysync.domain.statuses import ACTIVE, DEPRECATED, PROPOSED
 
 if TYPE_CHECKING:
@@ -286,8 +287,6 @@ class Registry(Aggregate):
         for master in master_keys:
             returns_to.pop(master, None)
 
-
-REGISTRY_ID = uuid5(NAMESPACE_URL, "keysync:master-key-registry")
 
 # A proposal entry is [master, normalized, systems, source_key].
 _MASTER, _NORMALIZED, _SYSTEMS = itemgetter(0), itemgetter(0, 1), itemgetter(0, 2)

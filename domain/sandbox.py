@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 import attrs
 from eventsourcing.domain import Aggregate, event
 
+from keysync.domain.ids import SANDBOX_ID
 from keysync.domain.observations import SYSTEMS
 from keysync.domain.sandbox_rows import (
     DEFAULT_KEYS,
@@ -37,7 +38,6 @@ from keysync.domain.sandbox_rows import (
     variant,
 )
 
-SANDBOX_ID = uuid5(NAMESPACE_URL, "keysync:sandbox")
 _STATE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SAMPLE = 5  # keys kept per operation for the history
 

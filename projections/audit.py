@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keysync.domain.columns import text_length, unpack_lines
-
 # Fields that carry batches of keys or rows: the audit shows how many, never the keys themselves.
 KEY_BATCHES = {"keys", "rows", "entries", "master_keys", "added", "removed", "unseen"}
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -17,11 +15,15 @@ def summarise(event: Any) -> dict[str, Any]:
     name = type(event).__name__
     if name == "RowsObserved":
         return {"system": event.system, "keys": event.rows.num_rows}
-    if name in ("KeysObserved", "RowsAdded"):
+    if name in ("KeysObserved", "RowsAdded"):  # as earlier versions stored keys
+        from keysync.domain.columns import text_length  # numpy and pyarrow: loaded only if old events are read
+
         return {"system": event.system, "keys": text_length(event.keys)}
     if name == "RowsRejected":
         return {"system": event.system, "rows": len(event.rows)}
     if name == "RowsRemoved":
+        from keysync.domain.columns import unpack_lines
+
         return {"system": event.system, "rows": len(unpack_lines(event.rows))}
     payload: dict[str, Any] = {}
     for field, value in vars(event).items():

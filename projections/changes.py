@@ -41,9 +41,8 @@ from keysync.domain.columns import Runs
 from keysync.domain.observations import AUTHORITY, DOWNSTREAM
 from keysync.domain.reconciliation import Reconciliation
 from keysync.domain.registry import DEPRECATED
+from keysync.projections.reports import CHANGE_COLUMNS
 
-CHANGES_REPORT = "changes_since_last_run.csv"
-CHANGE_COLUMNS = ("run_id", "system", "change", "key", "detail")
 KEY_ADDED, KEY_REMOVED = "key_added", "key_removed"
 OPENED, RESOLVED = "discrepancy_opened", "discrepancy_resolved"
 PROPOSED, DEPRECATED_CHANGE = "master_key_proposed", "master_key_deprecated"

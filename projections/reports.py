@@ -1,27 +1,28 @@
 """The reports: the seven CSV files of the contract, the trend report and the changes since the last run, rendered
-from the read models and the latest run's reconciliation."""
+from the read models and the latest run's reconciliation.
+
+Here: their names and columns, the run-level reports (the summary, the audit log, the trends and the changes) and
+the writing of them all. The reports of what a reconciliation found open are built in Arrow by
+keysync.projections.discrepancies, which a run that carries its reconciliation over never imports.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from keysync.domain.observations import SYSTEMS
-from keysync.domain.reconciliation import Reconciliation, SystemResult
-from keysync.projections import first_detected as kinds
-from keysync.projections.changes import CHANGE_COLUMNS, CHANGES_REPORT
-from keysync.projections.changes import Columns as ChangeColumns
-from keysync.projections.first_detected import FirstDetected
 from keysync.projections.trends import TREND_COLUMNS, TREND_REPORT, trend_rows
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS
+
+if TYPE_CHECKING:
+    from keysync.domain.reconciliation import Reconciliation
+    from keysync.projections.changes import Columns as ChangeColumns
 
 SUMMARY = "reconciliation_summary.csv"
 MISSING_IN_A = "diff_missing_in_A.csv"
@@ -31,7 +32,7 @@ AUDIT = "audit_log.csv"
 DUPLICATES = "duplicate_keys.csv"
 REJECTED = "rejected_rows.csv"
 TREND = TREND_REPORT
-CHANGES = CHANGES_REPORT
+CHANGES = "changes_since_last_run.csv"
 REPORTS = (SUMMARY, MISSING_IN_A, MISSING_FROM_SYSTEM, REGISTRY, AUDIT, DUPLICATES, REJECTED, TREND, CHANGES)
 
 SUMMARY_COLUMNS = (
@@ -50,6 +51,7 @@ MISSING_FROM_SYSTEM_COLUMNS = (
 )  # fmt: skip
 DUPLICATE_COLUMNS = (*FIRST_DETECTED_COLUMNS, "system", "normalized_key", "occurrences", "source_keys")
 REJECTED_COLUMNS = (*FIRST_DETECTED_COLUMNS, "system", "file", "line", "severity", "reason", "raw")
+CHANGE_COLUMNS = ("run_id", "system", "change", "key", "detail")  # keysync.projections.changes
 # The registry's read model keeps when each master key was last seen (keysync key, registry list --json); the
 # report leaves it out, since every run would rewrite it in nearly every row.
 REGISTRY_REPORT_COLUMNS = tuple(c for c in REGISTRY_COLUMNS if c != "last_seen_run_id")
@@ -69,52 +71,6 @@ class RunInfo:
     mode: str
     dry_run: bool = False
     held_back: Mapping[str, str] = attrs.field(factory=dict)  # system whose export was held back -> why
-
-
-def render_reports(
-    output_dir: Path,
-    write: Writer,
-    run: RunInfo | None,
-    recon: Reconciliation | None,
-    registry_rows: Sequence[Mapping[str, str]],
-    audit_rows: Sequence[Mapping[str, Any]],
-    runs: Sequence[Mapping[str, Any]] = (),
-    changes: ChangeColumns | None = None,
-    detected: RunInfo | None = None,
-    first_detected: FirstDetected | None = None,
-    writers: int = 0,
-) -> list[Path]:
-    """Write every report, ``writers`` at a time (0: as many as suit the run's size). Without a completed run the
-    run-level reports hold only their header. ``runs`` are the run-history rows, newest first, for the trend
-    report; ``changes`` the columns of changes_since_last_run.csv (keysync.projections.changes.change_columns),
-    None for none. ``first_detected``:
-    when each open discrepancy, duplicate and rejected line was first found, as it stands after ``run``; a row
-    it does not hold names ``detected``, the run that computed ``recon`` (``run`` itself unless it carried
-    ``recon`` over unchanged).
-
-    Reports are built column by column: at a million keys per system that is several times faster than
-    building rows, and the writer hands whole columns to pyarrow."""
-    registry = _columns(registry_rows, REGISTRY_REPORT_COLUMNS)
-    empty = {
-        SUMMARY: SUMMARY_COLUMNS,
-        MISSING_IN_A: MISSING_IN_A_COLUMNS,
-        MISSING_FROM_SYSTEM: MISSING_FROM_SYSTEM_COLUMNS,
-        DUPLICATES: DUPLICATE_COLUMNS,
-        REJECTED: REJECTED_COLUMNS,
-    }
-    reports: dict[str, Builder] = {n: partial(_empty, c) for n, c in empty.items()}
-    if run is not None and recon is not None:
-        found = detected or run
-        since = first_detected or FirstDetected()
-        columns = _FirstDetectedColumns(since, (found.run_id, found.finished_at))
-        counts = {s: system_counts(r, run.held_back.get(s, "")) for s, r in recon.systems.items()}
-        reports[SUMMARY] = partial(summary_columns, run, counts)
-        reports[MISSING_IN_A] = lambda: _missing_in_a(columns, recon, _Statuses.of(registry))
-        reports[MISSING_FROM_SYSTEM] = partial(_missing_from_system, columns, recon)
-        reports[DUPLICATES] = partial(_duplicates, columns, recon)
-        reports[REJECTED] = partial(_rejected, columns, recon)
-    reports.update({REGISTRY: registry, **run_level_reports(audit_rows, runs, changes)})
-    return write_all(output_dir, write, reports, writers or writers_for(recon))
 
 
 def _built(columns: ReportColumns | Builder) -> ReportColumns:
@@ -159,9 +115,9 @@ def run_level_reports(
     """The audit log, the trend report and the changes since the last run."""
     trend = trend_rows(runs)
     return {
-        AUDIT: _columns(audit_rows, AUDIT_COLUMNS),
+        AUDIT: row_columns(audit_rows, AUDIT_COLUMNS),
         TREND: {c: [row[i] for row in trend] for i, c in enumerate(TREND_COLUMNS)},
-        CHANGES: changes if changes is not None else _empty(CHANGE_COLUMNS),
+        CHANGES: changes if changes is not None else empty_columns(CHANGE_COLUMNS),
     }
 
 
@@ -171,25 +127,12 @@ COUNTS = (
 )  # fmt: skip
 
 
-def system_counts(r: SystemResult, held_back: str = "") -> dict[str, Any]:
-    """One system's line of the summary, as the run's KPIs also record it. ``held_back``: why the run held the
-    system's export back (its counts are then those of the rows that stood in for it)."""
-    if r.snapshot is None:
-        return {"status": "unavailable", "status_reason": r.unavailable_reason}
-    values = [
-        r.snapshot.rows_read, r.rows_rejected, r.unique_keys, r.matched, r.missing_in_a.num_rows,
-        r.missing_from_system.num_rows, r.duplicates.num_rows,
-    ]  # fmt: skip
-    status = {"status": "suspect", "status_reason": held_back} if held_back else {"status": "ok"}
-    return {**status, **dict(zip(COUNTS, values, strict=True))}
-
-
-def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Columns:
+def row_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Columns:
     """Rows (mappings) as columns, each gathered in C."""
     return {c: list(map(itemgetter(c), rows)) for c in columns}
 
 
-def _empty(columns: Sequence[str]) -> Columns:
+def empty_columns(columns: Sequence[str]) -> Columns:
     return {c: [] for c in columns}
 
 
@@ -198,7 +141,7 @@ def summary_columns(run: RunInfo, systems: Mapping[str, Mapping[str, Any]]) -> C
     same): the match rate is computed from the counts, so both give the same text. A suspect system's counts
     are those of the rows that stood in for its export; ``status_reason`` says why a system was suspect or
     unavailable."""
-    out = _empty(SUMMARY_COLUMNS)
+    out = empty_columns(SUMMARY_COLUMNS)
     mode = f"{run.mode} (dry-run)" if run.dry_run else run.mode
     for system in SYSTEMS:
         counts = systems[system]
@@ -212,117 +155,4 @@ def summary_columns(run: RunInfo, systems: Mapping[str, Mapping[str, Any]]) -> C
             values = [run.run_id, run.finished_at, mode, system, status, *numbers, f"{rate:.4f}", reason]
         for column, value in zip(SUMMARY_COLUMNS, values, strict=True):
             out[column].append(value)
-    return out
-
-
-@attrs.frozen
-class _FirstDetectedColumns:
-    since: FirstDetected
-    shown: tuple[str, str]  # (run_id, at) of the run showing the reconciliation
-
-    def add(self, out: _Parts, kind: str, system: str, identities: pa.ChunkedArray) -> None:
-        run_ids, ats = self.since.columns(kind, system, identities, self.shown)
-        out.add("first_detected_run_id", run_ids)
-        out.add("first_detected_at", ats)
-
-
-class _Parts:
-    """A report's columns gathered system by system as Arrow arrays, handed to the writer as chunked arrays."""
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.parts: dict[str, list[pa.Array]] = {c: [] for c in columns}
-
-    def add(self, column: str, values: pa.Array | pa.ChunkedArray) -> None:
-        self.parts[column].extend(values.chunks if isinstance(values, pa.ChunkedArray) else [values])
-
-    def repeat(self, column: str, value: str, count: int) -> None:
-        self.parts[column].append(pa.repeat(pa.scalar(value, pa.string()), count))
-
-    def columns(self) -> dict[str, Any]:
-        return {c: pa.chunked_array(chunks) if chunks else [] for c, chunks in self.parts.items()}
-
-
-@attrs.frozen
-class _Statuses:
-    """The registry's status of each master key, looked up in C."""
-
-    master_keys: pa.Array
-    statuses: pa.Array
-
-    @classmethod
-    def of(cls, registry: Columns) -> _Statuses:
-        return cls(pa.array(registry["master_key"], pa.string()), pa.array(registry["status"], pa.string()))
-
-    def of_keys(self, masters: pa.ChunkedArray) -> pa.ChunkedArray:
-        """Each master key's status; "" for one the registry does not hold."""
-        return pc.fill_null(self.statuses.take(pc.index_in(masters, value_set=self.master_keys)), "")
-
-
-def _missing_in_a(first: _FirstDetectedColumns, recon: Reconciliation, statuses: _Statuses) -> Columns:
-    out = _Parts(MISSING_IN_A_COLUMNS)
-    shown = [r for r in recon.downstream if r.snapshot is not None and r.missing_in_a.num_rows]
-    masters = {
-        r.system: keys if recon.strategy == "mirror" else pc.binary_join_element_wise(f"A-{r.system}-", keys, "")
-        for r in shown
-        for keys in [r.missing_in_a["normalized_key"]]
-    }
-    # Looked up at once: the registry's hash table is built once, not once per system.
-    every = pa.chunked_array([chunk for m in masters.values() for chunk in m.chunks], pa.string())
-    found, start = statuses.of_keys(every), 0
-    for r in shown:
-        table, n = r.missing_in_a, r.missing_in_a.num_rows
-        keys = table["normalized_key"]
-        first.add(out, kinds.MISSING_IN_A, r.system, keys)
-        out.repeat("system", r.system, n)
-        out.add("source_key", table["source_key"])
-        out.add("normalized_key", keys)
-        out.add("proposed_master_key", masters[r.system])
-        out.repeat("strategy", recon.strategy, n)
-        out.add("registry_status", found.slice(start, n))
-        out.add("entity_type", table["entity_type"])
-        out.add("last_seen_at", table["last_seen_at"])
-        start += n
-    return out.columns()
-
-
-def _missing_from_system(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
-    out = _Parts(MISSING_FROM_SYSTEM_COLUMNS)
-    for r in recon.downstream:
-        table = r.missing_from_system
-        if not table.num_rows:
-            continue
-        first.add(out, kinds.MISSING_FROM_SYSTEM, r.system, table["normalized_key"])
-        out.repeat("system", r.system, table.num_rows)
-        out.add("master_key", table["normalized_key"])
-        out.add("source_key_in_A", table["source_key"])
-        out.add("entity_type", table["entity_type"])
-        out.add("last_seen_in_A", table["last_seen_at"])
-    return out.columns()
-
-
-def _duplicates(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
-    out = _Parts(DUPLICATE_COLUMNS)
-    for r in recon.systems.values():
-        table = r.duplicates
-        if not table.num_rows:
-            continue
-        first.add(out, kinds.DUPLICATE, r.system, table["normalized_key"])
-        out.repeat("system", r.system, table.num_rows)
-        for column in ("normalized_key", "occurrences", "source_keys"):
-            out.add(column, table[column])
-    return out.columns()
-
-
-def _rejected(first: _FirstDetectedColumns, recon: Reconciliation) -> Columns:
-    out = _empty(REJECTED_COLUMNS)
-    for r in recon.systems.values():
-        raws = pa.array([row.raw for row in r.rejected], pa.string())
-        run_ids, ats = first.since.columns(kinds.REJECTED, r.system, raws, first.shown)
-        out["first_detected_run_id"] += run_ids.to_pylist()
-        out["first_detected_at"] += ats.to_pylist()
-        for row in r.rejected:
-            for column, value in zip(
-                REJECTED_COLUMNS[2:], [row.system, row.file, row.line, row.severity, row.reason, row.raw], strict=True
-            ):
-                out[column].append(value)
     return out

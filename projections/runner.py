@@ -7,6 +7,10 @@ Two projections, each with its own tracked position:
 changes_since_last_run.csv compares the latest completed run with the one before: each run's keys are kept here
 (``RunKeys``: A's keys and the discrepancies) for the last two runs rendered, so a process that runs again
 (keysync schedule, replay-history) never recomputes the previous run from the log; a new process does, once.
+
+The views and the run-level reports are plain Python. The work on a reconciliation's keys (recomputing one, the
+changes between two runs, the first detections, the reports of what is open) is Arrow: the methods doing it import
+those modules, so that a run that carries its reconciliation over (no export changed) never loads pyarrow.
 """
 
 from __future__ import annotations
@@ -19,28 +23,24 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 import attrs
 
 from keysync.application.store import KeySyncStore
-from keysync.domain.columns import text_array
-from keysync.domain.normalization import NormalizationRules, normalize_array
-from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.domain.registry import Registry
+from keysync.domain.rules import NormalizationRules
 from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
-from keysync.projections.changes import CHANGE_COLUMNS, RunKeys, change_columns, sorted_keys
-from keysync.projections.first_detected import FirstDetected, held_back_systems
 from keysync.projections.registry_view import RegistryRows, apply_registry_event
 from keysync.projections.reports import (
+    CHANGE_COLUMNS,
     CHANGES,
     REPORTS,
     SUMMARY,
     RunInfo,
     Writer,
-    render_reports,
     run_level_reports,
     summary_columns,
     write_all,
@@ -48,6 +48,11 @@ from keysync.projections.reports import (
 )
 from keysync.projections.run_history import apply_run_event
 from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
+
+if TYPE_CHECKING:
+    from keysync.domain.reconciliation import Reconciliation
+    from keysync.projections.changes import RunKeys
+    from keysync.projections.first_detected import FirstDetected
 
 VIEWS, REPORTS_POSITION = "views", "reports"
 PAGE = 20  # notifications per read: observation batches are large, so pages stay small
@@ -274,6 +279,9 @@ class Projections:
 
     def preview(self, run: ReconciliationRun, registry: Registry, recon: Reconciliation) -> list[Path]:
         """Render the reports as they would be after saving ``run`` and ``registry``, without saving them."""
+        from keysync.projections.changes import RunKeys, change_columns
+        from keysync.projections.discrepancies import render_reports
+
         self.update_views()
         state = self.recorder.registry_state()
         audit = self.recorder.audit_rows()
@@ -349,6 +357,9 @@ class Projections:
     ) -> list[Path]:
         """Write every report into ``output_dir`` from these read models (registry rows by master key, audit rows
         in log order, runs newest first): the live ones (``live``), or a replay's (keysync show-as-of)."""
+        from keysync.projections.changes import change_columns
+        from keysync.projections.discrepancies import render_reports
+
         completed = [r for r in runs if r["status"] == "completed"]
         recon = info = changes = detected = first_detected = None
         if completed:
@@ -403,6 +414,8 @@ class Projections:
         latest run's results are, if at hand. ``live``: these are the live run history's runs; the folding starts
         from what is stored and what it adds is stored (by ``save``, which runs the storing). Otherwise (a replay)
         every run is folded again."""
+        from keysync.projections.first_detected import FirstDetected, held_back_systems
+
         rules = self._rules_normalized()
         oldest_first = completed[::-1]
         state, since = FirstDetected(), None
@@ -439,6 +452,8 @@ class Projections:
     ) -> Reconciliation:
         """Recompute a stored run's reconciliation from its raw observations, with the current rules unless
         ``rules`` and ``strategy`` are given."""
+        from keysync.domain.reconciliation import reconcile
+
         snapshots, reasons = self.store.run_snapshots(originator_id)
         rules, strategy = rules or self.rules, strategy or self.strategy
         return reconcile(snapshots, rules, strategy, unavailable_reasons=reasons)
@@ -447,6 +462,8 @@ class Projections:
         """A stored run's normalized keys (``run`` is its run-history row): from ``recon`` (its reconciliation)
         when given, else from memory when this process has them, else from the log, with the current rules. The
         last two runs' keys are kept in memory, without their downstream systems' whole key sets."""
+        from keysync.projections.changes import RunKeys
+
         run_id = run["run_id"]
         keys = self._run_keys.pop(run_id, None)
         carried = json.loads(run["kpis"]).get("carried_from") if run["kpis"] else None
@@ -462,6 +479,8 @@ class Projections:
         return keys
 
     def _save_run_keys(self, keys: RunKeys) -> None:
+        from keysync.projections.changes import sorted_keys
+
         parts = [(AUTHORITY_PART, "", sorted_keys(keys.authority))]
         for part, found in ((MISSING_IN_A_PART, keys.missing_in_a), (GAPS_PART, keys.missing_from_system)):
             parts += [(part, system, sorted_keys(found[system])) for system in sorted(found)]
@@ -471,6 +490,8 @@ class Projections:
         """The keys of run ``run_id`` (or of the run it carried over) as the views store them after the latest
         rendering, if they are that run's under the current rules: a new process then need not read them from the
         log."""
+        from keysync.projections.changes import RunKeys
+
         stored = self.recorder.run_keys()
         if stored is None or stored[1] != self._rules_normalized() or stored[0] not in (run_id, carried):
             return None
@@ -491,6 +512,10 @@ class Projections:
         """Only the key column of each observation batch is used, one event at a time, and only the sets of
         normalized keys are kept: less than half the cost of recomputing the reconciliation, and a fraction of
         its memory."""
+        from keysync.domain.columns import text_array
+        from keysync.domain.normalization import normalize_array
+        from keysync.projections.changes import RunKeys
+
         kpis = json.loads(run["kpis"]) if run["kpis"] else {}
         sources = kpis.get("sources", {})
         if any(s["holder"] != run["originator_id"] or s["depth"] for s in sources.values()):

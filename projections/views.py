@@ -10,14 +10,15 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from keysync.domain.columns import text_array
 from keysync.projections.registry_view import LAST_SEEN, SEEN_BY_LATEST, RegistryRows
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 REGISTRY_COLUMNS = (
     "master_key",
@@ -51,13 +52,13 @@ COLUMNS_OF = {"registry_view": REGISTRY_COLUMNS, "run_history": RUN_COLUMNS, "au
 # and one row with an empty kind naming the run they stand after and the rules they were read under.
 FIRST_DETECTED = "first_detected"
 FIRST_DETECTED_COLUMNS = ("kind", "system", "run_id", "detected_at", "identities")
-Opened = tuple[str, str, str, str, pa.Array]  # kind, system, run_id, detected_at, identities (strings)
+Opened = tuple[str, str, str, str, "pa.Array"]  # kind, system, run_id, detected_at, identities (strings)
 # The latest rendered run's keys (keysync.projections.changes.RunKeys), for the next process's change report: one
 # row per part (System A's keys, a downstream system's discrepancies of one kind), the keys packed into one text,
 # and one row with an empty part naming the run and the rules the keys were normalized under.
 RUN_KEYS = "run_keys"
 RUN_KEYS_COLUMNS = ("part", "system", "run_id", "keys")
-Part = tuple[str, str, pa.Array]  # part, system, keys (strings)
+Part = tuple[str, str, "pa.Array"]  # part, system, keys (strings)
 # The registry's latest sighting (keysync.projections.registry_view.RegistryRows): one row, the run whose id the
 # registry rows marked SEEN_BY_LATEST stand for, and whether rows are marked ("1") or hold run ids ("").
 REGISTRY_SIGHTING = "registry_sighting"
@@ -289,27 +290,31 @@ class Views:
 def _pack(identities: pa.Array | pa.ChunkedArray) -> str:
     """Identities as one text: "z" and the base64 of a zstd-compressed Arrow IPC stream. A run stores millions at
     once: compressed, sorted keys take a fifth of their text, and no Python string is made per key or for them all
-    (joined text of 10M keys would be copied several times on its way into the database)."""
+    (joined text of 10M keys would be copied several times on its way into the database). (pyarrow is imported
+    here and in ``_unpack``, by the tables of keys only: the run history and the audit need none of it.)"""
+    import pyarrow as pa
     import pyarrow.ipc as ipc
 
     column = (pa.chunked_array([identities]) if isinstance(identities, pa.Array) else identities).cast(pa.string())
+    schema = pa.schema([("identity", pa.string())])
     sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, _IDENTITIES, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
-        writer.write_table(pa.Table.from_arrays([column], schema=_IDENTITIES))
+    with ipc.new_stream(sink, schema, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_table(pa.Table.from_arrays([column], schema=schema))
     return "z" + base64.b64encode(sink.getvalue()).decode("ascii")
 
 
 def _unpack(text: str) -> pa.Array:
+    import pyarrow as pa
+
     if text[0] == "z":
         import pyarrow.ipc as ipc
 
         column = ipc.open_stream(pa.py_buffer(base64.b64decode(text[1:]))).read_all().column(0)
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     # Stored by earlier versions: the identities joined by line breaks ("t"), or a JSON list ("j").
+    from keysync.domain.columns import text_array
+
     return text_array(text[1:]).cast(pa.string()) if text[0] == "t" else pa.array(json.loads(text[1:]), pa.string())
-
-
-_IDENTITIES = pa.schema([("identity", pa.string())])
 
 
 class ViewRecorder(Views, SQLiteTrackingRecorder):

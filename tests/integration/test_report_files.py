@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keysync.domain.columns import Runs
-from keysync.infrastructure import cell_safety, report_files
-from keysync.infrastructure.cell_safety import FORMULA_TRIGGERS, neutralised, neutralised_array
+from keysync.infrastructure import csv_arrow, report_files
+from keysync.infrastructure.cell_safety import FORMULA_TRIGGERS, neutralised
+from keysync.infrastructure.csv_arrow import neutralised_array
 from keysync.infrastructure.report_files import write_csv_atomic
 
 HOSTILE = ['=HYPERLINK("http://x","y")', "@SUM(1+1)", "+CUST-9", "-1", "\t=1+1", "\r=1+1", "=cmd|' /C calc'!A0"]
@@ -238,9 +239,9 @@ def test_the_file_is_byte_for_byte_the_cell_by_cell_one(
     limit = 8 if large else 2**31 - 1
     with (
         mock.patch.object(report_files, "_PYTHON_BELOW", python_below),
-        mock.patch.object(report_files, "_ROWS_PER_BLOCK", rows_per_block),
-        mock.patch.object(report_files, "_STRING_LIMIT", limit),
-        mock.patch.object(cell_safety, "_STRING_BYTES", limit),
+        mock.patch.object(csv_arrow, "_ROWS_PER_BLOCK", rows_per_block),
+        mock.patch.object(csv_arrow, "_STRING_LIMIT", limit),
+        mock.patch.object(csv_arrow, "_STRING_BYTES", limit),
     ):
         written = write_csv_atomic(tmp_path / "r.csv", columns, escape_formulas=escape).read_bytes()
     assert written == reference_csv(columns, escape)

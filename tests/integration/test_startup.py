@@ -5,6 +5,7 @@ is held to a small multiple of `keysync --version`)."""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from importlib.metadata import version
@@ -18,6 +19,11 @@ KEYSYNC = Path(sys.executable).with_name("keysync")  # the installed command, as
 
 def _heavy_loaded(code: str) -> list[str]:
     """The heavy libraries a fresh interpreter has loaded once ``code`` ran (a command's exit included)."""
+    return _loaded_and_said(code)[0]
+
+
+def _loaded_and_said(code: str) -> tuple[list[str], str]:
+    """The heavy libraries loaded once ``code`` ran, and what it wrote on stderr."""
     probe = (
         f"import atexit, sys\n"
         f"atexit.register(lambda: print(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
@@ -25,7 +31,7 @@ def _heavy_loaded(code: str) -> list[str]:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip(), result.stderr
-    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1]), result.stderr
 
 
 def _command(*args: str) -> str:
@@ -65,3 +71,25 @@ def test_a_command_loads_only_what_it_uses(project: Project):
 def test_reading_the_config_loads_no_heavy_library(project: Project):
     # The rules a config names are plain values: checking them needs no array library.
     assert _heavy_loaded(_command("config", "show", "-c", str(project.config))) == []
+
+
+def test_a_run_that_finds_nothing_changed_loads_no_heavy_library(project: Project):
+    project.write_system("A", ["CUST-1", "CUST-2", "=CUST-3"])
+    for system in "BCDE":
+        project.write_system(system, ["CUST-1", "X-1", "X-1"])
+    project.invoke("run")  # a full run first, which reads every export
+    config = str(project.config)
+    # Twice: the first builds on the full run, the second on a run that itself carried the reconciliation over.
+    for _ in range(2):
+        loaded, said = _loaded_and_said(_command("run", "-m", "incremental", "-c", config))
+        assert "carries over" in said
+        assert loaded == []
+    # And after a run that read a changed export and reconciled afresh.
+    project.write_system("C", ["CUST-2", "Y-1"])
+    assert "C read whole" in project.invoke("run", "-m", "incremental").stderr
+    loaded, said = _loaded_and_said(_command("run", "-m", "incremental", "-c", config))
+    assert "carries over" in said
+    assert loaded == []
+    # It wrote the run-level reports all the same: the summary names the new run.
+    latest = json.loads(project.invoke("history", "--last", "1", "--json").stdout)[0]
+    assert {row["run_id"] for row in project.report("reconciliation_summary.csv")} == {latest["run_id"]}

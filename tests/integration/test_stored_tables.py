@@ -12,7 +12,7 @@ from keysync.application.store import KeySyncStore
 from keysync.domain.observations import Fingerprint, SourceSnapshot
 from keysync.domain.run import ReconciliationRun
 from keysync.infrastructure.arrow_transcoding import FRAME, KeySyncTranscoder, _ArrowTableAsIPC
-from keysync.infrastructure.compression import ZstdCompressor
+from keysync.infrastructure.compression import SMALL, ZLIB, ZstdCompressor
 from keysync.infrastructure.config import load_config
 from keysync.infrastructure.postgres_store import PostgresTarget
 from tests.conftest import POSTGRES_DSN
@@ -104,6 +104,20 @@ def test_events_without_tables_stay_compressed_json_and_frames_are_not_compresse
     decoded = transcoder.decode(frame)
     assert list(decoded) == ["system", "rows", "after"]  # the event's attributes keep their order
     assert decoded["rows"].equals(table) and (decoded["system"], decoded["after"]) == ("A", 1)
+
+
+def test_small_events_are_zlib_large_ones_zstd_and_both_kinds_already_stored_still_read():
+    compressor = ZstdCompressor()
+    small = JSONTranscoder().encode({"system": "A", "options": {"rules": {"trim": True}}, "rows": 12})
+    large = JSONTranscoder().encode({"master_keys": [f"CUST-{i}" for i in range(SMALL // 8)]})
+    assert len(small) < SMALL <= len(large)
+    stored_small, stored_large = compressor.compress(small), compressor.compress(large)
+    assert stored_small.startswith(ZLIB) and not stored_large.startswith(ZLIB)
+    assert len(stored_large) < len(large) // 4 and int.from_bytes(stored_large[:8], "little") == len(large)
+    assert compressor.decompress(stored_small) == small and compressor.decompress(stored_large) == large
+    # How a small event was stored before: its length, then zstd.
+    earlier = len(small).to_bytes(8, "little") + pa.Codec("zstd").compress(small, asbytes=True)
+    assert compressor.decompress(earlier) == small
 
 
 @pytest.mark.skipif(not POSTGRES_DSN, reason="no PostgreSQL server given")
