@@ -29,9 +29,11 @@ class KeySyncStore(Application):
     # Called with the number of events each save stored (the composition root hooks fault injection here).
     after_save: Callable[[int], None] | None = None
 
-    # The registry as this process last saved or loaded it, and its last event as stored: the next use applies
-    # only the events stored since, once that event is found where it was (not so in a store restored or remade).
-    _registry: tuple[Registry, bytes] | None = None
+    # The registry as this process last saved or loaded it, its last event as stored, and its version then: the next
+    # use applies only the events stored since, once that event is found where it was (not so in a store restored
+    # or remade). A saved registry is kept as it is, not copied (1.5M master keys at 10M keys per system): a change
+    # made to it after its save moves its version, and the kept one is then let go.
+    _registry: tuple[Registry, bytes, int] | None = None
 
     def construct_transcoder(self) -> Transcoder:
         """JSON, as eventsourcing's, which also stores the Arrow tables of observation batches."""
@@ -46,7 +48,7 @@ class KeySyncStore(Application):
         stored = [r.notification.state for r in recordings if r.domain_event.originator_id == REGISTRY_ID]
         for saved in objs:
             if isinstance(saved, Registry) and stored:
-                self._registry = (copy.deepcopy(saved), bytes(stored[-1]))
+                self._registry = (saved, bytes(stored[-1]), saved.version)
         if self.after_save is not None:
             self.after_save(len(recordings))
         return recordings
@@ -67,11 +69,13 @@ class KeySyncStore(Application):
         A run then costs a query, not a reload of every master key."""
         kept: Registry | None = None
         if self._registry is not None:
-            kept, last = self._registry
-            stored = self.recorder.select_events(REGISTRY_ID, gt=kept.version - 1)
-            if stored and stored[0].originator_version == kept.version and bytes(stored[0].state) == last:
-                kept = project_aggregate(kept, map(self.mapper.to_domain_event, stored[1:]))
-                self._registry = (kept, bytes(stored[-1].state))
+            kept, last, version = self._registry
+            stored = self.recorder.select_events(REGISTRY_ID, gt=version - 1)
+            unchanged = kept.version == version and not kept.pending_events  # changed since its save: let go
+            if unchanged and stored and stored[0].originator_version == version and bytes(stored[0].state) == last:
+                if len(stored) > 1:  # applied to a copy: the kept one may still be in its saver's hands
+                    kept = project_aggregate(copy.deepcopy(kept), map(self.mapper.to_domain_event, stored[1:]))
+                self._registry = (kept, bytes(stored[-1].state), kept.version)
             else:
                 kept = self._registry = None
         if kept is None:
@@ -81,7 +85,7 @@ class KeySyncStore(Application):
                 return Registry()
             last_stored = self.recorder.select_events(REGISTRY_ID, gt=kept.version - 1)
             if last_stored and last_stored[0].originator_version == kept.version:
-                self._registry = (kept, bytes(last_stored[0].state))
+                self._registry = (kept, bytes(last_stored[0].state), kept.version)
         return copy.deepcopy(kept)
 
     def run(self, originator_id: Any) -> ReconciliationRun:

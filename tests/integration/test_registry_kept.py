@@ -94,3 +94,19 @@ def test_what_the_latest_sighting_saw_survives_a_snapshot():
     assert store.snapshots is not None and list(store.snapshots.get(REGISTRY_ID))
     loaded = store.repository.get(REGISTRY_ID)
     assert (loaded.seen, loaded.seen_by) == ({"X-1": None, "X-2": None}, "r24")
+
+
+def test_a_change_to_the_saved_registry_after_its_save_is_not_taken_for_the_stored_one(tmp_path):
+    project = Project(tmp_path)
+    write_all(project, START)
+    config = load_config(project.config)
+    application = build(config, create_tables=True)
+    application.run(run_settings(config))
+    saved = application.store.registry()
+    proposed = sorted(m for m, s in saved.status.items() if s == PROPOSED)
+    saved.approve(proposed[:1], "someone")
+    application.store.save(saved)  # kept as it is, not copied
+    saved.approve(proposed[1:2], "someone")  # changed afterwards, and never saved
+    stored = application.store.registry()
+    assert (stored.status[proposed[0]], stored.status[proposed[1]]) == (ACTIVE, PROPOSED)
+    assert state(stored) == state(loaded(project))
