@@ -15,6 +15,7 @@ together; a larger export is read alone.
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import shutil
@@ -26,6 +27,8 @@ import attrs
 
 from keysync.application.ports import SourceReader
 from keysync.domain.observations import SourceSnapshot
+
+log = logging.getLogger("keysync")
 
 SPILL_ROWS = 200_000  # smaller exports stay in memory: writing them out would cost more than it saves
 READ_BUDGET = 512 * 2**20  # bytes of export files read at once
@@ -60,7 +63,12 @@ class SpillingReader:
                 self._turn.notify_all()
         if len(snapshot) < self.spill_rows:
             return snapshot
-        return self._kept(snapshot)
+        try:
+            return self._kept(snapshot)
+        except OSError as error:  # a full disk, a folder that cannot be written: the rows stay in memory
+            log.warning("System %s: its rows stay in memory, as they could not be kept in %s: %s",
+                        snapshot.system, self.folder, error)  # fmt: skip
+            return snapshot
 
     def _kept(self, snapshot: SourceSnapshot) -> SourceSnapshot:
         import pyarrow as pa
@@ -68,8 +76,12 @@ class SpillingReader:
 
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{snapshot.system}-{uuid.uuid4().hex}.arrow"
-        with ipc.new_file(path, snapshot.rows.schema) as writer:
-            writer.write_table(snapshot.rows, max_chunksize=len(snapshot))  # one chunk per column, as before
+        try:
+            with ipc.new_file(path, snapshot.rows.schema) as writer:
+                writer.write_table(snapshot.rows, max_chunksize=len(snapshot))  # one chunk per column, as before
+        except BaseException:
+            path.unlink(missing_ok=True)  # half a file helps no one, and a full disk needs its space back
+            raise
         with path.open("rb") as handle:
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         with self._turn:

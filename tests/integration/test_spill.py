@@ -121,3 +121,15 @@ def test_a_run_with_its_rows_kept_in_files_reports_the_same(tmp_path: Path, monk
     assert not any((kept.root / "data" / "spill").iterdir())  # which went with the run
     for report in REPORTS:
         assert _rows(kept, report) == _rows(plain, report), report
+
+
+def test_rows_that_cannot_be_kept_in_a_file_stay_in_memory(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _export(tmp_path / "B.csv", ["k-1", "k-2"])
+    (tmp_path / "spill").write_text("a file where the folder would be")  # mkdir fails, as on a read-only disk
+    reader = SpillingReader(read_source, tmp_path / "spill", spill_rows=0)
+    with caplog.at_level("WARNING", logger="keysync"):
+        kept = reader("B", path, "csv", max_key_length=256)
+    assert kept.keys.to_pylist() == ["k-1", "k-2"]
+    assert "System B: its rows stay in memory" in caplog.text
+    reader.release()
+    reader.clear()  # nothing to clear, and no error for it
