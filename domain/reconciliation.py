@@ -183,22 +183,40 @@ class Reconciliation:
         return {s for s, r in self.systems.items() if r.available}
 
     def out_of_authority(self) -> dict[str, OutOfAuthorityKey]:
-        """Master key -> its sources, over every available downstream system."""
-        found: dict[str, OutOfAuthorityKey] = {}
-        for result in self.downstream:
-            missing = result.missing_in_a
-            if not missing.num_rows:
-                continue
-            system = result.system
-            prefix = f"A-{system}-" if self.strategy == "namespaced" else ""
-            keys, raws = missing["normalized_key"].to_pylist(), missing["source_key"].to_pylist()
-            for key, raw in zip(keys, raws, strict=True):
-                master = prefix + key
-                if master in found:
-                    found[master].systems.append(system)
-                else:
-                    found[master] = OutOfAuthorityKey(master, key, [system], raw)
-        return found
+        """Master key -> its sources, over every available downstream system, in the order first met (systems in
+        A-E order, each one's missing keys in key order).
+
+        Worked out in Arrow and numpy, as a run meets millions of them: the master keys are encoded once (codes in
+        the order first met, so each code's first row is where the running maximum of the codes grows), and the
+        systems holding a master key are bits (a master key occurs once in a system). Python makes the entries.
+        A namespaced master key names its system: no two systems share one, and there is nothing to merge."""
+        shown = [r for r in self.downstream if r.missing_in_a.num_rows]
+        if self.strategy == "namespaced":
+            return {
+                prefix + key: OutOfAuthorityKey(prefix + key, key, [r.system], raw)
+                for r in shown
+                for prefix in [f"A-{r.system}-"]
+                for key, raw in zip(
+                    r.missing_in_a["normalized_key"].to_pylist(), r.missing_in_a["source_key"].to_pylist(), strict=True
+                )
+            }
+        if not shown:
+            return {}
+        masters = [r.missing_in_a["normalized_key"] for r in shown]  # mirrored: the normalized keys themselves
+        encoded = pc.dictionary_encode(pa.chunked_array([c for m in masters for c in m.chunks], _STRING))
+        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks])
+        held = np.zeros(len(encoded.chunk(0).dictionary), dtype=np.uint64)
+        bounds = np.cumsum([0, *(len(m) for m in masters)])
+        for i, r in enumerate(shown):
+            held[codes[bounds[i] : bounds[i + 1]]] |= np.uint64(1 << SYSTEMS.index(r.system))
+        firsts = pa.array(np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0))
+        raws = pa.chunked_array([c for r in shown for c in r.missing_in_a["source_key"].chunks], _STRING)
+        names = {b: [s for i, s in enumerate(SYSTEMS) if b >> i & 1] for b in np.unique(held).tolist()}
+        unique = encoded.chunk(0).dictionary.to_pylist()
+        return {
+            master: OutOfAuthorityKey(master, master, names[bits].copy(), raw)
+            for master, bits, raw in zip(unique, held.tolist(), raws.take(firsts).to_pylist(), strict=True)
+        }
 
     def keys_that_lost_letters(self) -> list[str]:
         """The distinct raw keys, over the available systems in A-E order, from which strip_non_alnum dropped a
