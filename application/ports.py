@@ -14,11 +14,18 @@ class SourceReader(Protocol):
     def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot: ...
 
 
+# Enter to wait until the export at a path may be read beside the ones being read (a memory budget).
+ReadTurn = Callable[[Path], AbstractContextManager[None]]
+
+
 class RowSpill(Protocol):
     """Where a run keeps the rows it read, out of the process's memory (keysync.infrastructure.spill)."""
 
     def release(self) -> None:
         """Give back the memory the kept rows occupy now; they stay readable."""
+
+    def turn(self, path: Path) -> AbstractContextManager[None]:
+        """Wait until the export at ``path`` may be read beside the ones being read; held while it is read."""
 
     def clear(self) -> None:
         """Forget every kept row: a run's rows are its scratch, and a new run clears an interrupted run's."""

@@ -18,14 +18,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from keysync.application.incremental import BaseSnapshot, Incremental, SourceState
-from keysync.application.ports import SourceReader
+from keysync.application.ports import ReadTurn, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
@@ -116,6 +116,7 @@ class Observation:
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
     comparison: Future[Reconciliation] | None = None  # the snapshots' reconciliation, begun once they were known
     release: Callable[[], None] = lambda: None  # gives back the memory a phase touched of rows kept out of it
+    turn: ReadTurn = lambda _path: nullcontext()  # waits until an export may be read beside the others
 
     @classmethod
     def resume(cls, run: ReconciliationRun, events: list[Any], base_snapshot: BaseSnapshot) -> Observation:
@@ -214,7 +215,7 @@ def observe(
         return observation
     say("reading sources")
     with timed(timings, "read"):
-        outcomes = _read_all(settings, read_source, pending)
+        outcomes = _read_all(settings, read_source, pending, observation.turn)
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
     # What the run will compare is known now: compare it while the observations are being recorded (mostly
@@ -427,10 +428,12 @@ def _read_all(
     settings: RunSettings,
     read_source: SourceReader,
     systems: list[str],
+    turn: ReadTurn = lambda _path: nullcontext(),
 ) -> dict[str, SourceSnapshot | str]:
     """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
     limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
-    unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts")."""
+    unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts"). A read
+    waits for its ``turn`` before its time starts, and gives it back when it is done or given up on."""
 
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
@@ -439,7 +442,8 @@ def _read_all(
             return read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length)
 
         try:
-            return call_with_retries(attempt, settings.retry, what=f"reading System {system}")
+            with turn(spec.path):
+                return call_with_retries(attempt, settings.retry, what=f"reading System {system}")
         except GaveUp as error:  # a reader's own reasons name the file; a time limit's does not
             return str(error) if str(spec.path) in str(error) else f"{spec.path}: {error}"
 

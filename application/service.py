@@ -175,6 +175,8 @@ class KeySync:
             else:
                 observation = Observation(new_run(settings))
             observation.release = release
+            if self.spill is not None:
+                observation.turn = self.spill.turn
             begun.append(observation.run)
             claim(observation.run.run_id)
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
@@ -235,6 +237,8 @@ class KeySync:
         observation = Observation(
             new_run(settings), rules_changed=_rules_changed(settings, previous), guard=self._guard(settings, previous)
         )
+        if self.spill is not None:
+            observation.turn = self.spill.turn
         with self._kept_rows() as observation.release:
             observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
             result = conclude(settings, observation, self.store.registry(), progress, incremental)

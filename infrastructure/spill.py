@@ -5,23 +5,32 @@ comparison reads the key column, the recording reads each column once, and the r
 others. So as soon as an export is read, its rows are written to an uncompressed Arrow IPC file (at the speed
 of copying memory) and used from there, memory-mapped: Arrow reads the columns in place. ``release`` then hands
 back the pages a phase touched: they stay in the operating system's file cache, not in this process, and a later
-touch maps them again. The files are a run's scratch, in a folder of the process's own: deleted when the run
-ends, and by the next run when a crash left them.
+touch maps them again.
+
+The files are a run's scratch, in a folder of the process's own (named by host and process), beside a lock file
+the process holds while it lives: deleted when the run ends, and by a later run once no process holds their
+lock (a crash's; process ids alone repeat, in containers above all).
 
 Reading is what costs the most memory (the file's bytes and the parsed table at once, about four times the
 file's size), so exports are read in parallel only while the files being read fit ``read_budget`` bytes
-together; a larger export is read alone.
+together; a larger export is read alone. A read waits for its turn before its time limit starts, and gives the
+turn back when the run gives up on it, even if it never returns.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import mmap
 import os
 import shutil
+import socket
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 import attrs
 
@@ -33,35 +42,46 @@ log = logging.getLogger("keysync")
 SPILL_ROWS = 200_000  # smaller exports stay in memory: writing them out would cost more than it saves
 READ_BUDGET = 512 * 2**20  # bytes of export files read at once
 _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # where the system has no such advice, the pages stay mapped
+_LOCK = ".lock"
 
 
 class SpillingReader:
-    """A SourceReader that reads with ``read``, at most ``read_budget`` bytes of files at a time, and keeps the
-    rows of each export of ``spill_rows`` rows or more in a file under ``folder``."""
+    """A SourceReader that reads with ``read`` and keeps the rows of each export of ``spill_rows`` rows or more in
+    a file under ``folder``; ``turn(path)`` holds a share of ``read_budget`` while a file is read."""
 
     def __init__(
         self, read: SourceReader, folder: Path, *, spill_rows: int | None = None, read_budget: int | None = None
     ):
         self.read, self.parent = read, folder
-        self.folder = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.folder, self.lock = folder / name, folder / (name + _LOCK)
         self.spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
         self.read_budget = READ_BUDGET if read_budget is None else read_budget
         self._maps: list[mmap.mmap] = []
+        self._held: IO[bytes] | None = None  # the lock file, locked while this process keeps files
         self._reading = 0  # bytes of the files being read now
+        self._run = 0  # which run's reads these are: a read the last run gave up on keeps nothing
         self._turn = threading.Condition()
 
-    def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
+    @contextmanager
+    def turn(self, path: Path) -> Iterator[None]:
+        """Wait until ``path`` fits the read budget beside the files being read (a file that fits no budget is
+        read alone), and hold its share until the block ends."""
         size = _size(path)
-        with self._turn:  # a file that fits no budget is read alone
+        with self._turn:
             self._turn.wait_for(lambda: not self._reading or self._reading + size <= self.read_budget)
             self._reading += size
         try:
-            snapshot = self.read(system, path, kind, max_key_length=max_key_length)
+            yield
         finally:
             with self._turn:
                 self._reading -= size
                 self._turn.notify_all()
-        if len(snapshot) < self.spill_rows:
+
+    def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
+        run = self._run
+        snapshot = self.read(system, path, kind, max_key_length=max_key_length)
+        if len(snapshot) < self.spill_rows or run != self._run:
             return snapshot
         try:
             return self._kept(snapshot)
@@ -74,7 +94,7 @@ class SpillingReader:
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._claim()
         path = self.folder / f"{snapshot.system}-{uuid.uuid4().hex}.arrow"
         try:
             with ipc.new_file(path, snapshot.rows.schema) as writer:
@@ -89,6 +109,16 @@ class SpillingReader:
         rows = ipc.open_file(pa.py_buffer(mapped)).read_all()  # zero copy: the columns point into the map
         return attrs.evolve(snapshot, rows=rows)
 
+    def _claim(self) -> None:
+        """Lock this process's lock file (before its folder exists: a folder without a held lock is a leftover)."""
+        with self._turn:
+            if self._held is None:
+                self.parent.mkdir(parents=True, exist_ok=True)
+                held = self.lock.open("ab")
+                fcntl.flock(held, fcntl.LOCK_EX)
+                self._held = held
+            self.folder.mkdir(exist_ok=True)
+
     def release(self) -> None:
         """Hand the pages of the kept rows back to the operating system's file cache; the rows stay readable."""
         with self._turn:
@@ -98,28 +128,45 @@ class SpillingReader:
 
     def clear(self) -> None:
         """Delete the kept files (rows still mapped stay readable until dropped), and those of processes that
-        ended without deleting theirs."""
+        ended without deleting theirs. A read still under way keeps nothing once it returns."""
         with self._turn:
             self.release()
             self._maps.clear()  # each map closes once the last table using it is gone
-        shutil.rmtree(self.folder, ignore_errors=True)
-        for left in self.parent.glob("*-*"):
-            if left.is_dir() and not _alive(left.name.split("-")[0]):
-                shutil.rmtree(left, ignore_errors=True)
+            self._run += 1
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if self._held is not None:
+                self.lock.unlink(missing_ok=True)
+                self._held.close()
+                self._held = None
+        for left in _leftovers(self.parent):
+            shutil.rmtree(left, ignore_errors=True)
 
 
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, OSError):
-        return True  # not ours to judge: leave it
-    return True
+def _leftovers(parent: Path) -> Iterator[Path]:
+    """The folders under ``parent`` whose lock no process holds, each while its lock is taken here."""
+    if not parent.is_dir():
+        return
+    for folder in [p for p in parent.iterdir() if p.is_dir()]:
+        lock = folder.with_name(folder.name + _LOCK)
+        try:
+            with lock.open("ab") as held:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                yield folder
+                lock.unlink(missing_ok=True)
+        except OSError:  # held by a live process (BlockingIOError), or not ours to open: leave it
+            continue
 
 
-def _size(path: Path) -> int:
-    try:
-        return Path(path).stat().st_size
-    except OSError:
-        return 0  # the reader says what is wrong with it
+def _size(path: Path, within: float = 5.0) -> int:
+    """The file's size, or 0 if it cannot be had within ``within`` seconds (a hung network share: the read's own
+    time limit deals with it) or at all (the reader says what is wrong)."""
+    found: list[int] = []
+
+    def look() -> None:
+        with suppress(OSError):
+            found.append(Path(path).stat().st_size)
+
+    looking = threading.Thread(target=look, daemon=True)
+    looking.start()
+    looking.join(within)
+    return found[0] if found else 0

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import shutil
-import subprocess
-import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import pytest
 
+from keysync.application.bootstrap import build, run_settings
+from keysync.application.retry import RetryPolicy
+from keysync.application.schedule import Scheduler
 from keysync.domain.observations import SourceSnapshot
+from keysync.infrastructure.config import load_config
 from keysync.infrastructure.sources import read_source
 from keysync.infrastructure.spill import SpillingReader
 from tests.conftest import Project
@@ -53,15 +58,19 @@ def test_small_exports_stay_in_memory(tmp_path: Path) -> None:
 
 
 def test_clear_removes_what_ended_processes_left_and_keeps_the_living_ones(tmp_path: Path) -> None:
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    left = tmp_path / "spill" / f"{ended.stdout.strip()}-0a0a0a0a"
-    living = tmp_path / "spill" / f"{os.getpid()}-0b0b0b0b"  # another run of this process
-    for folder in (left, living):
-        folder.mkdir(parents=True)
-        (folder / "B-x.arrow").write_bytes(b"rows")
-    SpillingReader(read_source, tmp_path / "spill").clear()
+    spill = tmp_path / "spill"
+    # A crash's folder: its process is gone, so nothing holds its lock (its pid may well be in use again).
+    left = spill / f"host-{os.getpid()}-0a0a0a0a"
+    left.mkdir(parents=True)
+    (left / "B-x.arrow").write_bytes(b"rows")
+    living = SpillingReader(read_source, spill, spill_rows=0)  # another process's, as far as locks go
+    kept = living("B", _export(tmp_path / "B.csv", ["k-1"]), "csv", max_key_length=256)
+    SpillingReader(read_source, spill).clear()
     assert not left.exists()
-    assert (living / "B-x.arrow").exists()
+    assert [p.suffix for p in living.folder.iterdir()] == [".arrow"]
+    living.clear()
+    assert not any(spill.iterdir())
+    assert kept.keys.to_pylist() == ["k-1"]
 
 
 def test_exports_are_read_together_only_while_they_fit_the_budget(tmp_path: Path) -> None:
@@ -71,26 +80,72 @@ def test_exports_are_read_together_only_while_they_fit_the_budget(tmp_path: Path
     together = threading.Barrier(2, timeout=30)  # two reads that fit must be under way at once
     reading, most = [0], [0]
     lock = threading.Lock()
+    reader = SpillingReader(read_source, tmp_path / "spill", read_budget=250)
 
-    def read(system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
-        with lock:
-            reading[0] += 1
-            most[0] = max(most[0], reading[0])
-        together.wait()
-        with lock:
-            reading[0] -= 1
-        return SourceSnapshot.of(system, str(path), 0, [], [], [], [], [], [])
+    def read(system: str) -> None:
+        with reader.turn(tmp_path / f"{system}.csv"):
+            with lock:
+                reading[0] += 1
+                most[0] = max(most[0], reading[0])
+            together.wait()
+            with lock:
+                reading[0] -= 1
 
-    reader = SpillingReader(read, tmp_path / "spill", read_budget=250)
-    threads = [
-        threading.Thread(target=reader, args=(s, tmp_path / f"{s}.csv", "csv"), kwargs={"max_key_length": 9})
-        for s in sizes
-    ]
+    threads = [threading.Thread(target=read, args=(s,)) for s in sizes]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert most[0] == 2
+
+
+def test_waiting_for_a_turn_costs_no_read_its_time_limit_nor_does_a_hung_read_keep_its_turn(
+    tmp_path: Path,
+) -> None:
+    """Five exports that fit the budget only one at a time, each read taking longer than a fifth of the time limit,
+    and one (B) that hangs for good: every other export is read, within its own time limit."""
+    project = Project(tmp_path)
+    for system in "ABCDE":
+        project.write_system(system, [f"K-{i}" for i in range(3)])
+    hung, slow = threading.Event(), threading.Event()
+
+    def read(system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
+        if system == "B":
+            hung.wait()  # never set during the run
+        slow.wait(0.4)  # never set: a read that takes 0.4 s
+        return read_source(system, path, kind, max_key_length=max_key_length)
+
+    config = load_config(project.config)
+    application = build(config, create_tables=True)
+    reader = SpillingReader(read, tmp_path / "spill", read_budget=1)  # one file at a time
+    application = attrs.evolve(application, read_source=reader, spill=reader)
+    settings = attrs.evolve(run_settings(config), retry=RetryPolicy(timeout_s=1.0, retries=0))
+    outcome = application.run(settings)
+    hung.set()
+    kpis = outcome.result.run.kpis["systems"]
+    assert {s: kpis[s]["status"] for s in "ABCDE"} == {"A": "ok", "B": "unavailable", "C": "ok", "D": "ok", "E": "ok"}
+
+
+def test_a_read_the_run_gave_up_on_keeps_nothing_once_it_returns(tmp_path: Path) -> None:
+    path = _export(tmp_path / "B.csv", ["k-1"])
+    reader = SpillingReader(read_source, tmp_path / "spill", spill_rows=0)
+    late: list[SourceSnapshot] = []
+    started, go = threading.Event(), threading.Event()
+
+    def read(system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
+        started.set()
+        go.wait(30)
+        return read_source(system, path, kind, max_key_length=max_key_length)
+
+    reader.read = read
+    thread = threading.Thread(target=lambda: late.append(reader("B", path, "csv", max_key_length=256)))
+    thread.start()
+    started.wait(30)
+    reader.clear()  # the run ended without it
+    go.set()
+    thread.join()
+    assert late[0].keys.to_pylist() == ["k-1"]
+    assert not reader.folder.exists()
 
 
 def test_a_file_larger_than_the_budget_is_read_alone(tmp_path: Path) -> None:
@@ -133,3 +188,26 @@ def test_rows_that_cannot_be_kept_in_a_file_stay_in_memory(tmp_path: Path, caplo
     assert "System B: its rows stay in memory" in caplog.text
     reader.release()
     reader.clear()  # nothing to clear, and no error for it
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps (Linux)")
+def test_a_scheduler_keeps_no_run_s_rows_once_the_run_is_done(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    for system in "ABCDE":
+        project.write_system(system, [f"K-{i}" for i in range(50)])
+    project.write_config("processing: {spill_rows: 0}\n")  # every export waits in a file
+    config = load_config(project.config)
+    application = build(config, create_tables=True)
+    now = [datetime(2026, 3, 2, 1, tzinfo=UTC)]
+
+    def sleep_until(until: datetime) -> None:
+        now[0] = until
+
+    scheduler = Scheduler("0 2 * * *", lambda: application.run(run_settings(config)), clock=lambda: now[0],
+                          sleep_until=sleep_until)  # fmt: skip
+    records = scheduler.serve(max_runs=3)
+    assert [r.ok for r in records] == [True] * 3
+    assert all(r.outcome is not None and r.outcome.result.reconciliation is None for r in records)
+    gc.collect()
+    spill = str(tmp_path / "data" / "spill")
+    assert [line for line in Path("/proc/self/maps").read_text().splitlines() if spill in line] == []
