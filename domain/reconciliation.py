@@ -34,6 +34,7 @@ STRATEGIES = ("mirror", "namespaced")
 KEY_COLUMNS = ("normalized_key", "source_key", "entity_type", "last_seen_at", "occurrences")
 DUPLICATE_COLUMNS = ("normalized_key", "occurrences", "source_keys")
 _STRING = pa.string()
+WIDE_TEXT = 2**31  # bytes of keys from which their dictionary takes 64-bit offsets
 
 
 def master_key_for(system: str, normalized_key: str, strategy: str) -> str:
@@ -303,8 +304,7 @@ class _Codes:
             return cls(pa.array([], _STRING), {}, np.zeros(0, dtype=np.int32), -1)
         # Encoded as chunks of one array: one dictionary for all, without copying the keys into one array first.
         # 64-bit offsets only when the keys' text could pass 2 GiB (about 100M keys): 32-bit ones are faster.
-        text = sum(a.nbytes for a in normalized.values())
-        kind = pa.large_string() if text >= 2**31 else _STRING
+        kind = pa.large_string() if sum(a.nbytes for a in normalized.values()) >= WIDE_TEXT else _STRING
         encoded = pc.dictionary_encode(pa.chunked_array([a.cast(kind) for a in normalized.values()], kind))
         if not encoded.num_chunks:  # no keys at all (Arrow drops empty chunks)
             return cls(pa.array([], _STRING), {s: np.zeros(0, np.int32) for s in normalized}, np.zeros(0, np.int32), -1)

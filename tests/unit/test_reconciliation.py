@@ -3,6 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keysync.domain import reconciliation
 from keysync.domain.normalization import NormalizationRules, normalize_key
 from keysync.domain.observations import SYSTEMS, SourceSnapshot
 from keysync.domain.reconciliation import master_key_for, reconcile
@@ -154,3 +155,15 @@ def test_out_of_authority_agrees_with_the_row_by_row_definition(data, strategy):
     got = recon.out_of_authority()
     assert list(got) == list(expected)
     assert {m: (o.normalized_key, o.systems, o.source_key) for m, o in got.items()} == expected
+
+
+def test_keys_past_two_gigabytes_compare_as_the_rest(monkeypatch):
+    snapshots = {"A": snap("A", "K-1", "k 2", "K-3"), "B": snap("B", "x_1", "K-2", "K-2"), "C": snap("C", "K-3")}
+    narrow = reconcile(snapshots, RULES)
+    monkeypatch.setattr(reconciliation, "WIDE_TEXT", 0)  # as if the keys' text passed 2 GiB
+    wide = reconcile(snapshots, RULES)
+    assert wide.totals() == narrow.totals()
+    for system in "ABC":
+        assert wide.systems[system].keys.equals(narrow.systems[system].keys)
+        assert wide.systems[system].missing_in_a.equals(narrow.systems[system].missing_in_a)
+    assert wide.out_of_authority() == narrow.out_of_authority()
