@@ -81,20 +81,24 @@ class SpillingReader:
     def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
         run = self._run
         snapshot = self.read(system, path, kind, max_key_length=max_key_length)
-        if len(snapshot) < self.spill_rows or run != self._run:
+        if len(snapshot) < self.spill_rows:
             return snapshot
         try:
-            return self._kept(snapshot)
+            return self._kept(snapshot, run)
         except OSError as error:  # a full disk, a folder that cannot be written: the rows stay in memory
             log.warning("System %s: its rows stay in memory, as they could not be kept in %s: %s",
                         snapshot.system, self.folder, error)  # fmt: skip
             return snapshot
 
-    def _kept(self, snapshot: SourceSnapshot) -> SourceSnapshot:
+    def _kept(self, snapshot: SourceSnapshot, run: int) -> SourceSnapshot:
+        """The snapshot with its rows in a file, unless the run it was read for has ended (then as it is)."""
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
-        self._claim()
+        with self._turn:
+            if run != self._run:
+                return snapshot
+            self._claim()
         path = self.folder / f"{snapshot.system}-{uuid.uuid4().hex}.arrow"
         try:
             with ipc.new_file(path, snapshot.rows.schema) as writer:
@@ -105,6 +109,10 @@ class SpillingReader:
         with path.open("rb") as handle:
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         with self._turn:
+            if run != self._run:  # the run ended while the file was written
+                mapped.close()
+                path.unlink(missing_ok=True)
+                return snapshot
             self._maps.append(mapped)
         rows = ipc.open_file(pa.py_buffer(mapped)).read_all()  # zero copy: the columns point into the map
         return attrs.evolve(snapshot, rows=rows)
