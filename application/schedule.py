@@ -96,15 +96,6 @@ class ScheduledRun:
         return self.error is None
 
 
-def _lightened(record: ScheduledRun) -> ScheduledRun:
-    """The record of a run already shown and notified, without its reconciliation and registry: a scheduler
-    keeps every run's record, and those hold the run's rows (and files beside the store) until let go."""
-    if record.outcome is None or not attrs.has(type(record.outcome)):  # failed, or a stand-in
-        return record
-    result = attrs.evolve(record.outcome.result, reconciliation=None, registry=None)
-    return attrs.evolve(record, outcome=attrs.evolve(record.outcome, result=result))
-
-
 def describe_error(error: Exception) -> tuple[str | None, str]:
     """The run id (when known) and a one-line message for a run's exception."""
     from keysync.application.ports import RunInProgress
@@ -201,7 +192,7 @@ class Scheduler:
                 self.sleep_until(fire)
             if self.stopped:
                 break
-            done.append(_lightened(self.run_once(fire)))
+            done.append(self.run_once(fire))
         log.info("scheduler stopped after %d run(s)", len(done),
                  extra={"fields": {"runs": len(done), "stop_requested": self.stopped}})  # fmt: skip
         return done

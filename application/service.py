@@ -64,6 +64,13 @@ def _log_result(result: RunResult) -> None:
     log.info("run %s completed", result.run_id, extra={"fields": {"run_id": result.run_id, "kpis": kpis}})
 
 
+def _written(result: RunResult) -> RunResult:
+    """A run's result once its reports are written, without its reconciliation and registry: whoever keeps the
+    outcome (keysync schedule keeps every run's) would otherwise keep the run's rows, and the files beside the store
+    holding them."""
+    return attrs.evolve(result, reconciliation=None, registry=None)
+
+
 def _rules_changed(settings: RunSettings, latest: tuple[dict[str, Any], dict[str, Any]] | None) -> bool:
     """Whether a run with ``settings`` normalizes or names keys otherwise than the latest completed run."""
     if latest is None:
@@ -165,7 +172,7 @@ class KeySync:
     def _run(
         self, settings: RunSettings, progress: Progress | None, resume: bool, begun: list[ReconciliationRun]
     ) -> RunOutcome:
-        with self.lock() as claim, collector_paused(), self._kept_rows() as release:
+        with self.lock() as claim, collector_paused(), self._kept_rows() as keep:
             observation = self._unfinished(resume)
             if observation is not None:
                 settings = settings.resuming(observation.run)
@@ -174,9 +181,7 @@ class KeySync:
                 )
             else:
                 observation = Observation(new_run(settings))
-            observation.release = release
-            if self.spill is not None:
-                observation.turn = self.spill.turn
+            keep(observation)
             begun.append(observation.run)
             claim(observation.run.run_id)
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
@@ -202,7 +207,7 @@ class KeySync:
                     reports = self.projections.catch_up(result.reconciliation, result.run_id)
                 except OSError as error:  # the run is stored whatever happens to its reports: say which run
                     raise ReportsNotWritten(result.run_id, error) from error
-        return RunOutcome(result, reports, dry_run=False, superseded=observation.superseded)
+        return RunOutcome(_written(result), reports, dry_run=False, superseded=observation.superseded)
 
     def _recheck(self, settings: RunSettings, observation: Observation, fingerprint: Fingerprinter) -> None:
         """A resumed run reads again each system whose export changed since it was recorded."""
@@ -237,27 +242,31 @@ class KeySync:
         observation = Observation(
             new_run(settings), rules_changed=_rules_changed(settings, previous), guard=self._guard(settings, previous)
         )
-        if self.spill is not None:
-            observation.turn = self.spill.turn
-        with self._kept_rows() as observation.release:
+        with self._kept_rows() as keep:
+            keep(observation)
             observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
             result = conclude(settings, observation, self.store.registry(), progress, incremental)
             (progress or (lambda _phase: None))("writing reports (dry run)")
             reports = self.projections.preview(result.run, result.registry, result.reconciliation)
-        return RunOutcome(result, reports, dry_run=True)
+        return RunOutcome(_written(result), reports, dry_run=True)
 
     @contextmanager
-    def _kept_rows(self) -> Iterator[Callable[[], None]]:
+    def _kept_rows(self) -> Iterator[Callable[[Observation], None]]:
         """The run's rows kept out of memory, cleared before (an interrupted run's) and after the run; yields what
-        gives back the memory they occupy."""
-        if self.spill is None:
-            yield lambda: None
+        hands an observation the spill's turns to read and its way to give memory back."""
+        spill = self.spill
+        if spill is None:
+            yield lambda _observation: None
             return
-        self.spill.clear()
+
+        def keep(observation: Observation) -> None:
+            observation.release, observation.turn = spill.release, spill.turn
+
+        spill.clear()
         try:
-            yield self.spill.release
+            yield keep
         finally:
-            self.spill.clear()
+            spill.clear()
 
     def _latest_completed(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The latest completed run's history row and the options it ran with (from its Started event)."""

@@ -100,7 +100,7 @@ class Views:
         having written nothing, when another process had already moved the projection that far: its rows are at
         least as new as these."""
         if sighting is not None:
-            self._create_first_detected()
+            self._create_side_tables()
         try:
             with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
                 self.claim_write(c)
@@ -126,7 +126,7 @@ class Views:
     def first_detected(self) -> tuple[str, str, list[Opened]] | None:
         """The stored first detections: the run they stand after, the rules they were read under, and what each
         run still open opened; None when none are stored."""
-        self._create_first_detected()
+        self._create_side_tables()
         columns = ", ".join(FIRST_DETECTED_COLUMNS)
         rows = self._select(f"SELECT {columns} FROM {self.qualified(FIRST_DETECTED)}", ())
         basis = next((row for row in rows if row["kind"] == ""), None)
@@ -149,7 +149,7 @@ class Views:
         """Move the stored first detections from ``since`` (run_id, rules; None: replace whatever is stored) to
         ``basis``, replacing the rows of ``groups`` (kind, system) by ``rows``. Returns False, having written
         nothing, when what is stored no longer stands after ``since`` (another process moved it)."""
-        self._create_first_detected()
+        self._create_side_tables()
         table, p = self.qualified(FIRST_DETECTED), self.placeholder
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
             self.claim_write(c)
@@ -166,9 +166,9 @@ class Views:
             c.executemany(f"INSERT INTO {table} VALUES ({', '.join([p] * len(FIRST_DETECTED_COLUMNS))})", values)
         return True
 
-    def _create_first_detected(self) -> None:
+    def _create_side_tables(self) -> None:
         # Created on first use: a store written before these tables existed gets them without `store init`.
-        if getattr(self, "_first_detected_ready", False):
+        if getattr(self, "_side_tables_ready", False):
             return
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
             for table, names in (
@@ -178,14 +178,14 @@ class Views:
             ):
                 columns = ", ".join(f"{name} TEXT" for name in names)
                 c.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({columns})")
-        self._first_detected_ready = True
+        self._side_tables_ready = True
 
     # The latest run's keys -------------------------------------------------------------------------------------
 
     def run_keys(self) -> tuple[str, str, list[Part]] | None:
         """The stored run keys: the run they are of, the rules they were normalized under, and their parts; None
         when none are stored."""
-        self._create_first_detected()
+        self._create_side_tables()
         rows = self._select(f"SELECT {', '.join(RUN_KEYS_COLUMNS)} FROM {self.qualified(RUN_KEYS)}", ())
         basis = next((row for row in rows if row["part"] == ""), None)
         if basis is None:
@@ -195,7 +195,7 @@ class Views:
 
     def save_run_keys(self, run_id: str, rules: str, parts: Iterable[Part]) -> None:
         """Replace the stored run keys by ``run_id``'s, normalized under ``rules``."""
-        self._create_first_detected()
+        self._create_side_tables()
         table, p = self.qualified(RUN_KEYS), self.placeholder
         values = [(part, system, run_id, _pack(keys)) for part, system, keys in parts]
         values.append(("", "", run_id, rules))
@@ -220,7 +220,7 @@ class Views:
 
     def reset(self, *names: str) -> None:
         """Forget the read models and the named positions, for a rebuild from the log."""
-        self._create_first_detected()
+        self._create_side_tables()
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
             for table in (*TABLES, FIRST_DETECTED, RUN_KEYS, REGISTRY_SIGHTING):
                 c.execute(f"DELETE FROM {self.qualified(table)}")
@@ -238,7 +238,7 @@ class Views:
     def registry_rows(self, status: str | None = None) -> list[dict[str, str]]:
         """The registry view by master key, each row's last_seen_run_id resolved (a mark stands for the latest
         sighting)."""
-        self._create_first_detected()
+        self._create_side_tables()
         sighting = f"(SELECT run_id FROM {self.qualified(REGISTRY_SIGHTING)})"
         columns = ", ".join(
             f"CASE WHEN {c} = '{SEEN_BY_LATEST}' THEN {sighting} ELSE {c} END AS {c}" if c == LAST_SEEN else c
@@ -253,7 +253,7 @@ class Views:
 
     def registry_state(self) -> RegistryRows:
         """The registry view as stored (marks unresolved) with its latest sighting, for folding events into."""
-        self._create_first_detected()
+        self._create_side_tables()
         query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
         rows = {row["master_key"]: row for row in self._select(query, ())}
         found = self._select(f"SELECT run_id, marked FROM {self.qualified(REGISTRY_SIGHTING)}", ())

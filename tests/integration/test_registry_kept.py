@@ -8,6 +8,7 @@ import sqlite3
 import attrs
 
 from keysync.application.bootstrap import build, run_settings
+from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
 from keysync.domain.reconciliation import OutOfAuthorityKey
 from keysync.domain.registry import ACTIVE, PROPOSED, REGISTRY_ID, Registry
@@ -18,6 +19,16 @@ from tests.e2e.test_incremental import START, write_all
 
 def state(registry: Registry) -> tuple[dict, dict, dict, int]:
     return registry.status, registry.normalized, registry.systems, registry.version
+
+
+def after_a_run(root) -> tuple[Project, KeySync]:
+    """A project whose store holds one completed run, and the application that ran it."""
+    project = Project(root)
+    write_all(project, START)
+    config = load_config(project.config)
+    application = build(config, create_tables=True)
+    application.run(run_settings(config))
+    return project, application
 
 
 def loaded(project: Project) -> Registry:
@@ -48,11 +59,7 @@ def test_the_kept_registry_takes_in_another_processs_approvals_and_runs_on_witho
 
 
 def test_a_change_that_was_not_saved_leaves_the_kept_registry_as_stored(tmp_path):
-    project = Project(tmp_path)
-    write_all(project, START)
-    config = load_config(project.config)
-    application = build(config, create_tables=True)
-    application.run(run_settings(config))
+    project, application = after_a_run(tmp_path)
     before = state(application.store.registry())
     unsaved = application.store.registry()
     unsaved.approve_all("someone")  # never saved
@@ -97,11 +104,7 @@ def test_what_the_latest_sighting_saw_survives_a_snapshot():
 
 
 def test_a_change_to_the_saved_registry_after_its_save_is_not_taken_for_the_stored_one(tmp_path):
-    project = Project(tmp_path)
-    write_all(project, START)
-    config = load_config(project.config)
-    application = build(config, create_tables=True)
-    application.run(run_settings(config))
+    project, application = after_a_run(tmp_path)
     saved = application.store.registry()
     proposed = sorted(m for m, s in saved.status.items() if s == PROPOSED)
     saved.approve(proposed[:1], "someone")
