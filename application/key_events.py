@@ -38,25 +38,40 @@ def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
         found = len(rows_holding(keys, key, rules)) > 0
         return (f"added to {event.system}" if name == "RowsAdded" else f"{SEEN}{event.system}") if found else None
     if name == "MasterKeysProposed":
-        entry = next((e for e in event.entries if key in (e[0], e[1])), None)
+        entry = _entry(event.entries, key, (0, 1))
         return None if entry is None else f"{PROPOSED}{entry[0]} (from {entry[2]})"
     if name == "MasterKeysSeen":
-        entry = next((e for e in event.entries if e[0] == key), None)
+        entry = _entry(event.entries, key, (0,))
         if entry is not None:
             return f"seen again as a master key (source systems now {entry[1]})"
-        return NOT_SEEN if key in (event.unseen or ()) else None
+        return NOT_SEEN if event.unseen is not None and _entry(event.unseen, key, (0,)) else None
     if name in ("MasterKeysActivated", "MasterKeysDeprecated"):
-        if key not in event.master_keys:
+        if not _entry(event.master_keys, key, (0,)):
             return None
         verb = "activated" if name == "MasterKeysActivated" else "deprecated"
         return f"{verb} by {event.actor}: {event.reason}" if event.reason else f"{verb} by {event.actor}"
     if name == "MasterKeysReactivated":
-        if key not in event.master_keys:
+        if not _entry(event.master_keys, key, (0,)):
             return None
         return f"back to {event.status} ({event.actor}: {event.reason})"
     if name in SANDBOX_EDITS:
         return _sandbox_edit(event, key, rules)
     return None
+
+
+def _entry(batch: pa.Table | list[Any], key: str, columns: tuple[int, ...]) -> list[str] | None:
+    """The first entry of a registry event's batch whose given columns hold ``key`` (a batch of master keys: a
+    one-column table, or a list of keys as stored before). A table is searched in Arrow, not row by row."""
+    if isinstance(batch, list):
+        rows = [e if isinstance(e, list) else [e] for e in batch]
+        return next((e for e in rows if any(e[c] == key for c in columns)), None)
+    import pyarrow.compute as pc
+
+    hits = pc.equal(batch.column(columns[0]), key)
+    for c in columns[1:]:
+        hits = pc.or_(hits, pc.equal(batch.column(c), key))
+    held = batch.filter(hits).slice(0, 1).to_pylist()
+    return list(held[0].values()) if held else None
 
 
 def _sandbox_edit(event: Any, key: str, rules: NormalizationRules) -> str | None:

@@ -180,7 +180,8 @@ def compare_with_run(
     status = sandbox_status(sandbox, settings)
     kpis = json.loads(run["kpis"])
     created_by = {row["master_key"]: row["created_run_id"] for row in registry_rows}
-    new = [m for m in status.reconciliation.out_of_authority() if created_by.get(m, run["run_id"]) == run["run_id"]]
+    found = status.reconciliation.out_of_authority()["master_key"].to_pylist()
+    new = [m for m in found if created_by.get(m, run["run_id"]) == run["run_id"]]
     checks = [(hint, status.hints[hint], kpis[kpi]) for hint, kpi in HINTS.items()]
     checks.append(("new_master_keys", len(new), kpis["proposed_count"]))
     for s in SYSTEMS:

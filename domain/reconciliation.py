@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import attrs
 import numpy as np
@@ -156,13 +156,15 @@ class SystemResult:
         return self.duplicates["normalized_key"].to_pylist()
 
 
-class OutOfAuthorityKey(NamedTuple):
-    """A proposed master key and where its source keys were seen. (A tuple: a run makes hundreds of thousands.)"""
+# The out-of-authority keys of a run, one row per proposed master key: its normalized key, its source systems
+# ("B|D", in A-E order) and its first raw form (from the first system in A-E order).
+OUT_OF_AUTHORITY = ("master_key", "normalized_key", "systems", "source_key")
+_OUT_OF_AUTHORITY_SCHEMA = pa.schema([(name, _STRING) for name in OUT_OF_AUTHORITY])
 
-    master_key: str
-    normalized_key: str
-    systems: list[str]
-    source_key: str  # the first raw form, from the first system in A-E order
+
+def out_of_authority_table(rows: Sequence[Sequence[str]] = ()) -> pa.Table:
+    """A table of out-of-authority keys from [master_key, normalized_key, systems, source_key] rows."""
+    return pa.table([pa.array([r[i] for r in rows], _STRING) for i in range(4)], names=list(OUT_OF_AUTHORITY))
 
 
 @attrs.frozen
@@ -183,26 +185,31 @@ class Reconciliation:
     def available_systems(self) -> set[str]:
         return {s for s, r in self.systems.items() if r.available}
 
-    def out_of_authority(self) -> dict[str, OutOfAuthorityKey]:
-        """Master key -> its sources, over every available downstream system, in the order first met (systems in
-        A-E order, each one's missing keys in key order).
+    def out_of_authority(self) -> pa.Table:
+        """The out-of-authority keys (``OUT_OF_AUTHORITY``) over every available downstream system, in the order
+        first met (systems in A-E order, each one's missing keys in key order).
 
         Worked out in Arrow and numpy, as a run meets millions of them: the master keys are encoded once (codes in
         the order first met, so each code's first row is where the running maximum of the codes grows), and the
-        systems holding a master key are bits (a master key occurs once in a system). Python makes the entries.
-        A namespaced master key names its system: no two systems share one, and there is nothing to merge."""
+        systems holding a master key are bits (a master key occurs once in a system). A namespaced master key
+        names its system: no two systems share one, and there is nothing to merge."""
         shown = [r for r in self.downstream if r.missing_in_a.num_rows]
-        if self.strategy == "namespaced":
-            return {
-                prefix + key: OutOfAuthorityKey(prefix + key, key, [r.system], raw)
-                for r in shown
-                for prefix in [f"A-{r.system}-"]
-                for key, raw in zip(
-                    r.missing_in_a["normalized_key"].to_pylist(), r.missing_in_a["source_key"].to_pylist(), strict=True
-                )
-            }
         if not shown:
-            return {}
+            return out_of_authority_table()
+        if self.strategy == "namespaced":
+            parts = [
+                pa.table(
+                    [
+                        pc.binary_join_element_wise(f"A-{r.system}-", r.missing_in_a["normalized_key"], ""),
+                        r.missing_in_a["normalized_key"],
+                        pa.nulls(r.missing_in_a.num_rows, _STRING).fill_null(r.system),
+                        r.missing_in_a["source_key"],
+                    ],
+                    names=list(OUT_OF_AUTHORITY),
+                )
+                for r in shown
+            ]
+            return pa.concat_tables([p.cast(_OUT_OF_AUTHORITY_SCHEMA) for p in parts])
         masters = [r.missing_in_a["normalized_key"] for r in shown]  # mirrored: the normalized keys themselves
         encoded = pc.dictionary_encode(pa.chunked_array([c for m in masters for c in m.chunks], _STRING))
         codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks])
@@ -212,12 +219,13 @@ class Reconciliation:
             held[codes[bounds[i] : bounds[i + 1]]] |= np.uint64(1 << SYSTEMS.index(r.system))
         firsts = pa.array(np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0))
         raws = pa.chunked_array([c for r in shown for c in r.missing_in_a["source_key"].chunks], _STRING)
-        names = {b: [s for i, s in enumerate(SYSTEMS) if b >> i & 1] for b in np.unique(held).tolist()}
-        unique = encoded.chunk(0).dictionary.to_pylist()
-        return {
-            master: OutOfAuthorityKey(master, master, names[bits].copy(), raw)
-            for master, bits, raw in zip(unique, held.tolist(), raws.take(firsts).to_pylist(), strict=True)
-        }
+        combos, bits = np.unique(held, return_inverse=True)  # few: the combinations of systems met
+        names = pa.array(["|".join(s for i, s in enumerate(SYSTEMS) if b >> i & 1) for b in combos.tolist()], _STRING)
+        unique = encoded.chunk(0).dictionary.cast(_STRING)
+        return pa.table(
+            [unique, unique, names.take(pa.array(bits.astype(np.int32))), raws.take(firsts).combine_chunks()],
+            names=list(OUT_OF_AUTHORITY),
+        ).cast(_OUT_OF_AUTHORITY_SCHEMA)
 
     def keys_that_lost_letters(self) -> list[str]:
         """The distinct raw keys, over the available systems in A-E order, from which strip_non_alnum dropped a

@@ -33,8 +33,10 @@ def summarise(event: Any) -> dict[str, Any]:
             continue
         if field == "unseen" and value is None:  # a MasterKeysSeen stored before it listed the keys no longer seen
             continue
-        if isinstance(value, list) and field in KEY_BATCHES:  # `keysync audit --key` finds a key's events
+        if field in KEY_BATCHES and isinstance(value, list):  # as stored before; `keysync audit --key` finds keys
             payload[f"{field}_count"] = len(value)
+        elif field in KEY_BATCHES and hasattr(value, "num_rows"):  # an Arrow table
+            payload[f"{field}_count"] = value.num_rows
         else:
             payload[field] = value
     return payload

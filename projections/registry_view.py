@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED
+from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED, batch_keys, batch_rows
 
 SEEN_BY_LATEST = "*"  # never a run id (those are hex digits)
 LAST_SEEN = "last_seen_run_id"
@@ -59,7 +59,7 @@ def apply_registry_event(state: RegistryRows, event: Any, seen: dict[str, str] |
             _unmark(state, last_seen)
             state.sighting = event.run_id
         mark = SEEN_BY_LATEST if state.marked else event.run_id
-        for master, _normalized, systems, source_key in event.entries:
+        for master, _normalized, systems, source_key in batch_rows(event.entries):
             rows[master] = {
                 "master_key": master,
                 "source_systems": systems,
@@ -84,11 +84,11 @@ def apply_registry_event(state: RegistryRows, event: Any, seen: dict[str, str] |
                     if row[LAST_SEEN] == state.sighting:
                         last_seen(master, SEEN_BY_LATEST)
                 state.marked = True
-            for master in event.unseen:
+            for master in batch_keys(event.unseen):
                 last_seen(master, state.sighting)
             state.sighting = event.run_id
             mark = SEEN_BY_LATEST
-        for master, systems in event.entries:
+        for master, systems in batch_rows(event.entries):
             row = rows[master]
             if row["source_systems"] != systems:
                 row["source_systems"] = systems
@@ -99,14 +99,14 @@ def apply_registry_event(state: RegistryRows, event: Any, seen: dict[str, str] |
                 last_seen(master, mark)
     elif name in ("MasterKeysActivated", "MasterKeysDeprecated"):
         status = ACTIVE if name == "MasterKeysActivated" else DEPRECATED
-        for master in event.master_keys:
+        for master in batch_keys(event.master_keys):
             row = rows[master]
             row["status"] = status
             row["updated_at"] = at
             row["status_reason"] = event.reason
             changed.add(master)
     elif name == "MasterKeysReactivated":  # back to Active by hand, or to its status before by a run
-        for master in event.master_keys:
+        for master in batch_keys(event.master_keys):
             row = rows[master]
             row["status"] = event.status
             row["updated_at"] = at

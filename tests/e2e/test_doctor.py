@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pyarrow as pa
 import pytest
 from eventsourcing.domain import Snapshot
 
@@ -167,11 +168,12 @@ def test_a_registry_snapshot_is_replayed_both_ways(reconciled):
 def test_a_snapshot_that_disagrees_with_the_events_is_found(reconciled):
     keysync = build(load_config(reconciled.config))
     registry = keysync.store.registry()
-    registry.status["X-1"] = "Deprecated"  # behind the events' back: only a snapshot can carry this
+    keys = registry.keys  # every key Deprecated behind the events' back: only a snapshot can carry this
+    registry.keys = keys.set_column(3, "status", pa.array(["Deprecated"] * keys.num_rows))
     keysync.store.snapshots.put([Snapshot.take(registry)])
     found = problems(diagnose(reconciled, 1))
     assert list(found) == ["event log"]
-    assert found["event log"].endswith("Registry: its snapshot disagrees with its events (in status)")
+    assert found["event log"].endswith("Registry: its snapshot disagrees with its events (in keys)")
 
 
 # The log itself damaged: SQLite only, where the test can reach into the file.

@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from keysync.domain.registry import batch_keys
 from tests.e2e.reliability_support import (
     check_reports,
     check_sources,
@@ -151,7 +152,7 @@ def audit_store(project: Any, operations: list[dict[str, Any]]) -> dict[str, Any
 
     # Approvals: each approved key is activated exactly once, by an approval that some command acknowledged.
     approvals = [e for e in events if kind(e) == "MasterKeysActivated" and e.reason == "approved"]
-    activated = Counter(key for e in approvals for key in e.master_keys)
+    activated = Counter(key for e in approvals for key in batch_keys(e.master_keys))
     acknowledged_keys = [key for op in succeeded if op["op"] == "approve" for key in op["keys"]]
     assert Counter(acknowledged_keys) == activated
 

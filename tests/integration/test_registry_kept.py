@@ -10,7 +10,7 @@ import attrs
 from keysync.application.bootstrap import build, run_settings
 from keysync.application.service import KeySync
 from keysync.application.store import KeySyncStore
-from keysync.domain.reconciliation import OutOfAuthorityKey
+from keysync.domain.reconciliation import out_of_authority_table
 from keysync.domain.registry import ACTIVE, PROPOSED, REGISTRY_ID, Registry
 from keysync.infrastructure.config import load_config
 from tests.conftest import Project
@@ -95,7 +95,7 @@ def test_what_the_latest_sighting_saw_survives_a_snapshot():
     store = KeySyncStore()  # in memory, a snapshot every 20 registry events
     for i in range(25):
         registry = store.registry()
-        found = {k: OutOfAuthorityKey(k, k, ["B"], k) for k in ("X-1", f"X-{2 + i % 2}")}
+        found = out_of_authority_table([[k, k, "B", k] for k in ("X-1", f"X-{2 + i % 2}")])
         registry.decide_run(f"r{i}", found, set(), set("ABCDE"), auto_approve=False, actor="me")
         store.save(registry)
     assert store.snapshots is not None and list(store.snapshots.get(REGISTRY_ID))

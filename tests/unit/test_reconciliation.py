@@ -58,11 +58,10 @@ def test_a_key_that_normalizes_to_nothing_is_rejected_with_its_line():
 
 def test_out_of_authority_keys_merge_systems_under_mirror_and_split_under_namespaced():
     snapshots = {"A": snap("A", "K-1"), "B": snap("B", "X-1"), "D": snap("D", "x_1")}
-    mirror = reconcile(snapshots, RULES).out_of_authority()
-    assert list(mirror) == ["X-1"] and mirror["X-1"].systems == ["B", "D"]
-    assert mirror["X-1"].source_key == "X-1"
+    mirror = reconcile(snapshots, RULES).out_of_authority().to_pylist()
+    assert mirror == [{"master_key": "X-1", "normalized_key": "X-1", "systems": "B|D", "source_key": "X-1"}]
     namespaced = reconcile(snapshots, RULES, "namespaced").out_of_authority()
-    assert sorted(namespaced) == ["A-B-X-1", "A-D-X-1"]
+    assert sorted(namespaced["master_key"].to_pylist()) == ["A-B-X-1", "A-D-X-1"]
     assert master_key_for("C", "K-9", "namespaced") == "A-C-K-9"
 
 
@@ -152,9 +151,9 @@ def test_out_of_authority_agrees_with_the_row_by_row_definition(data, strategy):
         for key in sorted(set(found) - set(a)):
             master = master_key_for(system, key, strategy)
             expected.setdefault(master, (key, [], str(found[key]["source_key"])))[1].append(system)
-    got = recon.out_of_authority()
-    assert list(got) == list(expected)
-    assert {m: (o.normalized_key, o.systems, o.source_key) for m, o in got.items()} == expected
+    got = recon.out_of_authority().to_pylist()
+    assert [o["master_key"] for o in got] == list(expected)
+    assert {o["master_key"]: (o["normalized_key"], o["systems"].split("|"), o["source_key"]) for o in got} == expected
 
 
 def test_keys_past_two_gigabytes_compare_as_the_rest(monkeypatch):
@@ -166,4 +165,4 @@ def test_keys_past_two_gigabytes_compare_as_the_rest(monkeypatch):
     for system in "ABC":
         assert wide.systems[system].keys.equals(narrow.systems[system].keys)
         assert wide.systems[system].missing_in_a.equals(narrow.systems[system].missing_in_a)
-    assert wide.out_of_authority() == narrow.out_of_authority()
+    assert wide.out_of_authority().equals(narrow.out_of_authority())
