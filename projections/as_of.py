@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
-from keysync.projections.registry_view import RegistryRows, apply_registry_event
+from keysync.projections.registry_view import RegistryRows, apply_registry_event, row_dicts
 from keysync.projections.run_history import apply_run_event
 
 if TYPE_CHECKING:
@@ -69,8 +69,7 @@ class Replay:
 
     def registry_rows(self, status: str | None = None) -> list[dict[str, str]]:
         """By master key, like the live registry view."""
-        rows = self.registry.resolved()
-        return [row for row in rows if row["status"] == status] if status else rows
+        return row_dicts(self.registry.resolved(status))
 
     def run_rows(self) -> list[dict[str, Any]]:
         """Newest first, like the live run history."""
@@ -145,11 +144,11 @@ def replay(projections: Projections, moment: Moment, *, registry_only: bool = Fa
 def render_as_of(projections: Projections, moment: Moment, output_dir: Path) -> AsOfReports:
     """Replay up to ``moment`` and write every report, as it stood then, into ``output_dir``."""
     state = replay(projections, moment)
-    registry_rows = state.registry_rows()
+    registry = state.registry.resolved()
     runs = state.run_rows()
-    reports = projections.render(output_dir, registry_rows, state.audit, runs)
+    reports = projections.render(output_dir, registry, state.audit, runs)
     latest = next((run["run_id"] for run in runs if run["status"] == "completed"), None)
-    return AsOfReports(moment, output_dir, reports, registry_rows, latest)
+    return AsOfReports(moment, output_dir, reports, row_dicts(registry), latest)
 
 
 def _notifications(

@@ -103,7 +103,7 @@ class RunKeys:
 def change_columns(
     latest: RunKeys,
     previous: RunKeys | None,
-    registry_rows: Sequence[Mapping[str, str]],
+    registry_rows: pa.Table,
     audit_rows: Sequence[Mapping[str, Any]],
     *,
     audit_run_id: str | None = None,
@@ -151,7 +151,7 @@ class _Column(Runs):
 
 
 # A group of rows: system (one for all, or one per key), change, sorted keys, detail (one for all, or per key).
-_Group = tuple[str | list[str], str, Keys, str | list[str]]
+_Group = tuple[str | list[str] | pa.ChunkedArray, str, Keys, str | list[str] | pa.ChunkedArray]
 
 
 def _first_run(latest: RunKeys) -> Iterator[_Group]:
@@ -240,17 +240,24 @@ def _minus(keys: pa.Array, other: pa.Array) -> pa.Array:
 
 
 def _registry(
-    run_id: str, registry_rows: Sequence[Mapping[str, str]], audit_rows: Sequence[Mapping[str, Any]], audit_id: str
+    run_id: str, registry_rows: pa.Table, audit_rows: Sequence[Mapping[str, Any]], audit_id: str
 ) -> Iterator[_Group]:
     """The run's proposals (registry rows it created) and deprecations (rows whose last change is one of the
     run's MasterKeysDeprecated events). Rows come by master key."""
     rows = registry_rows
-    proposed = [row for row in rows if row["created_run_id"] == run_id]
-    yield ([r["source_systems"] for r in proposed], PROPOSED, [r["master_key"] for r in proposed],
-           [r["source_key"] for r in proposed])  # fmt: skip
-    moments = {
-        a["created_at"] for a in audit_rows if a["run_id"] == audit_id and a["event_type"] == "MasterKeysDeprecated"
-    }
-    deprecated = [row for row in rows if row["status"] == DEPRECATED and row["updated_at"] in moments]
-    yield ([r["source_systems"] for r in deprecated], DEPRECATED_CHANGE, [r["master_key"] for r in deprecated],
-           [r["status_reason"] for r in deprecated])  # fmt: skip
+    proposed = rows.filter(pc.equal(rows["created_run_id"], run_id))
+    yield proposed["source_systems"], PROPOSED, proposed["master_key"], proposed["source_key"]
+    moments = pa.array(
+        sorted(
+            {
+                a["created_at"]
+                for a in audit_rows
+                if a["run_id"] == audit_id and a["event_type"] == "MasterKeysDeprecated"
+            }
+        ),
+        pa.string(),
+    )
+    deprecated = rows.filter(
+        pc.and_(pc.equal(rows["status"], DEPRECATED), pc.is_in(rows["updated_at"], value_set=moments))
+    )
+    yield deprecated["source_systems"], DEPRECATED_CHANGE, deprecated["master_key"], deprecated["status_reason"]

@@ -37,7 +37,6 @@ from keysync.projections.reports import (
     RunInfo,
     Writer,
     empty_columns,
-    row_columns,
     run_level_reports,
     summary_columns,
     write_all,
@@ -50,7 +49,7 @@ def render_reports(
     write: Writer,
     run: RunInfo | None,
     recon: Reconciliation | None,
-    registry_rows: Sequence[Mapping[str, str]],
+    registry_rows: pa.Table,
     audit_rows: Sequence[Mapping[str, Any]],
     runs: Sequence[Mapping[str, Any]] = (),
     changes: ChangeColumns | None = None,
@@ -68,7 +67,7 @@ def render_reports(
 
     Reports are built column by column: at a million keys per system that is several times faster than
     building rows, and the writer hands whole columns to pyarrow."""
-    registry = row_columns(registry_rows, REGISTRY_REPORT_COLUMNS)
+    registry = {c: registry_rows[c] for c in REGISTRY_REPORT_COLUMNS}
     empty = {
         SUMMARY: SUMMARY_COLUMNS,
         MISSING_IN_A: MISSING_IN_A_COLUMNS,
@@ -140,7 +139,7 @@ class _Statuses:
 
     @classmethod
     def of(cls, registry: Columns) -> _Statuses:
-        return cls(pa.array(registry["master_key"], pa.string()), pa.array(registry["status"], pa.string()))
+        return cls(registry["master_key"].combine_chunks(), registry["status"].combine_chunks())
 
     def of_keys(self, masters: pa.ChunkedArray) -> pa.ChunkedArray:
         """Each master key's status; "" for one the registry does not hold."""

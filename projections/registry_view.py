@@ -8,119 +8,180 @@ version wrote them); the first sighting recorded as changes marks the rows its p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED, batch_keys, batch_rows
+from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SEEN_BY_LATEST = "*"  # never a run id (those are hex digits)
 LAST_SEEN = "last_seen_run_id"
+REGISTRY_COLUMNS = (
+    "master_key",
+    "source_systems",
+    "source_key",
+    "status",
+    "created_at",
+    "updated_at",
+    "created_run_id",
+    "last_seen_run_id",
+    "status_reason",
+)
+
+
+def registry_table(rows: Sequence[Sequence[Any]] = ()) -> pa.Table:
+    """The registry view's columns from rows of REGISTRY_COLUMNS values (none: an empty table)."""
+    import pyarrow as pa
+
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(REGISTRY_COLUMNS)
+    return pa.table([pa.array(c, pa.string()) for c in columns], names=list(REGISTRY_COLUMNS))
 
 
 @attrs.define
 class RegistryRows:
-    """The registry view's rows (master key -> row, ``last_seen_run_id`` as stored), the latest sighting, and
-    whether the rows it saw are marked (``SEEN_BY_LATEST``) or hold its run id (as stores written before, and
-    never both)."""
+    """The registry view as an Arrow table (a row per master key, in no set order; ``last_seen_run_id`` as stored:
+    a mark or a run id), the latest sighting, and whether the rows it saw are marked (``SEEN_BY_LATEST``) or hold
+    its run id (as stores written before, and never both). Folding an event replaces the table, never a row in
+    place, and leaves every row where it was: the rows a fold changed are found by position."""
 
-    rows: dict[str, dict[str, str]] = attrs.Factory(dict)
+    table: pa.Table = attrs.Factory(registry_table)
     sighting: str = ""
     marked: bool = True
 
-    def resolved(self, rows: Iterable[dict[str, str]] | None = None) -> list[dict[str, str]]:
-        """``rows`` (default: all, by master key) with the latest sighting's run in place of the mark. Only the
-        marked rows are copied."""
-        if rows is None:
-            rows = (self.rows[m] for m in sorted(self.rows))
-        sighting = self.sighting
-        return [row if row[LAST_SEEN] != SEEN_BY_LATEST else {**row, LAST_SEEN: sighting} for row in rows]
+    def resolved(self, status: str | None = None) -> pa.Table:
+        """The rows (of ``status`` if given) by master key, the latest sighting's run in place of the mark."""
+        import pyarrow.compute as pc
+
+        table = self.table
+        if status:
+            table = table.filter(pc.equal(table["status"], status))
+        table = table.take(pc.sort_indices(table["master_key"]))
+        last_seen = pc.if_else(pc.equal(table[LAST_SEEN], SEEN_BY_LATEST), self.sighting, table[LAST_SEEN])
+        return _set(table, last_seen_run_id=last_seen)
 
 
-def apply_registry_event(state: RegistryRows, event: Any, seen: dict[str, str] | None = None) -> set[str]:
-    """Fold one registry event into ``state``; return the master keys whose rows changed. With ``seen``, a row
-    whose last_seen_run_id is all that changed is noted there (master key -> its new value) rather than returned:
-    one bulk update per value stores those."""
-    rows = state.rows
+def row_dicts(table: pa.Table) -> list[dict[str, str]]:
+    """A registry table's rows as dicts, for the commands that show a few (and for small registries)."""
+    return table.to_pylist()
+
+
+def row_batches(table: pa.Table, size: int = 50_000) -> Iterator[list[tuple[str, ...]]]:
+    """A registry table's rows as tuples, ``size`` at a time: what a database driver takes, without a Python
+    object per value of every row at once."""
+    for start in range(0, table.num_rows, size):
+        part = table.slice(start, size)
+        yield list(zip(*(part[c].to_pylist() for c in REGISTRY_COLUMNS), strict=True))
+
+
+def apply_registry_event(state: RegistryRows, event: Any) -> pa.Array | None:
+    """Fold one registry event into ``state``; return the master keys whose rows changed other than in
+    ``last_seen_run_id`` (None: none). A row appended is a changed row too."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     name = type(event).__name__
     at = event.timestamp.isoformat()
-    changed: set[str] = set()
-
-    def last_seen(master: str, value: str) -> None:
-        rows[master][LAST_SEEN] = value
-        if seen is not None:
-            seen[master] = value
-        else:
-            changed.add(master)
-
+    table = state.table
+    masters = table["master_key"]
     if name == "MasterKeysProposed":
         if event.run_id != state.sighting:  # the run's proposals start its sighting: it saw no key seen before
-            _unmark(state, last_seen)
+            table = _unmarked(state, table)
             state.sighting = event.run_id
         mark = SEEN_BY_LATEST if state.marked else event.run_id
-        for master, _normalized, systems, source_key in batch_rows(event.entries):
-            rows[master] = {
-                "master_key": master,
-                "source_systems": systems,
-                "source_key": source_key,
-                "status": PROPOSED,
-                "created_at": at,
-                "updated_at": at,
-                "created_run_id": event.run_id,
-                LAST_SEEN: mark,
-                "status_reason": "",
-            }
-            changed.add(master)
-    elif name == "MasterKeysSeen":
+        new, systems, source = _columns(event.entries, ("master_key", "systems", "source_key"))
+        count = len(new)
+        filled = [_filled(count, v) for v in (PROPOSED, at, at, event.run_id, mark, "")]
+        added = pa.table([new, systems, source, *filled], names=list(REGISTRY_COLUMNS))
+        table = table.filter(pc.invert(pc.is_in(masters, value_set=new)))  # a key proposed again starts anew
+        state.table = pa.concat_tables([table, added])
+        _compact(state)
+        return new
+    if name == "MasterKeysSeen":
         if event.unseen is None:  # every known key the run saw, as stored before: rows hold run ids from here
-            _unmark(state, last_seen)
+            table = _unmarked(state, table)
             state.marked = False
-            state.sighting = event.run_id
-            mark = event.run_id
+            state.sighting = mark = event.run_id
         else:  # what changed since the latest sighting
             if not state.marked:
-                for master, row in rows.items():
-                    if row[LAST_SEEN] == state.sighting:
-                        last_seen(master, SEEN_BY_LATEST)
+                last_seen = table[LAST_SEEN]
+                table = _set(table, last_seen_run_id=pc.if_else(pc.equal(last_seen, state.sighting), "*", last_seen))
                 state.marked = True
-            for master in batch_keys(event.unseen):
-                last_seen(master, state.sighting)
+            unseen = pc.is_in(masters, value_set=_columns(event.unseen, ("master_key",))[0])
+            table = _set(table, last_seen_run_id=pc.if_else(unseen, state.sighting, table[LAST_SEEN]))
             state.sighting = event.run_id
             mark = SEEN_BY_LATEST
-        for master, systems in batch_rows(event.entries):
-            row = rows[master]
-            if row["source_systems"] != systems:
-                row["source_systems"] = systems
-                row["updated_at"] = at
-                row[LAST_SEEN] = mark
-                changed.add(master)
-            else:
-                last_seen(master, mark)
-    elif name in ("MasterKeysActivated", "MasterKeysDeprecated"):
-        status = ACTIVE if name == "MasterKeysActivated" else DEPRECATED
-        for master in batch_keys(event.master_keys):
-            row = rows[master]
-            row["status"] = status
-            row["updated_at"] = at
-            row["status_reason"] = event.reason
-            changed.add(master)
-    elif name == "MasterKeysReactivated":  # back to Active by hand, or to its status before by a run
-        for master in batch_keys(event.master_keys):
-            row = rows[master]
-            row["status"] = event.status
-            row["updated_at"] = at
-            row["status_reason"] = event.reason
-            changed.add(master)
-    return changed
+        seen, systems = _columns(event.entries, ("master_key", "systems"))
+        at_entry = pc.index_in(masters, value_set=seen)
+        listed = pc.is_valid(at_entry)
+        now = systems.take(at_entry)
+        moved = pc.fill_null(pc.not_equal(now, table["source_systems"]), False)
+        state.table = _set(
+            table,
+            source_systems=pc.if_else(moved, now, table["source_systems"]),
+            updated_at=pc.if_else(moved, at, table["updated_at"]),
+            last_seen_run_id=pc.if_else(listed, mark, table[LAST_SEEN]),
+        )
+        return masters.filter(moved).combine_chunks()
+    if name in ("MasterKeysActivated", "MasterKeysDeprecated", "MasterKeysReactivated"):
+        status = {"MasterKeysActivated": ACTIVE, "MasterKeysDeprecated": DEPRECATED}.get(name)
+        changed = _columns(event.master_keys, ("master_key",))[0]
+        chosen = pc.is_in(masters, value_set=changed)
+        state.table = _set(
+            table,
+            status=pc.if_else(chosen, status or event.status, table["status"]),  # Reactivated: back to its status
+            updated_at=pc.if_else(chosen, at, table["updated_at"]),
+            status_reason=pc.if_else(chosen, event.reason, table["status_reason"]),
+        )
+        return changed
+    return None
 
 
-def _unmark(state: RegistryRows, last_seen: Any) -> None:
+def _unmarked(state: RegistryRows, table: pa.Table) -> pa.Table:
     """The rows the latest sighting saw get its run id (a next sighting did not see them, or marks are left)."""
-    if state.marked:
-        for master, row in state.rows.items():
-            if row[LAST_SEEN] == SEEN_BY_LATEST:
-                last_seen(master, state.sighting)
+    import pyarrow.compute as pc
+
+    if not state.marked:
+        return table
+    last_seen = table[LAST_SEEN]
+    return _set(table, last_seen_run_id=pc.if_else(pc.equal(last_seen, SEEN_BY_LATEST), state.sighting, last_seen))
+
+
+def _columns(batch: Any, names: tuple[str, ...]) -> list[pa.Array]:
+    """Columns of a registry event's batch: a table, or lists as stored before ([master, normalized, systems,
+    source key] proposals, [master, systems] sightings, master keys)."""
+    import pyarrow as pa
+
+    if not isinstance(batch, list):
+        return [batch[n].combine_chunks() for n in names]
+    if not batch:
+        return [pa.array([], pa.string()) for _ in names]
+    if not isinstance(batch[0], list):
+        return [pa.array(batch, pa.string())]
+    width = len(batch[0])
+    place = {"master_key": 0, "normalized_key": 1, "systems": 2 if width == 4 else 1, "source_key": 3}
+    return [pa.array([e[place[n]] for e in batch], pa.string()) for n in names]
+
+
+def _filled(count: int, value: str) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.nulls(count, pa.string()).fill_null(value)
+
+
+def _set(table: pa.Table, **columns: Any) -> pa.Table:
+    for name, column in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
+
+
+def _compact(state: RegistryRows) -> None:
+    # A chunk more per proposing run: a long history's chunks are merged now and then.
+    if state.table["master_key"].num_chunks > 16:
+        state.table = state.table.combine_chunks()
 
 
 def matching(rows: list[dict[str, str]], system: str | None = None, search: str | None = None) -> list[dict[str, str]]:

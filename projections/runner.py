@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from functools import partial
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
@@ -33,7 +32,7 @@ from keysync.domain.registry import Registry
 from keysync.domain.rules import NormalizationRules
 from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
-from keysync.projections.registry_view import RegistryRows, apply_registry_event
+from keysync.projections.registry_view import LAST_SEEN, RegistryRows, apply_registry_event
 from keysync.projections.reports import (
     CHANGE_COLUMNS,
     CHANGES,
@@ -47,9 +46,11 @@ from keysync.projections.reports import (
     writers_for,
 )
 from keysync.projections.run_history import apply_run_event
-from keysync.projections.views import AUDIT_COLUMNS, REGISTRY_COLUMNS, RUN_COLUMNS, Views
+from keysync.projections.views import AUDIT_COLUMNS, RUN_COLUMNS, Views
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from keysync.domain.reconciliation import Reconciliation
     from keysync.projections.changes import RunKeys
     from keysync.projections.first_detected import FirstDetected
@@ -148,9 +149,9 @@ class Projections:
         warm = self._registry if self._registry_at == start else None
         self._registry = None
         registry: RegistryRows | None = None
+        before: pa.Table | None = None  # the registry's rows as loaded
+        registry_changed: list[pa.Array] = []  # master keys whose rows changed other than in last_seen_run_id
         runs: dict[str, dict[str, Any]] = {}
-        registry_changed: set[str] = set()
-        seen: dict[str, str] = {}  # master key -> its last_seen_run_id, where that is all that changed
         sighting: tuple[str, bool] | None = None  # the registry's latest sighting as loaded
         runs_changed: set[str] = set()
         audit: list[dict[str, Any]] = []
@@ -158,11 +159,10 @@ class Projections:
             if isinstance(event, Registry.Event):
                 if registry is None:
                     registry = warm if warm is not None else self.recorder.registry_state()
-                    sighting = (registry.sighting, registry.marked)
-                changed_now = apply_registry_event(registry, event, seen)
-                for master in changed_now:
-                    seen.pop(master, None)  # its whole row is written, with its latest last_seen_run_id
-                registry_changed |= changed_now
+                    before, sighting = registry.table, (registry.sighting, registry.marked)
+                changed_now = apply_registry_event(registry, event)
+                if changed_now is not None:
+                    registry_changed.append(changed_now)
                 run_id = getattr(event, "run_id", "")
             else:
                 key = str(event.originator_id)
@@ -173,14 +173,14 @@ class Projections:
                     runs_changed.add(changed)
                 run_id = runs[key]["run_id"] if key in runs else ""
             audit.append(audit_row(event_id, run_id, event))
+        rows, seen = _registry_changes(before, registry.table, registry_changed) if registry else (None, {})
         saved = self.recorder.save_views(
             VIEWS,
             last,
-            # In key order: B-tree inserts in order are about twice as fast.
-            list(map(_REGISTRY_ROW, map(registry.rows.__getitem__, sorted(registry_changed)))) if registry else [],
+            rows,
             [[runs[k][col] for col in RUN_COLUMNS] for k in runs_changed],
             [[a[col] for col in AUDIT_COLUMNS] for a in audit],
-            _by_run(seen),
+            seen,
             (registry.sighting, registry.marked)
             if registry is not None and (registry.sighting, registry.marked) != sighting
             else None,
@@ -190,14 +190,13 @@ class Projections:
         self._registry_at = last
         return last
 
-    def registry_rows(self) -> list[dict[str, str]]:
+    def registry_rows(self) -> pa.Table:
         """The registry read model for the reports, ordered by master key (from memory when the views just had it
-        loaded, with last_seen_run_id as stored: the reports do not show it, and resolving it would copy the rows
-        of every key the latest run saw)."""
-        if self._registry is not None:
-            rows = self._registry.rows
-            return [rows[master] for master in sorted(rows)]
-        return self.recorder.registry_rows()
+        loaded, with last_seen_run_id as stored: the reports do not show it)."""
+        import pyarrow.compute as pc
+
+        registry = self._registry if self._registry is not None else self.recorder.registry_state()
+        return registry.table.take(pc.sort_indices(registry.table["master_key"]))
 
     def events(self, start: int, stop: int) -> Any:
         """Every stored event after position ``start`` up to ``stop``, in order, with its notification id."""
@@ -240,7 +239,7 @@ class Projections:
                 if self._current(position):
                     break  # another process wrote them while this one waited
                 self._render(fresh, fresh_run_id, position)
-                self.recorder.save_views(REPORTS_POSITION, position, [], [], [])  # for store status
+                self.recorder.save_views(REPORTS_POSITION, position, None, [], [])  # for store status
                 latest = self.update_views()
                 if latest <= position:
                     break
@@ -347,7 +346,7 @@ class Projections:
     def render(
         self,
         output_dir: Path,
-        registry_rows: list[dict[str, str]],
+        registry_rows: pa.Table,
         audit_rows: list[dict[str, Any]],
         runs: list[dict[str, Any]],
         fresh: Reconciliation | None = None,
@@ -355,8 +354,8 @@ class Projections:
         *,
         live: bool = False,
     ) -> list[Path]:
-        """Write every report into ``output_dir`` from these read models (registry rows by master key, audit rows
-        in log order, runs newest first): the live ones (``live``), or a replay's (keysync show-as-of)."""
+        """Write every report into ``output_dir`` from these read models (the registry's table by master key, audit
+        rows in log order, runs newest first): the live ones (``live``), or a replay's (keysync show-as-of)."""
         from keysync.projections.changes import change_columns
         from keysync.projections.discrepancies import render_reports
 
@@ -558,20 +557,36 @@ class Projections:
         return all((self.output_dir / name).exists() for name in REPORTS)
 
 
-# A registry row's values in the table's column order: taken in C, a run can change 100,000s.
-_REGISTRY_ROW = itemgetter(*REGISTRY_COLUMNS)
-
-
 # The parts of a run's stored keys (Views.save_run_keys).
 AUTHORITY_PART, MISSING_IN_A_PART, GAPS_PART = "authority", "missing_in_a", "missing_from_system"
 
 
-def _by_run(seen: dict[str, str]) -> dict[str, list[str]]:
-    """Master keys grouped by their new last_seen_run_id, in key order (B-tree updates in order are faster)."""
+def _registry_changes(
+    before: pa.Table | None, after: pa.Table, changed: list[pa.Array]
+) -> tuple[pa.Table, dict[str, list[str]]]:
+    """What folding events turned the registry rows ``before`` into ``after``: the rows changed (``changed``: their
+    master keys, and every row added), by master key, and the master keys whose last_seen_run_id alone changed, by
+    its new value (one bulk update each; in key order, as B-tree updates in order are faster)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    count = before.num_rows if before is not None else 0
+    if before is None or not after.slice(0, count)["master_key"].equals(before["master_key"]):
+        rows, seen = after, None  # rows moved (a key proposed again): every row is written
+    else:
+        masters = pa.chunked_array(changed, pa.string()).unique()
+        kept = after.slice(0, count)
+        whole = pc.is_in(kept["master_key"], value_set=masters)
+        rows = pa.concat_tables([kept.filter(whole), after.slice(count)])  # changed, and added
+        moved = pc.and_(pc.not_equal(kept[LAST_SEEN], before[LAST_SEEN]), pc.invert(whole))
+        seen = kept.filter(moved).select(["master_key", LAST_SEEN])
+    rows = rows.take(pc.sort_indices(rows["master_key"]))
     grouped: dict[str, list[str]] = {}
-    for master in sorted(seen):
-        grouped.setdefault(seen[master], []).append(master)
-    return grouped
+    if seen is not None and seen.num_rows:
+        seen = seen.take(pc.sort_indices(seen["master_key"]))
+        for master, value in zip(seen["master_key"].to_pylist(), seen[LAST_SEEN].to_pylist(), strict=True):
+            grouped.setdefault(value, []).append(master)
+    return rows, grouped
 
 
 def _held_back(run: dict[str, Any]) -> dict[str, str]:

@@ -15,22 +15,18 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
-from keysync.projections.registry_view import LAST_SEEN, SEEN_BY_LATEST, RegistryRows
+from keysync.projections.registry_view import (
+    LAST_SEEN,
+    REGISTRY_COLUMNS,
+    SEEN_BY_LATEST,
+    RegistryRows,
+    registry_table,
+    row_batches,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-REGISTRY_COLUMNS = (
-    "master_key",
-    "source_systems",
-    "source_key",
-    "status",
-    "created_at",
-    "updated_at",
-    "created_run_id",
-    "last_seen_run_id",
-    "status_reason",
-)
 RUN_COLUMNS = (
     "run_id",
     "originator_id",
@@ -88,13 +84,14 @@ class Views:
         self,
         name: str,
         position: int,
-        registry_rows: Sequence[Sequence[Any]],
+        registry_rows: pa.Table | None,
         run_rows: Sequence[Sequence[Any]],
         audit_rows: Sequence[Sequence[Any]],
         seen: Mapping[str, Sequence[str]] | None = None,
         sighting: tuple[str, bool] | None = None,
     ) -> bool:
-        """Write changed rows and move projection ``name`` to ``position``, in one transaction. ``seen``: a
+        """Write changed rows (``registry_rows``: a table of them, by master key) and move projection ``name`` to
+        ``position``, in one transaction. ``seen``: a
         last_seen_run_id value -> the master keys whose only change is that value (one statement each);
         ``sighting``: the registry's latest sighting and whether rows are marked, when it changed. Returns False,
         having written nothing, when another process had already moved the projection that far: its rows are at
@@ -106,7 +103,9 @@ class Views:
                 self.claim_write(c)
                 if position <= (self._max_tracking_id(name, c) or 0):  # type: ignore[attr-defined]
                     return False
-                for table, rows in zip(TABLES, (registry_rows, run_rows, audit_rows), strict=True):
+                for rows in row_batches(registry_rows) if registry_rows is not None else ():
+                    c.executemany(self.upsert_sql("registry_view"), rows)
+                for table, rows in zip(TABLES[1:], (run_rows, audit_rows), strict=True):
                     if rows:
                         c.executemany(self.upsert_sql(table), rows)
                 for run_id, masters in (seen or {}).items():
@@ -255,18 +254,31 @@ class Views:
         """The registry view as stored (marks unresolved) with its latest sighting, for folding events into."""
         self._create_side_tables()
         query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
-        rows = {row["master_key"]: row for row in self._select(query, ())}
+        table = self._select_table(query)
         found = self._select(f"SELECT run_id, marked FROM {self.qualified(REGISTRY_SIGHTING)}", ())
         if found:
-            return RegistryRows(rows, found[0]["run_id"], found[0]["marked"] == "1")
-        if not rows:
-            return RegistryRows()
+            return RegistryRows(table, found[0]["run_id"], found[0]["marked"] == "1")
+        if not table.num_rows:
+            return RegistryRows(table)
         # Folded by a version before sightings were kept: every row holds the run that last saw it, and the latest
         # sighting is the latest of those runs.
         started = {run["run_id"]: run["started_at"] for run in self.runs()}
-        last_seen = {row[LAST_SEEN] for row in rows.values()}
+        last_seen = set(table[LAST_SEEN].unique().to_pylist())
         latest = max(last_seen, key=lambda run_id: started.get(run_id, ""), default="")
-        return RegistryRows(rows, latest, marked=False)
+        return RegistryRows(table, latest, marked=False)
+
+    def _select_table(self, query: str, batch: int = 50_000) -> pa.Table:
+        """A query's rows (of REGISTRY_COLUMNS) as a table, fetched ``batch`` at a time: no Python object per value
+        of every row at once."""
+        import pyarrow as pa
+
+        parts = []
+        with self.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
+            c.execute(query, ())
+            fetch = getattr(c, "fetchmany", None) or c.sqlite_cursor.fetchmany  # eventsourcing's SQLite cursor has none
+            while rows := fetch(batch):
+                parts.append(registry_table([tuple(row.values() if isinstance(row, dict) else row) for row in rows]))
+        return pa.concat_tables(parts).combine_chunks() if parts else registry_table()
 
     def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
         query = f"SELECT {', '.join(RUN_COLUMNS)} FROM {self.qualified('run_history')} ORDER BY started_at DESC"

@@ -83,7 +83,7 @@ def test_saving_a_projection_position_waits_for_a_concurrent_writer(project, wri
 
     following = views.position("views") + 1
     views._max_tracking_id = read_then_another_process_commits
-    assert views.save_views("views", following, [], [], []) is True
+    assert views.save_views("views", following, None, [], []) is True
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ system's full key set (hypothesis), whichever way the RunKeys were made."""
 
 from __future__ import annotations
 
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +11,7 @@ from keysync.domain.normalization import NormalizationRules
 from keysync.domain.observations import AUTHORITY, DOWNSTREAM, SYSTEMS, SourceSnapshot
 from keysync.domain.reconciliation import Reconciliation, reconcile
 from keysync.projections.changes import CHANGE_COLUMNS, RunKeys, change_columns
+from keysync.projections.registry_view import REGISTRY_COLUMNS, registry_table
 
 RULES = NormalizationRules()
 KEYS = st.lists(st.sampled_from(["K-1", "k 1", "K-2", "K-3", "K-4", "K-5", "K-6", "x_7", "X-7", "K-8"]), max_size=8)
@@ -62,7 +64,7 @@ def plain(latest: Reconciliation, previous: Reconciliation | None) -> list[tuple
 
 
 def computed(latest: RunKeys, previous: RunKeys | None) -> list[tuple[str, str, str, str]]:
-    columns = change_columns(latest, previous, [], [])
+    columns = change_columns(latest, previous, registry_table(), [])
     assert set(columns["run_id"]) <= {latest.run_id}
     return list(zip(*(columns[c] for c in CHANGE_COLUMNS[1:]), strict=True))
 
@@ -88,6 +90,7 @@ def test_registry_rows_are_the_runs_own_proposals_and_deprecations() -> None:
         {"master_key": "M-3", "source_systems": "E", "source_key": "M-3", "status": "Deprecated",
          "created_run_id": "r1", "updated_at": "t9", "status_reason": "merged by hand"},
     ]  # fmt: skip
+    registry = pa.Table.from_pylist([{c: row.get(c, "") for c in REGISTRY_COLUMNS} for row in registry])
     audit = [
         {"run_id": "r2", "event_type": "MasterKeysDeprecated", "created_at": "t2"},
         {"run_id": "", "event_type": "MasterKeysDeprecated", "created_at": "t9"},
