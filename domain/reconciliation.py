@@ -172,6 +172,9 @@ class Reconciliation:
     rules: NormalizationRules
     strategy: str
     systems: dict[str, SystemResult]
+    # Per system, the raw keys that may lose letters (normalization.letter_loss_candidates), found while reconciling
+    # so that the rows need not be read again; None: not looked for.
+    unusual: Mapping[str, list[str]] | None = None
 
     @property
     def authority(self) -> SystemResult:
@@ -233,9 +236,12 @@ class Reconciliation:
         found: dict[str, None] = {}
         if not self.rules.drops_letters:
             return []
-        for result in self.systems.values():
+        for system, result in self.systems.items():
             if result.snapshot is not None:
-                unusual = letter_loss_candidates(_text(result.snapshot.keys))
+                if self.unusual is not None and system in self.unusual:
+                    unusual = self.unusual[system]
+                else:
+                    unusual = letter_loss_candidates(_text(result.snapshot.keys))
                 found.update(dict.fromkeys(keys_that_lost_letters(unusual, self.rules)))
         return list(found)
 
@@ -264,8 +270,12 @@ def reconcile(
     reasons = unavailable_reasons or {}
     read = {s: snapshot for s in SYSTEMS if (snapshot := snapshots.get(s)) is not None}
     normalized: dict[str, pa.Array] = {}
+    unusual: dict[str, list[str]] = {}  # the raw keys that may lose letters: looked for while the keys are at hand
     for system, snapshot in read.items():
-        normalized[system] = normalize_array(_text(snapshot.keys), rules)
+        raw = _text(snapshot.keys)
+        normalized[system] = normalize_array(raw, rules)
+        if rules.drops_letters:
+            unusual[system] = letter_loss_candidates(raw)
         between_steps()
     coded = _Codes.of(normalized)
     del normalized  # the codes stand for them now
@@ -289,7 +299,7 @@ def reconcile(
         results[system] = attrs.evolve(result, missing_in_a=result.found.table(~authority[result.found.codes]),
                                        missing_from_system=gaps)  # fmt: skip
         between_steps()
-    return Reconciliation(rules=rules, strategy=strategy, systems={s: results[s] for s in SYSTEMS})
+    return Reconciliation(rules=rules, strategy=strategy, systems={s: results[s] for s in SYSTEMS}, unusual=unusual)
 
 
 @attrs.frozen
