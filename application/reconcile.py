@@ -34,7 +34,7 @@ from keysync.domain.rules import NormalizationRules
 from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
 
 if TYPE_CHECKING:  # the comparison (numpy, pyarrow) is loaded by the runs that compare
-    from keysync.domain.reconciliation import Reconciliation, SystemResult
+    from keysync.domain.reconciliation import PreparedKeys, Reconciliation, SystemResult
 
 
 @attrs.frozen
@@ -115,6 +115,7 @@ class Observation:
     guard: ShrinkGuard | None = None  # holds back suspect exports (None: every export is taken as it is)
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
     comparison: Future[Reconciliation] | None = None  # the snapshots' reconciliation, begun once they were known
+    prepared: dict[str, PreparedKeys] = attrs.Factory(dict)  # keys of snapshots read now, prepared as each was read
     release: Callable[[], None] = lambda: None  # gives back the memory a phase touched of rows kept out of it
     turn: ReadTurn = lambda _path: nullcontext()  # waits until an export may be read beside the others
 
@@ -215,7 +216,7 @@ def observe(
         return observation
     say("reading sources")
     with timed(timings, "read"):
-        outcomes = _read_all(settings, read_source, pending, observation.turn)
+        outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared)
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
     # What the run will compare is known now: compare it while the observations are being recorded (mostly
@@ -257,6 +258,7 @@ def _take(
     for system, outcome in outcomes.items():
         if system in suspicions:
             assert observation.guard is not None
+            observation.prepared.pop(system, None)  # its keys were prepared for rows that are not compared
             accepted = observation.guard.accepted[system]
             observation.snapshots[system] = observation.guard.rows_of(accepted.holder, system)
         elif isinstance(outcome, SourceSnapshot):
@@ -275,9 +277,10 @@ def _compare_meanwhile(
     _unchanged_rows(observation, incremental)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare")
     try:
-        return pool.submit(
-            _compare, settings, dict(observation.snapshots), dict(observation.reasons), observation.release
-        )
+        snapshots = dict(observation.snapshots)
+        prepared = {s: k for s, k in observation.prepared.items() if s in snapshots}
+        observation.prepared = {}  # the comparison takes them over
+        return pool.submit(_compare, settings, snapshots, dict(observation.reasons), observation.release, prepared)
     finally:
         pool.shutdown(wait=False)
 
@@ -287,10 +290,18 @@ def _compare(
     snapshots: Mapping[str, SourceSnapshot],
     reasons: Mapping[str, str],
     release: Callable[[], None] = lambda: None,
+    prepared: dict[str, PreparedKeys] | None = None,
 ) -> Reconciliation:
     from keysync.domain.reconciliation import reconcile
 
-    return reconcile(snapshots, settings.rules, settings.strategy, unavailable_reasons=reasons, between_steps=release)
+    return reconcile(
+        snapshots,
+        settings.rules,
+        settings.strategy,
+        unavailable_reasons=reasons,
+        between_steps=release,
+        prepared=prepared,
+    )
 
 
 def _unchanged_rows(observation: Observation, incremental: Incremental | None) -> None:
@@ -429,11 +440,14 @@ def _read_all(
     read_source: SourceReader,
     systems: list[str],
     turn: ReadTurn = lambda _path: nullcontext(),
+    prepared: dict[str, PreparedKeys] | None = None,
 ) -> dict[str, SourceSnapshot | str]:
     """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
     limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
     unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts"). A read
-    waits for its ``turn`` before its time starts, and gives it back when it is done or given up on."""
+    waits for its ``turn`` before its time starts, and gives it back when it is done or given up on. With
+    ``prepared``, each export's keys are prepared for comparing there as soon as it is read, beside the reading
+    of the others."""
 
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
@@ -443,7 +457,12 @@ def _read_all(
 
         try:
             with turn(spec.path):
-                return call_with_retries(attempt, settings.retry, what=f"reading System {system}")
+                snapshot = call_with_retries(attempt, settings.retry, what=f"reading System {system}")
+                if prepared is not None:
+                    from keysync.domain.reconciliation import prepare
+
+                    prepared[system] = prepare(snapshot, settings.rules)
+                return snapshot
         except GaveUp as error:  # a reader's own reasons name the file; a time limit's does not
             return str(error) if str(spec.path) in str(error) else f"{spec.path}: {error}"
 

@@ -14,7 +14,7 @@ rows of duplicated keys (their raw forms) and the rows whose key normalized away
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import attrs
@@ -254,6 +254,20 @@ class Reconciliation:
         }
 
 
+@attrs.frozen
+class PreparedKeys:
+    """One snapshot's keys normalized, and its raw keys that may lose letters (None: not looked for): what
+    reconcile needs of a snapshot's rows before it compares them, worked out as soon as they are read."""
+
+    normalized: pa.Array
+    unusual: list[str] | None
+
+
+def prepare(snapshot: SourceSnapshot, rules: NormalizationRules) -> PreparedKeys:
+    raw = _text(snapshot.keys)
+    return PreparedKeys(normalize_array(raw, rules), letter_loss_candidates(raw) if rules.drops_letters else None)
+
+
 def reconcile(
     snapshots: Mapping[str, SourceSnapshot | None],
     rules: NormalizationRules,
@@ -261,10 +275,13 @@ def reconcile(
     *,
     unavailable_reasons: Mapping[str, str] | None = None,
     between_steps: Callable[[], object] = lambda: None,
+    prepared: MutableMapping[str, PreparedKeys] | None = None,
 ) -> Reconciliation:
     """Classify every system's keys against System A's. ``snapshots[s]`` is None for an unavailable system.
     ``between_steps`` is called after each step that read a snapshot's columns: a caller keeping the rows in
-    memory-mapped files gives back the pages the step touched (keysync.infrastructure.spill)."""
+    memory-mapped files gives back the pages the step touched (keysync.infrastructure.spill). ``prepared``: the
+    keys of some snapshots already prepared (``prepare``) under these rules, taken over: each is removed from it
+    once used, so that the comparison alone holds them and lets them go when their codes stand for them."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     reasons = unavailable_reasons or {}
@@ -272,11 +289,13 @@ def reconcile(
     normalized: dict[str, pa.Array] = {}
     unusual: dict[str, list[str]] = {}  # the raw keys that may lose letters: looked for while the keys are at hand
     for system, snapshot in read.items():
-        raw = _text(snapshot.keys)
-        normalized[system] = normalize_array(raw, rules)
-        if rules.drops_letters:
-            unusual[system] = letter_loss_candidates(raw)
-        between_steps()
+        keys = prepared.pop(system, None) if prepared is not None else None
+        if keys is None:
+            keys = prepare(snapshot, rules)
+            between_steps()
+        normalized[system] = keys.normalized
+        if keys.unusual is not None:
+            unusual[system] = keys.unusual
     coded = _Codes.of(normalized)
     del normalized  # the codes stand for them now
     results: dict[str, SystemResult] = {
