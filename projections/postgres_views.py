@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.postgres import PostgresTrackingRecorder
 from psycopg.sql import SQL
 
-from keysync.projections.views import COLUMNS_OF, KEY_OF, TABLES, Views, columns_sql
+from keysync.projections.views import COLUMNS_OF, KEY_OF, REGISTRY_COLUMNS, TABLES, Views, columns_sql
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+COPIED = 1_000  # registry rows from which an upsert goes through COPY: one round trip, not one per row
 
 
 class PostgresViewRecorder(Views, PostgresTrackingRecorder):
@@ -31,6 +36,27 @@ class PostgresViewRecorder(Views, PostgresTrackingRecorder):
         return (
             f"INSERT INTO {self.qualified(table)} VALUES ({', '.join(['%s'] * len(columns))}) "
             f"ON CONFLICT ({KEY_OF[table]}) DO UPDATE SET {updates}"
+        )
+
+    def upsert_registry(self, cursor: Any, rows: pa.Table) -> None:
+        """Many rows are copied into a temporary table as CSV written by pyarrow (COPY: one stream, no Python object
+        per value), then upserted from it in one statement."""
+        if rows.num_rows < COPIED:
+            super().upsert_registry(cursor, rows)
+            return
+        import pyarrow as pa
+        import pyarrow.csv as csv
+
+        columns = ", ".join(REGISTRY_COLUMNS)
+        cursor.execute(f"CREATE TEMPORARY TABLE registry_rows ({columns_sql('registry_view')}) ON COMMIT DROP")
+        text = pa.BufferOutputStream()
+        csv.write_csv(rows.select(list(REGISTRY_COLUMNS)), text, csv.WriteOptions(include_header=False))
+        with cursor.copy(f"COPY registry_rows ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(text.getvalue())
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in REGISTRY_COLUMNS if c != "master_key")
+        cursor.execute(
+            f"INSERT INTO {self.qualified('registry_view')} ({columns}) SELECT {columns} FROM registry_rows "
+            f"ON CONFLICT (master_key) DO UPDATE SET {updates}"
         )
 
     def seen_sql(self) -> str:

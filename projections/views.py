@@ -103,8 +103,8 @@ class Views:
                 self.claim_write(c)
                 if position <= (self._max_tracking_id(name, c) or 0):  # type: ignore[attr-defined]
                     return False
-                for rows in row_batches(registry_rows) if registry_rows is not None else ():
-                    c.executemany(self.upsert_sql("registry_view"), rows)
+                if registry_rows is not None and registry_rows.num_rows:
+                    self.upsert_registry(c, registry_rows)
                 for table, rows in zip(TABLES[1:], (run_rows, audit_rows), strict=True):
                     if rows:
                         c.executemany(self.upsert_sql(table), rows)
@@ -119,6 +119,11 @@ class Views:
         except IntegrityError:
             return False
         return True
+
+    def upsert_registry(self, cursor: Any, rows: pa.Table) -> None:
+        """Insert or replace these registry view rows (a table of REGISTRY_COLUMNS), in batches."""
+        for batch in row_batches(rows):
+            cursor.executemany(self.upsert_sql("registry_view"), batch)
 
     # First detections ------------------------------------------------------------------------------------------
 
