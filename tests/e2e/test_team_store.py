@@ -166,3 +166,32 @@ def test_a_run_killed_mid_way_resumes_on_postgres(tmp_path, schema_dsn):
     assert "Resumed run" in resumed.stderr
     [run] = json.loads(project.invoke("history", "--json").stdout)
     assert run["status"] == "completed" and run["missing_in_A_count"] == 20
+
+
+def test_many_registry_rows_reach_the_postgres_view_as_they_reach_sqlite(tmp_path, schema_dsn):
+    """Over a thousand changed registry rows go into the PostgreSQL read model in one COPY: raw keys holding
+    commas and quotes, and empty reasons, arrive as they do on SQLite, through proposals and deprecations."""
+    fields = ("master_key", "source_systems", "source_key", "status", "status_reason")
+    for name in ("sqlite", "postgres"):
+        (tmp_path / name).mkdir()
+    projects = [
+        Project(tmp_path / "sqlite"),
+        Project(tmp_path / "postgres", f'{{backend: postgres, dsn: "{schema_dsn}"}}'),
+    ]
+    found = [f'X,{i}"' if i % 3 == 0 else f"X-{i}" for i in range(1500)]
+    held = [f"CUST-{i}" for i in range(1500)]  # B keeps A's keys: losing 1,300 others is no suspect shrink
+    projects[1].invoke("store", "init")
+    listed = []
+    for project in projects:
+        for system in "ACDE":
+            project.write_system(system, held)
+        project.write_system("B", held + found)
+        project.invoke("run")
+        project.invoke("registry", "approve", "X-1")
+        project.write_system("B", held + found[:200])  # 1,300 keys vanish: deprecated
+        project.invoke("run")
+        rows = json.loads(project.invoke("registry", "list", "--json").stdout)
+        listed.append([{f: row[f] for f in fields} for row in rows])
+    assert listed[0] == listed[1]
+    assert len(listed[0]) == 1500 and sum(row["status"] == "Deprecated" for row in listed[0]) == 1300
+    assert any('"' in row["source_key"] and "," in row["source_key"] for row in listed[0])
