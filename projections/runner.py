@@ -158,7 +158,7 @@ class Projections:
         for event_id, event in self.events(start, last):
             if isinstance(event, Registry.Event):
                 if registry is None:
-                    registry = warm if warm is not None else self.recorder.registry_state()
+                    registry = warm if warm is not None else self.recorder.registry_state(start)
                     before, sighting = registry.table, (registry.sighting, registry.marked)
                 changed_now = apply_registry_event(registry, event)
                 if changed_now is not None:
@@ -184,6 +184,7 @@ class Projections:
             (registry.sighting, registry.marked)
             if registry is not None and (registry.sighting, registry.marked) != sighting
             else None,
+            registry.table if registry is not None else None,
         )
         # Keep the loaded registry for the reports only if these rows are the ones stored.
         self._registry = (registry if registry is not None else warm) if saved else None
@@ -195,7 +196,9 @@ class Projections:
         loaded, with last_seen_run_id as stored: the reports do not show it)."""
         import pyarrow.compute as pc
 
-        registry = self._registry if self._registry is not None else self.recorder.registry_state()
+        registry = self._registry
+        if registry is None:
+            registry = self.recorder.registry_state(self.recorder.position(VIEWS))
         return registry.table.take(pc.sort_indices(registry.table["master_key"]))
 
     def events(self, start: int, stop: int) -> Any:
@@ -281,8 +284,7 @@ class Projections:
         from keysync.projections.changes import RunKeys, change_columns
         from keysync.projections.discrepancies import render_reports
 
-        self.update_views()
-        state = self.recorder.registry_state()
+        state = self.recorder.registry_state(self.update_views())
         audit = self.recorder.audit_rows()
         for event in [*run.collect_events(), *registry.collect_events()]:
             if isinstance(event, Registry.Event):

@@ -59,6 +59,11 @@ Part = tuple[str, str, "pa.Array"]  # part, system, keys (strings)
 # registry rows marked SEEN_BY_LATEST stand for, and whether rows are marked ("1") or hold run ids ("").
 REGISTRY_SIGHTING = "registry_sighting"
 REGISTRY_SIGHTING_COLUMNS = ("run_id", "marked")
+# The registry view's rows again, packed in one text (zstd Arrow IPC, base64), with the views' position they stand
+# at: the next process loads them in one read, not a Python object per value. Moved on with every update of the
+# views; at another position (a process of an earlier version moved the views) the rows are read from the table.
+REGISTRY_COPY = "registry_copy"
+REGISTRY_COPY_COLUMNS = ("position", "rows")
 
 
 def columns_sql(table: str, integer_key: bool = False) -> str:
@@ -89,15 +94,16 @@ class Views:
         audit_rows: Sequence[Sequence[Any]],
         seen: Mapping[str, Sequence[str]] | None = None,
         sighting: tuple[str, bool] | None = None,
+        registry: pa.Table | None = None,
     ) -> bool:
         """Write changed rows (``registry_rows``: a table of them, by master key) and move projection ``name`` to
         ``position``, in one transaction. ``seen``: a
         last_seen_run_id value -> the master keys whose only change is that value (one statement each);
-        ``sighting``: the registry's latest sighting and whether rows are marked, when it changed. Returns False,
+        ``sighting``: the registry's latest sighting and whether rows are marked, when it changed; ``registry``:
+        every registry row as the view now holds them, when any changed (kept packed beside it). Returns False,
         having written nothing, when another process had already moved the projection that far: its rows are at
         least as new as these."""
-        if sighting is not None:
-            self._create_side_tables()
+        self._create_side_tables()
         try:
             with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
                 self.claim_write(c)
@@ -110,10 +116,17 @@ class Views:
                         c.executemany(self.upsert_sql(table), rows)
                 for run_id, masters in (seen or {}).items():
                     c.execute(self.seen_sql(), (run_id, self.key_list(masters)))
+                p = self.placeholder
                 if sighting is not None:
-                    table, p = self.qualified(REGISTRY_SIGHTING), self.placeholder
+                    table = self.qualified(REGISTRY_SIGHTING)
                     c.execute(f"DELETE FROM {table}")
                     c.execute(f"INSERT INTO {table} VALUES ({p}, {p})", (sighting[0], "1" if sighting[1] else ""))
+                copy = self.qualified(REGISTRY_COPY)
+                if registry is not None:
+                    c.execute(f"DELETE FROM {copy}")
+                    c.execute(f"INSERT INTO {copy} VALUES ({p}, {p})", (str(position), _pack_table(registry)))
+                else:
+                    c.execute(f"UPDATE {copy} SET position = {p}", (str(position),))
                 # Refused (IntegrityError) if another process committed this position meanwhile.
                 self._insert_tracking(c, Tracking(name, position))  # type: ignore[attr-defined]
         except IntegrityError:
@@ -179,6 +192,7 @@ class Views:
                 (FIRST_DETECTED, FIRST_DETECTED_COLUMNS),
                 (RUN_KEYS, RUN_KEYS_COLUMNS),
                 (REGISTRY_SIGHTING, REGISTRY_SIGHTING_COLUMNS),
+                (REGISTRY_COPY, REGISTRY_COPY_COLUMNS),
             ):
                 columns = ", ".join(f"{name} TEXT" for name in names)
                 c.execute(f"CREATE TABLE IF NOT EXISTS {self.qualified(table)} ({columns})")
@@ -226,7 +240,7 @@ class Views:
         """Forget the read models and the named positions, for a rebuild from the log."""
         self._create_side_tables()
         with self.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
-            for table in (*TABLES, FIRST_DETECTED, RUN_KEYS, REGISTRY_SIGHTING):
+            for table in (*TABLES, FIRST_DETECTED, RUN_KEYS, REGISTRY_SIGHTING, REGISTRY_COPY):
                 c.execute(f"DELETE FROM {self.qualified(table)}")
             for name in names:
                 c.execute(self.forget_position_sql(), (name,))
@@ -255,11 +269,16 @@ class Views:
             params = (status,)
         return self._select(query + " ORDER BY master_key", params)
 
-    def registry_state(self) -> RegistryRows:
-        """The registry view as stored (marks unresolved) with its latest sighting, for folding events into."""
+    def registry_state(self, position: int | None = None) -> RegistryRows:
+        """The registry view as stored (marks unresolved) with its latest sighting, for folding events into: from
+        its packed copy if that stands at ``position`` (the views' position), else from the table."""
         self._create_side_tables()
-        query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
-        table = self._select_table(query)
+        copied = self._select(f"SELECT position, rows FROM {self.qualified(REGISTRY_COPY)}", ())
+        if position is not None and copied and copied[0]["position"] == str(position):
+            table = _unpack_table(copied[0]["rows"])
+        else:
+            query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
+            table = self._select_table(query)
         found = self._select(f"SELECT run_id, marked FROM {self.qualified(REGISTRY_SIGHTING)}", ())
         if found:
             return RegistryRows(table, found[0]["run_id"], found[0]["marked"] == "1")
@@ -310,23 +329,34 @@ def _pack(identities: pa.Array | pa.ChunkedArray) -> str:
     (joined text of 10M keys would be copied several times on its way into the database). (pyarrow is imported
     here and in ``_unpack``, by the tables of keys only: the run history and the audit need none of it.)"""
     import pyarrow as pa
-    import pyarrow.ipc as ipc
 
     column = (pa.chunked_array([identities]) if isinstance(identities, pa.Array) else identities).cast(pa.string())
-    schema = pa.schema([("identity", pa.string())])
+    return _pack_table(pa.Table.from_arrays([column], names=["identity"]))
+
+
+def _pack_table(table: pa.Table) -> str:
+    """A table as one text: "z" and the base64 of a zstd-compressed Arrow IPC stream."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
     sink = pa.BufferOutputStream()
-    with ipc.new_stream(sink, schema, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
-        writer.write_table(pa.Table.from_arrays([column], schema=schema))
+    with ipc.new_stream(sink, table.schema, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_table(table)
     return "z" + base64.b64encode(sink.getvalue()).decode("ascii")
+
+
+def _unpack_table(text: str) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    return ipc.open_stream(pa.py_buffer(base64.b64decode(text[1:]))).read_all()
 
 
 def _unpack(text: str) -> pa.Array:
     import pyarrow as pa
 
     if text[0] == "z":
-        import pyarrow.ipc as ipc
-
-        column = ipc.open_stream(pa.py_buffer(base64.b64decode(text[1:]))).read_all().column(0)
+        column = _unpack_table(text).column(0)
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     # Stored by earlier versions: the identities joined by line breaks ("t"), or a JSON list ("j").
     from keysync.domain.columns import text_array
