@@ -172,9 +172,10 @@ class Reconciliation:
     rules: NormalizationRules
     strategy: str
     systems: dict[str, SystemResult]
-    # Per system, the raw keys that may lose letters (normalization.letter_loss_candidates), found while reconciling
-    # so that the rows need not be read again; None: not looked for.
-    unusual: Mapping[str, list[str]] | None = None
+    # Per available system (A-E order), the raw keys that may lose letters (normalization.letter_loss_candidates),
+    # found while the keys were normalized, so that the rows need not be read again; empty unless the rules drop
+    # letters.
+    unusual: Mapping[str, list[str]] = attrs.Factory(dict)
 
     @property
     def authority(self) -> SystemResult:
@@ -236,13 +237,8 @@ class Reconciliation:
         found: dict[str, None] = {}
         if not self.rules.drops_letters:
             return []
-        for system, result in self.systems.items():
-            if result.snapshot is not None:
-                if self.unusual is not None and system in self.unusual:
-                    unusual = self.unusual[system]
-                else:
-                    unusual = letter_loss_candidates(_text(result.snapshot.keys))
-                found.update(dict.fromkeys(keys_that_lost_letters(unusual, self.rules)))
+        for unusual in self.unusual.values():
+            found.update(dict.fromkeys(keys_that_lost_letters(unusual, self.rules)))
         return list(found)
 
     def totals(self) -> dict[str, int]:

@@ -29,6 +29,7 @@ from eventsourcing.domain import Aggregate, event
 
 from keysync.domain.ids import REGISTRY_ID
 from keysync.domain.statuses import ACTIVE, DEPRECATED, PROPOSED
+from keysync.domain.tables import compacted, filled, with_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -191,7 +192,8 @@ class Registry(Aggregate):
             changed = pc.or_(pc.not_equal(joined, had), pc.invert(keys["seen"].take(rows)))
             entries = _seen_entries(masters.filter(known).filter(changed), joined.filter(changed))
             gone = pc.and_(keys["seen"], pc.invert(pc.is_in(keys["master_key"], value_set=masters)))
-            unseen = _master_table(pc.array_sort_indices(keys["master_key"].filter(gone)), keys["master_key"], gone)
+            unseen_keys = keys["master_key"].filter(gone)
+            unseen = _master_column(unseen_keys.take(pc.array_sort_indices(unseen_keys)))
         if entries.num_rows or (unseen is not None and unseen.num_rows) or (seen_before and found.num_rows):
             # Recorded even when nothing changed: the run is then the latest sighting, which saw what the one before
             # saw. Without it, the run's proposals alone start its sighting (so they do a first run's).
@@ -239,7 +241,11 @@ class Registry(Aggregate):
         return keys
 
     def approve_all(self, actor: str) -> list[str]:
-        return self.approve([m for m, s in self.status.items() if s == PROPOSED], actor)
+        if self.keys is None:
+            return []
+        import pyarrow.compute as pc
+
+        return self.approve(self.keys["master_key"].filter(pc.equal(self.keys["status"], PROPOSED)).to_pylist(), actor)
 
     def deprecate(self, keys: Iterable[str], reason: str, actor: str) -> list[str]:
         keys = self._checked(keys, DEPRECATED)
@@ -291,16 +297,16 @@ class Registry(Aggregate):
         source key] lists)."""
         import pyarrow as pa
 
-        new = _rows(entries, ("master_key", "normalized_key", "systems"))
+        new = batch_columns(entries, ("master_key", "normalized_key", "systems"))
         # A run proposes what it saw. Stores written before recorded a run's proposals ahead of its sightings: a
         # proposal of a run that is not the latest sighting starts that run's sighting.
         keys = self._table()
         if not self.sighted or run_id != self.seen_by:
-            keys = _with(keys, seen=_filled(keys.num_rows, False))
+            keys = with_columns(keys, seen=filled(keys.num_rows, False))
             self.sighted, self.seen_by = True, run_id
         count = len(new[0])
-        added = pa.table([*new, _filled(count, PROPOSED), _filled(count, None), _filled(count, True)], schema=_schema())
-        self.keys = _compact(pa.concat_tables([keys, added]))
+        added = pa.table([*new, filled(count, PROPOSED), filled(count, None), filled(count, True)], schema=_schema())
+        self.keys = compacted(pa.concat_tables([keys, added]))
 
     class MasterKeysSeen(Aggregate.Event):
         """``entries``: master_key and source systems of the known keys the run saw that the latest sighting did
@@ -321,22 +327,25 @@ class Registry(Aggregate):
     def _see(self, run_id: str, entries: pa.Table | list[list[str]], unseen: pa.Table | list[str] | None) -> None:
         import pyarrow.compute as pc
 
-        masters, systems = _rows(entries, ("master_key", "systems"))
+        masters, systems = batch_columns(entries, ("master_key", "systems"))
         keys = self._table()
         at = pc.index_in(keys["master_key"], value_set=masters)  # each row's entry, null if none
         seen = keys["seen"]
         if not self.sighted or (unseen is None and run_id != self.seen_by):
-            seen = _filled(keys.num_rows, False)  # the run's sighting starts anew
+            seen = filled(keys.num_rows, False)  # the run's sighting starts anew
         elif unseen is not None:
             seen = pc.and_(seen, pc.invert(pc.is_in(keys["master_key"], value_set=_keys(unseen))))
-        self.keys = _with(
+        self.keys = with_columns(
             keys, systems=pc.coalesce(systems.take(at), keys["systems"]), seen=pc.or_(seen, pc.is_valid(at))
         )
         self.sighted, self.seen_by = True, run_id
 
     @event("MasterKeysActivated")
     def _activate(self, run_id: str, master_keys: pa.Table | list[str], reason: str, actor: str) -> None:
-        self.keys = _set_status(self._table(), master_keys, ACTIVE)
+        import pyarrow.compute as pc
+
+        keys = self._table()
+        self.keys = _set_status(keys, pc.is_in(keys["master_key"], value_set=_keys(master_keys)), ACTIVE)
 
     @event("MasterKeysDeprecated")
     def _deprecate(self, run_id: str, master_keys: pa.Table | list[str], reason: str, actor: str) -> None:
@@ -346,8 +355,8 @@ class Registry(Aggregate):
         chosen = pc.is_in(keys["master_key"], value_set=_keys(master_keys))
         # A key a run deprecated as found nowhere returns, when found again, to the status it had; any other
         # deprecation makes it stay. Derived from the state, so that deprecations stored before replay into it too.
-        back = keys["status"] if run_id and reason in REASONS_UNSEEN else _filled(keys.num_rows, None)
-        keys = _with(keys, returns_to=pc.if_else(chosen, back, keys["returns_to"]))
+        back = keys["status"] if run_id and reason in REASONS_UNSEEN else filled(keys.num_rows, None)
+        keys = with_columns(keys, returns_to=pc.if_else(chosen, back, keys["returns_to"]))
         self.keys = _set_status(keys, chosen, DEPRECATED)
 
     @event("MasterKeysReactivated")
@@ -356,7 +365,7 @@ class Registry(Aggregate):
 
         keys = self._table()
         chosen = pc.is_in(keys["master_key"], value_set=_keys(master_keys))
-        keys = _with(keys, returns_to=pc.if_else(chosen, _filled(keys.num_rows, None), keys["returns_to"]))
+        keys = with_columns(keys, returns_to=pc.if_else(chosen, filled(keys.num_rows, None), keys["returns_to"]))
         self.keys = _set_status(keys, chosen, status)
 
 
@@ -377,8 +386,19 @@ def batch_keys(master_keys: pa.Table | list[str] | None) -> list[str]:
     return master_keys.column(0).to_pylist()
 
 
-def batch_size(batch: Any) -> int:
-    return batch.num_rows if hasattr(batch, "num_rows") else len(batch)
+def batch_columns(batch: pa.Table | list[Any], names: tuple[str, ...]) -> list[pa.Array]:
+    """The named columns of a registry event's batch: a table, or lists as stored before ([master_key,
+    normalized_key, systems, source_key] proposals, [master_key, systems] sightings, or master keys)."""
+    import pyarrow as pa
+
+    if not isinstance(batch, list):
+        return [batch[n].combine_chunks() for n in names]
+    if not batch:
+        return [pa.array([], pa.string()) for _ in names]
+    if not isinstance(batch[0], list):
+        return [pa.array(batch, pa.string())]
+    place = {"master_key": 0, "normalized_key": 1, "systems": 2 if len(batch[0]) == 4 else 1, "source_key": 3}
+    return [pa.array([e[place[n]] for e in batch], pa.string()) for n in names]
 
 
 def _schema() -> pa.Schema:
@@ -395,22 +415,8 @@ def _key_table(*columns: Sequence[Any]) -> pa.Table:
     return pa.table([pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
 
 
-def _rows(entries: pa.Table | list[list[str]], names: tuple[str, ...]) -> list[pa.Array]:
-    """The named columns of a batch of entries (stored before as lists: the first entries of each)."""
-    import pyarrow as pa
-
-    if isinstance(entries, list):
-        width = {"master_key": 0, "normalized_key": 1, "systems": 2 if len(names) == 3 else 1}
-        return [pa.array([e[width[n]] for e in entries], pa.string()) for n in names]
-    return [entries[n].combine_chunks() for n in names]
-
-
 def _keys(master_keys: pa.Table | list[str]) -> pa.Array:
-    import pyarrow as pa
-
-    if isinstance(master_keys, list):
-        return pa.array(master_keys, pa.string())
-    return master_keys.column(0).combine_chunks()
+    return batch_columns(master_keys, ("master_key",))[0]
 
 
 def _master_column(masters: pa.Array | pa.ChunkedArray | list[str]) -> pa.Table:
@@ -419,41 +425,17 @@ def _master_column(masters: pa.Array | pa.ChunkedArray | list[str]) -> pa.Table:
     return pa.table({"master_key": pa.array(masters, pa.string()) if isinstance(masters, list) else masters})
 
 
-def _master_table(order: pa.Array, masters: pa.ChunkedArray, chosen: pa.ChunkedArray) -> pa.Table:
-    return _master_column(masters.filter(chosen).take(order))
-
-
 def _seen_entries(masters: pa.ChunkedArray, systems: pa.Array) -> pa.Table:
     import pyarrow as pa
 
     return pa.table({"master_key": masters, "systems": systems})
 
 
-def _filled(count: int, value: Any) -> pa.Array:
-    import pyarrow as pa
-
-    kind = pa.bool_() if isinstance(value, bool) else pa.string()
-    return pa.nulls(count, kind) if value is None else pa.nulls(count, kind).fill_null(value)
-
-
-def _with(keys: pa.Table, **columns: Any) -> pa.Table:
-    for name, column in columns.items():
-        keys = keys.set_column(keys.schema.get_field_index(name), name, column)
-    return keys
-
-
 def _set_status(keys: pa.Table, chosen: Any, status: str) -> pa.Table:
-    """``keys`` with ``status`` for the keys ``chosen`` (a mask, or a batch of master keys)."""
+    """``keys`` with ``status`` where ``chosen`` (a mask over them)."""
     import pyarrow.compute as pc
 
-    if not hasattr(chosen, "type") or str(chosen.type) != "bool":
-        chosen = pc.is_in(keys["master_key"], value_set=_keys(chosen))
-    return _with(keys, status=pc.if_else(chosen, status, keys["status"]))
-
-
-def _compact(keys: pa.Table) -> pa.Table:
-    # One chunk more per run that proposes: a long history's chunks are merged now and then.
-    return keys.combine_chunks() if keys["master_key"].num_chunks > 16 else keys
+    return with_columns(keys, status=pc.if_else(chosen, status, keys["status"]))
 
 
 def _joined(had: Any, found: Any) -> pa.Array:

@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 from keysync.domain.registry import Registry
 from keysync.domain.run import ReconciliationRun
 from keysync.projections.audit import audit_row
-from keysync.projections.registry_view import RegistryRows, apply_registry_event, row_dicts
+from keysync.projections.registry_view import RegistryRows, apply_registry_event
 from keysync.projections.run_history import apply_run_event
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class Replay:
 
     def registry_rows(self, status: str | None = None) -> list[dict[str, str]]:
         """By master key, like the live registry view."""
-        return row_dicts(self.registry.resolved(status))
+        return self.registry.resolved(status).to_pylist()
 
     def run_rows(self) -> list[dict[str, Any]]:
         """Newest first, like the live run history."""
@@ -148,7 +148,7 @@ def render_as_of(projections: Projections, moment: Moment, output_dir: Path) -> 
     runs = state.run_rows()
     reports = projections.render(output_dir, registry, state.audit, runs)
     latest = next((run["run_id"] for run in runs if run["status"] == "completed"), None)
-    return AsOfReports(moment, output_dir, reports, row_dicts(registry), latest)
+    return AsOfReports(moment, output_dir, reports, registry.to_pylist(), latest)
 
 
 def _notifications(

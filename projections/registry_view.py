@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED
+from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED, batch_columns
+from keysync.domain.tables import compacted, filled, with_columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -61,12 +62,7 @@ class RegistryRows:
             table = table.filter(pc.equal(table["status"], status))
         table = table.take(pc.sort_indices(table["master_key"]))
         last_seen = pc.if_else(pc.equal(table[LAST_SEEN], SEEN_BY_LATEST), self.sighting, table[LAST_SEEN])
-        return _set(table, last_seen_run_id=last_seen)
-
-
-def row_dicts(table: pa.Table) -> list[dict[str, str]]:
-    """A registry table's rows as dicts, for the commands that show a few (and for small registries)."""
-    return table.to_pylist()
+        return with_columns(table, last_seen_run_id=last_seen)
 
 
 def row_batches(table: pa.Table, size: int = 50_000) -> Iterator[list[tuple[str, ...]]]:
@@ -92,13 +88,12 @@ def apply_registry_event(state: RegistryRows, event: Any) -> pa.Array | None:
             table = _unmarked(state, table)
             state.sighting = event.run_id
         mark = SEEN_BY_LATEST if state.marked else event.run_id
-        new, systems, source = _columns(event.entries, ("master_key", "systems", "source_key"))
+        new, systems, source = batch_columns(event.entries, ("master_key", "systems", "source_key"))
         count = len(new)
-        filled = [_filled(count, v) for v in (PROPOSED, at, at, event.run_id, mark, "")]
-        added = pa.table([new, systems, source, *filled], names=list(REGISTRY_COLUMNS))
+        given = [filled(count, v) for v in (PROPOSED, at, at, event.run_id, mark, "")]
+        added = pa.table([new, systems, source, *given], names=list(REGISTRY_COLUMNS))
         table = table.filter(pc.invert(pc.is_in(masters, value_set=new)))  # a key proposed again starts anew
-        state.table = pa.concat_tables([table, added])
-        _compact(state)
+        state.table = compacted(pa.concat_tables([table, added]))
         return new
     if name == "MasterKeysSeen":
         if event.unseen is None:  # every known key the run saw, as stored before: rows hold run ids from here
@@ -108,18 +103,19 @@ def apply_registry_event(state: RegistryRows, event: Any) -> pa.Array | None:
         else:  # what changed since the latest sighting
             if not state.marked:
                 last_seen = table[LAST_SEEN]
-                table = _set(table, last_seen_run_id=pc.if_else(pc.equal(last_seen, state.sighting), "*", last_seen))
+                marks = pc.if_else(pc.equal(last_seen, state.sighting), SEEN_BY_LATEST, last_seen)
+                table = with_columns(table, last_seen_run_id=marks)
                 state.marked = True
-            unseen = pc.is_in(masters, value_set=_columns(event.unseen, ("master_key",))[0])
-            table = _set(table, last_seen_run_id=pc.if_else(unseen, state.sighting, table[LAST_SEEN]))
+            unseen = pc.is_in(masters, value_set=batch_columns(event.unseen, ("master_key",))[0])
+            table = with_columns(table, last_seen_run_id=pc.if_else(unseen, state.sighting, table[LAST_SEEN]))
             state.sighting = event.run_id
             mark = SEEN_BY_LATEST
-        seen, systems = _columns(event.entries, ("master_key", "systems"))
+        seen, systems = batch_columns(event.entries, ("master_key", "systems"))
         at_entry = pc.index_in(masters, value_set=seen)
         listed = pc.is_valid(at_entry)
         now = systems.take(at_entry)
         moved = pc.fill_null(pc.not_equal(now, table["source_systems"]), False)
-        state.table = _set(
+        state.table = with_columns(
             table,
             source_systems=pc.if_else(moved, now, table["source_systems"]),
             updated_at=pc.if_else(moved, at, table["updated_at"]),
@@ -128,9 +124,9 @@ def apply_registry_event(state: RegistryRows, event: Any) -> pa.Array | None:
         return masters.filter(moved).combine_chunks()
     if name in ("MasterKeysActivated", "MasterKeysDeprecated", "MasterKeysReactivated"):
         status = {"MasterKeysActivated": ACTIVE, "MasterKeysDeprecated": DEPRECATED}.get(name)
-        changed = _columns(event.master_keys, ("master_key",))[0]
+        changed = batch_columns(event.master_keys, ("master_key",))[0]
         chosen = pc.is_in(masters, value_set=changed)
-        state.table = _set(
+        state.table = with_columns(
             table,
             status=pc.if_else(chosen, status or event.status, table["status"]),  # Reactivated: back to its status
             updated_at=pc.if_else(chosen, at, table["updated_at"]),
@@ -147,41 +143,8 @@ def _unmarked(state: RegistryRows, table: pa.Table) -> pa.Table:
     if not state.marked:
         return table
     last_seen = table[LAST_SEEN]
-    return _set(table, last_seen_run_id=pc.if_else(pc.equal(last_seen, SEEN_BY_LATEST), state.sighting, last_seen))
-
-
-def _columns(batch: Any, names: tuple[str, ...]) -> list[pa.Array]:
-    """Columns of a registry event's batch: a table, or lists as stored before ([master, normalized, systems,
-    source key] proposals, [master, systems] sightings, master keys)."""
-    import pyarrow as pa
-
-    if not isinstance(batch, list):
-        return [batch[n].combine_chunks() for n in names]
-    if not batch:
-        return [pa.array([], pa.string()) for _ in names]
-    if not isinstance(batch[0], list):
-        return [pa.array(batch, pa.string())]
-    width = len(batch[0])
-    place = {"master_key": 0, "normalized_key": 1, "systems": 2 if width == 4 else 1, "source_key": 3}
-    return [pa.array([e[place[n]] for e in batch], pa.string()) for n in names]
-
-
-def _filled(count: int, value: str) -> pa.Array:
-    import pyarrow as pa
-
-    return pa.nulls(count, pa.string()).fill_null(value)
-
-
-def _set(table: pa.Table, **columns: Any) -> pa.Table:
-    for name, column in columns.items():
-        table = table.set_column(table.schema.get_field_index(name), name, column)
-    return table
-
-
-def _compact(state: RegistryRows) -> None:
-    # A chunk more per proposing run: a long history's chunks are merged now and then.
-    if state.table["master_key"].num_chunks > 16:
-        state.table = state.table.combine_chunks()
+    resolved = pc.if_else(pc.equal(last_seen, SEEN_BY_LATEST), state.sighting, last_seen)
+    return with_columns(table, last_seen_run_id=resolved)
 
 
 def matching(rows: list[dict[str, str]], system: str | None = None, search: str | None = None) -> list[dict[str, str]]:
