@@ -273,8 +273,10 @@ class Views:
         """The registry view as stored (marks unresolved) with its latest sighting, for folding events into: from
         its packed copy if that stands at ``position`` (the views' position), else from the table."""
         self._create_side_tables()
-        copied = self._select(f"SELECT position, rows FROM {self.qualified(REGISTRY_COPY)}", ())
-        if position is not None and copied and copied[0]["position"] == str(position):
+        copied = []
+        if position is not None:  # the copy is only read when it can be used
+            copied = self._select(f"SELECT position, rows FROM {self.qualified(REGISTRY_COPY)}", ())
+        if copied and copied[0]["position"] == str(position):
             table = _unpack_table(copied[0]["rows"])
         else:
             query = f"SELECT {', '.join(REGISTRY_COLUMNS)} FROM {self.qualified('registry_view')}"
