@@ -8,7 +8,6 @@ a completed run waiting for a seal it will never get); the events that save stor
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification, PersistenceError
 from eventsourcing.utils import get_topic
 
-from keysync.application.store import KeySyncStore
+from keysync.application.store import KeySyncStore, logged_event
 from keysync.domain.audit_chain import AUDIT_CHAIN_ID, AuditChain, ChainReport, ChainWalk, LoggedEvent, Seal
 
 if TYPE_CHECKING:
@@ -29,16 +28,6 @@ PAGE = 50
 SEALED = get_topic(AuditChain.Sealed)
 
 log = logging.getLogger("keysync")
-
-
-def logged_event(notification: Notification) -> LoggedEvent:
-    return LoggedEvent(
-        notification.id,
-        str(notification.originator_id),
-        notification.originator_version,
-        notification.topic,
-        hashlib.sha256(bytes(notification.state)).hexdigest(),
-    )
 
 
 def stored_events(recorder: ApplicationRecorder, after: int, last: int) -> Iterator[Notification]:
@@ -76,11 +65,21 @@ def pending_sealing(store: KeySyncStore) -> Sealing | None:
         chain = AuditChain()
     start = chain.sealed_through
     last = store.recorder.max_notification_id() or 0
-    events = [logged_event(n) for n in stored_events(store.recorder, start, last)]
+    events = logged_events(store, start, last)
     if all(e.originator_id == str(AUDIT_CHAIN_ID) for e in events):
         return None
     seals = chain.seal(events)
     return Sealing(chain, seals, len(events), start + 1, events[-1].id)
+
+
+def logged_events(store: KeySyncStore, after: int, last: int) -> list[LoggedEvent]:
+    """The events stored after position ``after`` up to ``last``, as the chain logs them: those this process
+    stored itself as it stored them, the rest read from the log."""
+    kept = store.stored_run
+    if kept is None or not kept.events or kept.last != last or kept.after >= last:
+        return [logged_event(n) for n in stored_events(store.recorder, after, last)]
+    before = [logged_event(n) for n in stored_events(store.recorder, after, kept.after)]
+    return before + [e for e in kept.events if e.id > after]
 
 
 def sealed_chain(store: KeySyncStore) -> list[AuditChain]:

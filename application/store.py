@@ -3,16 +3,44 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from uuid import UUID
 
+import attrs
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.persistence import IntegrityError, OperationalError, Transcoder
 
+from keysync.domain.audit_chain import LoggedEvent
 from keysync.domain.observations import SourceSnapshot
 from keysync.domain.registry import REGISTRY_ID, Registry
 from keysync.domain.run import ReconciliationRun, snapshots_from_events
+
+
+def logged_event(notification: Any) -> LoggedEvent:
+    """A stored event (a notification) as the audit chain logs it."""
+    return LoggedEvent(
+        notification.id,
+        str(notification.originator_id),
+        notification.originator_version,
+        notification.topic,
+        hashlib.sha256(bytes(notification.state)).hexdigest(),
+    )
+
+
+@attrs.define
+class StoredRun:
+    """The events this process stored one after another, with no other writer's in between: every event after
+    position ``after`` up to the last one's. A run's seal hashes these as it stored them, rather than reading a
+    million keys' observations back from the log."""
+
+    after: int
+    events: list[LoggedEvent]
+
+    @property
+    def last(self) -> int:
+        return self.events[-1].id if self.events else self.after
 
 
 class ConflictError(Exception):
@@ -43,8 +71,13 @@ class KeySyncStore(Application):
         self.register_transcodings(transcoder)
         return transcoder
 
+    # What this process stored since another writer last did, as the audit chain logs it (see StoredRun).
+    stored_run: StoredRun | None = None
+
     def save(self, *objs: Any, **kwargs: Any) -> Any:
+        before = self.recorder.max_notification_id() or 0
         recordings = super().save(*objs, **kwargs)
+        self._note_stored(before, [r.notification for r in recordings])
         stored = [r.notification.state for r in recordings if r.domain_event.originator_id == REGISTRY_ID]
         for saved in objs:
             if isinstance(saved, Registry) and stored:
@@ -52,6 +85,16 @@ class KeySyncStore(Application):
         if self.after_save is not None:
             self.after_save(len(recordings))
         return recordings
+
+    def _note_stored(self, before: int, stored: list[Any]) -> None:
+        """Keep the events just stored when they follow position ``before`` without a gap, so that no other
+        writer's event can be among them (else forget them all: the log is read instead)."""
+        if [n.id for n in stored] != list(range(before + 1, before + 1 + len(stored))):
+            self.stored_run = None
+            return
+        if self.stored_run is None or self.stored_run.last != before:
+            self.stored_run = StoredRun(before, [])
+        self.stored_run.events.extend(map(logged_event, stored))
 
     def save_or_conflict(self, *aggregates: Any, conflict: str) -> Any:
         """Save, turning a concurrent writer's win into ConflictError(``conflict``) and a busy store into another
