@@ -34,6 +34,7 @@ from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 import attrs
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -172,7 +173,7 @@ def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
     if new_a.equals(old_a):
         a_added = a_removed = new_a.slice(0, 0)
     else:
-        a_added, a_removed = _minus(new_a, old_a), _minus(old_a, new_a)
+        a_added, a_removed = _both_ways(new_a, old_a)
     yield AUTHORITY, KEY_ADDED, a_added, ""
     yield AUTHORITY, KEY_REMOVED, a_removed, ""
     for system in DOWNSTREAM:
@@ -180,8 +181,8 @@ def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
             continue
         was = _Side(sorted_keys(previous.missing_in_a[system]), sorted_keys(previous.missing_from_system[system]))
         now = _Side(sorted_keys(latest.missing_in_a[system]), sorted_keys(latest.missing_from_system[system]))
-        opened_out, resolved_out = _minus(now.out, was.out), _minus(was.out, now.out)
-        opened_gaps, resolved_gaps = _minus(now.gaps, was.gaps), _minus(was.gaps, now.gaps)
+        opened_out, resolved_out = _both_ways(now.out, was.out)
+        opened_gaps, resolved_gaps = _both_ways(now.gaps, was.gaps)
         yield system, KEY_ADDED, _gained(was, now, opened_out, resolved_gaps, a_added, a_removed), ""
         yield system, KEY_REMOVED, _gained(now, was, resolved_out, opened_gaps, a_removed, a_added), ""
         yield system, OPENED, opened_out, MISSING_IN_A
@@ -232,6 +233,15 @@ def sorted_keys(keys: Keys) -> pa.Array:
 
 def _in(keys: pa.Array, among: pa.Array) -> pa.Array:
     return pc.is_in(keys, value_set=among)
+
+
+def _both_ways(new: pa.Array, old: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(``new`` less ``old``, ``old`` less ``new``), each in its order, from one hash table (of ``new``): at a
+    million keys, building the table is most of the cost of a set difference."""
+    at = pc.index_in(old, value_set=new)
+    kept = np.zeros(len(new), dtype=bool)
+    kept[at.drop_null().to_numpy()] = True
+    return new.filter(pa.array(~kept)), old.filter(pc.is_null(at))
 
 
 def _minus(keys: pa.Array, other: pa.Array) -> pa.Array:
