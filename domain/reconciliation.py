@@ -5,10 +5,11 @@ matched = |S and A|, missing_in_A = S - A (out of authority), missing_from_syste
 match_rate = matched / |S union A|. Duplicates are normalized keys that occur more than once in one system.
 
 How, at a million keys per system: every available system's normalized keys are dictionary-encoded together,
-so each distinct key gets one integer code, and the dictionary is sorted once. From then on a system is a count
-per code, and its keys, its discrepancies and its duplicates are numpy masks over the codes taken in key order:
-every result comes out sorted without sorting it. Python sees only the rows already known to be special: the
-rows of duplicated keys (their raw forms) and the rows whose key normalized away (rejected).
+so each distinct key gets one integer code. From then on a system is a count per code, and its keys, its
+discrepancies and its duplicates are numpy masks over the codes. Only what is shown is sorted: the discrepancies
+and duplicates, not every key (sorting a dictionary of a million keys costs a third of the comparison, and
+more than that at ten million). Python sees only the rows already known to be special: the rows of duplicated
+keys (their raw forms) and the rows whose key normalized away (rejected).
 """
 
 from __future__ import annotations
@@ -54,13 +55,14 @@ def _no_duplicates() -> pa.Table:
 
 @attrs.frozen
 class Keys:
-    """A system's distinct normalized keys, as codes into the reconciliation's dictionary in key order, with where
+    """A system's distinct normalized keys, as codes into the reconciliation's dictionary (in no particular order),
+    with where
     each one's values are: its first row, how many rows hold it, and (for a key several rows hold) its latest
     last_seen_at. Tables of them are built only for the keys asked for: a report needs its discrepancies' values,
     not every key's."""
 
     dictionary: pa.Array
-    codes: np.ndarray  # in key order
+    codes: np.ndarray
     first_rows: np.ndarray
     occurrences: np.ndarray
     latest: Mapping[int, str]  # code -> the latest last_seen_at among its rows, for codes held by several rows
@@ -69,14 +71,17 @@ class Keys:
     def __len__(self) -> int:
         return len(self.codes)
 
-    def names(self, mask: np.ndarray | None = None) -> pa.Array:
-        codes = self.codes if mask is None else self.codes[mask]
-        return self.dictionary.take(pa.array(codes)).cast(_STRING)
+    def names(self) -> pa.Array:
+        """Every key, in no particular order."""
+        return self.dictionary.take(pa.array(self.codes)).cast(_STRING)
 
     def table(self, mask: np.ndarray | None = None) -> pa.Table:
-        """KEY_COLUMNS of every key, or of the keys ``mask`` selects."""
-        codes = self.codes if mask is None else self.codes[mask]
-        rows = pa.array(self.first_rows if mask is None else self.first_rows[mask])
+        """KEY_COLUMNS of every key, or of the keys ``mask`` selects, sorted by key."""
+        at = np.arange(len(self.codes)) if mask is None else np.flatnonzero(mask)
+        names = self.dictionary.take(pa.array(self.codes[at])).cast(_STRING)
+        order = pc.sort_indices(names)
+        names, at = names.take(order), at[order.to_numpy()]
+        codes, occurrences, rows = self.codes[at], self.occurrences[at], pa.array(self.first_rows[at])
         snapshot = self.snapshot
         seen = _text(snapshot.last_seen_at).take(rows)
         if self.latest:
@@ -88,8 +93,8 @@ class Keys:
                 replace[at] = True
                 seen = pc.replace_with_mask(seen, pa.array(replace), pa.array(values, _STRING))
         return pa.table(
-            [self.names(mask), _text(snapshot.keys).take(rows), _text(snapshot.entity_types).take(rows), seen,
-             pa.array(self.occurrences if mask is None else self.occurrences[mask], pa.int64())],
+            [names, _text(snapshot.keys).take(rows), _text(snapshot.entity_types).take(rows), seen,
+             pa.array(occurrences, pa.int64())],
             names=list(KEY_COLUMNS),
         )  # fmt: skip
 
@@ -139,11 +144,11 @@ class SystemResult:
         return self.matched / union if union else 1.0
 
     def key_array(self) -> pa.Array:
-        """The system's normalized keys, sorted, as Arrow strings."""
+        """The system's normalized keys, in no particular order, as Arrow strings."""
         return self.found.names() if self.found is not None else pa.array([], _STRING)
 
     def key_list(self) -> list[str]:
-        """The system's normalized keys, sorted, as Python strings."""
+        """The system's normalized keys, in no particular order, as Python strings."""
         return self.found.names().to_pylist() if self.found is not None else []
 
     def missing_in_a_keys(self) -> list[str]:
@@ -319,12 +324,10 @@ def reconcile(
 
 @attrs.frozen
 class _Codes:
-    """Every system's normalized keys as integer codes into one shared dictionary of distinct keys, and the codes
-    in key order (``order``): the order of Python's str comparison, which is UTF-8 byte order."""
+    """Every system's normalized keys as integer codes into one shared dictionary of distinct keys."""
 
     dictionary: pa.Array
     codes: dict[str, np.ndarray]  # system -> one code per row
-    order: np.ndarray  # codes sorted by their key
     empty: int  # the code of "" (a key that normalized away), -1 if none did
 
     @property
@@ -334,20 +337,19 @@ class _Codes:
     @classmethod
     def of(cls, normalized: Mapping[str, pa.Array]) -> _Codes:
         if not normalized:
-            return cls(pa.array([], _STRING), {}, np.zeros(0, dtype=np.int32), -1)
+            return cls(pa.array([], _STRING), {}, -1)
         # Encoded as chunks of one array: one dictionary for all, without copying the keys into one array first.
         # 64-bit offsets only when the keys' text could pass 2 GiB (about 100M keys): 32-bit ones are faster.
         kind = pa.large_string() if sum(a.nbytes for a in normalized.values()) >= WIDE_TEXT else _STRING
         encoded = pc.dictionary_encode(pa.chunked_array([a.cast(kind) for a in normalized.values()], kind))
         if not encoded.num_chunks:  # no keys at all (Arrow drops empty chunks)
-            return cls(pa.array([], _STRING), {s: np.zeros(0, np.int32) for s in normalized}, np.zeros(0, np.int32), -1)
+            return cls(pa.array([], _STRING), {s: np.zeros(0, np.int32) for s in normalized}, -1)
         dictionary = encoded.chunk(0).dictionary
         codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks])
         bounds = np.cumsum([0, *map(len, normalized.values())])
         per_system = {s: codes[bounds[i] : bounds[i + 1]] for i, s in enumerate(normalized)}
-        order = pc.sort_indices(dictionary).to_numpy(zero_copy_only=False).astype(np.int32)
         empty = pc.index(dictionary, "").as_py()
-        return cls(dictionary, per_system, order, empty)
+        return cls(dictionary, per_system, empty)
 
     def counts(self, system: str) -> np.ndarray:
         """How many of the system's rows hold each code; the empty key counts for none (its rows are rejected)."""
@@ -359,7 +361,7 @@ class _Codes:
 
 def _index(system: str, snapshot: SourceSnapshot, coded: _Codes, counts: np.ndarray) -> SystemResult:
     codes = coded.codes[system]
-    mine = coded.order[counts[coded.order] > 0]  # the system's codes, in key order
+    mine = np.flatnonzero(counts > 0)  # the system's codes
     first_row = np.full(coded.size, len(codes), dtype=np.int32)  # 32 bits: an export holds < 2**31 rows
     np.minimum.at(first_row, codes, np.arange(len(codes), dtype=np.int32))  # each code's first row, fast
     latest: dict[int, str] = {}
@@ -394,10 +396,13 @@ def _duplicated(
         forms[code][key] += 1
         if when > newest[code]:
             newest[code] = when
-    duplicated = mine[counts[mine] > 1]  # in key order
+    duplicated = mine[counts[mine] > 1]
+    names = dictionary.take(pa.array(duplicated)).cast(_STRING)
+    order = pc.sort_indices(names).to_numpy()
+    duplicated = duplicated[order]
     table = pa.table(
         {
-            "normalized_key": dictionary.take(pa.array(duplicated)).cast(_STRING),
+            "normalized_key": names.take(pa.array(order)),
             "occurrences": pa.array(counts[duplicated], pa.int64()),
             "source_keys": pa.array([_raw_forms(forms[c]) for c in duplicated.tolist()], _STRING),
         }

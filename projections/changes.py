@@ -22,9 +22,10 @@ keys: "every key removed" (or added, when it comes back) would be false. The con
 
 Cost. A run's keys are kept as ``RunKeys``: System A's normalized keys, and for each downstream system only its
 two discrepancy lists, since a downstream system's keys are A's minus its propagation gaps plus its
-out-of-authority keys. Comparing two runs of a million keys per system then walks System A's keys twice and
-otherwise only the discrepancies and A's changes; a ``RunKeys`` taken from a reconciliation holds its sorted Arrow
-columns, and a first run hands its discrepancies to the writer as they are, with no Python string per key.
+out-of-authority keys. Comparing two runs of a million keys per system then hashes System A's keys once and
+otherwise only the discrepancies and A's changes; a ``RunKeys`` taken from a reconciliation holds its Arrow
+columns (A's keys in no particular order, the discrepancies sorted), and a first run hands its discrepancies to
+the writer as they are, with no Python string per key.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ CHANGES = (KEY_ADDED, KEY_REMOVED, OPENED, RESOLVED, PROPOSED, DEPRECATED_CHANGE
 MISSING_IN_A, MISSING_FROM_SYSTEM = "missing_in_A", "missing_from_system"
 
 Columns = dict[str, Sequence[Any]]
-# Keys as a set, or as a reconciliation's sorted Arrow column of distinct keys.
+# Keys as a set, or as a reconciliation's Arrow column of distinct keys.
 Keys = Collection[str] | pa.Array | pa.ChunkedArray
 
 
@@ -69,7 +70,7 @@ class RunKeys:
     @classmethod
     def of(cls, run_id: str, recon: Reconciliation) -> RunKeys:
         """Taken from a reconciliation: System A's keys, and each available downstream system's discrepancies,
-        as its sorted Arrow columns (sets are made only to compare with another run)."""
+        as its Arrow columns (sets are made only to compare with another run)."""
         available = [r for r in recon.downstream if r.available]
         found = recon.authority.found
         return cls(
@@ -162,25 +163,26 @@ def _first_run(latest: RunKeys) -> Iterator[_Group]:
         count = latest.key_count(system)
         yield system, FIRST_RUN, [""], f"the first completed run: its {count:,} key{'s' * (count != 1)} are all new"
         if system != AUTHORITY:
-            yield system, OPENED, sorted_keys(latest.missing_in_a[system]), MISSING_IN_A
-            yield system, OPENED, sorted_keys(latest.missing_from_system[system]), MISSING_FROM_SYSTEM
+            yield system, OPENED, key_array(latest.missing_in_a[system]), MISSING_IN_A
+            yield system, OPENED, key_array(latest.missing_from_system[system]), MISSING_FROM_SYSTEM
 
 
 def _between(previous: RunKeys, latest: RunKeys) -> Iterator[_Group]:
-    # Every set is a sorted Arrow array, and every difference keeps its order: the rows come out sorted. A's keys
-    # are compared once (no work when they are the same); the rest looks up only sets as small as the changes.
-    new_a, old_a = sorted_keys(latest.authority), sorted_keys(previous.authority)
+    # The discrepancy columns are sorted, and every difference keeps its order: their rows come out sorted. A's
+    # keys, in no particular order, are compared once (no work when they are the same), and only their changes
+    # are sorted; the rest looks up only sets as small as the changes.
+    new_a, old_a = key_array(latest.authority), key_array(previous.authority)
     if new_a.equals(old_a):
         a_added = a_removed = new_a.slice(0, 0)
     else:
-        a_added, a_removed = _both_ways(new_a, old_a)
+        a_added, a_removed = (keys.take(pc.sort_indices(keys)) for keys in _both_ways(new_a, old_a))
     yield AUTHORITY, KEY_ADDED, a_added, ""
     yield AUTHORITY, KEY_REMOVED, a_removed, ""
     for system in DOWNSTREAM:
         if not (latest.available(system) and previous.available(system)):
             continue
-        was = _Side(sorted_keys(previous.missing_in_a[system]), sorted_keys(previous.missing_from_system[system]))
-        now = _Side(sorted_keys(latest.missing_in_a[system]), sorted_keys(latest.missing_from_system[system]))
+        was = _Side(key_array(previous.missing_in_a[system]), key_array(previous.missing_from_system[system]))
+        now = _Side(key_array(latest.missing_in_a[system]), key_array(latest.missing_from_system[system]))
         opened_out, resolved_out = _both_ways(now.out, was.out)
         opened_gaps, resolved_gaps = _both_ways(now.gaps, was.gaps)
         yield system, KEY_ADDED, _gained(was, now, opened_out, resolved_gaps, a_added, a_removed), ""
@@ -222,8 +224,8 @@ def _gained(
     return gained.take(pc.sort_indices(gained))  # the three are disjoint: in A before, after, or neither
 
 
-def sorted_keys(keys: Keys) -> pa.Array:
-    """Keys as a sorted Arrow string array (a reconciliation's columns, and the stored ones, already are)."""
+def key_array(keys: Keys) -> pa.Array:
+    """Keys as an Arrow string array; a set comes sorted (as a reconciliation's discrepancy columns do)."""
     if isinstance(keys, pa.ChunkedArray):
         keys = keys.combine_chunks()
     if isinstance(keys, pa.Array):

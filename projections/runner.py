@@ -480,11 +480,11 @@ class Projections:
         return keys
 
     def _save_run_keys(self, keys: RunKeys) -> None:
-        from keysync.projections.changes import sorted_keys
+        from keysync.projections.changes import key_array
 
-        parts = [(AUTHORITY_PART, "", sorted_keys(keys.authority))]
+        parts = [(AUTHORITY_PART, "", key_array(keys.authority))]
         for part, found in ((MISSING_IN_A_PART, keys.missing_in_a), (GAPS_PART, keys.missing_from_system)):
-            parts += [(part, system, sorted_keys(found[system])) for system in sorted(found)]
+            parts += [(part, system, key_array(found[system])) for system in sorted(found)]
         self.recorder.save_run_keys(keys.run_id, self._rules_normalized(), parts)
 
     def _stored_run_keys(self, run_id: str, carried: str | None) -> RunKeys | None:

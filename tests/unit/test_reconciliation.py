@@ -117,7 +117,8 @@ def test_the_columnar_reconciliation_agrees_with_the_row_by_row_definition(data,
     expected = {s: reference(snapshot, rules) for s, snapshot in snapshots.items()}
     for system, result in recon.systems.items():
         want = expected[system]
-        assert result.key_list() == sorted(want)
+        assert sorted(result.key_list()) == sorted(want)
+        assert [row["normalized_key"] for row in result.keys.to_pylist()] == sorted(want)  # the table is sorted
         for row in result.keys.to_pylist():
             entry = want[row["normalized_key"]]
             assert (row["source_key"], row["entity_type"], row["last_seen_at"]) == (
