@@ -13,17 +13,21 @@ if TYPE_CHECKING:
 
 from keysync.domain.columns import Column, text_array, unpack_text
 from keysync.domain.normalization import NormalizationRules, normalize_keys, rows_normalized_to
+from keysync.domain.registry import Registry
+from keysync.domain.run import ReconciliationRun as Run
+from keysync.domain.sandbox import Sandbox
 
-# Sandbox edits: the rows they removed and added ([system, position, source_key, ...] each), by event type.
+# Sandbox edits: the rows they removed and added ([system, position, source_key, ...] each), by event type, with
+# the command that made them.
 SANDBOX_EDITS = {
-    "Initialized": "init",
-    "Reset": "reset",
-    "KeysAdded": "add-key",
-    "KeysRemoved": "remove-key",
-    "KeysModified": "modify-key",
-    "StateLoaded": "load-state",
-    "OperationReverted": "undo",
-    "OperationRestored": "redo",
+    Sandbox.Initialized: "init",
+    Sandbox.Reset: "reset",
+    Sandbox.KeysAdded: "add-key",
+    Sandbox.KeysRemoved: "remove-key",
+    Sandbox.KeysModified: "modify-key",
+    Sandbox.StateLoaded: "load-state",
+    Sandbox.OperationReverted: "undo",
+    Sandbox.OperationRestored: "redo",
 }
 SEEN = "seen in "
 PROPOSED = "proposed as master key "
@@ -32,29 +36,29 @@ NOT_SEEN = "not seen as a master key by this run (seen by the run before that sa
 
 def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
     """What ``event`` did to or said of the normalized ``key``; None when it does not concern the key."""
-    name = type(event).__name__
-    if name in ("RowsObserved", "KeysObserved", "RowsAdded"):
-        keys = event.rows.column("key") if name == "RowsObserved" else event.keys
-        found = len(rows_holding(keys, key, rules)) > 0
-        return (f"added to {event.system}" if name == "RowsAdded" else f"{SEEN}{event.system}") if found else None
-    if name == "MasterKeysProposed":
+    if isinstance(event, Run.RowsObserved | Run.KeysObserved | Run.RowsAdded):
+        keys = event.rows.column("key") if isinstance(event, Run.RowsObserved) else event.keys
+        if not len(rows_holding(keys, key, rules)):
+            return None
+        return f"added to {event.system}" if isinstance(event, Run.RowsAdded) else f"{SEEN}{event.system}"
+    if isinstance(event, Registry.MasterKeysProposed):
         entry = _entry(event.entries, key, (0, 1))
         return None if entry is None else f"{PROPOSED}{entry[0]} (from {entry[2]})"
-    if name == "MasterKeysSeen":
+    if isinstance(event, Registry.MasterKeysSeen):
         entry = _entry(event.entries, key, (0,))
         if entry is not None:
             return f"seen again as a master key (source systems now {entry[1]})"
         return NOT_SEEN if event.unseen is not None and _entry(event.unseen, key, (0,)) else None
-    if name in ("MasterKeysActivated", "MasterKeysDeprecated"):
+    if isinstance(event, Registry.MasterKeysActivated | Registry.MasterKeysDeprecated):
         if not _entry(event.master_keys, key, (0,)):
             return None
-        verb = "activated" if name == "MasterKeysActivated" else "deprecated"
+        verb = "activated" if isinstance(event, Registry.MasterKeysActivated) else "deprecated"
         return f"{verb} by {event.actor}: {event.reason}" if event.reason else f"{verb} by {event.actor}"
-    if name == "MasterKeysReactivated":
+    if isinstance(event, Registry.MasterKeysReactivated):
         if not _entry(event.master_keys, key, (0,)):
             return None
         return f"back to {event.status} ({event.actor}: {event.reason})"
-    if name in SANDBOX_EDITS:
+    if type(event) in SANDBOX_EDITS:
         return _sandbox_edit(event, key, rules)
     return None
 
@@ -85,7 +89,7 @@ def _sandbox_edit(event: Any, key: str, rules: NormalizationRules) -> str | None
         *([f"removed from {', '.join(s for s in removed if s not in kept)}"] if set(removed) - set(kept) else []),
         *([f"changed in {', '.join(kept)}"] if kept else []),
     ]
-    return f"sandbox {SANDBOX_EDITS[type(event).__name__]} by {event.actor}: {'; '.join(parts)}"
+    return f"sandbox {SANDBOX_EDITS[type(event)]} by {event.actor}: {'; '.join(parts)}"
 
 
 def _systems_holding(entries: Sequence[Sequence[Any]], key: str, rules: NormalizationRules) -> list[str]:

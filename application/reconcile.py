@@ -32,6 +32,7 @@ from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceS
 from keysync.domain.registry import Registry, RunDecisions
 from keysync.domain.rules import NormalizationRules
 from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
+from keysync.domain.run import ReconciliationRun as Run
 
 if TYPE_CHECKING:  # the comparison (numpy, pyarrow) is loaded by the runs that compare
     from keysync.domain.reconciliation import PreparedKeys, Reconciliation, SystemResult
@@ -126,24 +127,21 @@ class Observation:
         holder = str(run.id)
         recorded: dict[str, tuple[str, Fingerprint, str, int]] = {}  # a system's latest recording wins
         for e in events:
-            name = type(e).__name__
-            if name in RECORDINGS:
+            if isinstance(e, RECORDINGS):
                 recorded.pop(e.system, None)
                 observation.unchanged.discard(e.system)
                 observation.held.pop(e.system, None)
-            if name == "SourceHeldBack":
-                fingerprint = Fingerprint(*e.fingerprint) if e.fingerprint else None
-                observation.held[e.system] = HeldExport(e.file, fingerprint, e.rows)
-            if name not in ("SourceRead", "SourceChanged", "SourceUnchanged") or not e.fingerprint:
-                continue
-            if name == "SourceRead":
-                at, depth = holder, 0
-            elif name == "SourceChanged":  # a run that an earlier version began, recording its changes
-                at, depth = holder, e.depth
-            else:
-                at, depth = e.base, e.depth
-                observation.unchanged.add(e.system)
-            recorded[e.system] = (e.file, Fingerprint(*e.fingerprint), at, depth)
+            match e:
+                case Run.SourceHeldBack():
+                    fingerprint = Fingerprint(*e.fingerprint) if e.fingerprint else None
+                    observation.held[e.system] = HeldExport(e.file, fingerprint, e.rows)
+                case Run.SourceRead() if e.fingerprint:
+                    recorded[e.system] = (e.file, Fingerprint(*e.fingerprint), holder, 0)
+                case Run.SourceChanged() if e.fingerprint:  # a run that an earlier version began, recording changes
+                    recorded[e.system] = (e.file, Fingerprint(*e.fingerprint), holder, e.depth)
+                case Run.SourceUnchanged() if e.fingerprint:
+                    recorded[e.system] = (e.file, Fingerprint(*e.fingerprint), e.base, e.depth)
+                    observation.unchanged.add(e.system)
         for system, (file, fingerprint, at, depth) in recorded.items():
             observation.states[system] = SourceState(file, fingerprint, at, depth, len(snapshots[system]))
         return observation

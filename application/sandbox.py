@@ -193,7 +193,7 @@ class SandboxService:
         for operation_id, version in listed:
             [event] = self.store.events.get(SANDBOX_ID, gt=version - 1, lte=version)
             original = Original(operation_id, event.removed, event.added)
-            if type(event).__name__ in ("Initialized", "Reset") and event.keys:
+            if isinstance(event, Sandbox.Initialized | Sandbox.Reset) and event.keys:
                 before = self.store.repository.get(SANDBOX_ID, version=version - 1).baseline
                 original = original._replace(baseline_before=before, baseline_after=[event.keys, event.seed])
             originals.append(original)

@@ -211,9 +211,11 @@ class ReconciliationRun(Aggregate):
 
 
 # The events that begin a system's recording in a run, and the one that sets a recording aside.
-RECORDINGS = {
-    "SourceRead", "SourceChanged", "SourceUnchanged", "SourceUnavailable", "SourceHeldBack", "SourceSuperseded",
-}  # fmt: skip
+Run = ReconciliationRun
+RECORDINGS = (
+    Run.SourceRead, Run.SourceChanged, Run.SourceUnchanged, Run.SourceUnavailable, Run.SourceHeldBack,
+    Run.SourceSuperseded,
+)  # fmt: skip
 ROW_FIELDS = ("keys", "entity_types", "location_refs", "last_seen_at")  # a row's values, as old events name them
 BaseSnapshot = Callable[[str, str], SourceSnapshot]  # (run originator id, system) -> that run's rows of the system
 
@@ -233,42 +235,42 @@ def snapshots_from_events(
         str, tuple[Any, list[int], list[int], dict[str, list[str]]]
     ] = {}  # system -> (event, removed, at, rows)
     for e in events:
-        name = type(e).__name__
         if only and getattr(e, "system", only) != only:
             continue
-        if name in RECORDINGS:  # a system's newer recording (after a resume) sets aside its older one
+        if isinstance(e, RECORDINGS):  # a system's newer recording (after a resume) sets aside its older one
             snapshots.pop(e.system, None)
             batches.pop(e.system, None)
             unavailable.pop(e.system, None)
             deltas.pop(e.system, None)
-        if name == "SourceRead":
-            fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
-            snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, _no_rows(), [], fp)
-            batches[e.system] = []
-        elif name == "RowsObserved":
-            batches[e.system].append(e.rows)
-        elif name == "KeysObserved":
-            batches[e.system].append(_keys_observed(e))
-        elif name == "RowsRejected":
-            s = snapshots[e.system]
-            s.rejected.extend(RejectedRow(e.system, s.file, *row) for row in e.rows)
-        elif name == "SourceUnavailable":
-            unavailable[e.system] = e.reason
-        elif name == "SourceUnchanged":
-            snapshots[e.system] = _based_on(e.system, e.base, base_snapshot, e.fingerprint)
-        elif name == "SourceHeldBack":
-            snapshots[e.system] = _based_on(e.system, e.accepted["holder"], base_snapshot)
-        elif name == "SourceChanged":
-            fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
-            snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, _no_rows(), [], fp)
-            deltas[e.system] = (e, [], [], {field: [] for field in ROW_FIELDS})
-        elif name == "RowsRemoved":
-            deltas[e.system][1].extend(unpack_lines(e.rows))
-        elif name == "RowsAdded":
-            delta = deltas[e.system]
-            delta[2].extend(unpack_lines(e.at))
-            for field in ROW_FIELDS:
-                delta[3][field].extend(unpack_text(getattr(e, field)))
+        match e:
+            case Run.SourceRead():
+                fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
+                snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, _no_rows(), [], fp)
+                batches[e.system] = []
+            case Run.RowsObserved():
+                batches[e.system].append(e.rows)
+            case Run.KeysObserved():
+                batches[e.system].append(_keys_observed(e))
+            case Run.RowsRejected():
+                s = snapshots[e.system]
+                s.rejected.extend(RejectedRow(e.system, s.file, *row) for row in e.rows)
+            case Run.SourceUnavailable():
+                unavailable[e.system] = e.reason
+            case Run.SourceUnchanged():
+                snapshots[e.system] = _based_on(e.system, e.base, base_snapshot, e.fingerprint)
+            case Run.SourceHeldBack():
+                snapshots[e.system] = _based_on(e.system, e.accepted["holder"], base_snapshot)
+            case Run.SourceChanged():
+                fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
+                snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, _no_rows(), [], fp)
+                deltas[e.system] = (e, [], [], {field: [] for field in ROW_FIELDS})
+            case Run.RowsRemoved():
+                deltas[e.system][1].extend(unpack_lines(e.rows))
+            case Run.RowsAdded():
+                delta = deltas[e.system]
+                delta[2].extend(unpack_lines(e.at))
+                for field in ROW_FIELDS:
+                    delta[3][field].extend(unpack_text(getattr(e, field)))
     import pyarrow as pa
 
     for system, tables in batches.items():

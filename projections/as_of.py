@@ -133,7 +133,7 @@ def replay(projections: Projections, moment: Moment, *, registry_only: bool = Fa
             run_id = getattr(event, "run_id", "")
         else:
             key = str(event.originator_id)
-            if key in state.runs or type(event).__name__ == "Started":
+            if key in state.runs or isinstance(event, ReconciliationRun.Started):
                 apply_run_event(state.runs, event)
             run_id = state.runs[key]["run_id"] if key in state.runs else ""
         if not registry_only:

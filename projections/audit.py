@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from keysync.domain.run import ReconciliationRun as Run
+
 # Fields that carry batches of keys or rows: the audit shows how many, never the keys themselves.
 KEY_BATCHES = {"keys", "rows", "entries", "master_keys", "added", "removed", "unseen"}
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
@@ -12,16 +14,15 @@ _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_top
 
 def summarise(event: Any) -> dict[str, Any]:
     """The event's payload, fit for a report cell: lists of keys are counted, not copied."""
-    name = type(event).__name__
-    if name == "RowsObserved":
+    if isinstance(event, Run.RowsObserved):
         return {"system": event.system, "keys": event.rows.num_rows}
-    if name in ("KeysObserved", "RowsAdded"):  # as earlier versions stored keys
+    if isinstance(event, Run.KeysObserved | Run.RowsAdded):  # as earlier versions stored keys
         from keysync.domain.columns import text_length  # numpy and pyarrow: loaded only if old events are read
 
         return {"system": event.system, "keys": text_length(event.keys)}
-    if name == "RowsRejected":
+    if isinstance(event, Run.RowsRejected):
         return {"system": event.system, "rows": len(event.rows)}
-    if name == "RowsRemoved":
+    if isinstance(event, Run.RowsRemoved):
         from keysync.domain.columns import unpack_lines
 
         return {"system": event.system, "rows": len(unpack_lines(event.rows))}

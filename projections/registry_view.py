@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED, batch_columns
+from keysync.domain.registry import ACTIVE, DEPRECATED, PROPOSED, Registry, batch_columns
 from keysync.domain.tables import compacted, filled, with_columns
 
 if TYPE_CHECKING:
@@ -73,17 +73,28 @@ def row_batches(table: pa.Table, size: int = 50_000) -> Iterator[list[tuple[str,
         yield list(zip(*(part[c].to_pylist() for c in REGISTRY_COLUMNS), strict=True))
 
 
+STATUS_CHANGES = (Registry.MasterKeysActivated, Registry.MasterKeysDeprecated, Registry.MasterKeysReactivated)
+
+
+def _status_set(event: Any) -> str:
+    """The status a status change sets: a reactivation names the one the keys go back to."""
+    if isinstance(event, Registry.MasterKeysActivated):
+        return ACTIVE
+    if isinstance(event, Registry.MasterKeysDeprecated):
+        return DEPRECATED
+    return str(event.status)
+
+
 def apply_registry_event(state: RegistryRows, event: Any) -> pa.Array | None:
     """Fold one registry event into ``state``; return the master keys whose rows changed other than in
     ``last_seen_run_id`` (None: none). A row appended is a changed row too."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    name = type(event).__name__
     at = event.timestamp.isoformat()
     table = state.table
     masters = table["master_key"]
-    if name == "MasterKeysProposed":
+    if isinstance(event, Registry.MasterKeysProposed):
         if event.run_id != state.sighting:  # the run's proposals start its sighting: it saw no key seen before
             table = _unmarked(state, table)
             state.sighting = event.run_id
@@ -95,7 +106,7 @@ def apply_registry_event(state: RegistryRows, event: Any) -> pa.Array | None:
         table = table.filter(pc.invert(pc.is_in(masters, value_set=new)))  # a key proposed again starts anew
         state.table = compacted(pa.concat_tables([table, added]))
         return new
-    if name == "MasterKeysSeen":
+    if isinstance(event, Registry.MasterKeysSeen):
         if event.unseen is None:  # every known key the run saw, as stored before: rows hold run ids from here
             table = _unmarked(state, table)
             state.marked = False
@@ -122,13 +133,13 @@ def apply_registry_event(state: RegistryRows, event: Any) -> pa.Array | None:
             last_seen_run_id=pc.if_else(listed, mark, table[LAST_SEEN]),
         )
         return masters.filter(moved).combine_chunks()
-    if name in ("MasterKeysActivated", "MasterKeysDeprecated", "MasterKeysReactivated"):
-        status = {"MasterKeysActivated": ACTIVE, "MasterKeysDeprecated": DEPRECATED}.get(name)
+    if isinstance(event, STATUS_CHANGES):
+        status = _status_set(event)
         changed = batch_columns(event.master_keys, ("master_key",))[0]
         chosen = pc.is_in(masters, value_set=changed)
         state.table = with_columns(
             table,
-            status=pc.if_else(chosen, status or event.status, table["status"]),  # Reactivated: back to its status
+            status=pc.if_else(chosen, status, table["status"]),
             updated_at=pc.if_else(chosen, at, table["updated_at"]),
             status_reason=pc.if_else(chosen, event.reason, table["status_reason"]),
         )

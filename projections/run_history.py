@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from keysync.domain.run import ReconciliationRun as Run
+
 
 def apply_run_event(rows: dict[str, dict[str, Any]], event: Any) -> str | None:
     """Fold one run event into ``rows`` (keyed by originator id); return the key of the changed row."""
-    name = type(event).__name__
     key = str(event.originator_id)
     at = event.timestamp.isoformat()
-    if name == "Started":
+    if isinstance(event, Run.Started):
         rows[key] = {
             "run_id": event.run_id,
             "originator_id": key,
@@ -25,20 +26,20 @@ def apply_run_event(rows: dict[str, dict[str, Any]], event: Any) -> str | None:
             # When the data was true: a replayed snapshot's date, else the run's own start.
             "as_of": event.options.get("as_of") or at,
         }
-    elif name == "SourceUnavailable":
+    elif isinstance(event, Run.SourceUnavailable):
         _add_error(rows[key], f"{event.system} unavailable: {event.reason}")
-    elif name == "SourceSuperseded":  # read again after a resume: its older recording's error goes with it
+    elif isinstance(event, Run.SourceSuperseded):  # read again after a resume: its older recording's error goes with it
         if getattr(event, "unavailable", ""):
             _drop_error(rows[key], f"{event.system} unavailable: {event.unavailable}")
         if getattr(event, "held_back", ""):
             _drop_error(rows[key], f"{event.system} suspect: {event.held_back}")
-    elif name == "SourceHeldBack":
+    elif isinstance(event, Run.SourceHeldBack):
         _add_error(rows[key], f"{event.system} suspect: {event.reason}")
-    elif name == "Completed":
+    elif isinstance(event, Run.Completed):
         row = rows[key]
         row.update(finished_at=at, status="completed", kpis=json.dumps(event.kpis, sort_keys=True))
         row["duration_s"] = event.kpis.get("duration_s")
-    elif name == "Failed":
+    elif isinstance(event, Run.Failed):
         row = rows[key]
         row.update(finished_at=at, status="failed")
         _add_error(row, event.reason)

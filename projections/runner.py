@@ -536,11 +536,11 @@ class Projections:
             return RunKeys.from_keys(run["run_id"], found)
         keys: dict[str, set[str]] = {}
         for event in self.store.events.get(UUID(run["originator_id"])):
-            name = type(event).__name__
-            if name == "SourceRead":
+            if isinstance(event, ReconciliationRun.SourceRead):
                 keys[event.system] = set()
-            elif name in ("RowsObserved", "KeysObserved"):
-                column = event.rows.column("key") if name == "RowsObserved" else text_array(event.keys)
+            elif isinstance(event, ReconciliationRun.RowsObserved | ReconciliationRun.KeysObserved):
+                observed = isinstance(event, ReconciliationRun.RowsObserved)
+                column = event.rows.column("key") if observed else text_array(event.keys)
                 keys[event.system].update(normalize_array(column, self.rules).to_pylist())
         for found in keys.values():
             found.discard("")  # a key that normalizes to nothing is a rejected row, not a key
