@@ -445,7 +445,7 @@ def _read_all(
     unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts"). A read
     waits for its ``turn`` before its time starts, and gives it back when it is done or given up on. With
     ``prepared``, each export's keys are prepared for comparing there as soon as it is read, beside the reading
-    of the others."""
+    of the others (the next export's included: its turn comes once this one's rows are read)."""
 
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
@@ -454,15 +454,15 @@ def _read_all(
             return read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length)
 
         try:
-            with turn(spec.path):
+            with turn(spec.path):  # the turn bounds the memory of parsing: the next export's may start after it
                 snapshot = call_with_retries(attempt, settings.retry, what=f"reading System {system}")
-                if prepared is not None:
-                    from keysync.domain.reconciliation import prepare
-
-                    prepared[system] = prepare(snapshot, settings.rules)
-                return snapshot
         except GaveUp as error:  # a reader's own reasons name the file; a time limit's does not
             return str(error) if str(spec.path) in str(error) else f"{spec.path}: {error}"
+        if prepared is not None:
+            from keysync.domain.reconciliation import prepare
+
+            prepared[system] = prepare(snapshot, settings.rules)
+        return snapshot
 
     if settings.parallel and len(systems) > 1:
         with ThreadPoolExecutor(max_workers=len(systems)) as pool:
