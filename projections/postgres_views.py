@@ -39,8 +39,9 @@ class PostgresViewRecorder(Views, PostgresTrackingRecorder):
         )
 
     def upsert_registry(self, cursor: Any, rows: pa.Table) -> None:
-        """Many rows are copied into a temporary table as CSV written by pyarrow (COPY: one stream, no Python object
-        per value), then upserted from it in one statement."""
+        """Many rows are copied as CSV written by pyarrow (COPY: one stream, no Python object per value): straight
+        into the view when it is empty (a first run, a rebuild), else into a temporary table, then upserted from it
+        in one statement."""
         if rows.num_rows < COPIED:
             super().upsert_registry(cursor, rows)
             return
@@ -48,9 +49,14 @@ class PostgresViewRecorder(Views, PostgresTrackingRecorder):
         import pyarrow.csv as csv
 
         columns = ", ".join(REGISTRY_COLUMNS)
-        cursor.execute(f"CREATE TEMPORARY TABLE registry_rows ({columns_sql('registry_view')}) ON COMMIT DROP")
         text = pa.BufferOutputStream()
         csv.write_csv(rows.select(list(REGISTRY_COLUMNS)), text, csv.WriteOptions(include_header=False))
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {self.qualified('registry_view')}) AS filled")
+        if not cursor.fetchone()["filled"]:
+            with cursor.copy(f"COPY {self.qualified('registry_view')} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+                copy.write(text.getvalue())
+            return
+        cursor.execute(f"CREATE TEMPORARY TABLE registry_rows ({columns_sql('registry_view')}) ON COMMIT DROP")
         with cursor.copy(f"COPY registry_rows ({columns}) FROM STDIN (FORMAT csv)") as copy:
             copy.write(text.getvalue())
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in REGISTRY_COLUMNS if c != "master_key")
