@@ -12,9 +12,11 @@ fresh process. Wall time is the whole process (interpreter start-up included); p
 max RSS as os.wait4 reports it. The table shows medians, KeySync/peer ratios, and whether the peer's diff rows
 (system, normalized key) of missing_in_A and missing_from_system, and its duplicates, equal KeySync's.
 
---incremental then copies the exports, runs KeySync in full once, and per repeat changes 1% of every export
-(messy_data.change) and times `keysync run -m incremental`, the same again with nothing changed, and
-`keysync --version`, beside the floor: a process that reads the changed exports and hashes every line (polars).
+--incremental then copies the exports, runs KeySync in full once on each of two stores, and per repeat changes
+1% of every export (messy_data.change) and times `keysync run -m incremental` on the one and a full `keysync
+run` on the other (a store with the same history and the same exports: the yardstick), the incremental run again
+with nothing changed, and `keysync --version`, beside the floor: a process that reads the changed exports and
+hashes every line (polars).
 The figures are set against the targets of the core redesign: a full run no slower than the peer, at most 1.5 GB
 at 1M keys (6 GB at 10M, and 10M within 12x the 1M time); 1% changed within floor + 10% of a full run, nothing
 changed within 2 x `keysync --version` + 0.1 s; at 10M, 1% changed >= 10x and nothing changed >= 50x faster than
@@ -175,23 +177,32 @@ print(f"{time.perf_counter() - begun:.3f}")
 
 def incremental_runs(data: Path, repeat: int, pad_numbers: int, rate: float, seed: int) -> dict[str, object]:
     """Median seconds of `keysync run -m incremental` with ``rate`` of every export changed and with nothing
-    changed, of `keysync --version`, and of the floor (reading and hashing the changed exports' lines); and
-    whether the peer, run on the changed exports, agrees with KeySync's incremental reports."""
-    figures: dict[str, list[float]] = {"changed": [], "changed_mb": [], "unchanged": [], "version": [], "floor": []}
+    changed, of a full run on a store with the same history and the same changed exports, of `keysync --version`,
+    and of the floor (reading and hashing the changed exports' lines); and whether the peer, run on the changed
+    exports, agrees with KeySync's incremental reports."""
+    figures: dict[str, list[float]] = {"full": [], "changed": [], "changed_mb": [], "unchanged": [], "version": [],
+                                       "floor": []}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-peer-incr-") as tmp:
-        folder = Path(tmp)
+        folder, twin = Path(tmp), Path(tmp) / "full"
         exports = folder / "input"
         exports.mkdir()
+        twin.mkdir()
         for system in SYSTEMS:
             shutil.copyfile(data / f"{system}.csv", exports / f"{system}.csv")
-        config = write_config(folder, exports, pad_numbers)
-        full, full_mb, _ = timed(keysync("run", "-c", str(config)), folder, "full")
-        print(f"  full: {full:.2f} s, {full_mb:.0f} MB", file=sys.stderr)
+        config, full_config = write_config(folder, exports, pad_numbers), write_config(twin, exports, pad_numbers)
+        first, full_mb, _ = timed(keysync("run", "-c", str(config)), folder, "first")
+        timed(keysync("run", "-c", str(full_config)), twin, "first")
+        print(f"  first full run: {first:.2f} s, {full_mb:.0f} MB", file=sys.stderr)
         for round_ in range(1, repeat + 1):
             messy_data.change(exports, rate, seed, round_)
-            seconds, peak, _ = timed(keysync("run", "-c", str(config), "-m", "incremental"), folder, "changed")
-            figures["changed"].append(seconds)
-            figures["changed_mb"].append(peak)
+            # The yardstick: a full run on a store of the same history (the twin's), on the same changed exports.
+            incremental = (keysync("run", "-c", str(config), "-m", "incremental"), folder, "changed")
+            full = (keysync("run", "-c", str(full_config)), twin, "full")
+            for command in (incremental, full) if round_ % 2 else (full, incremental):
+                seconds, peak, _ = timed(*command)
+                figures[command[2]].append(seconds)
+                if command is incremental:
+                    figures["changed_mb"].append(peak)
             figures["unchanged"].append(
                 timed(keysync("run", "-c", str(config), "-m", "incremental"), folder, "same")[0]
             )
@@ -203,7 +214,7 @@ def incremental_runs(data: Path, repeat: int, pad_numbers: int, rate: float, see
         timed(peer(config, folder / "peer"), folder, "peer")
         check = agreement(folder / "output", folder / "peer")
     medians = {name: statistics.median(v) for name, v in figures.items()}
-    return {"full": full, "full_mb": full_mb, **medians, "check": check}
+    return {"first": first, "full_mb": full_mb, **medians, "check": check}
 
 
 # --- report -------------------------------------------------------------------------------------------------
@@ -246,8 +257,8 @@ def print_full(console: Console, results: dict[int, dict[str, object]], repeat: 
 
 def print_incremental(console: Console, results: dict[int, dict[str, object]], rate: float, repeat: int) -> None:
     table = Table(title=f"Incremental runs, {rate:.0%} of every export changed (medians of {repeat})")
-    columns = ("keys/system", "full s", "changed s", "changed peak MB", "floor s", "target s", "unchanged s",
-               "--version s", "target s", "full/changed", "full/unchanged", "diff rows")  # fmt: skip
+    columns = ("keys/system", "first full s", "full s", "changed s", "changed peak MB", "floor s", "target s",
+               "unchanged s", "--version s", "target s", "full/changed", "full/unchanged", "diff rows")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for keys, r in results.items():
@@ -255,6 +266,7 @@ def print_incremental(console: Console, results: dict[int, dict[str, object]], r
         same_target = 2 * r["version"] + 0.1
         table.add_row(
             f"{keys:,}",
+            f"{r['first']:.2f}",
             f"{r['full']:.2f}",
             f"{r['changed']:.2f}",
             f"{r['changed_mb']:.0f}",
