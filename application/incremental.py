@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from keysync.application.ports import RowHashing
 from keysync.domain.observations import Fingerprint, SourceSnapshot
 
 # (path, the fingerprint recorded) -> the file's fingerprint now; hashing only when size or time differ
@@ -84,9 +85,10 @@ class Baseline:
 
 @attrs.frozen
 class Incremental:
-    """An incremental run's view of the past: the baseline, how to fingerprint an export, and how to get a
-    system's rows back from the run that holds them."""
+    """An incremental run's view of the past: the baseline, how to fingerprint an export, how to get a system's
+    rows back from the run that holds them, and how to hash rows (None: changed exports are recorded whole)."""
 
     baseline: Baseline
     fingerprint: Fingerprinter
     base_snapshot: BaseSnapshot
+    row_hashes: RowHashing | None = None

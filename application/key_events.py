@@ -36,11 +36,12 @@ NOT_SEEN = "not seen as a master key by this run (seen by the run before that sa
 
 def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
     """What ``event`` did to or said of the normalized ``key``; None when it does not concern the key."""
-    if isinstance(event, Run.RowsObserved | Run.KeysObserved | Run.RowsAdded):
-        keys = event.rows.column("key") if isinstance(event, Run.RowsObserved) else event.keys
+    if isinstance(event, Run.RowsObserved | Run.KeysObserved | Run.RowsAdded | Run.RowsSpliced):
+        keys = _keys_of(event)
         if not len(rows_holding(keys, key, rules)):
             return None
-        return f"added to {event.system}" if isinstance(event, Run.RowsAdded) else f"{SEEN}{event.system}"
+        whole = isinstance(event, Run.RowsObserved | Run.KeysObserved)
+        return f"{SEEN}{event.system}" if whole else f"added to {event.system}"
     if isinstance(event, Registry.MasterKeysProposed):
         entry = _entry(event.entries, key, (0, 1))
         return None if entry is None else f"{PROPOSED}{entry[0]} (from {entry[2]})"
@@ -98,6 +99,15 @@ def _systems_holding(entries: Sequence[Sequence[Any]], key: str, rules: Normaliz
         return []
     normalized = normalize_keys([str(e[2]) for e in entries], rules)
     return list(dict.fromkeys(e[0] for e, k in zip(entries, normalized, strict=True) if k == key))
+
+
+def _keys_of(event: Any) -> Column | pa.Array | pa.ChunkedArray:
+    """The key column of an event that holds rows: observed whole, or added by a delta."""
+    if isinstance(event, Run.RowsObserved):
+        return event.rows.column("key")
+    if isinstance(event, Run.RowsSpliced):
+        return event.added.column("key")
+    return event.keys
 
 
 def rows_holding(keys: Column | pa.Array | pa.ChunkedArray, wanted: str, rules: NormalizationRules) -> np.ndarray:

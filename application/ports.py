@@ -5,13 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from keysync.domain.observations import SourceSnapshot
 
 
 class SourceReader(Protocol):
     def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot: ...
+
+
+class RowHashing(Protocol):
+    """Hashes an export's rows, and keeps the hashes of the rows a run recorded (keysync.infrastructure.row_hashes).
+    Hashes are (n, 2) uint64 arrays; rows are Arrow tables of keysync.domain.observations.row_schema."""
+
+    def of(self, rows: Any) -> Any: ...
+
+    def kept(self, holder: str, system: str, rows: int) -> Any | None: ...
+
+    def keep(self, holder: str, system: str, hashes: Any) -> None: ...
 
 
 # Enter to wait until the export at a path may be read beside the ones being read (a memory budget).

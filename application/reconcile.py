@@ -5,8 +5,10 @@
 2. conclude: classify the keys, update the registry and complete the run, in one final save.
 
 An incremental run (keysync.application.incremental) fingerprints each export first: an unchanged one is not
-read (``SourceUnchanged`` names the run that holds its rows), and a changed one is read and recorded whole. When
-no export changed and the rules are the same, the run carries the last reconciliation over instead of redoing it.
+read (``SourceUnchanged`` names the run that holds its rows), and a changed one is read whole and recorded as its
+delta on the rows of the run that held them (keysync.domain.row_delta), or whole when a delta would not be smaller
+or cannot say it (rows reordered). When no export changed and the rules are the same, the run carries the last
+reconciliation over instead of redoing it.
 
 Either way an export whose valid rows fell too far is held back as suspect, and the rows of the
 system's last accepted export stand in for it (keysync.application.suspect).
@@ -25,17 +27,18 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from keysync.application.incremental import BaseSnapshot, Incremental, SourceState
-from keysync.application.ports import ReadTurn, SourceReader
+from keysync.application.ports import ReadTurn, RowHashing, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
 from keysync.domain.registry import Registry, RunDecisions
 from keysync.domain.rules import NormalizationRules
-from keysync.domain.run import RECORDINGS, ReconciliationRun, snapshots_from_events
+from keysync.domain.run import MAX_DEPTH, RECORDINGS, ReconciliationRun, snapshots_from_events
 from keysync.domain.run import ReconciliationRun as Run
 
 if TYPE_CHECKING:  # the comparison (numpy, pyarrow) is loaded by the runs that compare
     from keysync.domain.reconciliation import PreparedKeys, Reconciliation, SystemResult
+    from keysync.domain.row_delta import RowDelta
 
 
 @attrs.frozen
@@ -117,6 +120,7 @@ class Observation:
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
     comparison: Future[Reconciliation] | None = None  # the snapshots' reconciliation, begun once they were known
     prepared: dict[str, PreparedKeys] = attrs.Factory(dict)  # keys of snapshots read now, prepared as each was read
+    hashes: dict[str, Any] = attrs.Factory(dict)  # in an incremental run, the rows' hashes of snapshots read now
     release: Callable[[], None] = lambda: None  # gives back the memory a phase touched of rows kept out of it
     turn: ReadTurn = lambda _path: nullcontext()  # waits until an export may be read beside the others
 
@@ -214,7 +218,10 @@ def observe(
         return observation
     say("reading sources")
     with timed(timings, "read"):
-        outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared)
+        hashing = incremental.row_hashes if incremental is not None else None
+        outcomes = _read_all(
+            settings, read_source, pending, observation.turn, observation.prepared, hashing, observation.hashes
+        )
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
     # What the run will compare is known now: compare it while the observations are being recorded (mostly
@@ -227,7 +234,7 @@ def observe(
                 assert isinstance(outcome, SourceSnapshot) and observation.guard is not None
                 _hold_back(observation, observation.guard, outcome, suspicions[system])
             elif isinstance(outcome, SourceSnapshot):
-                _record(settings, observation, outcome)
+                _record(settings, observation, outcome, incremental)
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
             checkpoint(run)
@@ -257,6 +264,7 @@ def _take(
         if system in suspicions:
             assert observation.guard is not None
             observation.prepared.pop(system, None)  # its keys were prepared for rows that are not compared
+            observation.hashes.pop(system, None)  # nor recorded
             accepted = observation.guard.accepted[system]
             observation.snapshots[system] = observation.guard.rows_of(accepted.holder, system)
         elif isinstance(outcome, SourceSnapshot):
@@ -332,13 +340,53 @@ def _skip_unchanged(
         checkpoint(observation.run)
 
 
-def _record(settings: RunSettings, observation: Observation, snapshot: SourceSnapshot) -> None:
-    """Record a system's export whole: this run's events hold its rows from now on."""
-    observation.run.observe(snapshot, settings.batch_size)
+def _record(
+    settings: RunSettings, observation: Observation, snapshot: SourceSnapshot, incremental: Incremental | None = None
+) -> None:
+    """Record a system's export: this run's events hold its rows from now on, whole, or as their delta on the rows
+    of the run that held them before."""
+    run, depth = observation.run, 0
+    delta = _delta(settings, observation, snapshot, incremental)
+    if delta is None:
+        run.observe(snapshot, settings.batch_size)
+    else:
+        base, found = delta
+        depth = base.depth + 1
+        run.observe_changes(snapshot, base.holder, depth, found, settings.batch_size)
     if snapshot.fingerprint is not None:
         observation.states[snapshot.system] = SourceState(
-            snapshot.file, snapshot.fingerprint, str(observation.run.id), 0, len(snapshot)
+            snapshot.file, snapshot.fingerprint, str(run.id), depth, len(snapshot)
         )
+
+
+def _delta(
+    settings: RunSettings, observation: Observation, snapshot: SourceSnapshot, incremental: Incremental | None
+) -> tuple[SourceState, RowDelta] | None:
+    """The export as a delta on the rows the baseline's run holds for its system (with that run's state), when an
+    incremental run can say it in fewer rows than the export has; None to record it whole. Either way the rows'
+    hashes are kept for the next run (not by a dry run, which stores nothing)."""
+    hashing = incremental.row_hashes if incremental is not None else None
+    if incremental is None or hashing is None or not incremental.baseline.reads_like(observation.run.options):
+        return None
+    system = snapshot.system
+    now = observation.hashes.pop(system, None)
+    if now is None:
+        now = hashing.of(snapshot.rows)
+    base = incremental.baseline.sources.get(system)
+    keep = (lambda: None) if settings.dry_run else (lambda: hashing.keep(str(observation.run.id), system, now))
+    if base is None or base.file != snapshot.file or base.depth >= MAX_DEPTH:
+        keep()
+        return None
+    before = hashing.kept(base.holder, system, base.rows)
+    if before is None:  # not kept (or not as the log has them): from the log
+        before = hashing.of(incremental.base_snapshot(base.holder, system).rows)
+    keep()  # in place of the base's, now read
+    from keysync.domain.row_delta import row_delta
+
+    found = row_delta(before, now)
+    if 2 * found.size >= len(snapshot):
+        return None
+    return base, found
 
 
 def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSnapshot, reason: str) -> None:
@@ -439,13 +487,16 @@ def _read_all(
     systems: list[str],
     turn: ReadTurn = lambda _path: nullcontext(),
     prepared: dict[str, PreparedKeys] | None = None,
+    hashing: RowHashing | None = None,
+    hashes: dict[str, Any] | None = None,
 ) -> dict[str, SourceSnapshot | str]:
     """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
     limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
     unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts"). A read
     waits for its ``turn`` before its time starts, and gives it back when it is done or given up on. With
     ``prepared``, each export's keys are prepared for comparing there as soon as it is read, beside the reading
-    of the others (the next export's included: its turn comes once this one's rows are read)."""
+    of the others (the next export's included: its turn comes once this one's rows are read); with ``hashing``,
+    its rows are hashed there too, into ``hashes``, for recording it as a delta."""
 
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
@@ -462,6 +513,8 @@ def _read_all(
             from keysync.domain.reconciliation import prepare
 
             prepared[system] = prepare(snapshot, settings.rules)
+        if hashing is not None and hashes is not None:
+            hashes[system] = hashing.of(snapshot.rows)
         return snapshot
 
     if settings.parallel and len(systems) > 1:
@@ -560,8 +613,8 @@ def _accepted(observation: Observation) -> dict[str, Any]:
 
 
 def _recorded(observation: Observation) -> dict[str, Any]:
-    """How an incremental run recorded each system's export: "unchanged", "whole" or "suspect" (held back).
-    ("changes": a run that an earlier version began, recording the export as its changes, and this one resumed.)"""
+    """How an incremental run recorded each system's export: "unchanged", "changes" (its delta on the rows
+    recorded before), "whole" or "suspect" (held back)."""
     run_id, found = str(observation.run.id), {}
     for system, state in sorted(_states(observation).items()):
         if system in observation.held_back:

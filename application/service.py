@@ -19,7 +19,7 @@ from eventsourcing.persistence import StoredEvent
 from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.incremental import Baseline, Fingerprinter, Incremental
-from keysync.application.ports import RowSpill, RunLock, SourceReader
+from keysync.application.ports import RowHashing, RowSpill, RunLock, SourceReader
 from keysync.application.reconcile import (
     Observation,
     Progress,
@@ -152,6 +152,7 @@ class KeySync:
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
     spill: RowSpill | None = None  # where read_source keeps large exports' rows, out of memory
+    row_hashes: RowHashing | None = None  # for incremental runs: changed exports recorded as their deltas
 
     def run(self, settings: RunSettings, progress: Progress | None = None, *, resume: bool = True) -> RunOutcome:
         """Reconcile once: record the observations and registry changes, then bring the reports up to date.
@@ -291,7 +292,7 @@ class KeySync:
         latest = latest or self._latest_completed()
         if latest is None:
             return None
-        return Incremental(Baseline.of(*latest), self.fingerprint, self.store.base_snapshots())
+        return Incremental(Baseline.of(*latest), self.fingerprint, self.store.base_snapshots(), self.row_hashes)
 
     def _conclude(
         self,

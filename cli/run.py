@@ -309,7 +309,7 @@ def _first(keys: list[str], count: int) -> str:
 
 
 _TOOK = {
-    "changes": "recorded as changes",  # a run an earlier version began this way, resumed by this one
+    "changes": "recorded as changes",
     "whole": "read whole",
     "unchanged": "unchanged",
     "suspect": "held back as suspect",
@@ -317,7 +317,7 @@ _TOOK = {
 
 
 def _recorded(recorded: dict[str, str], *, dry_run: bool = False) -> str:
-    """One line on what an incremental run read: "B, C read whole; A, D, E unchanged"."""
+    """One line on what an incremental run read: "B, C recorded as changes; A, D, E unchanged"."""
     said: dict[str, list[str]] = {how: [] for how in _TOOK.values()}
     for system, how in recorded.items():
         said[_TOOK[how]].append(system)

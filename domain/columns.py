@@ -46,7 +46,7 @@ def text_length(column: Column) -> int:
 
 def pack_lines(lines: Sequence[int]) -> list[list[int]]:
     """[first, count] runs of consecutive line numbers."""
-    if not lines:
+    if not len(lines):
         return []
     numbers = np.asarray(lines, dtype=np.int64)
     starts = np.concatenate(([0], np.flatnonzero(np.diff(numbers) != 1) + 1))

@@ -6,10 +6,12 @@ The aggregate itself keeps only counts: the keys are read back from the event lo
 change of normalization rules is a rebuild, not a re-import.
 
 An incremental run records less. A system whose export is unchanged since an earlier run gets one
-``SourceUnchanged`` naming the run that holds its rows (its ``base``); a changed one is recorded whole. Runs of
-earlier versions recorded a changed export as ``SourceChanged`` and only the rows removed and added since its base
-(``RowsRemoved``, ``RowsAdded``): those events are still read, and the system's rows are then its base's rows
-with the delta applied (``splice``). Either way ``snapshots_from_events`` asks for the base's snapshot.
+``SourceUnchanged`` naming the run that holds its rows (its ``base``). A changed one is recorded as its delta on
+the rows its base holds, when it has one (keysync.domain.row_delta): ``SourceChanged`` (with every row's line
+number), then ``RowsSpliced`` batches of the base's row positions removed and of the rows added with their
+positions; else it is recorded whole. The system's rows are then its base's rows with the delta applied
+(``spliced``). Runs of 0.1.0 recorded a delta as ``RowsRemoved`` and ``RowsAdded``, with the columns as joined
+text: those are still read. Either way ``snapshots_from_events`` asks for the base's snapshot.
 
 A resumed run may find that a system it recorded before the interruption has changed since: it records
 ``SourceSuperseded`` and then records the system again. The log keeps both recordings; the newer one is the run's.
@@ -23,7 +25,7 @@ unless its new recording holds it back again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from eventsourcing.domain import Aggregate, event
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from keysync.domain.columns import Column
+    from keysync.domain.row_delta import RowDelta
 
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 
@@ -60,6 +63,27 @@ class ReconciliationRun(Aggregate):
         self._read_source(snapshot.system, snapshot.file, snapshot.rows_read, _listed(snapshot.fingerprint))
         for start in range(0, len(snapshot), batch_size):
             self._observe_rows(snapshot.system, snapshot.rows.slice(start, batch_size))
+        self._record_rejected(snapshot, batch_size)
+
+    def observe_changes(
+        self, snapshot: SourceSnapshot, base: str, depth: int, delta: RowDelta, batch_size: int
+    ) -> None:
+        """Record one system's export as ``delta`` on the rows run ``base`` (an originator id) holds for it, which
+        are ``depth - 1`` deltas on rows recorded whole; then its rejected rows."""
+        import pyarrow as pa
+
+        from keysync.domain.columns import pack_lines
+
+        lines = pack_lines(snapshot.lines.to_numpy(zero_copy_only=False))
+        fingerprint = _listed(snapshot.fingerprint)
+        self._source_changed(snapshot.system, snapshot.file, snapshot.rows_read, fingerprint, base, depth,
+                             len(snapshot), lines)  # fmt: skip
+        added = snapshot.rows.take(pa.array(delta.added_at))
+        for start in range(0, max(len(delta.removed), len(delta.added_at)), batch_size):
+            removed = pa.table({"row": delta.removed[start : start + batch_size]})
+            at = pa.array(delta.added_at[start : start + batch_size], pa.int64())
+            rows = added.slice(start, batch_size)
+            self._splice_rows(snapshot.system, removed, rows.append_column("at", at))
         self._record_rejected(snapshot, batch_size)
 
     def observe_unchanged(
@@ -131,8 +155,6 @@ class ReconciliationRun(Aggregate):
         self._set_aside(system)
         self.observed[system] = rows
 
-    # SourceChanged, RowsRemoved and RowsAdded (a changed export as its delta from its base) were recorded by
-    # earlier versions only: kept so that their runs still load.
     @event("SourceChanged")
     def _source_changed(
         self,
@@ -148,6 +170,12 @@ class ReconciliationRun(Aggregate):
         self._set_aside(system)
         self.observed[system] = rows
 
+    @event("RowsSpliced")
+    def _splice_rows(self, system: str, removed: pa.Table, added: pa.Table) -> None:
+        pass
+
+    # RowsRemoved and RowsAdded (a delta's rows as lists and joined text) were recorded by 0.1.0: kept so that
+    # its runs still load.
     @event("RowsRemoved")
     def _remove_rows(self, system: str, rows: list[Any]) -> None:
         pass
@@ -216,6 +244,7 @@ RECORDINGS = (
     Run.SourceRead, Run.SourceChanged, Run.SourceUnchanged, Run.SourceUnavailable, Run.SourceHeldBack,
     Run.SourceSuperseded,
 )  # fmt: skip
+MAX_DEPTH = 8  # deltas on a whole recording, at most: reading a system's rows back applies each of them
 ROW_FIELDS = ("keys", "entity_types", "location_refs", "last_seen_at")  # a row's values, as old events name them
 BaseSnapshot = Callable[[str, str], SourceSnapshot]  # (run originator id, system) -> that run's rows of the system
 
@@ -226,14 +255,12 @@ def snapshots_from_events(
     """Rebuild each system's SourceSnapshot (or ``only`` that system's), and the unavailable systems' reasons,
     from a run's events. An incremental run's unchanged or changed systems need their base run's rows:
     ``base_snapshot`` gives them."""
-    from keysync.domain.columns import unpack_lines, unpack_text
+    from keysync.domain.columns import unpack_lines
 
     snapshots: dict[str, SourceSnapshot] = {}
     batches: dict[str, list[pa.Table]] = {}  # system -> its rows, batch by batch
     unavailable: dict[str, str] = {}
-    deltas: dict[
-        str, tuple[Any, list[int], list[int], dict[str, list[str]]]
-    ] = {}  # system -> (event, removed, at, rows)
+    deltas: dict[str, tuple[Any, list[Any], list[pa.Table]]] = {}  # system -> (SourceChanged, removed, added)
     for e in events:
         if only and getattr(e, "system", only) != only:
             continue
@@ -263,32 +290,73 @@ def snapshots_from_events(
             case Run.SourceChanged():
                 fp = Fingerprint(*e.fingerprint) if e.fingerprint else None
                 snapshots[e.system] = SourceSnapshot(e.system, e.file, e.rows_read, _no_rows(), [], fp)
-                deltas[e.system] = (e, [], [], {field: [] for field in ROW_FIELDS})
+                deltas[e.system] = (e, [], [])
+            case Run.RowsSpliced():
+                deltas[e.system][1].append(e.removed.column("row"))
+                deltas[e.system][2].append(e.added)
             case Run.RowsRemoved():
-                deltas[e.system][1].extend(unpack_lines(e.rows))
+                deltas[e.system][1].append(unpack_lines(e.rows))
             case Run.RowsAdded():
-                delta = deltas[e.system]
-                delta[2].extend(unpack_lines(e.at))
-                for field in ROW_FIELDS:
-                    delta[3][field].extend(unpack_text(getattr(e, field)))
+                deltas[e.system][2].append(_rows_added(e))
     import pyarrow as pa
 
     for system, tables in batches.items():
         if system in snapshots and tables:
             snapshots[system] = attrs.evolve(snapshots[system], rows=pa.concat_tables(tables))
-    for system, (changed, removed, at, added) in deltas.items():
+    for system, (changed, removed, added) in deltas.items():
         base = _based_on(system, changed.base, base_snapshot)
-        columns = [splice(getattr(base, field).to_pylist(), removed, at, added[field]) for field in ROW_FIELDS]
-        if {len(column) for column in columns} != {changed.rows}:
-            raise ValueError(f"System {system}'s rows in run {changed.base} and their delta do not fit together")
-        s = snapshots[system]
         lines = unpack_lines(changed.lines)
-        snapshots[system] = SourceSnapshot.of(s.system, s.file, s.rows_read, *columns, lines, s.rejected, s.fingerprint)
+        rows = spliced(base.rows, removed, added, lines)
+        if rows is None:
+            raise ValueError(f"System {system}'s rows in run {changed.base} and their delta do not fit together")
+        snapshots[system] = attrs.evolve(snapshots[system], rows=rows)
     return snapshots, unavailable
 
 
 def _no_rows() -> pa.Table:
     return row_schema().empty_table()
+
+
+def _rows_added(e: Any) -> pa.Table:
+    """A 0.1.0 RowsAdded (positions as runs, columns as joined text) as a RowsSpliced table of added rows."""
+    import pyarrow as pa
+
+    from keysync.domain.columns import text_array, unpack_lines
+
+    columns = [text_array(getattr(e, field)).cast(pa.string()) for field in ROW_FIELDS]
+    at = pa.array(unpack_lines(e.at), pa.int64())
+    return pa.table([*columns, pa.nulls(len(at), pa.int64()), at], names=[*row_schema().names, "at"])
+
+
+def spliced(base: pa.Table, removed: Sequence[Any], added: Sequence[pa.Table], lines: Sequence[int]) -> pa.Table | None:
+    """``base``'s rows without those at the ``removed`` positions, with the ``added`` rows (their column ``at``:
+    where each stands in the result), and ``lines`` as their line numbers; None when the three do not fit together
+    (a delta on other rows). Columnar: a take over the base and the added rows."""
+    import numpy as np
+    import pyarrow as pa
+
+    gone = np.concatenate([np.asarray(r, dtype=np.int64) for r in removed]) if removed else np.zeros(0, np.int64)
+    new = pa.concat_tables(added) if added else row_schema().empty_table().append_column("at", pa.array([], pa.int64()))
+    at = new.column("at").to_numpy().astype(np.int64)
+    total = base.num_rows - len(gone) + len(at)
+    if (
+        len(lines) != total
+        or (len(gone) and (gone.min() < 0 or gone.max() >= base.num_rows))
+        or len(np.unique(gone)) != len(gone)
+    ):
+        return None
+    if len(at) and (at.min() < 0 or at.max() >= total or len(np.unique(at)) != len(at)):
+        return None
+    placed = np.zeros(total, dtype=bool)
+    placed[at] = True
+    kept = np.ones(base.num_rows, dtype=bool)
+    kept[gone] = False
+    taken = np.empty(total, dtype=np.int64)
+    taken[~placed] = np.flatnonzero(kept)
+    taken[at] = base.num_rows + np.arange(len(at))
+    fields = list(row_schema().names[:-1])
+    values = pa.concat_tables([base.select(fields), new.select(fields)]).take(pa.array(taken))
+    return values.append_column("line", pa.array(np.asarray(lines, dtype=np.int64)))
 
 
 def _keys_observed(e: Any) -> pa.Table:
@@ -315,32 +383,10 @@ def _listed(fingerprint: Fingerprint | None) -> list[Any] | None:
     return None if fingerprint is None else [fingerprint.size, fingerprint.mtime_ns, fingerprint.sha256]
 
 
-T = TypeVar("T")
+def _distinct(positions: Any, size: int) -> bool:
+    """Whether ``positions`` are distinct positions among ``size``."""
+    import numpy as np
 
-
-def splice(old: Sequence[T], removed: Sequence[int], added_at: Sequence[int], added: Sequence[T]) -> list[T]:
-    """``old`` without the ``removed`` indexes (ascending), with ``added[k]`` at index ``added_at[k]`` (ascending)
-    of the result: a delta that an earlier version recorded, applied to its base's column. Copies whole runs
-    between the changes, so that a few changes in a long column cost little."""
-    if removed == added_at:  # rows replaced in place (an export edited line by line): overwrite them
-        out = list(old)
-        for i, value in zip(added_at, added, strict=True):
-            out[i] = value
-        return out
-    kept: list[T] = []
-    start = 0
-    for i in removed:
-        kept.extend(old[start:i])
-        start = i + 1
-    kept.extend(old[start:])
-    if not added:
-        return kept
-    out: list[T] = []
-    taken = 0
-    for at, value in zip(added_at, added, strict=True):
-        run = at - len(out)
-        out.extend(kept[taken : taken + run])
-        taken += run
-        out.append(value)
-    out.extend(kept[taken:])
-    return out
+    return not len(positions) or (
+        positions.min() >= 0 and positions.max() < size and len(np.unique(positions)) == len(positions)
+    )

@@ -22,6 +22,8 @@ def summarise(event: Any) -> dict[str, Any]:
         return {"system": event.system, "keys": text_length(event.keys)}
     if isinstance(event, Run.RowsRejected):
         return {"system": event.system, "rows": len(event.rows)}
+    if isinstance(event, Run.RowsSpliced):
+        return {"system": event.system, "removed": event.removed.num_rows, "added": event.added.num_rows}
     if isinstance(event, Run.RowsRemoved):
         from keysync.domain.columns import unpack_lines
 

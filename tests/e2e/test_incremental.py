@@ -97,27 +97,79 @@ def _stripped(found, *leave_out):
     }
 
 
-def test_a_changed_export_is_recorded_whole_and_the_others_as_unchanged(any_project):
+def payloads(project: Project, run_id: str) -> dict[str, list[dict]]:
+    events = json.loads(project.invoke("audit", "--run", run_id, "--json").stdout)
+    by_type: dict[str, list[dict]] = {}
+    for e in events:
+        by_type.setdefault(e["event_type"], []).append(json.loads(e["payload"]))
+    return by_type
+
+
+def test_a_changed_export_is_recorded_as_its_changes_and_the_others_as_unchanged(any_project):
     project = any_project
     many = [f"W-{i}" for i in range(20)]
     write_all(project, {**START, "B": [*START["B"], *many]})
     project.invoke("run")
     project.write_system("B", ["cust-1", "CUST-2", "CUST-3", "X-1", *many, "Z-9"])  # X-1 once; CUST-3, Z-9 new
     project.invoke("run", "-m", "incremental")
-    run = last_run(project)
-    events = json.loads(project.invoke("audit", "--run", run["run_id"], "--json").stdout)
-    by_type = {}
-    for e in events:
-        by_type.setdefault(e["event_type"], []).append(json.loads(e["payload"]))
-    assert [p["system"] for p in by_type["SourceRead"]] == ["B"]
-    assert {p["system"] for p in by_type["RowsObserved"]} == {"B"}
-    assert sum(p["keys"] for p in by_type["RowsObserved"]) == 25  # every row of B's new export
+    by_type = payloads(project, last_run(project)["run_id"])
+    assert [p["system"] for p in by_type["SourceChanged"]] == ["B"]
+    assert by_type["SourceChanged"][0]["rows"] == 25 and by_type["SourceChanged"][0]["depth"] == 1
+    assert by_type["RowsSpliced"] == [{"system": "B", "removed": 1, "added": 2}]  # not the 25 rows
     assert sorted(p["system"] for p in by_type["SourceUnchanged"]) == ["A", "C", "D", "E"]
-    assert not {"SourceChanged", "RowsRemoved", "RowsAdded"} & set(by_type)
+    assert not {"SourceRead", "RowsObserved"} & set(by_type)
+    # A second change builds on the first (its rows' hashes were kept beside the store).
+    project.write_system("B", ["cust-1", "CUST-3", "X-1", *many[:-1], "Z-9", "Z-10"])
+    project.invoke("run", "-m", "incremental")
+    second = payloads(project, last_run(project)["run_id"])
+    assert second["SourceChanged"][0]["depth"] == 2
+    assert second["RowsSpliced"] == [{"system": "B", "removed": 2, "added": 1}]
+    live = reports(project, everything=True)
     incremental = _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv")
+    project.invoke("rebuild")  # B's rows, read back from the log, are the base's with both deltas applied
+    assert reports(project, everything=True) == live
     project.invoke("run")  # a full run on the same input
     assert _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv") == incremental
-    assert "Z-9" in {r["normalized_key"] for r in project.report("diff_missing_in_A.csv")}
+    assert "Z-10" in {r["normalized_key"] for r in project.report("diff_missing_in_A.csv")}
+
+
+def test_an_export_reordered_or_mostly_new_is_recorded_whole(project):
+    many = [f"W-{i}" for i in range(20)]
+    write_all(project, {**START, "B": many, "C": many})
+    project.invoke("run")
+    project.write_system("B", many[::-1])  # the same rows, in another order: a delta cannot say it
+    project.write_system("C", [f"V-{i}" for i in range(20)])  # every row new: a delta would not be smaller
+    result = project.invoke("run", "-m", "incremental")
+    assert "Incremental: B, C read whole; A, D, E unchanged." in result.stderr
+    by_type = payloads(project, last_run(project)["run_id"])
+    assert sorted(p["system"] for p in by_type["SourceRead"]) == ["B", "C"]
+    assert "SourceChanged" not in by_type
+    incremental = _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv")
+    project.invoke("run")
+    assert _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv") == incremental
+
+
+def test_kept_row_hashes_that_are_gone_or_not_the_rows_are_not_used(project):
+    """The hashes kept beside the store are a cache: deleted or damaged, the run reads the rows from the log."""
+    many = [f"W-{i}" for i in range(20)]
+    write_all(project, {**START, "B": many})
+    project.invoke("run")
+    project.write_system("B", [*many, "Z-1"])
+    project.invoke("run", "-m", "incremental")
+    kept = list((project.root / "data" / "row-hashes").glob("B-*.npy"))
+    assert len(kept) == 1
+    kept[0].write_bytes(b"not hashes")
+    project.write_system("B", ["Z-0", *many, "Z-1"])
+    project.invoke("run", "-m", "incremental")
+    assert payloads(project, last_run(project)["run_id"])["RowsSpliced"] == [{"system": "B", "removed": 0, "added": 1}]
+    for path in (project.root / "data" / "row-hashes").glob("*.npy"):
+        path.unlink()
+    project.write_system("B", ["Z-0", *many])
+    project.invoke("run", "-m", "incremental")
+    assert payloads(project, last_run(project)["run_id"])["RowsSpliced"] == [{"system": "B", "removed": 1, "added": 0}]
+    live = reports(project, everything=True)
+    project.invoke("rebuild")
+    assert reports(project, everything=True) == live
 
 
 def test_an_incremental_run_killed_after_any_event_resumes_to_a_full_runs_reports(tmp_path):
@@ -286,13 +338,14 @@ def test_an_incremental_run_says_how_it_recorded_each_export(project):
     project.write_system("B", [*START["B"], "NEW-1"])
     project.write_system("C", [*START["C"], "Y-2"])
     preview = project.invoke("run", "-m", "incremental", "--dry-run")
-    assert "Incremental: B, C read whole; A, D, E unchanged (dry run: nothing stored)." in preview.stderr
+    expected = "Incremental: B, C recorded as changes; A, D, E unchanged"
+    assert f"{expected} (dry run: nothing stored)." in preview.stderr
     result = project.invoke("run", "-m", "incremental")
-    assert "Incremental: B, C read whole; A, D, E unchanged." in result.stderr
+    assert f"{expected}." in result.stderr
     completed = project.invoke("audit", "--run", last_run(project)["run_id"], "--type", "Completed", "--json")
     kpis = json.loads(json.loads(completed.stdout)[0]["payload"])["kpis"]
-    assert kpis["recorded"] == {"A": "unchanged", "B": "whole", "C": "whole", "D": "unchanged", "E": "unchanged"}
-    project.write_system("D", [*START["D"], "D-1"])
+    assert kpis["recorded"] == {"A": "unchanged", "B": "changes", "C": "changes", "D": "unchanged", "E": "unchanged"}
+    project.write_system("D", ["D-1", "D-2", "D-3", "D-4", "D-5"])
     result = project.invoke("run", "-m", "incremental")
     assert "Incremental: D read whole; A, B, C, E unchanged." in result.stderr
     assert "Incremental:" not in project.invoke("run").stderr

@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from keysync.domain.columns import pack_lines, pack_text
-from keysync.domain.observations import Fingerprint, SourceSnapshot
-from keysync.domain.run import ReconciliationRun, snapshots_from_events, splice
+from keysync.domain.observations import Fingerprint, SourceSnapshot, row_schema
+from keysync.domain.run import ReconciliationRun, snapshots_from_events, spliced
 
 BASE_RUN = "base-run"
 BASE = SourceSnapshot.of("B", "B.csv", 3, ["K1", "K2", "K3"], ["c"] * 3, [""] * 3, [""] * 3, [2, 3, 4], [])
@@ -118,7 +119,7 @@ def test_a_held_back_recording_set_aside_leaves_the_system_to_read_and_no_longer
 
 
 @given(st.lists(st.integers(), max_size=40), st.data())
-def test_splice_removes_and_inserts_like_a_list_would(old: list[int], data: st.DataObject) -> None:
+def test_splicing_removes_and_inserts_rows_like_a_list_would(old: list[int], data: st.DataObject) -> None:
     removed = sorted(data.draw(st.sets(st.sampled_from(range(len(old))))) if old else [])
     kept = [v for i, v in enumerate(old) if i not in set(removed)]
     added = data.draw(st.lists(st.integers(), max_size=10))
@@ -131,4 +132,26 @@ def test_splice_removes_and_inserts_like_a_list_would(old: list[int], data: st.D
     slots = dict(zip(at, added, strict=True))
     rest = iter(kept)
     expected = [slots[i] if i in slots else next(rest) for i in range(size)]
-    assert splice(old, removed, at, added) == expected
+    base = table(old)
+    # The removed positions and the added rows come in batches, as RowsSpliced events carry them.
+    cut = data.draw(st.integers(0, len(added)))
+    batches = [table(added[:cut], at[:cut]), table(added[cut:], at[cut:])]
+    rows = spliced(base, [removed[:cut], removed[cut:]], batches, list(range(2, size + 2)))
+    assert rows is not None
+    assert rows.column("key").to_pylist() == [str(v) for v in expected]
+    assert rows.column("line").to_pylist() == list(range(2, size + 2))
+
+
+def test_a_delta_that_does_not_fit_its_base_is_refused() -> None:
+    base = table([1, 2, 3])
+    assert spliced(base, [[5]], [], [2, 3]) is None  # no row 5
+    assert spliced(base, [[0]], [], [2, 3, 4]) is None  # three lines for two rows
+    assert spliced(base, [], [table([9], [7])], [2, 3, 4, 5]) is None  # no position 7 among four
+
+
+def table(values: list[int], at: list[int] | None = None) -> pa.Table:
+    n = len(values)
+    columns = {"key": [str(v) for v in values], "entity_type": ["c"] * n, "location_ref": [""] * n,
+               "last_seen_at": [""] * n, "line": [0] * n}  # fmt: skip
+    rows = pa.table(columns, schema=row_schema())
+    return rows if at is None else rows.append_column("at", pa.array(at, pa.int64()))
