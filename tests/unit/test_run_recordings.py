@@ -1,18 +1,21 @@
 """A run that records a system again (a resumed run whose export changed meanwhile): folding its events gives the
-newer recording, whatever the two were (rows whole, unchanged, unavailable, held back, or rows as a delta, which
-earlier versions recorded and every version reads)."""
+newer recording, whatever the two were (rows whole, as a delta on an earlier run's rows in this version's form or
+0.1.0's, unchanged, unavailable, or held back)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import attrs
+import numpy as np
 import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from keysync.domain.columns import pack_lines, pack_text
 from keysync.domain.observations import Fingerprint, SourceSnapshot, row_schema
+from keysync.domain.row_delta import row_delta
 from keysync.domain.run import ReconciliationRun, snapshots_from_events, spliced
 
 BASE_RUN = "base-run"
@@ -25,9 +28,9 @@ def rows(keys: list[str], seed: int) -> SourceSnapshot:
     return SourceSnapshot.of("B", "B.csv", n, keys, ["c"] * n, [""] * n, [""] * n, list(range(2, n + 2)), [], fp)
 
 
-# One recording of System B: ("whole"|"delta"|"unchanged"|"unavailable"|"held back", keys it stands for)
+# One recording of System B: ("whole"|"delta" (0.1.0's)|"spliced"|"unchanged"|"unavailable"|"held back", its keys)
 recordings = st.tuples(
-    st.sampled_from(["whole", "delta", "unchanged", "unavailable", "held back"]),
+    st.sampled_from(["whole", "delta", "spliced", "unchanged", "unavailable", "held back"]),
     st.lists(st.sampled_from(["K1", "K2", "K3", "K4", "K5"]), max_size=5),
 )
 
@@ -39,6 +42,9 @@ def record(run: ReconciliationRun, how: str, keys: list[str], seed: int) -> tupl
         run.observe(snapshot, batch_size=2)
     elif how == "delta":
         record_as_delta(run, snapshot)
+    elif how == "spliced":
+        delta = row_delta(hashes(BASE), hashes(snapshot))
+        run.observe_changes(snapshot, BASE_RUN, 1, delta, batch_size=2)
     elif how == "unchanged":
         run.observe_unchanged("B", "B.csv", snapshot.fingerprint, BASE_RUN, 0, len(BASE))  # type: ignore[arg-type]
         return BASE.keys.to_pylist(), ""
@@ -71,6 +77,14 @@ def record_as_delta(
             for column in (keys, snapshot.entity_types.to_pylist(), snapshot.location_refs.to_pylist())
         ]
         run._add_rows("B", pack_lines(added), *map(pack_text, values), pack_text([""] * len(added)))
+
+
+def hashes(snapshot: SourceSnapshot) -> np.ndarray:
+    """Each row's two hashes, from its values (as keysync.infrastructure.row_hashes makes them, in spirit)."""
+    values = zip(*(c.to_pylist() for c in (snapshot.keys, snapshot.entity_types, snapshot.location_refs,
+                                           snapshot.last_seen_at)), strict=True)  # fmt: skip
+    digests = [hashlib.sha256("\x1f".join(row).encode()).digest()[:16] for row in values]
+    return np.frombuffer(b"".join(digests), dtype=np.uint64).reshape(-1, 2)
 
 
 def base_snapshot(run: str, system: str) -> SourceSnapshot:
