@@ -373,20 +373,19 @@ def _delta(
     if now is None:
         now = hashing.of(snapshot.rows)
     base = incremental.baseline.sources.get(system)
-    keep = (lambda: None) if settings.dry_run else (lambda: hashing.keep(str(observation.run.id), system, now))
-    if base is None or base.file != snapshot.file or base.depth >= MAX_DEPTH:
-        keep()
+    before = None
+    if base is not None and base.file == snapshot.file and base.depth < MAX_DEPTH:
+        before = hashing.kept(base.holder, system, base.rows)
+        if before is None:  # not kept (or not as the log has them): from the log
+            before = hashing.of(incremental.base_snapshot(base.holder, system).rows)
+    if not settings.dry_run:
+        hashing.keep(str(observation.run.id), system, now)  # in place of the base's, read above
+    if base is None or before is None:
         return None
-    before = hashing.kept(base.holder, system, base.rows)
-    if before is None:  # not kept (or not as the log has them): from the log
-        before = hashing.of(incremental.base_snapshot(base.holder, system).rows)
-    keep()  # in place of the base's, now read
     from keysync.domain.row_delta import row_delta
 
     found = row_delta(before, now)
-    if 2 * found.size >= len(snapshot):
-        return None
-    return base, found
+    return (base, found) if 2 * found.size < len(snapshot) else None
 
 
 def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSnapshot, reason: str) -> None:
