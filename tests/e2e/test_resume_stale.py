@@ -147,16 +147,17 @@ def test_a_system_unavailable_when_recorded_is_read_once_its_export_is_back(seed
 def test_an_incremental_run_resumed_reads_a_changed_export_again_from_its_baseline(seeded, tmp_path):
     assert run(seeded).returncode == 0  # the baseline
     seeded.write_system("B", ["cust_1", "X-1", "X-2"])
-    # Started, SourceUnchanged for A, C, D, E (one save), then B's SourceRead, RowsObserved: B is recorded whole.
+    # Started, SourceUnchanged for A, C, D, E (one save), then B's SourceChanged, RowsSpliced: B is recorded as
+    # its changes.
     interrupted_after(seeded, "7", "-m", "incremental")
-    assert recorded(seeded)["SourceRead", "B"] == 2  # the baseline's and this run's
-    seeded.write_system("B", ["cust_1", "X-1", "X-3", "X-4"])
+    assert (recorded(seeded)["SourceRead", "B"], recorded(seeded)["SourceChanged", "B"]) == (1, 1)
+    seeded.write_system("B", ["cust_1", "X-1", "X-3", "X-4"])  # as many rows new as kept: recorded whole
 
     resumed = run(seeded, "-m", "incremental")
     assert resumed.returncode == 0, resumed.stderr
     assert "System B changed since it was recorded: read again" in resumed.stderr
     assert "Incremental: B read whole; A, C, D, E unchanged." in resumed.stderr
-    assert recorded(seeded)["SourceRead", "B"] == 3
+    assert recorded(seeded)["SourceRead", "B"] == 2
     assert {k for s, k in missing_in_a(seeded) if s == "B"} == {"X-1", "X-3", "X-4"}
     history = {"changes_since_last_run.csv", "trend_report.csv"}  # a fresh store has no earlier run
     expected = {name: rows for name, rows in fresh_reports(seeded, tmp_path).items() if name not in history}
