@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from keysync.application.incremental import BaseSnapshot, Incremental, SourceState
-from keysync.application.ports import ReadTurn, RowHashing, SourceReader
+from keysync.application.ports import ReadTurn, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
@@ -120,7 +120,6 @@ class Observation:
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
     comparison: Future[Reconciliation] | None = None  # the snapshots' reconciliation, begun once they were known
     prepared: dict[str, PreparedKeys] = attrs.Factory(dict)  # keys of snapshots read now, prepared as each was read
-    hashes: dict[str, Any] = attrs.Factory(dict)  # in an incremental run, the rows' hashes of snapshots read now
     release: Callable[[], None] = lambda: None  # gives back the memory a phase touched of rows kept out of it
     turn: ReadTurn = lambda _path: nullcontext()  # waits until an export may be read beside the others
 
@@ -218,10 +217,7 @@ def observe(
         return observation
     say("reading sources")
     with timed(timings, "read"):
-        hashing = incremental.row_hashes if incremental is not None else None
-        outcomes = _read_all(
-            settings, read_source, pending, observation.turn, observation.prepared, hashing, observation.hashes
-        )
+        outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared)
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
     # What the run will compare is known now: compare it while the observations are being recorded (mostly
@@ -264,7 +260,6 @@ def _take(
         if system in suspicions:
             assert observation.guard is not None
             observation.prepared.pop(system, None)  # its keys were prepared for rows that are not compared
-            observation.hashes.pop(system, None)  # nor recorded
             accepted = observation.guard.accepted[system]
             observation.snapshots[system] = observation.guard.rows_of(accepted.holder, system)
         elif isinstance(outcome, SourceSnapshot):
@@ -359,6 +354,11 @@ def _record(
         )
 
 
+# The most rows of an export whose previous rows are read back from the log to hash them, when their hashes were
+# not kept: a larger one is recorded whole (at 10M rows, reading them back took 20 s and 2 GB a system).
+REHASHED_ROWS = 200_000
+
+
 def _delta(
     settings: RunSettings, observation: Observation, snapshot: SourceSnapshot, incremental: Incremental | None
 ) -> tuple[SourceState, RowDelta] | None:
@@ -369,14 +369,12 @@ def _delta(
     if incremental is None or hashing is None or not incremental.baseline.reads_like(observation.run.options):
         return None
     system = snapshot.system
-    now = observation.hashes.pop(system, None)
-    if now is None:
-        now = hashing.of(snapshot.rows)
+    now = hashing.of(snapshot.rows)  # beside the comparison, one export at a time: their hashes are not all held
     base = incremental.baseline.sources.get(system)
     before = None
     if base is not None and base.file == snapshot.file and base.depth < MAX_DEPTH:
         before = hashing.kept(base.holder, system, base.rows)
-        if before is None:  # not kept (or not as the log has them): from the log
+        if before is None and base.rows < REHASHED_ROWS:  # not kept (or not as the log has them): from the log
             before = hashing.of(incremental.base_snapshot(base.holder, system).rows)
     if not settings.dry_run:
         hashing.keep(str(observation.run.id), system, now)  # in place of the base's, read above
@@ -486,16 +484,13 @@ def _read_all(
     systems: list[str],
     turn: ReadTurn = lambda _path: nullcontext(),
     prepared: dict[str, PreparedKeys] | None = None,
-    hashing: RowHashing | None = None,
-    hashes: dict[str, Any] | None = None,
 ) -> dict[str, SourceSnapshot | str]:
     """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
     limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
     unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts"). A read
     waits for its ``turn`` before its time starts, and gives it back when it is done or given up on. With
     ``prepared``, each export's keys are prepared for comparing there as soon as it is read, beside the reading
-    of the others (the next export's included: its turn comes once this one's rows are read); with ``hashing``,
-    its rows are hashed there too, into ``hashes``, for recording it as a delta."""
+    of the others (the next export's included: its turn comes once this one's rows are read)."""
 
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
@@ -512,8 +507,6 @@ def _read_all(
             from keysync.domain.reconciliation import prepare
 
             prepared[system] = prepare(snapshot, settings.rules)
-        if hashing is not None and hashes is not None:
-            hashes[system] = hashing.of(snapshot.rows)
         return snapshot
 
     if settings.parallel and len(systems) > 1:

@@ -37,7 +37,7 @@ class RowHashes:
         import numpy as np
 
         values = rows.select(list(_VALUES))  # noqa: F841 (DuckDB finds the table by its name)
-        # One thread: exports are hashed in the threads that read them, beside the comparison.
+        # One thread: the run hashes while it compares, and the comparison has the other core.
         with duckdb.connect(config={"threads": 1}) as connection:
             found = connection.sql(f"SELECT {_HASHES} FROM values").to_arrow_table()
         hashes = np.empty((found.num_rows, 2), dtype=np.uint64)
