@@ -40,8 +40,9 @@ def meaning(event: Any, key: str, rules: NormalizationRules) -> str | None:
         keys = _keys_of(event)
         if not len(rows_holding(keys, key, rules)):
             return None
-        whole = isinstance(event, Run.RowsObserved | Run.KeysObserved)
-        return f"{SEEN}{event.system}" if whole else f"added to {event.system}"
+        if isinstance(event, Run.RowsSpliced):  # a row added, or changed or moved (said as removed and added)
+            return f"in the rows of {event.system} recorded as changed"
+        return f"added to {event.system}" if isinstance(event, Run.RowsAdded) else f"{SEEN}{event.system}"
     if isinstance(event, Registry.MasterKeysProposed):
         entry = _entry(event.entries, key, (0, 1))
         return None if entry is None else f"{PROPOSED}{entry[0]} (from {entry[2]})"

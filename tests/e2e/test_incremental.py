@@ -131,6 +131,8 @@ def test_a_changed_export_is_recorded_as_its_changes_and_the_others_as_unchanged
     project.invoke("run")  # a full run on the same input
     assert _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv") == incremental
     assert "Z-10" in {r["normalized_key"] for r in project.report("diff_missing_in_A.csv")}
+    said = project.invoke("key", "CUST-3").stdout  # a row of the delta: not said to be new to B
+    assert "in the rows of B recorded as changed" in said and "added to" not in said
 
 
 def test_an_export_reordered_or_mostly_new_is_recorded_whole(project):
