@@ -92,3 +92,10 @@ class Incremental:
     fingerprint: Fingerprinter
     base_snapshot: BaseSnapshot
     row_hashes: RowHashing | None = None
+    run_options: Callable[[str], Mapping[str, Any]] = lambda _holder: {}  # a run's options, by originator id
+
+    def holder_reads_like(self, holder: str, options: Mapping[str, Any]) -> bool:
+        """Whether run ``holder`` read its exports as a run with ``options`` would: the baseline did (else no export
+        is taken as unchanged), but an export held back as suspect keeps an older run's rows, which may have been
+        read under other limits."""
+        return self.run_options(holder).get("reading") == options.get("reading")

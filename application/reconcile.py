@@ -325,6 +325,8 @@ def _skip_unchanged(
         path = settings.sources[system].path
         if state is None or str(path) != state.file:
             continue
+        if not incremental.holder_reads_like(state.holder, observation.run.options):
+            continue
         now = incremental.fingerprint(path, state.fingerprint)
         if now is None or not state.unchanged(now):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -292,7 +293,13 @@ class KeySync:
         latest = latest or self._latest_completed()
         if latest is None:
             return None
-        return Incremental(Baseline.of(*latest), self.fingerprint, self.store.base_snapshots(), self.row_hashes)
+        return Incremental(
+            Baseline.of(*latest),
+            self.fingerprint,
+            self.store.base_snapshots(),
+            self.row_hashes,
+            functools.cache(self.store.run_options),
+        )
 
     def _conclude(
         self,
