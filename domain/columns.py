@@ -55,12 +55,17 @@ def pack_lines(lines: Sequence[int]) -> list[list[int]]:
 
 
 def unpack_lines(column: Sequence[int] | Sequence[Sequence[int]]) -> list[int]:
+    return line_array(column).tolist()
+
+
+def line_array(column: Sequence[int] | Sequence[Sequence[int]]) -> np.ndarray:
+    """Line numbers stored as runs (or as a plain list) as one int64 array."""
     if column and isinstance(column[0], list):
         runs = np.asarray(column, dtype=np.int64)
         firsts, counts = runs[:, 0], runs[:, 1]
         starts = np.cumsum(counts) - counts  # where each run begins in the result
-        return (np.arange(int(counts.sum())) + np.repeat(firsts - starts, counts)).tolist()
-    return list(column)  # type: ignore[arg-type]
+        return np.arange(int(counts.sum())) + np.repeat(firsts - starts, counts)
+    return np.asarray(column, dtype=np.int64)
 
 
 class Runs(Sequence[Any]):

@@ -244,7 +244,7 @@ RECORDINGS = (
     Run.SourceRead, Run.SourceChanged, Run.SourceUnchanged, Run.SourceUnavailable, Run.SourceHeldBack,
     Run.SourceSuperseded,
 )  # fmt: skip
-MAX_DEPTH = 8  # deltas on a whole recording, at most: reading a system's rows back applies each of them
+MAX_DEPTH = 3  # deltas on a whole recording, at most: reading a system's rows back applies each of them
 ROW_FIELDS = ("keys", "entity_types", "location_refs", "last_seen_at")  # a row's values, as old events name them
 BaseSnapshot = Callable[[str, str], SourceSnapshot]  # (run originator id, system) -> that run's rows of the system
 
@@ -255,7 +255,7 @@ def snapshots_from_events(
     """Rebuild each system's SourceSnapshot (or ``only`` that system's), and the unavailable systems' reasons,
     from a run's events. An incremental run's unchanged or changed systems need their base run's rows:
     ``base_snapshot`` gives them."""
-    from keysync.domain.columns import unpack_lines
+    from keysync.domain.columns import line_array, unpack_lines
 
     snapshots: dict[str, SourceSnapshot] = {}
     batches: dict[str, list[pa.Table]] = {}  # system -> its rows, batch by batch
@@ -305,8 +305,7 @@ def snapshots_from_events(
             snapshots[system] = attrs.evolve(snapshots[system], rows=pa.concat_tables(tables))
     for system, (changed, removed, added) in deltas.items():
         base = _based_on(system, changed.base, base_snapshot)
-        lines = unpack_lines(changed.lines)
-        rows = spliced(base.rows, removed, added, lines)
+        rows = spliced(base.rows, removed, added, line_array(changed.lines))
         if rows is None:
             raise ValueError(f"System {system}'s rows in run {changed.base} and their delta do not fit together")
         snapshots[system] = attrs.evolve(snapshots[system], rows=rows)

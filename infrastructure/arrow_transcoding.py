@@ -22,6 +22,7 @@ incremental run that finds nothing changed, the listings) start without it.
 from __future__ import annotations
 
 import base64
+import json
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import JSONTranscoder, Transcoding
@@ -58,6 +59,18 @@ def ipc_table(data: Any) -> pa.Table:
 
     with pa.ipc.open_stream(data if isinstance(data, pa.Buffer) else pa.py_buffer(data)) as reader:
         return reader.read_all()
+
+
+def framed_system(data: bytes) -> str | None:
+    """The ``system`` a stored event's frame names in its head, without reading its tables; None for an event
+    stored otherwise (JSON), or naming none."""
+    if data[: len(FRAME)] != FRAME:
+        return None
+    start = len(FRAME) + _LENGTH
+    end = start + int.from_bytes(data[len(FRAME) : start], "little")
+    head = json.loads(bytes(data[start:end]))
+    system = head[0].get("system") if isinstance(head, list) and head and isinstance(head[0], dict) else None
+    return system if isinstance(system, str) else None
 
 
 class _ArrowTableAsIPC(Transcoding):
