@@ -140,7 +140,7 @@ class Observation:
                     observation.held[e.system] = HeldExport(e.file, fingerprint, e.rows)
                 case Run.SourceRead() if e.fingerprint:
                     recorded[e.system] = (e.file, Fingerprint(*e.fingerprint), holder, 0)
-                case Run.SourceChanged() if e.fingerprint:  # a run that an earlier version began, recording changes
+                case Run.SourceChanged() if e.fingerprint:  # recorded as its delta on the base's rows
                     recorded[e.system] = (e.file, Fingerprint(*e.fingerprint), holder, e.depth)
                 case Run.SourceUnchanged() if e.fingerprint:
                     recorded[e.system] = (e.file, Fingerprint(*e.fingerprint), e.base, e.depth)

@@ -338,13 +338,7 @@ def spliced(base: pa.Table, removed: Sequence[Any], added: Sequence[pa.Table], l
     new = pa.concat_tables(added) if added else row_schema().empty_table().append_column("at", pa.array([], pa.int64()))
     at = new.column("at").to_numpy().astype(np.int64)
     total = base.num_rows - len(gone) + len(at)
-    if (
-        len(lines) != total
-        or (len(gone) and (gone.min() < 0 or gone.max() >= base.num_rows))
-        or len(np.unique(gone)) != len(gone)
-    ):
-        return None
-    if len(at) and (at.min() < 0 or at.max() >= total or len(np.unique(at)) != len(at)):
+    if len(lines) != total or not (_distinct(gone, base.num_rows) and _distinct(at, total)):
         return None
     placed = np.zeros(total, dtype=bool)
     placed[at] = True

@@ -61,14 +61,19 @@ def ipc_table(data: Any) -> pa.Table:
         return reader.read_all()
 
 
+def _head(data: bytes) -> tuple[bytes, int]:
+    """A frame's head (JSON), and where its tables' streams begin."""
+    start = len(FRAME) + _LENGTH
+    end = start + int.from_bytes(data[len(FRAME) : start], "little")
+    return bytes(data[start:end]), end
+
+
 def framed_system(data: bytes) -> str | None:
     """The ``system`` a stored event's frame names in its head, without reading its tables; None for an event
     stored otherwise (JSON), or naming none."""
     if data[: len(FRAME)] != FRAME:
         return None
-    start = len(FRAME) + _LENGTH
-    end = start + int.from_bytes(data[len(FRAME) : start], "little")
-    head = json.loads(bytes(data[start:end]))
+    head = json.loads(_head(data)[0])
     system = head[0].get("system") if isinstance(head, list) and head and isinstance(head[0], dict) else None
     return system if isinstance(system, str) else None
 
@@ -111,9 +116,8 @@ class KeySyncTranscoder(JSONTranscoder):
             return super().decode(data)
         import pyarrow as pa
 
-        start = len(FRAME) + _LENGTH
-        end = start + int.from_bytes(data[len(FRAME) : start], "little")
-        state, places = super().decode(bytes(data[start:end]))
+        head, end = _head(data)
+        state, places = super().decode(head)
         streams = pa.py_buffer(data)
         for name, (offset, length) in places.items():
             state[name] = ipc_table(streams.slice(end + offset, length))

@@ -15,13 +15,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keysync.domain.observations import ROW_COLUMNS
+
 if TYPE_CHECKING:  # loaded by the runs that read an export, not by one that finds nothing changed
     import numpy as np
     import pyarrow as pa
 
 log = logging.getLogger("keysync")
 
-_VALUES = ("key", "entity_type", "location_ref", "last_seen_at")
+_VALUES = ROW_COLUMNS[:-1]  # the four values, not the line: a row moved to another line is the same row
 _HASHES = f"hash({', '.join(_VALUES)}) AS a, hash(concat_ws(chr(31), {', '.join(_VALUES)})) AS b"
 
 
@@ -36,10 +38,10 @@ class RowHashes:
         import duckdb
         import numpy as np
 
-        values = rows.select(list(_VALUES))  # noqa: F841 (DuckDB finds the table by its name)
         # One thread: the run hashes while it compares, and the comparison has the other core.
         with duckdb.connect(config={"threads": 1}) as connection:
-            found = connection.sql(f"SELECT {_HASHES} FROM values").to_arrow_table()
+            connection.register("export_rows", rows.select(list(_VALUES)))
+            found = connection.sql(f"SELECT {_HASHES} FROM export_rows").to_arrow_table()
         hashes = np.empty((found.num_rows, 2), dtype=np.uint64)
         for i, name in enumerate(("a", "b")):
             hashes[:, i] = found.column(name).to_numpy()
