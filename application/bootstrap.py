@@ -83,11 +83,11 @@ def build(
     from keysync.application.service import KeySync
     from keysync.application.store import KeySyncStore
     from keysync.infrastructure import faults
+    from keysync.infrastructure.export_cache import ExportCache
     from keysync.infrastructure.fingerprints import file_fingerprint
     from keysync.infrastructure.report_files import write_csv_atomic
     from keysync.infrastructure.report_lock import report_folder_lock
     from keysync.infrastructure.report_manifest import FolderManifest
-    from keysync.infrastructure.row_hashes import RowHashes
     from keysync.infrastructure.spill import SpillingReader
     from keysync.projections.runner import Projections
     from keysync.projections.views import ViewRecorder, Views
@@ -123,7 +123,7 @@ def build(
         projections,
         reader,
         spill=reader,
-        row_hashes=RowHashes(config.store.path.parent / "row-hashes"),
+        exports=ExportCache(config.store.path.parent / "exports"),
         lock=_run_lock(config, projections),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,

@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 
-from keysync.application.ports import RowHashing
 from keysync.domain.observations import Fingerprint, SourceSnapshot
 
 # (path, the fingerprint recorded) -> the file's fingerprint now; hashing only when size or time differ
@@ -86,12 +85,11 @@ class Baseline:
 @attrs.frozen
 class Incremental:
     """An incremental run's view of the past: the baseline, how to fingerprint an export, how to get a system's
-    rows back from the run that holds them, and how to hash rows (None: changed exports are recorded whole)."""
+    rows back from the run that holds them."""
 
     baseline: Baseline
     fingerprint: Fingerprinter
     base_snapshot: BaseSnapshot
-    row_hashes: RowHashing | None = None
     run_options: Callable[[str], Mapping[str, Any]] = lambda _holder: {}  # a run's options, by originator id
 
     def holder_reads_like(self, holder: str, options: Mapping[str, Any]) -> bool:

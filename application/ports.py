@@ -5,24 +5,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from keysync.domain.observations import SourceSnapshot
+from keysync.domain.observations import Fingerprint, SourceSnapshot
 
 
 class SourceReader(Protocol):
-    def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot: ...
+    """Reads one system's export (keysync.infrastructure.sources.read_source): with ``keep_lines``, hashing its
+    lines too; given ``since`` (an earlier export's snapshot, read with its lines), parsing only what changed."""
+
+    def __call__(
+        self,
+        system: str,
+        path: Path,
+        kind: str,
+        *,
+        max_key_length: int,
+        keep_lines: bool = False,
+        since: SourceSnapshot | None = None,
+    ) -> SourceSnapshot: ...
 
 
-class RowHashing(Protocol):
-    """Hashes an export's rows, and keeps the hashes of the rows a run recorded (keysync.infrastructure.row_hashes).
-    Hashes are (n, 2) uint64 arrays; rows are Arrow tables of keysync.domain.observations.row_schema."""
+class ExportKeeping(Protocol):
+    """Keeps beside the store the snapshot a run recorded for each system, with its lines, for the next incremental
+    run (keysync.infrastructure.export_cache): a cache of what the log holds."""
 
-    def of(self, rows: Any) -> Any: ...
+    def kept(self, holder: str, system: str, fingerprint: Fingerprint | None) -> SourceSnapshot | None: ...
 
-    def kept(self, holder: str, system: str, rows: int) -> Any | None: ...
-
-    def keep(self, holder: str, system: str, hashes: Any) -> None: ...
+    def keep(self, holder: str, snapshot: SourceSnapshot) -> None: ...
 
 
 # Enter to wait until the export at a path may be read beside the ones being read (a memory budget).

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from keysync.application.incremental import BaseSnapshot, Incremental, SourceState
-from keysync.application.ports import ReadTurn, SourceReader
+from keysync.application.ports import ExportKeeping, ReadTurn, SourceReader
 from keysync.application.retry import GaveUp, RetryPolicy, call_with_retries
 from keysync.application.suspect import MAX_SHRINK, Accepted, ShrinkGuard, valid_rows
 from keysync.domain.observations import AUTHORITY, SYSTEMS, Fingerprint, SourceSnapshot
@@ -38,7 +38,6 @@ from keysync.domain.run import ReconciliationRun as Run
 
 if TYPE_CHECKING:  # the comparison (numpy, pyarrow) is loaded by the runs that compare
     from keysync.domain.reconciliation import PreparedKeys, Reconciliation, SystemResult
-    from keysync.domain.row_delta import RowDelta
 
 
 @attrs.frozen
@@ -201,9 +200,11 @@ def observe(
     checkpoint: Checkpoint,
     progress: Progress | None = None,
     incremental: Incremental | None = None,
+    exports: ExportKeeping | None = None,
 ) -> Observation:
     """Read the systems not yet observed and record each one, with a checkpoint after each. An incremental run
-    first records the unchanged exports as such, and reads only the others."""
+    first records the unchanged exports as such, and reads only the others: as what changed since the export
+    before, when ``exports`` kept that one. What each system's recording holds is kept there for the next run."""
     say = progress or (lambda _phase: None)
     run, timings = observation.run, observation.timings
     if not observation.resumed:
@@ -217,25 +218,49 @@ def observe(
         return observation
     say("reading sources")
     with timed(timings, "read"):
-        outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared)
+        since = _since(settings, observation, incremental, exports)
+        outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared, since,
+                             keep_lines=exports is not None)  # fmt: skip
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
     # What the run will compare is known now: compare it while the observations are being recorded (mostly
     # encoding and writing, so the two share the cores well).
-    observation.comparison = _compare_meanwhile(settings, observation, incremental)
+    observation.comparison = _compare_meanwhile(settings, observation, incremental, exports)
     for system in pending:
         with timed(timings, "store"):
-            outcome = outcomes[system]
+            outcome, recorded = outcomes[system], None
             if system in suspicions:
                 assert isinstance(outcome, SourceSnapshot) and observation.guard is not None
                 _hold_back(observation, observation.guard, outcome, suspicions[system])
             elif isinstance(outcome, SourceSnapshot):
                 _record(settings, observation, outcome, incremental)
+                recorded = outcome
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
             checkpoint(run)
+            if recorded is not None and exports is not None and not settings.dry_run:
+                exports.keep(str(run.id), recorded)  # what the system's rows are now, for the next run
             observation.release()  # recording read every column of the system's rows
     return observation
+
+
+def _since(
+    settings: RunSettings, observation: Observation, incremental: Incremental | None, exports: ExportKeeping | None
+) -> dict[str, SourceSnapshot]:
+    """For each system to read, the export before it as kept beside the store, if it was read as this run reads
+    (then only what changed since is parsed)."""
+    if incremental is None or exports is None or not incremental.baseline.reads_like(observation.run.options):
+        return {}
+    found = {}
+    for system in observation.pending:
+        base = incremental.baseline.sources.get(system)
+        if base is None or base.file != str(settings.sources[system].path):
+            continue
+        if incremental.holder_reads_like(base.holder, observation.run.options):
+            kept = exports.kept(base.holder, system, base.fingerprint)
+            if kept is not None:
+                found[system] = kept
+    return found
 
 
 def _suspicions(
@@ -269,13 +294,13 @@ def _take(
 
 
 def _compare_meanwhile(
-    settings: RunSettings, observation: Observation, incremental: Incremental | None
+    settings: RunSettings, observation: Observation, incremental: Incremental | None, exports: ExportKeeping | None
 ) -> Future[Reconciliation] | None:
     """Start comparing the run's snapshots in a thread; None when there is nothing to compare (System A
     unavailable: the run fails)."""
     if AUTHORITY in observation.reasons:
         return None
-    _unchanged_rows(observation, incremental)
+    _unchanged_rows(observation, incremental, exports)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare")
     try:
         snapshots = dict(observation.snapshots)
@@ -305,12 +330,16 @@ def _compare(
     )
 
 
-def _unchanged_rows(observation: Observation, incremental: Incremental | None) -> None:
-    """The rows of each system whose export had not changed: those of the run holding them."""
+def _unchanged_rows(
+    observation: Observation, incremental: Incremental | None, exports: ExportKeeping | None = None
+) -> None:
+    """The rows of each system whose export had not changed: those of the run holding them, as kept beside the
+    store, else from the log."""
     if incremental is not None:
         for system in observation.unchanged - set(observation.snapshots):
             state = observation.states[system]
-            observation.snapshots[system] = incremental.base_snapshot(state.holder, system)
+            kept = exports.kept(state.holder, system, state.fingerprint) if exports is not None else None
+            observation.snapshots[system] = kept or incremental.base_snapshot(state.holder, system)
 
 
 def _skip_unchanged(
@@ -341,51 +370,19 @@ def _record(
     settings: RunSettings, observation: Observation, snapshot: SourceSnapshot, incremental: Incremental | None = None
 ) -> None:
     """Record a system's export: this run's events hold its rows from now on, whole, or as their delta on the rows
-    of the run that held them before."""
+    of the run that held them before (when it was read as what changed since, and the delta is the smaller)."""
     run, depth = observation.run, 0
-    delta = _delta(settings, observation, snapshot, incremental)
-    if delta is None:
+    base = incremental.baseline.sources.get(snapshot.system) if incremental is not None else None
+    delta = snapshot.delta
+    if delta is None or base is None or base.depth >= MAX_DEPTH or 2 * delta.size >= len(snapshot):
         run.observe(snapshot, settings.batch_size)
     else:
-        base, found = delta
         depth = base.depth + 1
-        run.observe_changes(snapshot, base.holder, depth, found, settings.batch_size)
+        run.observe_changes(snapshot, base.holder, depth, delta, settings.batch_size)
     if snapshot.fingerprint is not None:
         observation.states[snapshot.system] = SourceState(
             snapshot.file, snapshot.fingerprint, str(run.id), depth, len(snapshot)
         )
-
-
-# The most rows of an export whose previous rows are read back from the log to hash them, when their hashes were
-# not kept: a larger one is recorded whole (at 10M rows, reading them back took 20 s and 2 GB a system).
-REHASHED_ROWS = 200_000
-
-
-def _delta(
-    settings: RunSettings, observation: Observation, snapshot: SourceSnapshot, incremental: Incremental | None
-) -> tuple[SourceState, RowDelta] | None:
-    """The export as a delta on the rows the baseline's run holds for its system (with that run's state), when an
-    incremental run can say it in fewer rows than the export has; None to record it whole. Either way the rows'
-    hashes are kept for the next run (not by a dry run, which stores nothing)."""
-    hashing = incremental.row_hashes if incremental is not None else None
-    if incremental is None or hashing is None or not incremental.baseline.reads_like(observation.run.options):
-        return None
-    system = snapshot.system
-    now = hashing.of(snapshot.rows)  # beside the comparison, one export at a time: their hashes are not all held
-    base = incremental.baseline.sources.get(system)
-    before = None
-    if base is not None and base.file == snapshot.file and base.depth < MAX_DEPTH:
-        before = hashing.kept(base.holder, system, base.rows)
-        if before is None and base.rows < REHASHED_ROWS:  # not kept (or not as the log has them): from the log
-            before = hashing.of(incremental.base_snapshot(base.holder, system).rows)
-    if not settings.dry_run:
-        hashing.keep(str(observation.run.id), system, now)  # in place of the base's, read above
-    if base is None or before is None:
-        return None
-    from keysync.domain.row_delta import row_delta
-
-    found = row_delta(before, now)
-    return (base, found) if 2 * found.size < len(snapshot) else None
 
 
 def _hold_back(observation: Observation, guard: ShrinkGuard, snapshot: SourceSnapshot, reason: str) -> None:
@@ -422,6 +419,7 @@ def conclude(
     registry: Registry,
     progress: Progress | None = None,
     incremental: Incremental | None = None,
+    exports: ExportKeeping | None = None,
 ) -> RunResult:
     """Classify, update the registry and complete the run. The caller saves the run and the registry together."""
     say = progress or (lambda _phase: None)
@@ -430,7 +428,7 @@ def conclude(
         reason = f"System A is the authority and could not be read: {observation.reasons[AUTHORITY]}"
         run.fail(reason)
         raise RunFailed(run, reason)
-    _unchanged_rows(observation, incremental)
+    _unchanged_rows(observation, incremental, exports)
     say("normalizing and comparing")
     with timed(timings, "compare"):
         if observation.comparison is not None:
@@ -486,19 +484,25 @@ def _read_all(
     systems: list[str],
     turn: ReadTurn = lambda _path: nullcontext(),
     prepared: dict[str, PreparedKeys] | None = None,
+    since: Mapping[str, SourceSnapshot] | None = None,
+    *,
+    keep_lines: bool = False,
 ) -> dict[str, SourceSnapshot | str]:
     """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
     limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
     unavailable, with a reason naming the attempts ("input/B.csv: timed out after 300 s, 3 attempts"). A read
     waits for its ``turn`` before its time starts, and gives it back when it is done or given up on. With
     ``prepared``, each export's keys are prepared for comparing there as soon as it is read, beside the reading
-    of the others (the next export's included: its turn comes once this one's rows are read)."""
+    of the others (the next export's included: its turn comes once this one's rows are read). ``since`` and
+    ``keep_lines`` go to the reader (keysync.application.ports.SourceReader)."""
+    earlier = since or {}
 
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
 
         def attempt() -> SourceSnapshot:
-            return read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length)
+            return read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length,
+                               keep_lines=keep_lines, since=earlier.get(system))  # fmt: skip
 
         try:
             with turn(spec.path):  # the turn bounds the memory of parsing: the next export's may start after it

@@ -20,7 +20,7 @@ from eventsourcing.persistence import StoredEvent
 from keysync.application.audit_chain import sealed_chain
 from keysync.application.bulk import collector_paused
 from keysync.application.incremental import Baseline, Fingerprinter, Incremental
-from keysync.application.ports import RowHashing, RowSpill, RunLock, SourceReader
+from keysync.application.ports import ExportKeeping, RowSpill, RunLock, SourceReader
 from keysync.application.reconcile import (
     Observation,
     Progress,
@@ -153,7 +153,7 @@ class KeySync:
     generator: Callable[..., dict[str, Path]] | None = None
     history_generator: Callable[..., dict[str, dict[str, Path]]] | None = None
     spill: RowSpill | None = None  # where read_source keeps large exports' rows, out of memory
-    row_hashes: RowHashing | None = None  # for incremental runs: changed exports recorded as their deltas
+    exports: ExportKeeping | None = None  # each system's latest recorded export: incremental runs read from it
 
     def run(self, settings: RunSettings, progress: Progress | None = None, *, resume: bool = True) -> RunOutcome:
         """Reconcile once: record the observations and registry changes, then bring the reports up to date.
@@ -194,7 +194,7 @@ class KeySync:
             try:
                 if observation.resumed and self.fingerprint is not None:
                     self._recheck(settings, observation, self.fingerprint)
-                observe(settings, observation, self.read_source, self._save, progress, incremental)
+                observe(settings, observation, self.read_source, self._save, progress, incremental, self.exports)
                 result = self._conclude(settings, observation, progress, incremental)
             except RunFailed as failure:
                 log.error("run %s failed: %s", failure.run.run_id, failure.reason,
@@ -246,8 +246,8 @@ class KeySync:
         )
         with self._kept_rows() as keep:
             keep(observation)
-            observe(settings, observation, self.read_source, lambda _run: None, progress, incremental)
-            result = conclude(settings, observation, self.store.registry(), progress, incremental)
+            observe(settings, observation, self.read_source, lambda _run: None, progress, incremental, self.exports)
+            result = conclude(settings, observation, self.store.registry(), progress, incremental, self.exports)
             (progress or (lambda _phase: None))("writing reports (dry run)")
             reports = self.projections.preview(result.run, result.registry, result.reconciliation)
         return RunOutcome(_written(result), reports, dry_run=True)
@@ -297,7 +297,6 @@ class KeySync:
             Baseline.of(*latest),
             self.fingerprint,
             self.store.base_snapshots(),
-            self.row_hashes,
             functools.cache(self.store.run_options),
         )
 
@@ -315,7 +314,7 @@ class KeySync:
             with timed(carried.timings, "store"):
                 self._save(*sealed_chain(self.store), carried.run)
             return carried
-        result = conclude(settings, observation, self.store.registry(), progress, incremental)
+        result = conclude(settings, observation, self.store.registry(), progress, incremental, self.exports)
         for attempt in range(3):
             try:
                 with timed(result.timings, "store"):

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
+
+    from keysync.domain.row_delta import RowDelta
 
 SYSTEMS = ("A", "B", "C", "D", "E")
 AUTHORITY = "A"
@@ -40,6 +43,21 @@ class Fingerprint:
         return (self.size, self.sha256) == (other.size, other.sha256)
 
 
+@attrs.frozen(eq=False)
+class ExportLines:
+    """An export's physical lines, the header first: two 64-bit hashes of each (an (n, 2) uint64 array), whether
+    each is blank, and whether a record may run over a line end (a line holds an odd number of quotes). The next
+    incremental run pairs a changed export's lines with these, and parses only the lines that are new
+    (keysync.infrastructure.line_changes)."""
+
+    hashes: np.ndarray
+    blank: np.ndarray
+    spanning: bool = False
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
 ROW_COLUMNS = ("key", "entity_type", "location_ref", "last_seen_at", "line")
 
 
@@ -67,6 +85,10 @@ class SourceSnapshot:
     rows: pa.Table = attrs.field(converter=_single_chunks)
     rejected: list[RejectedRow]
     fingerprint: Fingerprint | None = None
+    export_lines: ExportLines | None = attrs.field(default=None, eq=False)  # when the reader hashed its lines
+    # When the export was read as what changed on the rows of an earlier export (its ``export_lines`` given to
+    # the reader): the rows of that export gone, and where the new ones stand among these rows.
+    delta: RowDelta | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def of(

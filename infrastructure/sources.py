@@ -30,6 +30,7 @@ from pathlib import Path
 from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 from typing import BinaryIO
 
+import attrs
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -87,7 +88,14 @@ _LAST_STAMP = np.datetime64("9999-12-31T23:59:59.999999", "us")
 
 
 def read_source(
-    system: str, path: Path, kind: str = "csv", *, max_key_length: int = 256, max_file_mb: int = 2048
+    system: str,
+    path: Path,
+    kind: str = "csv",
+    *,
+    max_key_length: int = 256,
+    max_file_mb: int = 2048,
+    keep_lines: bool = False,
+    since: SourceSnapshot | None = None,
 ) -> SourceSnapshot:
     """Read one system's export: a CSV file, or JSON (an array of objects, or JSON Lines).
 
@@ -96,6 +104,10 @@ def read_source(
     Raises SourceUnavailable when the file cannot be used at all, including an empty file (an export that
     lost its header is more likely a failed export than a system without keys) and a file larger than
     ``max_file_mb`` megabytes (MiB), which is not read at all.
+
+    With ``keep_lines``, a CSV export's lines are hashed too (the snapshot's ``export_lines``). Given ``since``, the
+    snapshot of an earlier export of the system read with its lines, only the lines added since are parsed, when
+    that can be done (keysync.infrastructure.line_changes); the snapshot then says what changed (``delta``).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown source kind {kind!r}, expected one of {KINDS}")
@@ -105,11 +117,26 @@ def read_source(
 
     source = SourceFile(system, str(path))
     data, fingerprint = read_file(Path(path), max_file_mb)
+
+    def parse_part(part: bytes) -> SourceSnapshot:
+        return _snapshot(parse_csv(part, source), source, max_key_length, fingerprint)
+
     try:
         with collector_paused():
+            lines = None
+            if kind == "csv" and data and (keep_lines or since is not None):
+                from keysync.infrastructure.line_changes import export_lines, read_changes
+
+                physical = PhysicalLines(data)
+                lines = export_lines(physical)
+                changed = read_changes(physical, lines, since, parse_part) if since is not None else None
+                del physical
+                if changed is not None:
+                    return changed
             rows = parse_csv(data, source) if kind == "csv" else parse_json(data, source)
             del data  # five systems are read at once: each file's bytes go as soon as nothing needs them
-            return _snapshot(rows, source, max_key_length, fingerprint)
+            snapshot = _snapshot(rows, source, max_key_length, fingerprint)
+            return snapshot if lines is None else attrs.evolve(snapshot, export_lines=lines)
     except MemoryError:
         raise source.unavailable("not enough memory to read it (lower processing.max_file_mb)") from None
 

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import attrs
 
@@ -78,9 +78,9 @@ class SpillingReader:
                 self._reading -= size
                 self._turn.notify_all()
 
-    def __call__(self, system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
+    def __call__(self, system: str, path: Path, kind: str, **options: Any) -> SourceSnapshot:
         run = self._run
-        snapshot = self.read(system, path, kind, max_key_length=max_key_length)
+        snapshot = self.read(system, path, kind, **options)
         if len(snapshot) < self.spill_rows:
             return snapshot
         try:

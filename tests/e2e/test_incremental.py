@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -151,27 +152,33 @@ def test_an_export_reordered_or_mostly_new_is_recorded_whole(project):
     assert _stripped(reports(project), "changes_since_last_run.csv", "trend_report.csv") == incremental
 
 
-def test_kept_row_hashes_that_are_gone_or_not_the_rows_are_not_used(project):
-    """The hashes kept beside the store are a cache: deleted or damaged, the run reads the rows from the log."""
+def test_kept_exports_that_are_gone_or_damaged_are_not_used(project):
+    """What is kept beside the store of each system's export is a cache: damaged, a changed export is read and
+    recorded whole; gone, the unchanged exports' rows come from the log. The reports stay those of the log."""
     many = [f"W-{i}" for i in range(20)]
     write_all(project, {**START, "B": many})
-    project.invoke("run")
+    project.invoke("run")  # a full run keeps its exports too
+    exports = project.root / "data" / "exports"
+    assert sorted(p.name.split("-")[0] for p in exports.iterdir()) == ["A", "B", "C", "D", "E"]
     project.write_system("B", [*many, "Z-1"])
     project.invoke("run", "-m", "incremental")
-    kept = list((project.root / "data" / "row-hashes").glob("B-*.npy"))
-    assert len(kept) == 1
-    kept[0].write_bytes(b"not hashes")
+    assert payloads(project, last_run(project)["run_id"])["RowsSpliced"] == [{"system": "B", "removed": 0, "added": 1}]
+    (kept,) = exports.glob("B-*")
+    (kept / "rows.arrow").write_bytes(b"not rows")
     project.write_system("B", ["Z-0", *many, "Z-1"])
     project.invoke("run", "-m", "incremental")
-    assert payloads(project, last_run(project)["run_id"])["RowsSpliced"] == [{"system": "B", "removed": 0, "added": 1}]
-    for path in (project.root / "data" / "row-hashes").glob("*.npy"):
-        path.unlink()
-    project.write_system("B", ["Z-0", *many])
+    recorded = payloads(project, last_run(project)["run_id"])
+    assert "RowsSpliced" not in recorded and [p["system"] for p in recorded["SourceRead"]] == ["B"]
+    project.write_system("B", ["Z-0", *many])  # kept again by the run before
     project.invoke("run", "-m", "incremental")
     assert payloads(project, last_run(project)["run_id"])["RowsSpliced"] == [{"system": "B", "removed": 1, "added": 0}]
+    shutil.rmtree(exports)
+    project.write_system("C", ["CUST-1", "Z-0"])
+    project.invoke("run", "-m", "incremental")
     live = reports(project, everything=True)
     project.invoke("rebuild")
     assert reports(project, everything=True) == live
+    assert "Z-0" in (project.root / "output" / "diff_missing_in_A.csv").read_text()
 
 
 def test_an_incremental_run_killed_after_any_event_resumes_to_a_full_runs_reports(tmp_path):

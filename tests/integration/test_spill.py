@@ -109,7 +109,7 @@ def test_waiting_for_a_turn_costs_no_read_its_time_limit_nor_does_a_hung_read_ke
         project.write_system(system, [f"K-{i}" for i in range(3)])
     hung, slow = threading.Event(), threading.Event()
 
-    def read(system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
+    def read(system: str, path: Path, kind: str, *, max_key_length: int, **_options: object) -> SourceSnapshot:
         if system == "B":
             hung.wait()  # never set during the run
         slow.wait(0.4)  # never set: a read that takes 0.4 s
@@ -132,7 +132,7 @@ def test_a_read_the_run_gave_up_on_keeps_nothing_once_it_returns(tmp_path: Path)
     late: list[SourceSnapshot] = []
     started, go = threading.Event(), threading.Event()
 
-    def read(system: str, path: Path, kind: str, *, max_key_length: int) -> SourceSnapshot:
+    def read(system: str, path: Path, kind: str, *, max_key_length: int, **_options: object) -> SourceSnapshot:
         started.set()
         go.wait(30)
         return read_source(system, path, kind, max_key_length=max_key_length)

@@ -146,7 +146,7 @@ def test_a_run_retries_each_system_and_marks_the_one_that_never_answers_unavaila
     sources = {s: SourceSpec(s, write(tmp_path / f"{s}.csv", s, ["K-1", "K-2"])) for s in SYSTEMS}
     calls = dict.fromkeys(SYSTEMS, 0)
 
-    def reader(system: str, path: Path, kind: str, *, max_key_length: int):  # type: ignore[no-untyped-def]
+    def reader(system: str, path: Path, kind: str, *, max_key_length: int, **_options: object):  # type: ignore[no-untyped-def]
         calls[system] += 1  # each system's attempts run one after the other
         if system == "B" and calls[system] <= 2:
             raise OSError(5, "Input/output error", str(path))

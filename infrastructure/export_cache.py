@@ -1,0 +1,117 @@
+"""Each system's latest recorded export, kept beside the store for the next incremental run.
+
+What a run recorded for a system (the rows, the rejected rows, the line hashes of keysync.infrastructure
+.line_changes) is kept in a folder named by the system and the run. The next incremental run takes an unchanged
+export's rows from there instead of decoding them from the log, and reads a changed export as the lines that
+changed since. It is a cache: the log holds the same rows; a folder that is missing, damaged or of another export
+(its fingerprint) is not used, and the rows come from the log instead.
+
+The rows are an uncompressed Arrow IPC file, used memory-mapped: reading them costs what touching them does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from keysync.domain.observations import ExportLines, Fingerprint, RejectedRow, SourceSnapshot
+
+log = logging.getLogger("keysync")
+
+_ROWS, _REJECTED, _LINES = "rows.arrow", "rejected.arrow", "lines.npy"
+_ABOUT = b"keysync"  # the rows file's schema metadata: what the snapshot says besides its rows
+
+
+class ExportCache:
+    """Keeps in ``folder`` the snapshot a run recorded for each system, with its lines."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def kept(self, holder: str, system: str, fingerprint: Fingerprint | None) -> SourceSnapshot | None:
+        """The snapshot run ``holder`` (an originator id) recorded for ``system``, if kept, and of the export with
+        ``fingerprint``."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        place = self._place(holder, system)
+        try:
+            rows = ipc.open_file(pa.memory_map(str(place / _ROWS))).read_all()  # zero copy: the columns stay mapped
+            about = json.loads(rows.schema.metadata[_ABOUT])
+            rejected = ipc.open_file(pa.memory_map(str(place / _REJECTED))).read_all()
+            lines = np.load(place / _LINES, allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+            return None
+        kept_print = Fingerprint(*about["fingerprint"]) if about.get("fingerprint") else None
+        if fingerprint is None or kept_print is None or not kept_print.same_content(fingerprint):
+            return None
+        if lines.ndim != 2 or lines.shape[1] != 3 or lines.dtype != np.uint64 or about.get("lines") != len(lines):
+            return None
+        found = [RejectedRow(system, about["file"], *row.values()) for row in rejected.to_pylist()]
+        return SourceSnapshot(
+            system,
+            about["file"],
+            about["rows_read"],
+            rows.replace_schema_metadata(None),
+            found,
+            fingerprint,
+            export_lines=ExportLines(np.ascontiguousarray(lines[:, :2]), lines[:, 2].astype(bool), about["spanning"]),
+        )
+
+    def keep(self, holder: str, snapshot: SourceSnapshot) -> None:
+        """Keep ``snapshot`` (read with its lines) as what run ``holder`` recorded for its system, in place of the
+        system's earlier one. A cache that cannot be written is only a slower next run."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        lines, system = snapshot.export_lines, snapshot.system
+        if lines is None or snapshot.fingerprint is None:
+            self.forget(system)  # what is kept is no longer the system's latest
+            return
+        place = self._place(holder, system)
+        part = self.folder / f".{system}-{uuid.uuid4().hex}.part"
+        fingerprint = snapshot.fingerprint
+        about = {
+            "file": snapshot.file,
+            "rows_read": snapshot.rows_read,
+            "fingerprint": [fingerprint.size, fingerprint.mtime_ns, fingerprint.sha256],
+            "lines": len(lines),
+            "spanning": lines.spanning,
+        }
+        rejected = pa.table(
+            {
+                "line": pa.array([r.line for r in snapshot.rejected], pa.int64()),
+                "severity": pa.array([r.severity for r in snapshot.rejected], pa.string()),
+                "reason": pa.array([r.reason for r in snapshot.rejected], pa.string()),
+                "raw": pa.array([r.raw for r in snapshot.rejected], pa.string()),
+            }
+        )
+        try:
+            part.mkdir(parents=True)
+            rows = snapshot.rows.replace_schema_metadata({_ABOUT: json.dumps(about)})
+            with ipc.new_file(part / _ROWS, rows.schema) as writer:
+                writer.write_table(rows, max_chunksize=max(len(snapshot), 1))
+            with ipc.new_file(part / _REJECTED, rejected.schema) as writer:
+                writer.write_table(rejected)
+            np.save(part / _LINES, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]), allow_pickle=False)
+            self.forget(system)
+            os.replace(part, place)
+        except OSError as error:
+            log.warning("System %s's rows were not kept in %s: %s", system, self.folder, error)
+        finally:
+            shutil.rmtree(part, ignore_errors=True)
+
+    def forget(self, system: str) -> None:
+        """Delete what is kept for ``system``."""
+        if self.folder.is_dir():
+            for kept in self.folder.glob(f"{system}-*"):
+                shutil.rmtree(kept, ignore_errors=True)
+
+    def _place(self, holder: str, system: str) -> Path:
+        return self.folder / f"{system}-{holder}"
