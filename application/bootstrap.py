@@ -123,7 +123,7 @@ def build(
         projections,
         reader,
         spill=reader,
-        exports=ExportCache(config.store.path.parent / "exports"),
+        exports=ExportCache(config.store.path.parent / "exports", reader.file_of),
         lock=_run_lock(config, projections),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,

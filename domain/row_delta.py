@@ -63,12 +63,26 @@ def _repeated(base: np.ndarray, new: np.ndarray) -> np.ndarray:
     return repeated
 
 
-def _pairs(base: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Pair the k-th new row of each hash with the k-th base row of that hash (both in row order). Rows are sorted
-    by the first half of their hash; a pair stands only if the second half agrees too."""
+# Rows from which pairing by a hash table pays for importing pandas, which has one.
+_LOOKUP_ROWS = 100_000
+
+
+def _pairs(base: np.ndarray, new: np.ndarray, lookup_rows: int = _LOOKUP_ROWS) -> np.ndarray:
+    """Pair the k-th new row of each hash with the k-th base row of that hash (both in row order); a pair stands
+    only if the second half of the hash agrees too. Where no hash repeats on either side (no duplicate rows: the
+    common case), each new row looks its hash up in a hash table of the base's; else rows are sorted by hash."""
     pairs = np.full(len(new), -1, dtype=np.int64)
     if not len(base) or not len(new):
         return pairs
+    if len(base) >= lookup_rows:
+        import pandas as pd
+
+        before = pd.Index(base[:, 0])
+        if before.is_unique and pd.Index(new[:, 0]).is_unique:
+            partners = before.get_indexer(new[:, 0])
+            found = partners >= 0
+            found[found] = base[partners[found], 1] == new[found, 1]
+            return np.where(found, partners, -1)
     base_order, new_order = _by_hash(base[:, 0]), _by_hash(new[:, 0])
     sorted_base, sorted_new = base[base_order, 0], new[new_order, 0]
     # Each new row's rank among the new rows of its hash, and where that hash's rows stand among the base's.

@@ -7,6 +7,8 @@ changed since. It is a cache: the log holds the same rows; a folder that is miss
 (its fingerprint) is not used, and the rows come from the log instead.
 
 The rows are an uncompressed Arrow IPC file, used memory-mapped: reading them costs what touching them does.
+Rows a run kept out of memory while it ran (keysync.infrastructure.spill) are in such a file already: it is
+linked, not written again.
 """
 
 from __future__ import annotations
@@ -16,21 +18,23 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from keysync.domain.observations import ExportLines, Fingerprint, RejectedRow, SourceSnapshot
 
 log = logging.getLogger("keysync")
 
-_ROWS, _REJECTED, _LINES = "rows.arrow", "rejected.arrow", "lines.npy"
-_ABOUT = b"keysync"  # the rows file's schema metadata: what the snapshot says besides its rows
+_ROWS, _REJECTED, _LINES, _ABOUT = "rows.arrow", "rejected.arrow", "lines.npy", "about.json"
 
 
 class ExportCache:
-    """Keeps in ``folder`` the snapshot a run recorded for each system, with its lines."""
+    """Keeps in ``folder`` the snapshot a run recorded for each system, with its lines. ``rows_file`` says which
+    file holds a snapshot's rows already, if one does."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, rows_file: Callable[[SourceSnapshot], Path | None] = lambda _snapshot: None):
         self.folder = folder
+        self.rows_file = rows_file
 
     def kept(self, holder: str, system: str, fingerprint: Fingerprint | None) -> SourceSnapshot | None:
         """The snapshot run ``holder`` (an originator id) recorded for ``system``, if kept, and of the export with
@@ -41,8 +45,8 @@ class ExportCache:
 
         place = self._place(holder, system)
         try:
+            about = json.loads((place / _ABOUT).read_text(encoding="utf-8"))
             rows = ipc.open_file(pa.memory_map(str(place / _ROWS))).read_all()  # zero copy: the columns stay mapped
-            about = json.loads(rows.schema.metadata[_ABOUT])
             rejected = ipc.open_file(pa.memory_map(str(place / _REJECTED))).read_all()
             lines = np.load(place / _LINES, allow_pickle=False)
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
@@ -57,7 +61,7 @@ class ExportCache:
             system,
             about["file"],
             about["rows_read"],
-            rows.replace_schema_metadata(None),
+            rows,
             found,
             fingerprint,
             export_lines=ExportLines(np.ascontiguousarray(lines[:, :2]), lines[:, 2].astype(bool), about["spanning"]),
@@ -94,18 +98,32 @@ class ExportCache:
         )
         try:
             part.mkdir(parents=True)
-            rows = snapshot.rows.replace_schema_metadata({_ABOUT: json.dumps(about)})
-            with ipc.new_file(part / _ROWS, rows.schema) as writer:
-                writer.write_table(rows, max_chunksize=max(len(snapshot), 1))
+            self._keep_rows(snapshot, part / _ROWS)
             with ipc.new_file(part / _REJECTED, rejected.schema) as writer:
                 writer.write_table(rejected)
             np.save(part / _LINES, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]), allow_pickle=False)
+            (part / _ABOUT).write_text(json.dumps(about), encoding="utf-8")
             self.forget(system)
             os.replace(part, place)
+            for left in self.folder.glob(f".{system}-*.part"):  # an interrupted run's
+                shutil.rmtree(left, ignore_errors=True)
         except OSError as error:
             log.warning("System %s's rows were not kept in %s: %s", system, self.folder, error)
         finally:
             shutil.rmtree(part, ignore_errors=True)
+
+    def _keep_rows(self, snapshot: SourceSnapshot, path: Path) -> None:
+        import pyarrow.ipc as ipc
+
+        kept = self.rows_file(snapshot)
+        if kept is not None:
+            try:
+                os.link(kept, path)
+                return
+            except OSError:  # another file system, or one without links: written again
+                pass
+        with ipc.new_file(path, snapshot.rows.schema) as writer:
+            writer.write_table(snapshot.rows, max_chunksize=max(len(snapshot), 1))
 
     def forget(self, system: str) -> None:
         """Delete what is kept for ``system``."""

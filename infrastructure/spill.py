@@ -62,6 +62,7 @@ class SpillingReader:
         self._reading = 0  # bytes of the files being read now
         self._run = 0  # which run's reads these are: a read the last run gave up on keeps nothing
         self._turn = threading.Condition()
+        self._files: dict[str, tuple[object, Path]] = {}  # system -> its latest rows kept, and their file
 
     @contextmanager
     def turn(self, path: Path) -> Iterator[None]:
@@ -114,8 +115,15 @@ class SpillingReader:
                 path.unlink(missing_ok=True)
                 return snapshot
             self._maps.append(mapped)
-        rows = ipc.open_file(pa.py_buffer(mapped)).read_all()  # zero copy: the columns point into the map
+            rows = ipc.open_file(pa.py_buffer(mapped)).read_all()  # zero copy: the columns point into the map
+            self._files[snapshot.system] = (rows, path)
         return attrs.evolve(snapshot, rows=rows)
+
+    def file_of(self, snapshot: SourceSnapshot) -> Path | None:
+        """The file holding ``snapshot``'s rows, if they are rows this reader kept in one (an Arrow IPC file)."""
+        with self._turn:
+            kept = self._files.get(snapshot.system)
+        return kept[1] if kept is not None and kept[0] is snapshot.rows else None
 
     def _claim(self) -> None:
         """Lock this process's lock file (before its folder exists: a folder without a held lock is a leftover)."""
@@ -140,6 +148,7 @@ class SpillingReader:
         with self._turn:
             self.release()
             self._maps.clear()  # each map closes once the last table using it is gone
+            self._files.clear()
             self._run += 1
             shutil.rmtree(self.folder, ignore_errors=True)
             if self._held is not None:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keysync.domain.observations import row_schema
-from keysync.domain.row_delta import row_delta
+from keysync.domain.row_delta import _pairs, row_delta
 from keysync.domain.run import spliced
 
 VALUES = st.lists(st.sampled_from(["K1", "K2", "K3", "k1", "K4"]), max_size=30)  # few values: many duplicates
@@ -67,3 +67,11 @@ def test_rows_pair_only_when_both_halves_of_their_hash_agree() -> None:
     new[1, 1] ^= np.uint64(1)  # the same first half, another second half: not the same row
     delta = row_delta(base, new)
     assert delta is not None and delta.removed.tolist() == [1] and delta.added_at.tolist() == [1]
+
+
+@given(VALUES, VALUES, st.booleans())
+def test_rows_pair_alike_by_hash_table_and_by_sorting(base: list[str], new: list[str], unique: bool) -> None:
+    if unique:  # the hash table is used only when no hash repeats
+        base, new = list(dict.fromkeys(base)), list(dict.fromkeys(new))
+    by_table, by_sorting = _pairs(hashes(base), hashes(new), lookup_rows=0), _pairs(hashes(base), hashes(new))
+    assert by_table.tolist() == by_sorting.tolist()
