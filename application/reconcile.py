@@ -219,8 +219,10 @@ def observe(
     say("reading sources")
     with timed(timings, "read"):
         since = _since(settings, observation, incremental, exports)
+        # Only an incremental run hashes the lines it reads, for the next one: a full run is spared the cost.
+        keep_lines = exports is not None and settings.mode == "incremental"
         outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared, since,
-                             keep_lines=exports is not None)  # fmt: skip
+                             keep_lines=keep_lines)  # fmt: skip
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
     # What the run will compare is known now: compare it while the observations are being recorded (mostly

@@ -1,10 +1,11 @@
 """Each system's latest recorded export, kept beside the store for the next incremental run.
 
-What a run recorded for a system (the rows, the rejected rows, the line hashes of keysync.infrastructure
-.line_changes) is kept in a folder named by the system and the run. The next incremental run takes an unchanged
-export's rows from there instead of decoding them from the log, and reads a changed export as the lines that
-changed since. It is a cache: the log holds the same rows; a folder that is missing, damaged or of another export
-(its fingerprint) is not used, and the rows come from the log instead.
+What a run recorded for a system (the rows, the rejected rows and, after an incremental run, the line hashes of
+keysync.infrastructure.line_changes) is kept in a folder named by the system and the run. The next incremental run
+takes an unchanged export's rows from there instead of decoding them from the log, and reads a changed export as
+the lines that changed since, when their hashes are there (a full run does not hash lines: it would cost it
+about a tenth of its time and memory). It is a cache: the log holds the same rows; a folder that is missing,
+damaged or of another export (its fingerprint) is not used, and the rows come from the log instead.
 
 The rows are an uncompressed Arrow IPC file, used memory-mapped: reading them costs what touching them does.
 Rows a run kept out of memory while it ran (keysync.infrastructure.spill) are in such a file already: it is
@@ -48,34 +49,31 @@ class ExportCache:
             about = json.loads((place / _ABOUT).read_text(encoding="utf-8"))
             rows = ipc.open_file(pa.memory_map(str(place / _ROWS))).read_all()  # zero copy: the columns stay mapped
             rejected = ipc.open_file(pa.memory_map(str(place / _REJECTED))).read_all()
-            lines = np.load(place / _LINES, allow_pickle=False)
+            lines = np.load(place / _LINES, allow_pickle=False) if about["lines"] is not None else None
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
             return None
         kept_print = Fingerprint(*about["fingerprint"]) if about.get("fingerprint") else None
         if fingerprint is None or kept_print is None or not kept_print.same_content(fingerprint):
             return None
-        if lines.ndim != 2 or lines.shape[1] != 3 or lines.dtype != np.uint64 or about.get("lines") != len(lines):
-            return None
+        export_lines = None
+        if lines is not None:
+            if lines.ndim != 2 or lines.shape[1] != 3 or lines.dtype != np.uint64 or about["lines"] != len(lines):
+                return None
+            export_lines = ExportLines(np.ascontiguousarray(lines[:, :2]), lines[:, 2].astype(bool), about["spanning"])
         found = [RejectedRow(system, about["file"], *row.values()) for row in rejected.to_pylist()]
         return SourceSnapshot(
-            system,
-            about["file"],
-            about["rows_read"],
-            rows,
-            found,
-            fingerprint,
-            export_lines=ExportLines(np.ascontiguousarray(lines[:, :2]), lines[:, 2].astype(bool), about["spanning"]),
+            system, about["file"], about["rows_read"], rows, found, fingerprint, export_lines=export_lines
         )
 
     def keep(self, holder: str, snapshot: SourceSnapshot) -> None:
-        """Keep ``snapshot`` (read with its lines) as what run ``holder`` recorded for its system, in place of the
-        system's earlier one. A cache that cannot be written is only a slower next run."""
+        """Keep ``snapshot`` (with its lines, if it was read with them) as what run ``holder`` recorded for its
+        system, in place of the system's earlier one. A cache that cannot be written is only a slower next run."""
         import numpy as np
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
         lines, system = snapshot.export_lines, snapshot.system
-        if lines is None or snapshot.fingerprint is None:
+        if snapshot.fingerprint is None:
             self.forget(system)  # what is kept is no longer the system's latest
             return
         place = self._place(holder, system)
@@ -85,8 +83,8 @@ class ExportCache:
             "file": snapshot.file,
             "rows_read": snapshot.rows_read,
             "fingerprint": [fingerprint.size, fingerprint.mtime_ns, fingerprint.sha256],
-            "lines": len(lines),
-            "spanning": lines.spanning,
+            "lines": len(lines) if lines is not None else None,
+            "spanning": lines.spanning if lines is not None else None,
         }
         rejected = pa.table(
             {
@@ -101,7 +99,9 @@ class ExportCache:
             self._keep_rows(snapshot, part / _ROWS)
             with ipc.new_file(part / _REJECTED, rejected.schema) as writer:
                 writer.write_table(rejected)
-            np.save(part / _LINES, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]), allow_pickle=False)
+            if lines is not None:
+                np.save(part / _LINES, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]),
+                        allow_pickle=False)  # fmt: skip
             (part / _ABOUT).write_text(json.dumps(about), encoding="utf-8")
             self.forget(system)
             os.replace(part, place)

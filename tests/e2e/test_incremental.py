@@ -110,7 +110,7 @@ def test_a_changed_export_is_recorded_as_its_changes_and_the_others_as_unchanged
     project = any_project
     many = [f"W-{i}" for i in range(20)]
     write_all(project, {**START, "B": [*START["B"], *many]})
-    project.invoke("run")
+    project.invoke("run", "-m", "incremental")  # the first: read whole, and the lines kept for the next
     project.write_system("B", ["cust-1", "CUST-2", "CUST-3", "X-1", *many, "Z-9"])  # X-1 once; CUST-3, Z-9 new
     project.invoke("run", "-m", "incremental")
     by_type = payloads(project, last_run(project)["run_id"])
@@ -119,7 +119,7 @@ def test_a_changed_export_is_recorded_as_its_changes_and_the_others_as_unchanged
     assert by_type["RowsSpliced"] == [{"system": "B", "removed": 1, "added": 2}]  # not the 25 rows
     assert sorted(p["system"] for p in by_type["SourceUnchanged"]) == ["A", "C", "D", "E"]
     assert not {"SourceRead", "RowsObserved"} & set(by_type)
-    # A second change builds on the first (its rows' hashes were kept beside the store).
+    # A second change builds on the first (its lines were kept beside the store).
     project.write_system("B", ["cust-1", "CUST-3", "X-1", *many[:-1], "Z-9", "Z-10"])
     project.invoke("run", "-m", "incremental")
     second = payloads(project, last_run(project)["run_id"])
@@ -139,7 +139,7 @@ def test_a_changed_export_is_recorded_as_its_changes_and_the_others_as_unchanged
 def test_an_export_reordered_or_mostly_new_is_recorded_whole(project):
     many = [f"W-{i}" for i in range(20)]
     write_all(project, {**START, "B": many, "C": many})
-    project.invoke("run")
+    project.invoke("run", "-m", "incremental")
     project.write_system("B", many[::-1])  # the same rows, in another order: a delta cannot say it
     project.write_system("C", [f"V-{i}" for i in range(20)])  # every row new: a delta would not be smaller
     result = project.invoke("run", "-m", "incremental")
@@ -157,10 +157,14 @@ def test_kept_exports_that_are_gone_or_damaged_are_not_used(project):
     recorded whole; gone, the unchanged exports' rows come from the log. The reports stay those of the log."""
     many = [f"W-{i}" for i in range(20)]
     write_all(project, {**START, "B": many})
-    project.invoke("run")  # a full run keeps its exports too
+    project.invoke("run")  # a full run keeps its exports' rows, not their lines
     exports = project.root / "data" / "exports"
     assert sorted(p.name.split("-")[0] for p in exports.iterdir()) == ["A", "B", "C", "D", "E"]
+    assert not list(exports.glob("*/lines.npy"))
     project.write_system("B", [*many, "Z-1"])
+    project.invoke("run", "-m", "incremental")
+    assert [p["system"] for p in payloads(project, last_run(project)["run_id"])["SourceRead"]] == ["B"]
+    project.write_system("B", [*many, "Z-1", "Z-2"])
     project.invoke("run", "-m", "incremental")
     assert payloads(project, last_run(project)["run_id"])["RowsSpliced"] == [{"system": "B", "removed": 0, "added": 1}]
     (kept,) = exports.glob("B-*")
@@ -364,7 +368,7 @@ def test_an_export_held_back_then_restored_is_read_again_under_new_limits(tmp_pa
 
 def test_an_incremental_run_says_how_it_recorded_each_export(project):
     write_all(project, START)
-    project.invoke("run")
+    project.invoke("run", "-m", "incremental")
     project.write_system("B", [*START["B"], "NEW-1"])
     project.write_system("C", [*START["C"], "Y-2"])
     preview = project.invoke("run", "-m", "incremental", "--dry-run")
