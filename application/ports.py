@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from keysync.domain.observations import Fingerprint, SourceSnapshot
 
@@ -32,7 +32,11 @@ class ExportKeeping(Protocol):
 
     def kept(self, holder: str, system: str, fingerprint: Fingerprint | None) -> SourceSnapshot | None: ...
 
-    def keep(self, holder: str, snapshot: SourceSnapshot) -> None: ...
+    def normalized(self, holder: str, system: str, rules: str) -> Any | None:
+        """The keys of what ``kept`` gives, normalized under ``rules`` (their options as JSON), if kept so."""
+
+    def keep(self, holder: str, snapshot: SourceSnapshot, normalized: tuple[str, Any] | None = None) -> None:
+        """Keep ``snapshot``, and its keys normalized under rules (options as JSON, an Arrow array) if given."""
 
 
 # Enter to wait until the export at a path may be read beside the ones being read (a memory budget).

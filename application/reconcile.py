@@ -16,6 +16,7 @@ system's last accepted export stand in for it (keysync.application.suspect).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -119,6 +120,7 @@ class Observation:
     held: dict[str, HeldExport] = attrs.Factory(dict)  # held-back system -> the export read and held back
     comparison: Future[Reconciliation] | None = None  # the snapshots' reconciliation, begun once they were known
     prepared: dict[str, PreparedKeys] = attrs.Factory(dict)  # keys of snapshots read now, prepared as each was read
+    normalized: dict[str, Any] = attrs.Factory(dict)  # the keys normalized of each system read now, to keep
     release: Callable[[], None] = lambda: None  # gives back the memory a phase touched of rows kept out of it
     turn: ReadTurn = lambda _path: nullcontext()  # waits until an export may be read beside the others
 
@@ -223,6 +225,7 @@ def observe(
         keep_lines = exports is not None and settings.mode == "incremental"
         outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared, since,
                              keep_lines=keep_lines)  # fmt: skip
+        observation.normalized = {s: k.normalized for s, k in observation.prepared.items()}  # to keep
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
     # What the run will compare is known now: compare it while the observations are being recorded (mostly
@@ -240,17 +243,21 @@ def observe(
             else:
                 run.mark_unavailable(system, str(settings.sources[system].path), outcome)
             checkpoint(run)
+            normalized = observation.normalized.pop(system, None)
             if recorded is not None and exports is not None and not settings.dry_run:
-                exports.keep(str(run.id), recorded)  # what the system's rows are now, for the next run
+                # What the system's rows are now, and their keys normalized, for the next run.
+                keys = (_rules_key(settings), normalized) if normalized is not None else None
+                exports.keep(str(run.id), recorded, keys)
             observation.release()  # recording read every column of the system's rows
     return observation
 
 
 def _since(
     settings: RunSettings, observation: Observation, incremental: Incremental | None, exports: ExportKeeping | None
-) -> dict[str, SourceSnapshot]:
-    """For each system to read, the export before it as kept beside the store, if it was read as this run reads
-    (then only what changed since is parsed)."""
+) -> dict[str, Since]:
+    """For each system to read, the export before it as kept beside the store (with its keys normalized under the
+    run's rules, if kept so), if it was read as this run reads: then only what changed since is parsed and
+    normalized."""
     if incremental is None or exports is None or not incremental.baseline.reads_like(observation.run.options):
         return {}
     found = {}
@@ -261,8 +268,20 @@ def _since(
         if incremental.holder_reads_like(base.holder, observation.run.options):
             kept = exports.kept(base.holder, system, base.fingerprint)
             if kept is not None:
-                found[system] = kept
+                found[system] = Since(kept, exports.normalized(base.holder, system, _rules_key(settings)))
     return found
+
+
+@attrs.frozen
+class Since:
+    """An earlier export of a system as kept beside the store, and its keys normalized (None: not kept so)."""
+
+    snapshot: SourceSnapshot
+    normalized: Any
+
+
+def _rules_key(settings: RunSettings) -> str:
+    return json.dumps(settings.rules.as_options(), sort_keys=True)
 
 
 def _suspicions(
@@ -302,7 +321,7 @@ def _compare_meanwhile(
     unavailable: the run fails)."""
     if AUTHORITY in observation.reasons:
         return None
-    _unchanged_rows(observation, incremental, exports)
+    _unchanged_rows(settings, observation, incremental, exports)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare")
     try:
         snapshots = dict(observation.snapshots)
@@ -333,15 +352,22 @@ def _compare(
 
 
 def _unchanged_rows(
-    observation: Observation, incremental: Incremental | None, exports: ExportKeeping | None = None
+    settings: RunSettings, observation: Observation, incremental: Incremental | None, exports: ExportKeeping | None
 ) -> None:
     """The rows of each system whose export had not changed: those of the run holding them, as kept beside the
-    store, else from the log."""
+    store (with their keys normalized, if kept under these rules), else from the log."""
     if incremental is not None:
         for system in observation.unchanged - set(observation.snapshots):
             state = observation.states[system]
             kept = exports.kept(state.holder, system, state.fingerprint) if exports is not None else None
             observation.snapshots[system] = kept or incremental.base_snapshot(state.holder, system)
+            normalized = exports.normalized(state.holder, system, _rules_key(settings)) if kept else None
+            if normalized is not None and system not in observation.prepared:
+                from keysync.domain.normalization import letter_loss_candidates
+                from keysync.domain.reconciliation import PreparedKeys
+
+                unusual = letter_loss_candidates(kept.keys) if settings.rules.drops_letters else None
+                observation.prepared[system] = PreparedKeys(normalized, unusual)
 
 
 def _skip_unchanged(
@@ -430,13 +456,14 @@ def conclude(
         reason = f"System A is the authority and could not be read: {observation.reasons[AUTHORITY]}"
         run.fail(reason)
         raise RunFailed(run, reason)
-    _unchanged_rows(observation, incremental, exports)
+    _unchanged_rows(settings, observation, incremental, exports)
     say("normalizing and comparing")
     with timed(timings, "compare"):
         if observation.comparison is not None:
             recon = observation.comparison.result()
         else:
-            recon = _compare(settings, observation.snapshots, observation.reasons, observation.release)
+            recon = _compare(settings, observation.snapshots, observation.reasons, observation.release,
+                             observation.prepared)  # fmt: skip
     if not recon.authority.unique_keys:
         authority = recon.authority
         rejected = authority.rejected[:3]
@@ -486,7 +513,7 @@ def _read_all(
     systems: list[str],
     turn: ReadTurn = lambda _path: nullcontext(),
     prepared: dict[str, PreparedKeys] | None = None,
-    since: Mapping[str, SourceSnapshot] | None = None,
+    since: Mapping[str, Since] | None = None,
     *,
     keep_lines: bool = False,
 ) -> dict[str, SourceSnapshot | str]:
@@ -503,8 +530,9 @@ def _read_all(
         spec = settings.sources[system]
 
         def attempt() -> SourceSnapshot:
+            before = earlier.get(system)
             return read_source(system, spec.path, spec.kind, max_key_length=settings.max_key_length,
-                               keep_lines=keep_lines, since=earlier.get(system))  # fmt: skip
+                               keep_lines=keep_lines, since=before.snapshot if before else None)  # fmt: skip
 
         try:
             with turn(spec.path):  # the turn bounds the memory of parsing: the next export's may start after it
@@ -514,7 +542,8 @@ def _read_all(
         if prepared is not None:
             from keysync.domain.reconciliation import prepare
 
-            prepared[system] = prepare(snapshot, settings.rules)
+            before = earlier.get(system)
+            prepared[system] = prepare(snapshot, settings.rules, before.normalized if before else None)
         return snapshot
 
     if settings.parallel and len(systems) > 1:

@@ -264,9 +264,19 @@ class PreparedKeys:
     unusual: list[str] | None
 
 
-def prepare(snapshot: SourceSnapshot, rules: NormalizationRules) -> PreparedKeys:
+def prepare(snapshot: SourceSnapshot, rules: NormalizationRules, since: pa.Array | None = None) -> PreparedKeys:
+    """``since``: the keys, normalized under ``rules``, of the rows that ``snapshot.delta`` is a delta on; then only
+    the keys of the rows added are normalized."""
     raw = _text(snapshot.keys)
-    return PreparedKeys(normalize_array(raw, rules), letter_loss_candidates(raw) if rules.drops_letters else None)
+    delta = snapshot.delta
+    if since is not None and delta is not None:
+        from keysync.domain.run import spliced_column
+
+        added = normalize_array(raw.take(pa.array(delta.added_at, pa.int64())), rules).cast(since.type)
+        normalized = spliced_column(since, delta.removed, added, delta.added_at)
+    else:
+        normalized = normalize_array(raw, rules)
+    return PreparedKeys(normalized, letter_loss_candidates(raw) if rules.drops_letters else None)
 
 
 def reconcile(

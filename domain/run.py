@@ -33,6 +33,7 @@ from eventsourcing.domain import Aggregate, event
 from keysync.domain.observations import Fingerprint, RejectedRow, SourceSnapshot, row_schema
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
     from keysync.domain.columns import Column
@@ -337,19 +338,41 @@ def spliced(base: pa.Table, removed: Sequence[Any], added: Sequence[pa.Table], l
     gone = np.concatenate([np.asarray(r, dtype=np.int64) for r in removed]) if removed else np.zeros(0, np.int64)
     new = pa.concat_tables(added) if added else row_schema().empty_table().append_column("at", pa.array([], pa.int64()))
     at = new.column("at").to_numpy().astype(np.int64)
-    total = base.num_rows - len(gone) + len(at)
-    if len(lines) != total or not (_distinct(gone, base.num_rows) and _distinct(at, total)):
+    taken = _splice_order(base.num_rows, gone, at)
+    if taken is None or len(lines) != len(taken):
         return None
-    placed = np.zeros(total, dtype=bool)
-    placed[at] = True
-    kept = np.ones(base.num_rows, dtype=bool)
-    kept[gone] = False
-    taken = np.empty(total, dtype=np.int64)
-    taken[~placed] = np.flatnonzero(kept)
-    taken[at] = base.num_rows + np.arange(len(at))
     fields = list(row_schema().names[:-1])
     values = pa.concat_tables([base.select(fields), new.select(fields)]).take(pa.array(taken))
     return values.append_column("line", pa.array(np.asarray(lines, dtype=np.int64)))
+
+
+def spliced_column(base: pa.Array, removed: np.ndarray, added: pa.Array, at: np.ndarray) -> pa.Array:
+    """One column spliced as ``spliced`` splices rows: ``base`` without the ``removed`` positions, ``added`` at
+    the ``at`` positions of the result (e.g. the normalized keys of rows spliced so)."""
+    import pyarrow as pa
+
+    taken = _splice_order(len(base), removed, at)
+    if taken is None:
+        raise ValueError("the delta does not fit the column")
+    return pa.chunked_array([base, added], base.type).take(pa.array(taken)).combine_chunks()
+
+
+def _splice_order(size: int, gone: np.ndarray, at: np.ndarray) -> np.ndarray | None:
+    """Where each row of the result comes from: base rows by position, added rows after them (``size + i``); None
+    when the positions do not fit."""
+    import numpy as np
+
+    total = size - len(gone) + len(at)
+    if not (_distinct(gone, size) and _distinct(at, total)):
+        return None
+    placed = np.zeros(total, dtype=bool)
+    placed[at] = True
+    kept = np.ones(size, dtype=bool)
+    kept[gone] = False
+    taken = np.empty(total, dtype=np.int64)
+    taken[~placed] = np.flatnonzero(kept)
+    taken[at] = size + np.arange(len(at))
+    return taken
 
 
 def _keys_observed(e: Any) -> pa.Table:

@@ -1,11 +1,12 @@
 """Each system's latest recorded export, kept beside the store for the next incremental run.
 
-What a run recorded for a system (the rows, the rejected rows and, after an incremental run, the line hashes of
-keysync.infrastructure.line_changes) is kept in a folder named by the system and the run. The next incremental run
-takes an unchanged export's rows from there instead of decoding them from the log, and reads a changed export as
-the lines that changed since, when their hashes are there (a full run does not hash lines: it would cost it
-about a tenth of its time and memory). It is a cache: the log holds the same rows; a folder that is missing,
-damaged or of another export (its fingerprint) is not used, and the rows come from the log instead.
+What a run recorded for a system (the rows, the rejected rows, the keys normalized under the run's rules and, after
+an incremental run, the line hashes of keysync.infrastructure.line_changes) is kept in a folder named by the system
+and the run. The next incremental run takes an unchanged export's rows, and their keys normalized, from there
+instead of decoding them from the log and normalizing them again, and reads a changed export as the lines that
+changed since, normalizing only the keys of the lines added, when their hashes are there (a full run does not hash
+lines: it would cost it about a tenth of its time and memory). It is a cache: the log holds the same rows; a folder
+that is missing, damaged or of another export (its fingerprint) is not used, and the rows come from the log.
 
 The rows are an uncompressed Arrow IPC file, used memory-mapped: reading them costs what touching them does.
 Rows a run kept out of memory while it ran (keysync.infrastructure.spill) are in such a file already: it is
@@ -21,12 +22,17 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keysync.domain.observations import ExportLines, Fingerprint, RejectedRow, SourceSnapshot
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("keysync")
 
 _ROWS, _REJECTED, _LINES, _ABOUT = "rows.arrow", "rejected.arrow", "lines.npy", "about.json"
+_NORMALIZED = "normalized.arrow"  # the keys normalized, under the rules its schema's metadata names
 
 
 class ExportCache:
@@ -65,7 +71,22 @@ class ExportCache:
             system, about["file"], about["rows_read"], rows, found, fingerprint, export_lines=export_lines
         )
 
-    def keep(self, holder: str, snapshot: SourceSnapshot) -> None:
+    def normalized(self, holder: str, system: str, rules: str) -> pa.Array | None:
+        """The keys of what ``kept`` gives, normalized under ``rules`` (their options as JSON), if kept so."""
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        try:
+            table = ipc.open_file(pa.memory_map(str(self._place(holder, system) / _NORMALIZED))).read_all()
+        except (OSError, pa.ArrowException):
+            return None
+        metadata = table.schema.metadata or {}
+        if metadata.get(b"rules") != rules.encode() or table.num_columns != 1:
+            return None
+        column = table.column(0)
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+    def keep(self, holder: str, snapshot: SourceSnapshot, normalized: tuple[str, pa.Array] | None = None) -> None:
         """Keep ``snapshot`` (with its lines, if it was read with them) as what run ``holder`` recorded for its
         system, in place of the system's earlier one. A cache that cannot be written is only a slower next run."""
         import numpy as np
@@ -102,6 +123,10 @@ class ExportCache:
             if lines is not None:
                 np.save(part / _LINES, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]),
                         allow_pickle=False)  # fmt: skip
+            if normalized is not None and len(normalized[1]) == len(snapshot):
+                keys = pa.table({"normalized": normalized[1]}).replace_schema_metadata({"rules": normalized[0]})
+                with ipc.new_file(part / _NORMALIZED, keys.schema) as writer:
+                    writer.write_table(keys, max_chunksize=max(len(snapshot), 1))
             (part / _ABOUT).write_text(json.dumps(about), encoding="utf-8")
             self.forget(system)
             os.replace(part, place)

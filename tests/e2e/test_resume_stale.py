@@ -145,7 +145,7 @@ def test_a_system_unavailable_when_recorded_is_read_once_its_export_is_back(seed
 
 
 def test_an_incremental_run_resumed_reads_a_changed_export_again_from_its_baseline(seeded, tmp_path):
-    assert run(seeded).returncode == 0  # the baseline
+    assert run(seeded, "-m", "incremental").returncode == 0  # the baseline, keeping its exports' lines
     seeded.write_system("B", ["cust_1", "X-1", "X-2"])
     # Started, SourceUnchanged for A, C, D, E (one save), then B's SourceChanged, RowsSpliced: B is recorded as
     # its changes.

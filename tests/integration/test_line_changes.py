@@ -1,5 +1,5 @@
 """Reading a changed export as the lines that changed gives what reading it whole gives: the same rows, rejected
-rows and counts, and a delta that turns the earlier rows into the new ones."""
+rows and counts, and a delta that turns the earlier rows (and their keys normalized) into the new ones."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keysync.domain.observations import SourceSnapshot
+from keysync.domain.reconciliation import prepare
+from keysync.domain.rules import NormalizationRules
 from keysync.domain.run import spliced
 from keysync.infrastructure.sources import read_source
 
@@ -87,6 +89,10 @@ def test_an_export_read_as_its_changed_lines_is_the_export_read_whole(tmp_path, 
     rebuilt = spliced(old.rows, [delta.removed], [added], changed.rows.column("line").to_numpy())
     assert rebuilt is not None and rebuilt.equals(whole.rows)
     assert 2 * (len(delta.removed) + len(delta.added_at)) < len(whole.export_lines)
+    # Only the added rows' keys are normalized; the others' are the earlier rows' keys as normalized before.
+    rules = NormalizationRules(pad_numbers=3)
+    by_delta = prepare(changed, rules, since=prepare(old, rules).normalized)
+    assert by_delta.normalized.equals(prepare(whole, rules).normalized)
 
 
 def test_a_few_lines_changed_are_all_that_is_parsed(tmp_path):
