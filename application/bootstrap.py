@@ -123,7 +123,7 @@ def build(
         projections,
         reader,
         spill=reader,
-        exports=ExportCache(config.store.path.parent / "exports", reader.file_of),
+        exports=ExportCache(config.store.path.parent / "exports", reader.files_of, reader.adopt),
         lock=_run_lock(config, projections),
         actor=actor or current_user(),
         fingerprint=file_fingerprint,

@@ -224,7 +224,7 @@ def observe(
         # Only an incremental run hashes the lines it reads, for the next one: a full run is spared the cost.
         keep_lines = exports is not None and settings.mode == "incremental"
         outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared, since,
-                             keep_lines=keep_lines)  # fmt: skip
+                             keep_lines=keep_lines, release=observation.release)  # fmt: skip
         observation.normalized = {s: k.normalized for s, k in observation.prepared.items()}  # to keep
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
@@ -513,9 +513,10 @@ def _read_all(
     systems: list[str],
     turn: ReadTurn = lambda _path: nullcontext(),
     prepared: dict[str, PreparedKeys] | None = None,
-    since: Mapping[str, Since] | None = None,
+    since: dict[str, Since] | None = None,
     *,
     keep_lines: bool = False,
+    release: Callable[[], None] = lambda: None,
 ) -> dict[str, SourceSnapshot | str]:
     """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
     limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
@@ -523,8 +524,10 @@ def _read_all(
     waits for its ``turn`` before its time starts, and gives it back when it is done or given up on. With
     ``prepared``, each export's keys are prepared for comparing there as soon as it is read, beside the reading
     of the others (the next export's included: its turn comes once this one's rows are read). ``since`` and
-    ``keep_lines`` go to the reader (keysync.application.ports.SourceReader)."""
-    earlier = since or {}
+    ``keep_lines`` go to the reader (keysync.application.ports.SourceReader); ``since`` is taken over, each
+    system's entry let go once read (at ten million rows, each holds hundreds of megabytes), and ``release`` gives
+    back the pages read of the files they are in."""
+    earlier = since if since is not None else {}
 
     def read(system: str) -> SourceSnapshot | str:
         spec = settings.sources[system]
@@ -538,12 +541,15 @@ def _read_all(
             with turn(spec.path):  # the turn bounds the memory of parsing: the next export's may start after it
                 snapshot = call_with_retries(attempt, settings.retry, what=f"reading System {system}")
         except GaveUp as error:  # a reader's own reasons name the file; a time limit's does not
+            earlier.pop(system, None)
             return str(error) if str(spec.path) in str(error) else f"{spec.path}: {error}"
+        before = earlier.pop(system, None)
         if prepared is not None:
             from keysync.domain.reconciliation import prepare
 
-            before = earlier.get(system)
             prepared[system] = prepare(snapshot, settings.rules, before.normalized if before else None)
+        del before
+        release()  # the pages of the earlier rows and keys read from their files
         return snapshot
 
     if settings.parallel and len(systems) > 1:

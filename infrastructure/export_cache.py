@@ -10,13 +10,15 @@ that is missing, damaged or of another export (its fingerprint) is not used, and
 
 The rows are an uncompressed Arrow IPC file, used memory-mapped: reading them costs what touching them does.
 Rows a run kept out of memory while it ran (keysync.infrastructure.spill) are in such a file already: it is
-linked, not written again.
+linked, not written again. The run gives the pages it touched of these files back between its steps, as it does
+those of its own (``adopt``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import shutil
 import uuid
@@ -36,12 +38,18 @@ _NORMALIZED = "normalized.arrow"  # the keys normalized, under the rules its sch
 
 
 class ExportCache:
-    """Keeps in ``folder`` the snapshot a run recorded for each system, with its lines. ``rows_file`` says which
-    file holds a snapshot's rows already, if one does."""
+    """Keeps in ``folder`` the snapshot a run recorded for each system, with its lines. ``files_of`` says which
+    files hold a snapshot's rows and line hashes already, if any do (in the formats kept here)."""
 
-    def __init__(self, folder: Path, rows_file: Callable[[SourceSnapshot], Path | None] = lambda _snapshot: None):
+    def __init__(
+        self,
+        folder: Path,
+        files_of: Callable[[SourceSnapshot], tuple[Path | None, Path | None]] = lambda _snapshot: (None, None),
+        adopt: Callable[[mmap.mmap], None] = lambda _mapped: None,
+    ):
         self.folder = folder
-        self.rows_file = rows_file
+        self.files_of = files_of
+        self.adopt = adopt  # hands each file mapped to what gives the pages back between a run's steps
 
     def kept(self, holder: str, system: str, fingerprint: Fingerprint | None) -> SourceSnapshot | None:
         """The snapshot run ``holder`` (an originator id) recorded for ``system``, if kept, and of the export with
@@ -53,9 +61,9 @@ class ExportCache:
         place = self._place(holder, system)
         try:
             about = json.loads((place / _ABOUT).read_text(encoding="utf-8"))
-            rows = ipc.open_file(pa.memory_map(str(place / _ROWS))).read_all()  # zero copy: the columns stay mapped
+            rows = ipc.open_file(self._mapped(place / _ROWS)).read_all()  # zero copy: the columns stay mapped
             rejected = ipc.open_file(pa.memory_map(str(place / _REJECTED))).read_all()
-            lines = np.load(place / _LINES, allow_pickle=False) if about["lines"] is not None else None
+            lines = np.load(place / _LINES, mmap_mode="r", allow_pickle=False) if about["lines"] is not None else None
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
             return None
         kept_print = Fingerprint(*about["fingerprint"]) if about.get("fingerprint") else None
@@ -65,7 +73,7 @@ class ExportCache:
         if lines is not None:
             if lines.ndim != 2 or lines.shape[1] != 3 or lines.dtype != np.uint64 or about["lines"] != len(lines):
                 return None
-            export_lines = ExportLines(np.ascontiguousarray(lines[:, :2]), lines[:, 2].astype(bool), about["spanning"])
+            export_lines = ExportLines(lines[:, :2], lines[:, 2] != 0, about["spanning"])  # the hashes stay mapped
         found = [RejectedRow(system, about["file"], *row.values()) for row in rejected.to_pylist()]
         return SourceSnapshot(
             system, about["file"], about["rows_read"], rows, found, fingerprint, export_lines=export_lines
@@ -77,8 +85,8 @@ class ExportCache:
         import pyarrow.ipc as ipc
 
         try:
-            table = ipc.open_file(pa.memory_map(str(self._place(holder, system) / _NORMALIZED))).read_all()
-        except (OSError, pa.ArrowException):
+            table = ipc.open_file(self._mapped(self._place(holder, system) / _NORMALIZED)).read_all()
+        except (OSError, ValueError, pa.ArrowException):
             return None
         metadata = table.schema.metadata or {}
         if metadata.get(b"rules") != rules.encode() or table.num_columns != 1:
@@ -117,10 +125,11 @@ class ExportCache:
         )
         try:
             part.mkdir(parents=True)
-            self._keep_rows(snapshot, part / _ROWS)
+            rows_file, lines_file = self.files_of(snapshot)
+            self._keep_rows(snapshot, part / _ROWS, rows_file)
             with ipc.new_file(part / _REJECTED, rejected.schema) as writer:
                 writer.write_table(rejected)
-            if lines is not None:
+            if lines is not None and not _linked(lines_file, part / _LINES):
                 np.save(part / _LINES, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]),
                         allow_pickle=False)  # fmt: skip
             if normalized is not None and len(normalized[1]) == len(snapshot):
@@ -137,18 +146,20 @@ class ExportCache:
         finally:
             shutil.rmtree(part, ignore_errors=True)
 
-    def _keep_rows(self, snapshot: SourceSnapshot, path: Path) -> None:
+    def _mapped(self, path: Path) -> pa.Buffer:
+        import pyarrow as pa
+
+        with path.open("rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        self.adopt(mapped)
+        return pa.py_buffer(mapped)
+
+    def _keep_rows(self, snapshot: SourceSnapshot, path: Path, kept: Path | None) -> None:
         import pyarrow.ipc as ipc
 
-        kept = self.rows_file(snapshot)
-        if kept is not None:
-            try:
-                os.link(kept, path)
-                return
-            except OSError:  # another file system, or one without links: written again
-                pass
-        with ipc.new_file(path, snapshot.rows.schema) as writer:
-            writer.write_table(snapshot.rows, max_chunksize=max(len(snapshot), 1))
+        if not _linked(kept, path):
+            with ipc.new_file(path, snapshot.rows.schema) as writer:
+                writer.write_table(snapshot.rows, max_chunksize=max(len(snapshot), 1))
 
     def forget(self, system: str) -> None:
         """Delete what is kept for ``system``."""
@@ -158,3 +169,14 @@ class ExportCache:
 
     def _place(self, holder: str, system: str) -> Path:
         return self.folder / f"{system}-{holder}"
+
+
+def _linked(kept: Path | None, path: Path) -> bool:
+    """Whether the file ``kept`` (if any) is now also at ``path``: no on another file system, or one without links."""
+    if kept is None:
+        return False
+    try:
+        os.link(kept, path)
+    except OSError:
+        return False
+    return True

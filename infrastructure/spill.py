@@ -35,7 +35,7 @@ from typing import IO, Any
 import attrs
 
 from keysync.application.ports import SourceReader
-from keysync.domain.observations import SourceSnapshot
+from keysync.domain.observations import ExportLines, SourceSnapshot
 
 log = logging.getLogger("keysync")
 
@@ -62,7 +62,7 @@ class SpillingReader:
         self._reading = 0  # bytes of the files being read now
         self._run = 0  # which run's reads these are: a read the last run gave up on keeps nothing
         self._turn = threading.Condition()
-        self._files: dict[str, tuple[object, Path]] = {}  # system -> its latest rows kept, and their file
+        self._files: dict[str, KeptFiles] = {}  # system -> its latest rows kept, and their files
 
     @contextmanager
     def turn(self, path: Path) -> Iterator[None]:
@@ -101,11 +101,14 @@ class SpillingReader:
                 return snapshot
             self._claim()
         path = self.folder / f"{snapshot.system}-{uuid.uuid4().hex}.arrow"
+        lines_path = path.with_suffix(".lines.npy")
         try:
             with ipc.new_file(path, snapshot.rows.schema) as writer:
                 writer.write_table(snapshot.rows, max_chunksize=len(snapshot))  # one chunk per column, as before
+            lines = _kept_lines(snapshot.export_lines, lines_path)
         except BaseException:
             path.unlink(missing_ok=True)  # half a file helps no one, and a full disk needs its space back
+            lines_path.unlink(missing_ok=True)
             raise
         with path.open("rb") as handle:
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
@@ -116,14 +119,23 @@ class SpillingReader:
                 return snapshot
             self._maps.append(mapped)
             rows = ipc.open_file(pa.py_buffer(mapped)).read_all()  # zero copy: the columns point into the map
-            self._files[snapshot.system] = (rows, path)
-        return attrs.evolve(snapshot, rows=rows)
+            self._files[snapshot.system] = KeptFiles(rows, path, lines, lines_path if lines is not None else None)
+        return attrs.evolve(snapshot, rows=rows, export_lines=lines)
 
-    def file_of(self, snapshot: SourceSnapshot) -> Path | None:
-        """The file holding ``snapshot``'s rows, if they are rows this reader kept in one (an Arrow IPC file)."""
+    def adopt(self, mapped: mmap.mmap) -> None:
+        """Give back the pages of ``mapped`` too whenever the run gives back its own (rows kept elsewhere)."""
+        with self._turn:
+            self._maps.append(mapped)
+
+    def files_of(self, snapshot: SourceSnapshot) -> tuple[Path | None, Path | None]:
+        """The files holding ``snapshot``'s rows (an Arrow IPC file) and its line hashes (an (n, 3) uint64 .npy:
+        the two hashes and whether the line is blank), where this reader kept them in files."""
         with self._turn:
             kept = self._files.get(snapshot.system)
-        return kept[1] if kept is not None and kept[0] is snapshot.rows else None
+        if kept is None:
+            return None, None
+        same_lines = kept.lines is not None and kept.lines is snapshot.export_lines
+        return kept.rows_file if kept.rows is snapshot.rows else None, kept.lines_file if same_lines else None
 
     def _claim(self) -> None:
         """Lock this process's lock file (before its folder exists: a folder without a held lock is a leftover)."""
@@ -157,6 +169,25 @@ class SpillingReader:
                 self._held = None
         for left in _leftovers(self.parent):
             shutil.rmtree(left, ignore_errors=True)
+
+
+@attrs.frozen
+class KeptFiles:
+    rows: object
+    rows_file: Path
+    lines: ExportLines | None
+    lines_file: Path | None
+
+
+def _kept_lines(lines: ExportLines | None, path: Path) -> ExportLines | None:
+    """The line hashes in a file, used from there (memory-mapped) as the rows are."""
+    import numpy as np
+
+    if lines is None:
+        return None
+    np.save(path, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]), allow_pickle=False)
+    kept = np.load(path, mmap_mode="r")
+    return ExportLines(kept[:, :2], kept[:, 2] != 0, lines.spanning)
 
 
 def _leftovers(parent: Path) -> Iterator[Path]:
