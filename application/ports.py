@@ -35,6 +35,9 @@ class ExportKeeping(Protocol):
     def normalized(self, holder: str, system: str, rules: str) -> Any | None:
         """The keys of what ``kept`` gives, normalized under ``rules`` (their options as JSON), if kept so."""
 
+    def stage(self, system: str, rules: str, normalized: Any) -> Any:
+        """``normalized`` kept out of memory until ``keep`` takes it (the same keys, memory-mapped)."""
+
     def keep(self, holder: str, snapshot: SourceSnapshot, normalized: tuple[str, Any] | None = None) -> None:
         """Keep ``snapshot``, and its keys normalized under rules (options as JSON, an Arrow array) if given."""
 

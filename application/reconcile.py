@@ -16,6 +16,7 @@ system's last accepted export stand in for it (keysync.application.suspect).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -223,8 +224,11 @@ def observe(
         since = _since(settings, observation, incremental, exports)
         # Only an incremental run hashes the lines it reads, for the next one: a full run is spared the cost.
         keep_lines = exports is not None and settings.mode == "incremental"
+        stage = None
+        if exports is not None and not settings.dry_run:  # each system's keys normalized, kept out of memory
+            stage = functools.partial(exports.stage, rules=_rules_key(settings))
         outcomes = _read_all(settings, read_source, pending, observation.turn, observation.prepared, since,
-                             keep_lines=keep_lines, release=observation.release)  # fmt: skip
+                             keep_lines=keep_lines, release=observation.release, stage=stage)  # fmt: skip
         observation.normalized = {s: k.normalized for s, k in observation.prepared.items()}  # to keep
         suspicions = _suspicions(settings, observation, outcomes)
         _take(observation, outcomes, suspicions)
@@ -517,6 +521,7 @@ def _read_all(
     *,
     keep_lines: bool = False,
     release: Callable[[], None] = lambda: None,
+    stage: Callable[[str, Any], Any] | None = None,
 ) -> dict[str, SourceSnapshot | str]:
     """Each system's snapshot, or why it is unavailable for this run. Each read gets ``settings.retry``: a time
     limit per attempt and retries with backoff (keysync.application.retry); a system whose every attempt failed is
@@ -526,7 +531,7 @@ def _read_all(
     of the others (the next export's included: its turn comes once this one's rows are read). ``since`` and
     ``keep_lines`` go to the reader (keysync.application.ports.SourceReader); ``since`` is taken over, each
     system's entry let go once read (at ten million rows, each holds hundreds of megabytes), and ``release`` gives
-    back the pages read of the files they are in."""
+    back the pages read of the files they are in. ``stage`` keeps a large export's keys normalized out of memory."""
     earlier = since if since is not None else {}
 
     def read(system: str) -> SourceSnapshot | str:
@@ -547,7 +552,10 @@ def _read_all(
         if prepared is not None:
             from keysync.domain.reconciliation import prepare
 
-            prepared[system] = prepare(snapshot, settings.rules, before.normalized if before else None)
+            keys = prepare(snapshot, settings.rules, before.normalized if before else None)
+            if stage is not None and len(snapshot) >= STAGED_ROWS:
+                keys = attrs.evolve(keys, normalized=stage(system, normalized=keys.normalized))
+            prepared[system] = keys
         del before
         release()  # the pages of the earlier rows and keys read from their files
         return snapshot
@@ -558,6 +566,7 @@ def _read_all(
     return {system: read(system) for system in systems}
 
 
+STAGED_ROWS = 200_000  # an export's keys normalized are kept in a file (until kept for the next run) from this size
 FIRST_FEW = 5  # master keys a run's KPIs name, of each kind of decision
 
 

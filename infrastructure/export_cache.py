@@ -50,6 +50,7 @@ class ExportCache:
         self.folder = folder
         self.files_of = files_of
         self.adopt = adopt  # hands each file mapped to what gives the pages back between a run's steps
+        self._staged: dict[str, tuple[pa.Array, Path]] = {}  # system -> its keys normalized, staged, and where
 
     def kept(self, holder: str, system: str, fingerprint: Fingerprint | None) -> SourceSnapshot | None:
         """The snapshot run ``holder`` (an originator id) recorded for ``system``, if kept, and of the export with
@@ -94,6 +95,26 @@ class ExportCache:
         column = table.column(0)
         return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
+    def stage(self, system: str, rules: str, normalized: pa.Array) -> pa.Array:
+        """``normalized`` (a system's keys normalized under ``rules``) written where ``keep`` will take them from,
+        and used from there, memory-mapped: a run holds every system's keys until it keeps them, which at ten million
+        keys per system would cost the memory of a system's rows."""
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+
+        path = self.folder / f".{system}-{uuid.uuid4().hex}.normalized"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write_normalized(path, rules, normalized)
+            table = ipc.open_file(self._mapped(path)).read_all()
+        except (OSError, ValueError, pa.ArrowException) as error:
+            path.unlink(missing_ok=True)
+            log.warning("System %s's keys normalized stay in memory (%s: %s)", system, self.folder, error)
+            return normalized
+        staged = table.column(0).chunk(0)
+        self._staged[system] = (staged, path)
+        return staged
+
     def keep(self, holder: str, snapshot: SourceSnapshot, normalized: tuple[str, pa.Array] | None = None) -> None:
         """Keep ``snapshot`` (with its lines, if it was read with them) as what run ``holder`` recorded for its
         system, in place of the system's earlier one. A cache that cannot be written is only a slower next run."""
@@ -132,15 +153,16 @@ class ExportCache:
             if lines is not None and not _linked(lines_file, part / _LINES):
                 np.save(part / _LINES, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]),
                         allow_pickle=False)  # fmt: skip
+            staged = self._staged.pop(system, (None, None))
             if normalized is not None and len(normalized[1]) == len(snapshot):
-                keys = pa.table({"normalized": normalized[1]}).replace_schema_metadata({"rules": normalized[0]})
-                with ipc.new_file(part / _NORMALIZED, keys.schema) as writer:
-                    writer.write_table(keys, max_chunksize=max(len(snapshot), 1))
+                same = staged[0] is normalized[1]  # the keys as staged: their file is linked, not written again
+                if not (same and _linked(staged[1], part / _NORMALIZED)):
+                    _write_normalized(part / _NORMALIZED, *normalized)
             (part / _ABOUT).write_text(json.dumps(about), encoding="utf-8")
             self.forget(system)
             os.replace(part, place)
-            for left in self.folder.glob(f".{system}-*.part"):  # an interrupted run's
-                shutil.rmtree(left, ignore_errors=True)
+            for left in [*self.folder.glob(f".{system}-*.part"), *self.folder.glob(f".{system}-*.normalized")]:
+                shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
         except OSError as error:
             log.warning("System %s's rows were not kept in %s: %s", system, self.folder, error)
         finally:
@@ -180,3 +202,12 @@ def _linked(kept: Path | None, path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def _write_normalized(path: Path, rules: str, normalized: pa.Array) -> None:
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    keys = pa.table({"normalized": normalized}).replace_schema_metadata({"rules": rules})
+    with ipc.new_file(path, keys.schema) as writer:
+        writer.write_table(keys, max_chunksize=max(len(normalized), 1))
