@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -561,7 +562,10 @@ def _read_all(
         return snapshot
 
     if settings.parallel and len(systems) > 1:
-        with ThreadPoolExecutor(max_workers=len(systems)) as pool:
+        # Exports read as their changed lines work in numpy and pandas more than in the parser, holding the GIL at
+        # times: more of them at once than there are processors adds memory, not speed.
+        workers = min(len(systems), os.cpu_count() or 1) if earlier else len(systems)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             return dict(zip(systems, pool.map(read, systems), strict=True))
     return {system: read(system) for system in systems}
 
