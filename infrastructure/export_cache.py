@@ -1,12 +1,13 @@
 """Each system's latest recorded export, kept beside the store for the next incremental run.
 
-What a run recorded for a system (the rows, the rejected rows, the keys normalized under the run's rules and, after
-an incremental run, the line hashes of keysync.infrastructure.line_changes) is kept in a folder named by the system
-and the run. The next incremental run takes an unchanged export's rows, and their keys normalized, from there
-instead of decoding them from the log and normalizing them again, and reads a changed export as the lines that
-changed since, normalizing only the keys of the lines added, when their hashes are there (a full run does not hash
-lines: it would cost it about a tenth of its time and memory). It is a cache: the log holds the same rows; a folder
-that is missing, damaged or of another export (its fingerprint) is not used, and the rows come from the log.
+What a run recorded for a system (the rows, the rejected rows, the keys normalized under the run's rules and, when
+the store is run incrementally, the line hashes of keysync.infrastructure.line_changes) is kept in a folder named by
+the system and the run. The next incremental run takes an unchanged export's rows, and their keys normalized, from
+there instead of decoding them from the log and normalizing them again, and reads a changed export as the lines
+that changed since, normalizing only the keys of the lines added, when their hashes are there (a full run hashes
+lines only after an incremental run: it costs a tenth of its time and memory). It is a cache: the log holds the
+same rows; a folder that is missing, damaged or of another export (its fingerprint) is not used, and the rows come
+from the log.
 
 The rows are an uncompressed Arrow IPC file, used memory-mapped: reading them costs what touching them does.
 Rows a run kept out of memory while it ran (keysync.infrastructure.spill) are in such a file already: it is

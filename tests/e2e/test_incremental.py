@@ -176,6 +176,12 @@ def test_kept_exports_that_are_gone_or_damaged_are_not_used(project):
     project.write_system("B", ["Z-0", *many])  # kept again by the run before
     project.invoke("run", "-m", "incremental")
     assert payloads(project, last_run(project)["run_id"])["RowsSpliced"] == [{"system": "B", "removed": 1, "added": 0}]
+    project.write_system("B", ["Z-0", *many, "Z-3"])
+    project.invoke("run")  # a full run on a store run incrementally keeps its exports' lines too
+    assert len(list(exports.glob("*/lines.npy"))) == 5
+    project.write_system("B", ["Z-0", *many])
+    project.invoke("run", "-m", "incremental")
+    assert payloads(project, last_run(project)["run_id"])["RowsSpliced"] == [{"system": "B", "removed": 1, "added": 0}]
     shutil.rmtree(exports)
     project.write_system("C", ["CUST-1", "Z-0"])
     project.invoke("run", "-m", "incremental")
