@@ -189,7 +189,6 @@ class KeySync:
             log.info("run %s starting", observation.run.run_id, extra={"fields": {"mode": settings.mode}})
             previous = self._latest_completed()
             observation.rules_changed = _rules_changed(settings, previous)
-            # A store run incrementally: a full run among those keeps its exports' lines for the next one too.
             observation.keep_lines = settings.mode == "incremental" or (
                 previous is not None and previous[0]["mode"] == "incremental"
             )

@@ -56,7 +56,6 @@ class ExportCache:
     def kept(self, holder: str, system: str, fingerprint: Fingerprint | None) -> SourceSnapshot | None:
         """The snapshot run ``holder`` (an originator id) recorded for ``system``, if kept, and of the export with
         ``fingerprint``."""
-        import numpy as np
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
@@ -65,21 +64,16 @@ class ExportCache:
             about = json.loads((place / _ABOUT).read_text(encoding="utf-8"))
             rows = ipc.open_file(self._mapped(place / _ROWS)).read_all()  # zero copy: the columns stay mapped
             rejected = ipc.open_file(pa.memory_map(str(place / _REJECTED))).read_all()
-            lines = np.load(place / _LINES, mmap_mode="r", allow_pickle=False) if about["lines"] is not None else None
+            lines = load_lines(place / _LINES, about["spanning"]) if about["lines"] is not None else None
         except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
             return None
         kept_print = Fingerprint(*about["fingerprint"]) if about.get("fingerprint") else None
         if fingerprint is None or kept_print is None or not kept_print.same_content(fingerprint):
             return None
-        export_lines = None
-        if lines is not None:
-            if lines.ndim != 2 or lines.shape[1] != 3 or lines.dtype != np.uint64 or about["lines"] != len(lines):
-                return None
-            export_lines = ExportLines(lines[:, :2], lines[:, 2] != 0, about["spanning"])  # the hashes stay mapped
+        if lines is not None and about["lines"] != len(lines):
+            return None
         found = [RejectedRow(system, about["file"], *row.values()) for row in rejected.to_pylist()]
-        return SourceSnapshot(
-            system, about["file"], about["rows_read"], rows, found, fingerprint, export_lines=export_lines
-        )
+        return SourceSnapshot(system, about["file"], about["rows_read"], rows, found, fingerprint, export_lines=lines)
 
     def normalized(self, holder: str, system: str, rules: str) -> pa.Array | None:
         """The keys of what ``kept`` gives, normalized under ``rules`` (their options as JSON), if kept so."""
@@ -119,7 +113,6 @@ class ExportCache:
     def keep(self, holder: str, snapshot: SourceSnapshot, normalized: tuple[str, pa.Array] | None = None) -> None:
         """Keep ``snapshot`` (with its lines, if it was read with them) as what run ``holder`` recorded for its
         system, in place of the system's earlier one. A cache that cannot be written is only a slower next run."""
-        import numpy as np
         import pyarrow as pa
         import pyarrow.ipc as ipc
 
@@ -152,8 +145,7 @@ class ExportCache:
             with ipc.new_file(part / _REJECTED, rejected.schema) as writer:
                 writer.write_table(rejected)
             if lines is not None and not _linked(lines_file, part / _LINES):
-                np.save(part / _LINES, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]),
-                        allow_pickle=False)  # fmt: skip
+                save_lines(part / _LINES, lines)
             staged = self._staged.pop(system, (None, None))
             if normalized is not None and len(normalized[1]) == len(snapshot):
                 same = staged[0] is normalized[1]  # the keys as staged: their file is linked, not written again
@@ -162,8 +154,10 @@ class ExportCache:
             (part / _ABOUT).write_text(json.dumps(about), encoding="utf-8")
             self.forget(system)
             os.replace(part, place)
-            for left in [*self.folder.glob(f".{system}-*.part"), *self.folder.glob(f".{system}-*.normalized")]:
-                shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+            for left in self.folder.glob(f".{system}-*.part"):  # an interrupted run's
+                shutil.rmtree(left, ignore_errors=True)
+            for left in self.folder.glob(f".{system}-*.normalized"):
+                left.unlink(missing_ok=True)
         except OSError as error:
             log.warning("System %s's rows were not kept in %s: %s", system, self.folder, error)
         finally:
@@ -212,3 +206,21 @@ def _write_normalized(path: Path, rules: str, normalized: pa.Array) -> None:
     keys = pa.table({"normalized": normalized}).replace_schema_metadata({"rules": rules})
     with ipc.new_file(path, keys.schema) as writer:
         writer.write_table(keys, max_chunksize=max(len(normalized), 1))
+
+
+def save_lines(path: Path, lines: ExportLines) -> None:
+    """``lines`` as an (n, 3) uint64 .npy file: each line's two hashes and whether it is blank."""
+    import numpy as np
+
+    np.save(path, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]), allow_pickle=False)
+
+
+def load_lines(path: Path, spanning: bool) -> ExportLines:
+    """The lines ``save_lines`` wrote, the hashes used from the file (memory-mapped); ValueError if it is not such a
+    file."""
+    import numpy as np
+
+    kept = np.load(path, mmap_mode="r", allow_pickle=False)
+    if kept.ndim != 2 or kept.shape[1] != 3 or kept.dtype != np.uint64:
+        raise ValueError(f"{path}: not an export's line hashes")
+    return ExportLines(kept[:, :2], kept[:, 2] != 0, spanning)

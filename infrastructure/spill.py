@@ -180,14 +180,14 @@ class KeptFiles:
 
 
 def _kept_lines(lines: ExportLines | None, path: Path) -> ExportLines | None:
-    """The line hashes in a file, used from there (memory-mapped) as the rows are."""
-    import numpy as np
+    """The line hashes in a file (the export cache's format, so that it can link it), used from there as the rows
+    are."""
+    from keysync.infrastructure.export_cache import load_lines, save_lines
 
     if lines is None:
         return None
-    np.save(path, np.column_stack([lines.hashes, lines.blank.astype(np.uint64)]), allow_pickle=False)
-    kept = np.load(path, mmap_mode="r")
-    return ExportLines(kept[:, :2], kept[:, 2] != 0, lines.spanning)
+    save_lines(path, lines)
+    return load_lines(path, lines.spanning)
 
 
 def _leftovers(parent: Path) -> Iterator[Path]:
